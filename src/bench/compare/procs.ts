@@ -1,0 +1,124 @@
+import { readFileSync, readdirSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+
+/** Processes on this machine, read from /proc (Linux). Nothing here signals or changes them. */
+
+/** Resident memory in KiB, or 0 if the process is gone. */
+export function residentKiB(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+/** Pids whose command name (`/proc/PID/comm`) is `comm` and whose command line passes `filter`. */
+export function findPids(comm: string, filter: (cmdline: string[]) => boolean = () => true): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      if (readFileSync(`/proc/${entry}/comm`, 'utf8').trim() !== comm) continue;
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      if (filter(cmdline)) pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
+}
+
+/** Samples the resident memory of a changing set of processes and keeps the peaks. */
+export class RssSampler {
+  peakTotalKiB = 0;
+  peakProcessKiB = 0;
+  processes = 0;
+  private timer?: NodeJS.Timeout;
+
+  constructor(
+    private readonly pids: () => number[],
+    private readonly intervalMs = 250,
+  ) {}
+
+  start(): this {
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.intervalMs);
+    this.timer.unref();
+    return this;
+  }
+
+  sample(): void {
+    const pids = this.pids();
+    this.processes = Math.max(this.processes, pids.length);
+    let total = 0;
+    for (const pid of pids) {
+      const kib = residentKiB(pid);
+      total += kib;
+      this.peakProcessKiB = Math.max(this.peakProcessKiB, kib);
+    }
+    this.peakTotalKiB = Math.max(this.peakTotalKiB, total);
+  }
+
+  stop(): { peakTotalMiB: number; peakProcessMiB: number; processes: number } {
+    clearInterval(this.timer);
+    this.sample();
+    return {
+      peakTotalMiB: Math.round(this.peakTotalKiB / 1024),
+      peakProcessMiB: Math.round(this.peakProcessKiB / 1024),
+      processes: this.processes,
+    };
+  }
+}
+
+/** A TCP port nobody listens on at `host` right now (the kernel picks it). */
+export function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, host, () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** True when something accepts TCP connections at host:port. */
+export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = connect({ host, port });
+    const done = (open: boolean) => {
+      socket.destroy();
+      resolve(open);
+    };
+    socket.setTimeout(timeoutMs, () => done(false));
+    socket.once('connect', () => done(true));
+    socket.once('error', () => done(false));
+  });
+}
+
+export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Retries `attempt` until it returns a value or the time is up; then throws its last error. */
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  attempt: () => Promise<T | undefined>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const value = await attempt();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${what}: not ready after ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`,
+      );
+    }
+    await sleep(200);
+  }
+}

@@ -1,0 +1,36 @@
+import { execFileSync } from 'node:child_process';
+import { cpus, totalmem } from 'node:os';
+
+/** One line describing the machine a benchmark ran on. */
+export function describeMachine(): string {
+  const cpu = cpus()[0]?.model ?? 'unknown CPU';
+  let mariadb = 'unknown';
+  try {
+    mariadb = /Ver (\S+)/.exec(execFileSync('mariadbd', ['--version'], { encoding: 'utf8' }))?.[1] ?? mariadb;
+  } catch {
+    // reported as unknown
+  }
+  return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, MariaDB ${mariadb}`;
+}
+
+/** Resident memory of a process in MiB, from /proc (Linux). */
+export function residentMiB(pid: number): number {
+  try {
+    const status = execFileSync('cat', [`/proc/${pid}/status`], { encoding: 'utf8' });
+    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    return Math.round(kb / 1024);
+  } catch {
+    return 0;
+  }
+}
+
+/** Rewrites the part of a Markdown file between two marker comments, appending it if absent. */
+export function replaceSection(doc: string, name: string, body: string): string {
+  const begin = `<!-- ${name}:begin -->`;
+  const end = `<!-- ${name}:end -->`;
+  const block = `${begin}\n${body.trim()}\n${end}`;
+  const start = doc.indexOf(begin);
+  const stop = doc.indexOf(end);
+  if (start >= 0 && stop > start) return doc.slice(0, start) + block + doc.slice(stop + end.length);
+  return `${doc.trimEnd()}\n\n${block}\n`;
+}

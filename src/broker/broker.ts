@@ -1,0 +1,353 @@
+import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { readFile, stat } from 'node:fs/promises';
+import { MqError, errorMessage, notFound } from '../common/errors.js';
+import { type Logger, createLogger } from '../common/logger.js';
+import type { Credentials } from '../shard/connection.js';
+import { Fetcher, type FetcherOptions } from './fetcher.js';
+import { bearerMatches, readBody, sendError, sendJson } from './http-util.js';
+import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
+import {
+  checkGroupName,
+  checkTopicName,
+  parseCommit,
+  parseCreateTopic,
+  parseFetch,
+  parseJson,
+  parsePublish,
+} from './requests.js';
+import { type RoutingDocument, parseRouting } from './routing.js';
+import { ShardPools } from './shard-pools.js';
+import { ShardRouter } from './shard-router.js';
+import { TopicCatalog } from './topic-catalog.js';
+import { BatchingWriter, type WriterOptions } from './writer.js';
+
+export interface BrokerConfig {
+  host: string;
+  port: number;
+  db: Credentials;
+  routing: RoutingDocument;
+  /** Re-read when it changes (a mounted ConfigMap); PUT /v1/admin/routing is the fast path. */
+  routingFile?: string;
+  /** Clients must send `Authorization: Bearer <authToken>` when set. */
+  authToken?: string;
+  /** Required for /v1/admin/*; without it the admin API is off. */
+  adminToken?: string;
+  maxMessageBytes: number;
+  maxMessagesPerPublish: number;
+  writer: WriterOptions;
+  fetcher: FetcherOptions;
+  probeIntervalMs: number;
+  poolSize: number;
+}
+
+export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
+  host: '127.0.0.1',
+  port: 8080,
+  maxMessageBytes: 1 << 20,
+  maxMessagesPerPublish: 10_000,
+  writer: { maxBatchMessages: 5000, maxBatchBytes: 8 << 20, inflightPerShard: 3, commitTimeoutMs: 2000 },
+  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50 },
+  probeIntervalMs: 500,
+  poolSize: 12,
+};
+
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>;
+
+/**
+ * The broker: an HTTP/1.1 keep-alive server in front of the shards. Stateless apart from caches:
+ * offsets and messages live in MariaDB, routing comes from the operator.
+ */
+export class Broker {
+  readonly metrics: BrokerMetrics = createBrokerMetrics();
+  private readonly pools: ShardPools;
+  readonly router: ShardRouter;
+  private readonly catalog: TopicCatalog;
+  private readonly writer: BatchingWriter;
+  private readonly fetcher: Fetcher;
+  private readonly server: Server;
+  private readonly routes: [string, RegExp, Handler][];
+  private routingTimer?: NodeJS.Timeout;
+  private routingMtime = 0;
+  private closing = false;
+  private listenUrl = '';
+
+  private constructor(
+    readonly config: BrokerConfig,
+    private readonly log: Logger,
+  ) {
+    this.pools = new ShardPools(config.db, config.poolSize);
+    this.router = new ShardRouter(config.routing, this.pools, log);
+    this.catalog = new TopicCatalog(this.router, this.pools);
+    this.fetcher = new Fetcher(this.router, this.pools, this.catalog, config.fetcher, this.metrics, log);
+    this.writer = new BatchingWriter(
+      this.router,
+      this.pools,
+      this.catalog,
+      config.writer,
+      this.metrics,
+      log,
+      (t) => this.fetcher.notify(t),
+    );
+    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void this.handle(req, res));
+    this.routes = [
+      ['GET /healthz', /^\/healthz$/, async (_q, res) => sendJson(res, 200, { status: 'ok' })],
+      ['GET /readyz', /^\/readyz$/, (q, res) => this.ready(q, res)],
+      ['GET /metrics', /^\/metrics$/, (q, res) => this.metricsPage(q, res)],
+      ['GET /v1/status', /^\/v1\/status$/, async (_q, res) => sendJson(res, 200, this.status())],
+      ['GET /v1/topics', /^\/v1\/topics$/, (q, res) => this.listTopics(q, res)],
+      ['POST /v1/topics', /^\/v1\/topics$/, (q, res) => this.createTopic(q, res)],
+      [
+        'POST /v1/topics/messages',
+        /^\/v1\/topics\/([^/]+)\/messages$/,
+        (q, res, p) => this.publish(q, res, p),
+      ],
+      [
+        'POST /v1/topics/groups/fetch',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/fetch$/,
+        (q, res, p) => this.fetch(q, res, p),
+      ],
+      [
+        'POST /v1/topics/groups/offsets',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
+        (q, res, p) => this.commit(q, res, p),
+      ],
+      [
+        'GET /v1/topics/groups/offsets',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
+        (q, res, p) => this.offsets(q, res, p),
+      ],
+      [
+        'DELETE /v1/topics/groups/consumers',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)$/,
+        (q, res, p) => this.leave(q, res, p),
+      ],
+      ['PUT /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.putRouting(q, res)],
+      ['GET /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.getRouting(q, res)],
+    ];
+  }
+
+  static async start(config: BrokerConfig, log: Logger = createLogger('broker')): Promise<Broker> {
+    const broker = new Broker(config, log);
+    broker.router.onChange(() => broker.metrics.routingVersion.set(broker.router.version));
+    broker.metrics.routingVersion.set(config.routing.version);
+    broker.router.startProbing(config.probeIntervalMs);
+    if (config.routingFile) broker.watchRoutingFile(config.routingFile);
+    await new Promise<void>((resolve, reject) => {
+      broker.server.once('error', reject);
+      broker.server.listen(config.port, config.host, () => resolve());
+    });
+    const addr = broker.server.address() as AddressInfo;
+    broker.listenUrl = `http://${addr.address}:${addr.port}`;
+    log.info('broker listening', { url: broker.url, routingVersion: config.routing.version });
+    return broker;
+  }
+
+  /** Base URL, fixed once listening (still known after close, for clients that retry it). */
+  get url(): string {
+    return this.listenUrl;
+  }
+
+  /**
+   * Stops taking requests, lets every accepted publish commit or fail explicitly, answers waiting
+   * fetches with what they have, then closes connections and pools.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    clearInterval(this.routingTimer);
+    this.router.stopProbing();
+    const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    this.fetcher.close();
+    await this.writer.close();
+    this.server.closeAllConnections();
+    await serverClosed;
+    await this.pools.closeAll();
+    this.log.info('broker stopped');
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    let routeName = 'unknown';
+    try {
+      const match = this.match(req.method ?? 'GET', path);
+      routeName = match.name;
+      if (path.startsWith('/v1/') && !path.startsWith('/v1/admin/') && this.config.authToken) {
+        if (!bearerMatches(req, this.config.authToken)) {
+          throw new MqError(401, 'unauthorized', 'send Authorization: Bearer <token> with the broker token');
+        }
+      }
+      await match.handler(req, res, match.params);
+    } catch (err) {
+      const mqErr =
+        err instanceof MqError ? err : new MqError(500, 'internal', `internal error: ${errorMessage(err)}`);
+      // 503s are expected states (no writable shard, offsets unavailable) the client retries.
+      if (mqErr.status === 500) this.log.error('request failed', { route: routeName, error: mqErr.message });
+      else if (mqErr.status > 500)
+        this.log.warn('request refused', { route: routeName, error: mqErr.message });
+      if (!res.headersSent) sendError(res, mqErr);
+      else res.destroy();
+    } finally {
+      this.metrics.httpRequests.inc({ route: routeName, code: String(res.statusCode) });
+    }
+  }
+
+  private match(method: string, path: string): { name: string; handler: Handler; params: string[] } {
+    let pathMatched = false;
+    for (const [name, pattern, handler] of this.routes) {
+      const m = pattern.exec(path);
+      if (!m) continue;
+      pathMatched = true;
+      if (name.startsWith(method + ' ')) return { name, handler, params: m.slice(1).map(decodeURIComponent) };
+    }
+    if (pathMatched) throw new MqError(405, 'method_not_allowed', `${method} is not allowed on ${path}`);
+    throw notFound('not_found', `no such endpoint: ${method} ${path}`);
+  }
+
+  private async body(req: IncomingMessage): Promise<unknown> {
+    // Base64 and JSON escaping can double a message; allow for it over the whole publish.
+    const limit = Math.max(1 << 20, this.config.maxMessageBytes * 2 + (1 << 20));
+    return parseJson(await readBody(req, limit * 4));
+  }
+
+  private status() {
+    return {
+      routingVersion: this.router.version,
+      shards: this.router.shards().map((s) => ({
+        name: s.name,
+        writable: s.writable,
+        readable: s.readable,
+        write: s.route.write,
+        read: s.route.read,
+        requireStandbyAck: s.route.requireStandbyAck,
+        lastError: s.lastError,
+      })),
+    };
+  }
+
+  private async ready(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const shards = this.router.shards();
+    for (const s of shards) {
+      this.metrics.shardWritable.set({ shard: s.name }, s.writable ? 1 : 0);
+      this.metrics.shardReadable.set({ shard: s.name }, s.readable ? 1 : 0);
+    }
+    const ready = !this.closing && shards.some((s) => s.readable);
+    sendJson(res, ready ? 200 : 503, {
+      status: ready ? 'ready' : 'not ready',
+      writableShards: shards.filter((s) => s.writable).length,
+      readableShards: shards.filter((s) => s.readable).length,
+    });
+  }
+
+  private async metricsPage(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    for (const s of this.router.shards()) {
+      this.metrics.shardWritable.set({ shard: s.name }, s.writable ? 1 : 0);
+      this.metrics.shardReadable.set({ shard: s.name }, s.readable ? 1 : 0);
+    }
+    res.writeHead(200, { 'content-type': this.metrics.registry.contentType });
+    res.end(await this.metrics.registry.metrics());
+  }
+
+  private async listTopics(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    sendJson(res, 200, { topics: await this.catalog.list() });
+  }
+
+  private async createTopic(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const name = parseCreateTopic(await this.body(req));
+    const created = await this.catalog.create(name);
+    sendJson(res, created ? 201 : 200, { name, created });
+  }
+
+  private async publish(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]): Promise<void> {
+    const topic = checkTopicName(topicParam);
+    const payloads = parsePublish(await this.body(req), this.config);
+    await this.catalog.requireTopic(topic);
+    sendJson(res, 200, await this.writer.publish(topic, payloads));
+  }
+
+  private async fetch(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const body = parseFetch(await this.body(req));
+    await this.catalog.requireTopic(topic);
+    const result = await this.fetcher.fetch({ topic, group, ...body });
+    this.fetcher.recordDelivered(result.messages);
+    sendJson(res, 200, {
+      messages: result.messages.map((m) => ({
+        shard: m.shard,
+        id: m.id,
+        publishedAt: m.publishedAt,
+        value: m.payload.toString(body.encoding),
+      })),
+      positions: result.positions,
+      heldElsewhere: result.heldElsewhere,
+    });
+  }
+
+  private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const offsets = parseCommit(await this.body(req));
+    await this.catalog.requireTopic(topic);
+    await this.fetcher.commit(group, topic, offsets);
+    sendJson(res, 200, { committed: offsets });
+  }
+
+  private async offsets(_req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    await this.catalog.requireTopic(topic);
+    sendJson(res, 200, { topic, group, shards: await this.fetcher.offsets(group, topic) });
+  }
+
+  private async leave(
+    _req: IncomingMessage,
+    res: ServerResponse,
+    [topicParam, groupParam, consumer]: string[],
+  ) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    await this.catalog.requireTopic(topic);
+    await this.fetcher.leave(group, topic, consumer);
+    res.writeHead(204).end();
+  }
+
+  private requireAdmin(req: IncomingMessage): void {
+    if (!this.config.adminToken)
+      throw new MqError(403, 'admin_disabled', 'the admin API is off (no admin token)');
+    if (!bearerMatches(req, this.config.adminToken)) {
+      throw new MqError(401, 'unauthorized', 'send Authorization: Bearer <admin token>');
+    }
+  }
+
+  private async putRouting(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.requireAdmin(req);
+    const doc = parseRouting(await this.body(req));
+    const applied = this.router.update(doc);
+    sendJson(res, 200, { applied, version: this.router.version });
+  }
+
+  private async getRouting(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.requireAdmin(req);
+    sendJson(res, 200, this.router.routing);
+  }
+
+  private watchRoutingFile(file: string): void {
+    const check = async () => {
+      try {
+        const { mtimeMs } = await stat(file);
+        if (mtimeMs === this.routingMtime) return;
+        this.routingMtime = mtimeMs;
+        this.router.update(parseRouting(JSON.parse(await readFile(file, 'utf8'))));
+      } catch (err) {
+        this.log.warn('routing file unreadable; keeping the routing in force', {
+          file,
+          error: errorMessage(err),
+        });
+      }
+    };
+    this.routingTimer = setInterval(() => void check(), 250);
+    this.routingTimer.unref();
+  }
+}

@@ -1,0 +1,301 @@
+import { badRequest, errorMessage, unavailable } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import type { BrokerMetrics } from './metrics.js';
+import {
+  acquireLease,
+  commitOffset,
+  highestMessageId,
+  readLease,
+  readMessages,
+  readPendingOffset,
+  releaseLease,
+  savePendingOffset,
+} from './queue-store.js';
+import type { ShardPools } from './shard-pools.js';
+import type { ShardRouter, ShardView } from './shard-router.js';
+import type { TopicCatalog } from './topic-catalog.js';
+
+export interface FetchRequest {
+  topic: string;
+  group: string;
+  /** Identifies one consumer process; a group's shard is read by one consumer at a time. */
+  consumer: string;
+  /** Last id the consumer has seen per shard; absent shards start after the committed offset. */
+  positions: Record<string, number>;
+  maxMessages: number;
+  maxBytes: number;
+  waitMs: number;
+}
+
+export interface FetchedMessage {
+  shard: string;
+  id: number;
+  publishedAt: number;
+  payload: Buffer;
+}
+
+export interface FetchResult {
+  messages: FetchedMessage[];
+  /** Where the consumer stands on each shard it reads, after these messages. */
+  positions: Record<string, number>;
+  /** Shards another consumer of the group holds: drop their positions. */
+  heldElsewhere: string[];
+}
+
+export interface ShardOffsets {
+  shard: string;
+  committed: number | null;
+  latest: number | null;
+  owner: string | null;
+  error?: string;
+}
+
+export interface FetcherOptions {
+  leaseTtlMs: number;
+  /** How often a waiting fetch looks for messages written through other brokers. */
+  pollIntervalMs: number;
+}
+
+interface CachedLease {
+  consumer: string;
+  expiresAt: number;
+  committed: number;
+}
+
+/**
+ * Fetch for consumer groups: each shard of a topic is read by one consumer of a group at a time (a
+ * lease in the shard's group_offsets row), from the consumer's position or else the group's
+ * committed offset. Waiting fetches wake when this broker commits to the topic, and poll for
+ * writes through other brokers.
+ */
+export class Fetcher {
+  private readonly leases = new Map<string, CachedLease>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private closed = false;
+
+  constructor(
+    private readonly router: ShardRouter,
+    private readonly pools: ShardPools,
+    private readonly catalog: TopicCatalog,
+    private readonly options: FetcherOptions,
+    private readonly metrics: BrokerMetrics,
+    private readonly log: Logger,
+  ) {}
+
+  /** Wakes fetches waiting on `topic`; the writer calls it after each commit. */
+  notify(topic: string): void {
+    const set = this.waiters.get(topic);
+    if (!set) return;
+    this.waiters.delete(topic);
+    for (const wake of set) wake();
+  }
+
+  /** Answers every waiting fetch with what it has (shutdown). */
+  close(): void {
+    this.closed = true;
+    for (const topic of [...this.waiters.keys()]) this.notify(topic);
+  }
+
+  async fetch(req: FetchRequest): Promise<FetchResult> {
+    const deadline = Date.now() + req.waitMs;
+    for (;;) {
+      const result = await this.fetchOnce(req);
+      const left = deadline - Date.now();
+      if (result.messages.length > 0 || left <= 0 || this.closed) return result;
+      await this.waitForMessages(req.topic, Math.min(left, this.options.pollIntervalMs));
+    }
+  }
+
+  private waitForMessages(topic: string, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      let set = this.waiters.get(topic);
+      if (!set) this.waiters.set(topic, (set = new Set()));
+      const wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.waiters.get(topic)?.delete(wake);
+        resolve();
+      }, ms);
+      set.add(wake);
+    });
+  }
+
+  private async fetchOnce(req: FetchRequest): Promise<FetchResult> {
+    const shards = this.router.readableShards();
+    if (shards.length === 0) throw unavailable('no_readable_shard', 'no shard serves reads right now');
+    const perShard = Math.max(1, Math.ceil(req.maxMessages / shards.length));
+    const reads = await Promise.all(shards.map((s) => this.readShard(s, req, perShard)));
+    if (reads.every((r) => r.kind === 'failed')) {
+      throw unavailable('no_readable_shard', 'every shard failed to answer the fetch');
+    }
+    return mergeShardReads(reads, req);
+  }
+
+  private async readShard(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
+    try {
+      const topicId = await this.catalog.idOnReadable(shard, req.topic);
+      if (topicId === undefined) return { kind: 'empty', shard: shard.name };
+      const start = await this.startPosition(shard, topicId, req);
+      if (start === undefined) return { kind: 'held', shard: shard.name };
+      const messages = await readMessages(this.pools.get(shard.route.read!), topicId, start, limit);
+      return { kind: 'read', shard: shard.name, start, messages };
+    } catch (err) {
+      this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
+      return { kind: 'failed', shard: shard.name };
+    }
+  }
+
+  /** Where the consumer reads this shard from, or undefined while another consumer holds it. */
+  private async startPosition(
+    shard: ShardView,
+    topicId: number,
+    req: FetchRequest,
+  ): Promise<number | undefined> {
+    const key = `${req.group}\u0000${req.topic}\u0000${shard.name}`;
+    const given = req.positions[shard.name];
+    if (!shard.writable) {
+      // No lease can be written while the primary is away; reads go on from the standby.
+      if (given !== undefined) return given;
+      const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
+      return Math.max(lease?.committedId ?? 0, await this.pendingOffset(shard.name, req.group, req.topic));
+    }
+    const now = Date.now();
+    const cached = this.leases.get(key);
+    if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
+      const lease = await acquireLease(
+        this.pools.get(shard.route.write!),
+        req.group,
+        topicId,
+        req.consumer,
+        this.options.leaseTtlMs,
+      );
+      if (lease.owner !== req.consumer) {
+        this.leases.delete(key);
+        return undefined;
+      }
+      this.leases.set(key, {
+        consumer: req.consumer,
+        expiresAt: now + lease.remainingMs,
+        committed: lease.committedId,
+      });
+    }
+    return given ?? this.leases.get(key)!.committed;
+  }
+
+  /** The highest offset kept for `origin` on the other shards while it took no writes. */
+  private async pendingOffset(origin: string, group: string, topic: string): Promise<number> {
+    const found = await Promise.allSettled(
+      this.router
+        .readableShards()
+        .filter((s) => s.name !== origin)
+        .map((s) => readPendingOffset(this.pools.get(s.route.read!), origin, group, topic)),
+    );
+    return Math.max(0, ...found.map((r) => (r.status === 'fulfilled' ? r.value : 0)));
+  }
+
+  /**
+   * Records that the group processed everything up to the given id on each shard. A shard whose
+   * primary is down cannot take the write; its offset is kept on the first writable shard instead.
+   */
+  async commit(group: string, topic: string, offsets: Record<string, number>): Promise<void> {
+    const shards = new Map(this.router.shards().map((s) => [s.name, s]));
+    for (const [name, id] of Object.entries(offsets)) {
+      const shard = shards.get(name);
+      if (!shard) throw badRequest('unknown_shard', `shard "${name}" is not in the routing`);
+      if (!shard.writable) {
+        const keeper = this.router.writableShards().sort((a, b) => a.name.localeCompare(b.name))[0];
+        if (!keeper)
+          throw unavailable('offsets_unavailable', 'no shard takes writes now; commit again later');
+        await savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id);
+        continue;
+      }
+      const topicId = await this.catalog.idOnWritable(shard, topic);
+      await commitOffset(this.pools.get(shard.route.write!), group, topicId, id);
+      const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
+      if (cached) cached.committed = Math.max(cached.committed, id);
+    }
+  }
+
+  /** Gives up the consumer's leases so another consumer of the group can take over at once. */
+  async leave(group: string, topic: string, consumer: string): Promise<void> {
+    await Promise.all(
+      this.router.writableShards().map(async (shard) => {
+        this.leases.delete(`${group}\u0000${topic}\u0000${shard.name}`);
+        const topicId = await this.catalog.idOnReadable(shard, topic);
+        if (topicId !== undefined)
+          await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
+      }),
+    );
+  }
+
+  /** The group's committed offset and the newest id on every readable shard. */
+  async offsets(group: string, topic: string): Promise<ShardOffsets[]> {
+    return Promise.all(
+      this.router.readableShards().map(async (shard): Promise<ShardOffsets> => {
+        try {
+          const db = this.pools.get(shard.route.read!);
+          const topicId = await this.catalog.idOnReadable(shard, topic);
+          if (topicId === undefined) return { shard: shard.name, committed: null, latest: null, owner: null };
+          const lease = await readLease(db, group, topicId);
+          return {
+            shard: shard.name,
+            committed: lease?.committedId ?? 0,
+            latest: await highestMessageId(db, topicId),
+            owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+          };
+        } catch (err) {
+          return { shard: shard.name, committed: null, latest: null, owner: null, error: errorMessage(err) };
+        }
+      }),
+    );
+  }
+
+  recordDelivered(messages: FetchedMessage[]): void {
+    for (const m of messages) this.metrics.fetchedMessages.inc({ shard: m.shard });
+  }
+}
+
+type ShardRead =
+  | {
+      kind: 'read';
+      shard: string;
+      start: number;
+      messages: { id: number; publishedAt: number; payload: Buffer }[];
+    }
+  | { kind: 'empty' | 'held' | 'failed'; shard: string };
+
+/**
+ * Interleaves the shards' messages (no global order exists across shards) up to the request's
+ * limits, and reports each shard's position after what is returned. Pure.
+ */
+export function mergeShardReads(
+  reads: ShardRead[],
+  req: Pick<FetchRequest, 'maxMessages' | 'maxBytes'>,
+): FetchResult {
+  const result: FetchResult = { messages: [], positions: {}, heldElsewhere: [] };
+  const lists = reads.flatMap((r) => {
+    if (r.kind === 'held') result.heldElsewhere.push(r.shard);
+    if (r.kind !== 'read') return [];
+    result.positions[r.shard] = r.start;
+    return [{ shard: r.shard, messages: r.messages }];
+  });
+  let bytes = 0;
+  for (let i = 0; ; i++) {
+    let any = false;
+    for (const list of lists) {
+      const m = list.messages[i];
+      if (!m) continue;
+      any = true;
+      const full =
+        result.messages.length >= req.maxMessages ||
+        (result.messages.length > 0 && bytes + m.payload.length > req.maxBytes);
+      if (full) return result;
+      result.messages.push({ shard: list.shard, ...m });
+      result.positions[list.shard] = m.id;
+      bytes += m.payload.length;
+    }
+    if (!any) return result;
+  }
+}

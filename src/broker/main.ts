@@ -1,0 +1,87 @@
+#!/usr/bin/env node
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { errorMessage } from '../common/errors.js';
+import { createLogger } from '../common/logger.js';
+import { BROKER_DEFAULTS, Broker, type BrokerConfig } from './broker.js';
+import { parseRouting } from './routing.js';
+
+/**
+ * The broker process. Flags for what differs per deployment, environment variables for secrets
+ * (MQ_DB_PASSWORD, MQ_AUTH_TOKEN, MQ_ADMIN_TOKEN), so they never show in `ps` or a Pod spec.
+ */
+const USAGE = `Usage: mq-broker --routing FILE [options]
+
+  --routing FILE          routing document (JSON); re-read when it changes
+  --host ADDR             address to listen on (default ${BROKER_DEFAULTS.host})
+  --port N                port to listen on (default ${BROKER_DEFAULTS.port})
+  --max-message-bytes N   largest message accepted (default ${BROKER_DEFAULTS.maxMessageBytes})
+  --commit-timeout-ms N   abandon a batch commit after this and use the next shard (default ${BROKER_DEFAULTS.writer.commitTimeoutMs})
+
+Environment: MQ_DB_USER (default mq_broker), MQ_DB_PASSWORD, MQ_AUTH_TOKEN, MQ_ADMIN_TOKEN, MQ_LOG_LEVEL`;
+
+function intFlag(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      routing: { type: 'string' },
+      host: { type: 'string' },
+      port: { type: 'string' },
+      'max-message-bytes': { type: 'string' },
+      'commit-timeout-ms': { type: 'string' },
+      help: { type: 'boolean' },
+    },
+  });
+  if (values.help || !values.routing) {
+    console.log(USAGE);
+    process.exit(values.help ? 0 : 2);
+  }
+  const log = createLogger('broker');
+  const config: BrokerConfig = {
+    ...BROKER_DEFAULTS,
+    host: values.host ?? BROKER_DEFAULTS.host,
+    port: intFlag(values.port, BROKER_DEFAULTS.port, 'port'),
+    maxMessageBytes: intFlag(
+      values['max-message-bytes'],
+      BROKER_DEFAULTS.maxMessageBytes,
+      'max-message-bytes',
+    ),
+    writer: {
+      ...BROKER_DEFAULTS.writer,
+      commitTimeoutMs: intFlag(
+        values['commit-timeout-ms'],
+        BROKER_DEFAULTS.writer.commitTimeoutMs,
+        'commit-timeout-ms',
+      ),
+    },
+    db: { user: process.env.MQ_DB_USER ?? 'mq_broker', password: process.env.MQ_DB_PASSWORD ?? '' },
+    routing: parseRouting(JSON.parse(readFileSync(values.routing, 'utf8'))),
+    routingFile: values.routing,
+    authToken: process.env.MQ_AUTH_TOKEN || undefined,
+    adminToken: process.env.MQ_ADMIN_TOKEN || undefined,
+  };
+  const broker = await Broker.start(config, log);
+  const stop = (signal: string) => {
+    log.info('stopping', { signal });
+    broker.close().then(
+      () => process.exit(0),
+      (err) => {
+        log.error('shutdown failed', { error: errorMessage(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err) => {
+  console.error(`mq-broker: ${errorMessage(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,162 @@
+import type mysql from 'mysql2/promise';
+import { createMessageTableSql, messageTable } from '../shard/schema.js';
+
+/** SQL the broker runs against one shard instance. Nothing here decides; callers do. */
+type Db = mysql.Pool | mysql.PoolConnection;
+type Row = Record<string, unknown>;
+
+export interface StoredMessage {
+  id: number;
+  publishedAt: number;
+  payload: Buffer;
+}
+
+export interface LeaseState {
+  owner: string | null;
+  committedId: number;
+  /** Milliseconds the lease still runs, by the database's clock. */
+  remainingMs: number;
+}
+
+const DB_NOW_MS = 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)';
+
+async function rows(db: Db, sql: string, params: unknown[] = []): Promise<Row[]> {
+  const [result] = await db.query(sql, params);
+  return result as Row[];
+}
+
+export async function findTopicId(db: Db, topic: string): Promise<number | undefined> {
+  const [row] = await rows(db, 'SELECT id FROM mq.topics WHERE name = ?', [topic]);
+  return row ? Number(row.id) : undefined;
+}
+
+/** Registers the topic and creates its message table; safe to repeat. */
+export async function createTopic(db: Db, topic: string): Promise<number> {
+  await db.query('INSERT IGNORE INTO mq.topics (name) VALUES (?)', [topic]);
+  const id = await findTopicId(db, topic);
+  if (id === undefined) throw new Error(`topic ${topic} vanished right after creation`);
+  await db.query(createMessageTableSql(id));
+  return id;
+}
+
+export async function listTopics(db: Db): Promise<string[]> {
+  return (await rows(db, 'SELECT name FROM mq.topics ORDER BY name')).map((r) => String(r.name));
+}
+
+/** One multi-row INSERT under autocommit; returns the id of the first row (ids are consecutive). */
+export async function insertMessages(
+  db: Db,
+  topicId: number,
+  publishedAt: number,
+  payloads: Buffer[],
+): Promise<number> {
+  const [result] = await db.query(`INSERT INTO ${messageTable(topicId)} (published_at, payload) VALUES ?`, [
+    payloads.map((p) => [publishedAt, p]),
+  ]);
+  return Number((result as mysql.ResultSetHeader).insertId);
+}
+
+export async function readMessages(
+  db: Db,
+  topicId: number,
+  afterId: number,
+  limit: number,
+): Promise<StoredMessage[]> {
+  const result = await rows(
+    db,
+    `SELECT id, published_at, payload FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
+    [afterId, limit],
+  );
+  return result.map((r) => ({
+    id: Number(r.id),
+    publishedAt: Number(r.published_at),
+    payload: r.payload as Buffer,
+  }));
+}
+
+export async function highestMessageId(db: Db, topicId: number): Promise<number> {
+  const [row] = await rows(db, `SELECT COALESCE(MAX(id), 0) AS id FROM ${messageTable(topicId)}`);
+  return Number(row.id);
+}
+
+/**
+ * Takes or renews the group's lease on this shard's part of the topic for `consumer`, unless
+ * another consumer holds an unexpired one. One statement, so two brokers racing cannot both win.
+ */
+export async function acquireLease(
+  db: Db,
+  group: string,
+  topicId: number,
+  consumer: string,
+  ttlMs: number,
+): Promise<LeaseState> {
+  await db.query(
+    `INSERT INTO mq.group_offsets (group_name, topic_id, owner, lease_until)
+     VALUES (?, ?, ?, ${DB_NOW_MS} + ?)
+     ON DUPLICATE KEY UPDATE
+       lease_until = IF(owner = VALUES(owner) OR lease_until < ${DB_NOW_MS}, VALUES(lease_until), lease_until),
+       owner = IF(lease_until = VALUES(lease_until), VALUES(owner), owner)`,
+    [group, topicId, consumer, ttlMs],
+  );
+  return (await readLease(db, group, topicId)) ?? { owner: null, committedId: 0, remainingMs: 0 };
+}
+
+export async function readLease(db: Db, group: string, topicId: number): Promise<LeaseState | undefined> {
+  const [row] = await rows(
+    db,
+    `SELECT owner, committed_id, lease_until - ${DB_NOW_MS} AS remaining
+       FROM mq.group_offsets WHERE group_name = ? AND topic_id = ?`,
+    [group, topicId],
+  );
+  if (!row) return undefined;
+  return {
+    owner: row.owner === null ? null : String(row.owner),
+    committedId: Number(row.committed_id),
+    remainingMs: Number(row.remaining),
+  };
+}
+
+export async function releaseLease(db: Db, group: string, topicId: number, consumer: string): Promise<void> {
+  await db.query(
+    'UPDATE mq.group_offsets SET lease_until = 0 WHERE group_name = ? AND topic_id = ? AND owner = ?',
+    [group, topicId, consumer],
+  );
+}
+
+/** Offsets only move forward, so a late commit from a consumer that lost its lease does no harm. */
+export async function commitOffset(db: Db, group: string, topicId: number, id: number): Promise<void> {
+  await db.query(
+    `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES (?, ?, ?)
+     ON DUPLICATE KEY UPDATE committed_id = GREATEST(committed_id, VALUES(committed_id))`,
+    [group, topicId, id],
+  );
+}
+
+/** Keeps an offset for `originShard` on this (writable) shard while the origin takes no writes. */
+export async function savePendingOffset(
+  db: Db,
+  originShard: string,
+  group: string,
+  topic: string,
+  id: number,
+): Promise<void> {
+  await db.query(
+    `INSERT INTO mq.pending_offsets (origin_shard, group_name, topic, committed_id) VALUES (?, ?, ?, ?)
+     ON DUPLICATE KEY UPDATE committed_id = GREATEST(committed_id, VALUES(committed_id))`,
+    [originShard, group, topic, id],
+  );
+}
+
+export async function readPendingOffset(
+  db: Db,
+  originShard: string,
+  group: string,
+  topic: string,
+): Promise<number> {
+  const [row] = await rows(
+    db,
+    'SELECT committed_id FROM mq.pending_offsets WHERE origin_shard = ? AND group_name = ? AND topic = ?',
+    [originShard, group, topic],
+  );
+  return row ? Number(row.committed_id) : 0;
+}

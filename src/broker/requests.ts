@@ -1,0 +1,145 @@
+import { MqError, badRequest } from '../common/errors.js';
+import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
+import { asObject, onlyKeys } from './routing.js';
+
+/** Request bodies as the broker accepts them; every parser is pure and throws a 4xx MqError. */
+export type Encoding = 'utf8' | 'base64';
+
+export interface RequestLimits {
+  maxMessageBytes: number;
+  maxMessagesPerPublish: number;
+}
+
+export const FETCH_DEFAULTS = { maxMessages: 500, maxBytes: 4 << 20, waitMs: 1000 };
+export const FETCH_LIMITS = { maxMessages: 10_000, maxBytes: 64 << 20, waitMs: 30_000 };
+
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw badRequest('malformed_json', 'request body is empty; send a JSON object');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw badRequest('malformed_json', `request body is not valid JSON: ${(err as Error).message}`);
+  }
+}
+
+export function checkTopicName(name: unknown): string {
+  if (typeof name !== 'string' || !TOPIC_NAME_PATTERN.test(name)) {
+    throw badRequest(
+      'invalid_topic',
+      `topic name ${JSON.stringify(name)} must match ${TOPIC_NAME_PATTERN.source} (lower-case letters, digits, '.', '_', '-'; at most 128)`,
+    );
+  }
+  return name;
+}
+
+export function checkGroupName(name: unknown): string {
+  if (name === undefined || name === '') throw badRequest('missing_group', 'a consumer group is required');
+  if (typeof name !== 'string' || !GROUP_NAME_PATTERN.test(name)) {
+    throw badRequest(
+      'invalid_group',
+      `consumer group ${JSON.stringify(name)} must match ${GROUP_NAME_PATTERN.source}`,
+    );
+  }
+  return name;
+}
+
+export function parseCreateTopic(body: unknown): string {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['name'], 'body');
+  return checkTopicName(obj.name);
+}
+
+function parseEncoding(value: unknown): Encoding {
+  if (value === undefined || value === 'utf8') return 'utf8';
+  if (value === 'base64') return 'base64';
+  throw badRequest('invalid_encoding', 'encoding must be "utf8" or "base64"');
+}
+
+export function parsePublish(body: unknown, limits: RequestLimits): Buffer[] {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['messages', 'encoding'], 'body');
+  const encoding = parseEncoding(obj.encoding);
+  if (!Array.isArray(obj.messages) || obj.messages.length === 0) {
+    throw badRequest('invalid_messages', 'messages must be a non-empty list of {"value": "..."}');
+  }
+  if (obj.messages.length > limits.maxMessagesPerPublish) {
+    throw badRequest('too_many_messages', `at most ${limits.maxMessagesPerPublish} messages per publish`);
+  }
+  return obj.messages.map((raw, i) => {
+    const where = `messages[${i}]`;
+    const m = asObject(raw, where);
+    onlyKeys(m, ['value'], where);
+    if (typeof m.value !== 'string') throw badRequest('invalid_messages', `${where}.value must be a string`);
+    const payload = Buffer.from(m.value, encoding);
+    if (payload.length > limits.maxMessageBytes) {
+      throw new MqError(
+        413,
+        'message_too_large',
+        `${where} is ${payload.length} bytes; the limit is ${limits.maxMessageBytes}`,
+      );
+    }
+    return payload;
+  });
+}
+
+export interface FetchBody {
+  consumer: string;
+  positions: Record<string, number>;
+  maxMessages: number;
+  maxBytes: number;
+  waitMs: number;
+  encoding: Encoding;
+}
+
+export function parseFetch(body: unknown): FetchBody {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['consumer', 'positions', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'], 'body');
+  if (typeof obj.consumer !== 'string' || obj.consumer.length === 0 || obj.consumer.length > 128) {
+    throw badRequest(
+      'invalid_consumer',
+      'consumer must be a string of 1-128 characters naming this consumer',
+    );
+  }
+  return {
+    consumer: obj.consumer,
+    positions: parseShardIds(obj.positions ?? {}, 'positions'),
+    maxMessages: boundedInt(
+      obj.maxMessages,
+      'maxMessages',
+      1,
+      FETCH_LIMITS.maxMessages,
+      FETCH_DEFAULTS.maxMessages,
+    ),
+    maxBytes: boundedInt(obj.maxBytes, 'maxBytes', 1, FETCH_LIMITS.maxBytes, FETCH_DEFAULTS.maxBytes),
+    waitMs: boundedInt(obj.waitMs, 'waitMs', 0, FETCH_LIMITS.waitMs, FETCH_DEFAULTS.waitMs),
+    encoding: parseEncoding(obj.encoding),
+  };
+}
+
+export function parseCommit(body: unknown): Record<string, number> {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['offsets'], 'body');
+  if (obj.offsets === undefined)
+    throw badRequest('invalid_offsets', 'offsets is required: {"shard-name": lastId}');
+  return parseShardIds(obj.offsets, 'offsets');
+}
+
+function parseShardIds(value: unknown, where: string): Record<string, number> {
+  const obj = asObject(value, where);
+  const out: Record<string, number> = {};
+  for (const [shard, id] of Object.entries(obj)) {
+    if (!Number.isSafeInteger(id) || (id as number) < 0) {
+      throw badRequest(`invalid_${where}`, `${where}.${shard} must be a non-negative integer message id`);
+    }
+    out[shard] = id as number;
+  }
+  return out;
+}
+
+function boundedInt(value: unknown, name: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw badRequest('invalid_parameter', `${name} must be an integer from ${min} to ${max}`);
+  }
+  return value as number;
+}

@@ -1,0 +1,51 @@
+import mysql from 'mysql2/promise';
+import { type Credentials, type Endpoint, endpointKey } from '../shard/connection.js';
+
+/** One mysql2 pool per instance the routing names; pools of instances it no longer names are closed. */
+export class ShardPools {
+  private readonly pools = new Map<string, mysql.Pool>();
+
+  constructor(
+    private readonly creds: Credentials,
+    private readonly connectionLimit: number,
+  ) {}
+
+  get(endpoint: Endpoint): mysql.Pool {
+    const key = endpointKey(endpoint);
+    let pool = this.pools.get(key);
+    if (!pool) {
+      pool = mysql.createPool({
+        host: endpoint.host,
+        port: endpoint.port,
+        user: this.creds.user,
+        password: this.creds.password,
+        database: 'mq',
+        connectionLimit: this.connectionLimit,
+        connectTimeout: 1000,
+        enableKeepAlive: true,
+        // A dead instance must fail fast, not queue callers behind a full pool.
+        queueLimit: 1000,
+      });
+      // A pool emits 'error' for broken idle connections; callers see errors on their own queries.
+      pool.pool.on('error', () => undefined);
+      this.pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  retainOnly(endpoints: Endpoint[]): void {
+    const keep = new Set(endpoints.map(endpointKey));
+    for (const [key, pool] of this.pools) {
+      if (!keep.has(key)) {
+        this.pools.delete(key);
+        void pool.end().catch(() => undefined);
+      }
+    }
+  }
+
+  async closeAll(): Promise<void> {
+    const pools = [...this.pools.values()];
+    this.pools.clear();
+    await Promise.all(pools.map((p) => p.end().catch(() => undefined)));
+  }
+}

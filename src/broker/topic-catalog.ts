@@ -1,0 +1,84 @@
+import type mysql from 'mysql2/promise';
+import { notFound, unavailable } from '../common/errors.js';
+import { createTopic, findTopicId, listTopics } from './queue-store.js';
+import type { ShardPools } from './shard-pools.js';
+import type { ShardRouter, ShardView } from './shard-router.js';
+
+/**
+ * Topic names and their per-shard table ids. Every shard holds every topic; a shard that was down
+ * when a topic was created gets it on its first write.
+ */
+export class TopicCatalog {
+  private readonly known = new Set<string>();
+  /** shard name -> topic -> table id on that shard (ids never change for a shard's data). */
+  private readonly ids = new Map<string, Map<string, number>>();
+
+  constructor(
+    private readonly router: ShardRouter,
+    private readonly pools: ShardPools,
+  ) {}
+
+  /** Creates the topic on every writable shard; returns false when it already existed. */
+  async create(topic: string): Promise<boolean> {
+    const writable = this.router.writableShards();
+    if (writable.length === 0) throw unavailable('no_writable_shard', 'no shard takes writes right now');
+    const existed = await this.exists(topic);
+    const results = await Promise.allSettled(writable.map((s) => this.idOnWritable(s, topic)));
+    if (!results.some((r) => r.status === 'fulfilled')) {
+      throw unavailable('no_writable_shard', `could not create topic "${topic}" on any shard`);
+    }
+    this.known.add(topic);
+    return !existed;
+  }
+
+  /** Throws 404 unless some shard knows the topic. */
+  async requireTopic(topic: string): Promise<void> {
+    if (!(await this.exists(topic))) {
+      throw notFound('topic_not_found', `topic "${topic}" does not exist; create it first`);
+    }
+  }
+
+  async exists(topic: string): Promise<boolean> {
+    if (this.known.has(topic)) return true;
+    await this.list();
+    return this.known.has(topic);
+  }
+
+  /** Union of the topics of every readable shard. */
+  async list(): Promise<string[]> {
+    const results = await Promise.allSettled(
+      this.router.readableShards().map((s) => listTopics(this.pools.get(s.route.read!))),
+    );
+    for (const r of results) if (r.status === 'fulfilled') r.value.forEach((t) => this.known.add(t));
+    return [...this.known].sort();
+  }
+
+  /** The topic's table id on the shard's write instance, creating the topic there if needed. */
+  async idOnWritable(
+    shard: ShardView,
+    topic: string,
+    db?: mysql.Pool | mysql.PoolConnection,
+  ): Promise<number> {
+    const cached = this.cache(shard.name).get(topic);
+    if (cached !== undefined) return cached;
+    const target = db ?? this.pools.get(shard.route.write!);
+    const id = (await findTopicId(target, topic)) ?? (await createTopic(target, topic));
+    this.cache(shard.name).set(topic, id);
+    return id;
+  }
+
+  /** The topic's table id on the shard's read instance, or undefined if the shard lacks it. */
+  async idOnReadable(shard: ShardView, topic: string): Promise<number | undefined> {
+    const cached = this.cache(shard.name).get(topic);
+    if (cached !== undefined) return cached;
+    const id = await findTopicId(this.pools.get(shard.route.read!), topic);
+    if (id !== undefined) this.cache(shard.name).set(topic, id);
+    return id;
+  }
+
+  private cache(shard: string): Map<string, number> {
+    let m = this.ids.get(shard);
+    if (!m) this.ids.set(shard, (m = new Map()));
+    return m;
+  }
+}

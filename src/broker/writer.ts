@@ -1,0 +1,173 @@
+import type { PoolConnection } from 'mysql2/promise';
+import { withDeadline } from '../common/deadline.js';
+import type { Logger } from '../common/logger.js';
+import { errorMessage, unavailable } from '../common/errors.js';
+import type { BrokerMetrics } from './metrics.js';
+import { insertMessages } from './queue-store.js';
+import type { ShardPools } from './shard-pools.js';
+import type { ShardRouter, ShardView } from './shard-router.js';
+import type { TopicCatalog } from './topic-catalog.js';
+
+export interface PublishResult {
+  shard: string;
+  /** Ids `firstId` .. `firstId + count - 1` on `shard`, in the order the messages were sent. */
+  firstId: number;
+  count: number;
+}
+
+export interface WriterOptions {
+  maxBatchMessages: number;
+  maxBatchBytes: number;
+  /** Batches in flight per writable shard: one commits while the next fills (group commit). */
+  inflightPerShard: number;
+  /** A commit slower than this is abandoned and the batch goes to the next shard. */
+  commitTimeoutMs: number;
+}
+
+interface PendingPublish {
+  topic: string;
+  payloads: Buffer[];
+  bytes: number;
+  resolve(result: PublishResult): void;
+  reject(err: unknown): void;
+}
+
+/**
+ * Coalesces publishes into multi-row INSERTs and sends each batch to the next writable shard in
+ * round-robin order. A publish is resolved only after its INSERT committed (semi-sync: on two
+ * servers). If a shard fails, the same batch goes to the next one before anyone is answered.
+ */
+export class BatchingWriter {
+  private readonly pending = new Map<string, PendingPublish[]>();
+  private inflight = 0;
+  private closed = false;
+  private drained?: () => void;
+
+  constructor(
+    private readonly router: ShardRouter,
+    private readonly pools: ShardPools,
+    private readonly catalog: TopicCatalog,
+    private readonly options: WriterOptions,
+    private readonly metrics: BrokerMetrics,
+    private readonly log: Logger,
+    /** Called after each commit so waiting fetches of the topic wake at once. */
+    private readonly onCommitted: (topic: string) => void,
+  ) {}
+
+  publish(topic: string, payloads: Buffer[]): Promise<PublishResult> {
+    if (this.closed) return Promise.reject(unavailable('shutting_down', 'broker is shutting down'));
+    return new Promise((resolve, reject) => {
+      const bytes = payloads.reduce((n, p) => n + p.length, 0);
+      let queue = this.pending.get(topic);
+      if (!queue) this.pending.set(topic, (queue = []));
+      queue.push({ topic, payloads, bytes, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Stops taking publishes and resolves once every accepted one was committed or failed. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.inflight === 0 && this.pending.size === 0) return;
+    await new Promise<void>((resolve) => (this.drained = resolve));
+  }
+
+  private pump(): void {
+    const limit = Math.max(1, this.router.writableShards().length) * this.options.inflightPerShard;
+    while (this.inflight < limit && this.pending.size > 0) {
+      const batch = this.takeBatch();
+      this.inflight++;
+      void this.flush(batch).finally(() => {
+        this.inflight--;
+        this.pump();
+        if (this.inflight === 0 && this.pending.size === 0) this.drained?.();
+      });
+    }
+  }
+
+  /** Takes whole publishes of the topic that waited longest, up to the batch limits. */
+  private takeBatch(): PendingPublish[] {
+    const [topic, queue] = this.pending.entries().next().value as [string, PendingPublish[]];
+    const batch: PendingPublish[] = [];
+    let messages = 0;
+    let bytes = 0;
+    while (queue.length > 0) {
+      const next = queue[0];
+      const fits =
+        messages + next.payloads.length <= this.options.maxBatchMessages &&
+        bytes + next.bytes <= this.options.maxBatchBytes;
+      if (batch.length > 0 && !fits) break;
+      batch.push(queue.shift()!);
+      messages += next.payloads.length;
+      bytes += next.bytes;
+    }
+    this.pending.delete(topic);
+    // Re-inserting moves the topic to the back, so busy topics take turns.
+    if (queue.length > 0) this.pending.set(topic, queue);
+    return batch;
+  }
+
+  private async flush(batch: PendingPublish[]): Promise<void> {
+    const topic = batch[0].topic;
+    const payloads = batch.flatMap((p) => p.payloads);
+    const tried: string[] = [];
+    for (const shard of this.router.writeOrder()) {
+      tried.push(shard.name);
+      const started = performance.now();
+      try {
+        const firstId = await this.insert(shard, topic, payloads);
+        this.metrics.batchCommitSeconds.observe({ shard: shard.name }, (performance.now() - started) / 1000);
+        this.metrics.batchSize.observe(payloads.length);
+        this.metrics.publishedMessages.inc({ shard: shard.name }, payloads.length);
+        let next = firstId;
+        for (const p of batch) {
+          p.resolve({ shard: shard.name, firstId: next, count: p.payloads.length });
+          next += p.payloads.length;
+        }
+        this.onCommitted(topic);
+        return;
+      } catch (err) {
+        this.metrics.writeRetries.inc({ shard: shard.name });
+        this.router.markWriteFailed(shard.name, err);
+        this.log.warn('batch failed on shard, trying the next', {
+          shard: shard.name,
+          messages: payloads.length,
+          error: errorMessage(err),
+        });
+      }
+    }
+    const err = unavailable(
+      'no_writable_shard',
+      tried.length ? `every writable shard failed (${tried.join(', ')})` : 'no shard takes writes right now',
+    );
+    for (const p of batch) p.reject(err);
+  }
+
+  /** INSERT with a deadline: a commit stuck waiting on a lost standby must not hold the producer. */
+  private async insert(shard: ShardView, topic: string, payloads: Buffer[]): Promise<number> {
+    let conn: PoolConnection | undefined;
+    let abandoned = false;
+    const work = (async () => {
+      const acquired = await this.pools.get(shard.route.write!).getConnection();
+      if (abandoned) {
+        acquired.destroy();
+        throw new Error('abandoned');
+      }
+      conn = acquired;
+      const topicId = await this.catalog.idOnWritable(shard, topic, acquired);
+      return insertMessages(acquired, topicId, Date.now(), payloads);
+    })();
+    try {
+      const firstId = await withDeadline(work, this.options.commitTimeoutMs, 'commit', () => {
+        abandoned = true;
+        conn?.destroy();
+      });
+      conn?.release();
+      return firstId;
+    } catch (err) {
+      // A connection that failed mid-statement is never handed to the next batch.
+      (conn as PoolConnection | undefined)?.destroy();
+      throw err;
+    }
+  }
+}

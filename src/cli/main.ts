@@ -1,0 +1,207 @@
+#!/usr/bin/env node
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { Consumer, MqClientError, Producer } from '../client/index.js';
+import { Transport, groupPath } from '../client/transport.js';
+
+const HELP = `mqctl: produce to and consume from a mysqlmq cluster
+
+Usage: mqctl [global flags] <command> [flags]
+
+Global flags:
+  --brokers URLS   comma-separated broker URLs (env MQ_BROKERS; default http://127.0.0.1:8080)
+  --token TOKEN    bearer token when the brokers require one (env MQ_TOKEN)
+  -h, --help       this help; "mqctl <command> --help" explains a command
+
+Commands:
+  topics                      list topics
+  topics create NAME          create a topic on every shard
+  produce TOPIC [MESSAGE...]  publish the messages, or one per line of standard input
+  consume TOPIC --group G     print messages as JSON lines and commit them
+  offsets TOPIC --group G     committed offset, newest id and owner per shard
+  status                      each broker's view of the shards (writable, readable, errors)
+`;
+
+const COMMAND_HELP: Record<string, string> = {
+  topics: `mqctl topics [create NAME]
+  Without arguments, lists the topics known to the shards. "create NAME" creates one; names match
+  ^[a-z0-9][a-z0-9._-]{0,127}$.`,
+  produce: `mqctl produce TOPIC [MESSAGE...] [--batch N]
+  Publishes each MESSAGE, or each line of standard input when none is given, and prints how many
+  were acknowledged. A message is acknowledged once committed on a primary and its standby.
+  --batch N   messages per publish request when reading standard input (default 500)`,
+  consume: `mqctl consume TOPIC --group G [--max N] [--follow] [--wait-ms MS] [--no-commit]
+  Prints messages as JSON lines {"shard","id","publishedAt","value"} and commits them for group G,
+  so the next consumer of G starts after them.
+  --group G      consumer group (required)
+  --max N        stop after N messages (default: until no message arrives for one wait)
+  --follow       keep waiting for new messages until Ctrl-C
+  --wait-ms MS   long-poll wait per fetch (default 1000)
+  --no-commit    read without committing (the group will see the messages again)`,
+  offsets: `mqctl offsets TOPIC --group G
+  Shows, per shard, the group's committed offset, the newest message id (the difference is the lag)
+  and which consumer holds the shard.`,
+  status: `mqctl status
+  Asks every broker for its routing version and its view of each shard.`,
+};
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      brokers: { type: 'string' },
+      token: { type: 'string' },
+      group: { type: 'string' },
+      max: { type: 'string' },
+      batch: { type: 'string' },
+      'wait-ms': { type: 'string' },
+      follow: { type: 'boolean' },
+      'no-commit': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [command, ...args] = positionals;
+  if (!command) {
+    process.stdout.write(HELP);
+    return values.help ? 0 : 2;
+  }
+  if (values.help) {
+    process.stdout.write((COMMAND_HELP[command] ?? HELP) + '\n');
+    return 0;
+  }
+  const brokers = (values.brokers ?? process.env.MQ_BROKERS ?? 'http://127.0.0.1:8080')
+    .split(',')
+    .filter(Boolean);
+  const token = values.token ?? process.env.MQ_TOKEN;
+  const transport = new Transport({ brokers, token });
+
+  switch (command) {
+    case 'topics': {
+      if (args[0] === 'create') {
+        if (!args[1]) return usage('topics');
+        const res = await new Producer({ brokers, token }).createTopic(args[1]);
+        console.log(res.created ? `created topic ${res.name}` : `topic ${res.name} already exists`);
+        return 0;
+      }
+      const res = await transport.call<{ topics: string[] }>('GET', '/v1/topics');
+      for (const t of res.topics) console.log(t);
+      return 0;
+    }
+    case 'produce': {
+      const topic = args[0];
+      if (!topic) return usage('produce');
+      const producer = new Producer({ brokers, token });
+      const batch = positiveInt(values.batch, 500, 'batch');
+      let count = 0;
+      if (args.length > 1) {
+        count += (await producer.sendBatch(topic, args.slice(1))).length;
+      } else {
+        let pending: string[] = [];
+        for await (const line of createInterface({ input: process.stdin })) {
+          if (line === '') continue;
+          pending.push(line);
+          if (pending.length >= batch) {
+            count += (await producer.sendBatch(topic, pending)).length;
+            pending = [];
+          }
+        }
+        if (pending.length) count += (await producer.sendBatch(topic, pending)).length;
+      }
+      console.error(`acknowledged ${count} message(s)`);
+      return 0;
+    }
+    case 'consume': {
+      const topic = args[0];
+      if (!topic || !values.group) return usage('consume');
+      const max = values.max === undefined ? Infinity : positiveInt(values.max, 0, 'max');
+      const consumer = new Consumer({
+        brokers,
+        token,
+        topic,
+        group: values.group,
+        waitMs: positiveInt(values['wait-ms'], 1000, 'wait-ms'),
+      });
+      let stop = false;
+      process.once('SIGINT', () => (stop = true));
+      let printed = 0;
+      while (!stop && printed < max) {
+        const messages = await consumer.poll(Math.min(1000, max - printed));
+        for (const m of messages) console.log(JSON.stringify(m));
+        printed += messages.length;
+        if (!values['no-commit']) await consumer.commit();
+        if (messages.length === 0 && !values.follow) break;
+      }
+      if (values['no-commit']) consumer.stop();
+      else await consumer.close();
+      console.error(`consumed ${printed} message(s)`);
+      return 0;
+    }
+    case 'offsets': {
+      const topic = args[0];
+      if (!topic || !values.group) return usage('offsets');
+      const res = await transport.call<{
+        shards: {
+          shard: string;
+          committed: number | null;
+          latest: number | null;
+          owner: string | null;
+          error?: string;
+        }[];
+      }>('GET', `${groupPath(topic, values.group)}/offsets`);
+      console.log(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'OWNER'].join('\t'));
+      for (const s of res.shards) {
+        const lag = s.latest !== null && s.committed !== null ? s.latest - s.committed : '';
+        console.log(
+          [s.shard, s.committed ?? '-', s.latest ?? '-', lag, s.owner ?? s.error ?? '-'].join('\t'),
+        );
+      }
+      return 0;
+    }
+    case 'status': {
+      let failed = 0;
+      for (const url of brokers) {
+        try {
+          const s = await new Transport({ brokers: [url], token, timeoutMs: 3000 }).call<{
+            routingVersion: number;
+            shards: { name: string; writable: boolean; readable: boolean; lastError?: string }[];
+          }>('GET', '/v1/status');
+          console.log(`${url}  routing v${s.routingVersion}`);
+          for (const sh of s.shards) {
+            const state = `${sh.writable ? 'writable' : 'NOT writable'}, ${sh.readable ? 'readable' : 'NOT readable'}`;
+            console.log(`  ${sh.name}: ${state}${sh.lastError ? ` (${sh.lastError})` : ''}`);
+          }
+        } catch (err) {
+          failed++;
+          console.log(`${url}  unreachable: ${(err as Error).message}`);
+        }
+      }
+      return failed === brokers.length ? 1 : 0;
+    }
+    default:
+      console.error(`mqctl: unknown command "${command}"\n`);
+      process.stderr.write(HELP);
+      return 2;
+  }
+}
+
+function usage(command: string): number {
+  console.error(COMMAND_HELP[command]);
+  return 2;
+}
+
+function positiveInt(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n <= 0) throw new Error(`--${name} must be a positive integer`);
+  return n;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err) => {
+    if (err instanceof MqClientError) console.error(`mqctl: ${err.code}: ${err.message}`);
+    else console.error(`mqctl: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);

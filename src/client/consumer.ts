@@ -1,0 +1,122 @@
+import { randomUUID } from 'node:crypto';
+import { MqClientError, Transport, type TransportOptions, groupPath } from './transport.js';
+
+export interface ConsumerOptions extends TransportOptions {
+  topic: string;
+  group: string;
+  /** Names this consumer process; random by default. */
+  consumerId?: string;
+  maxMessages?: number;
+  maxBytes?: number;
+  /** Long-poll: how long a fetch waits for new messages. */
+  waitMs?: number;
+  /** Deliver values as Buffers instead of UTF-8 strings. */
+  binary?: boolean;
+}
+
+export interface Message<V = string | Buffer> {
+  shard: string;
+  id: number;
+  publishedAt: number;
+  value: V;
+}
+
+interface FetchResponse {
+  messages: { shard: string; id: number; publishedAt: number; value: string }[];
+  positions: Record<string, number>;
+  heldElsewhere: string[];
+}
+
+/**
+ * Reads a topic for a consumer group from every shard, through any broker. Positions are kept
+ * here; `commit` records them in the shards, so a restarted or replacement consumer resumes after
+ * the last commit. At-least-once: what was fetched but not committed is delivered again.
+ */
+export class Consumer {
+  readonly consumerId: string;
+  private readonly transport: Transport;
+  private positions: Record<string, number> = {};
+  private uncommitted: Record<string, number> = {};
+  private stopped = false;
+
+  constructor(private readonly options: ConsumerOptions) {
+    this.transport = new Transport(options);
+    this.consumerId = options.consumerId ?? `c-${randomUUID()}`;
+  }
+
+  /** One fetch of at most `maxMessages`; the messages count as delivered (committed by the next `commit`). */
+  async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
+    const waitMs = this.options.waitMs ?? 1000;
+    const res = await this.transport.call<FetchResponse>(
+      'POST',
+      `${groupPath(this.options.topic, this.options.group)}/fetch`,
+      {
+        consumer: this.consumerId,
+        positions: this.positions,
+        maxMessages,
+        maxBytes: this.options.maxBytes,
+        waitMs,
+        encoding: this.options.binary ? 'base64' : undefined,
+      },
+      waitMs + 10_000,
+    );
+    for (const shard of res.heldElsewhere) {
+      delete this.positions[shard];
+      delete this.uncommitted[shard];
+    }
+    for (const m of res.messages) this.uncommitted[m.shard] = m.id;
+    Object.assign(this.positions, res.positions);
+    return res.messages.map((m) => ({
+      ...m,
+      value: this.options.binary ? Buffer.from(m.value, 'base64') : m.value,
+    }));
+  }
+
+  /** Records everything polled so far as processed. A shard whose primary is down is retried later. */
+  async commit(): Promise<void> {
+    const offsets = this.uncommitted;
+    if (Object.keys(offsets).length === 0) return;
+    this.uncommitted = {};
+    try {
+      await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
+        offsets,
+      });
+    } catch (err) {
+      // Keep what failed unless a newer delivery replaced it meanwhile.
+      this.uncommitted = { ...offsets, ...this.uncommitted };
+      throw err;
+    }
+  }
+
+  /**
+   * Polls, hands each non-empty batch to `handler`, commits after it succeeds, until `stop`.
+   * A handler that throws stops the loop without committing that batch.
+   */
+  async run(handler: (messages: Message[]) => Promise<void> | void): Promise<void> {
+    while (!this.stopped) {
+      const messages = await this.poll();
+      if (messages.length > 0) await handler(messages);
+      try {
+        await this.commit();
+      } catch (err) {
+        if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
+      }
+    }
+  }
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  /** Commits, then hands this consumer's shards to the rest of the group at once. */
+  async close(): Promise<void> {
+    this.stop();
+    await this.commit().catch(() => undefined);
+    await this.transport
+      .call(
+        'DELETE',
+        `${groupPath(this.options.topic, this.options.group)}/consumers/${encodeURIComponent(this.consumerId)}`,
+      )
+      .catch(() => undefined);
+  }
+}

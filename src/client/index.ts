@@ -1,0 +1,3 @@
+export { Producer, type ProducerOptions, type PublishAck } from './producer.js';
+export { Consumer, type ConsumerOptions, type Message } from './consumer.js';
+export { MqClientError } from './transport.js';

@@ -1,0 +1,86 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import type { RoutingDocument } from '../broker/routing.js';
+import type { Credentials } from '../shard/connection.js';
+
+const BROKER_MAIN = fileURLToPath(new URL('../broker/main.js', import.meta.url));
+
+export interface BrokerProcessOptions {
+  host: string;
+  port: number;
+  routingFile: string;
+  db: Credentials;
+  adminToken?: string;
+  /** Extra arguments, e.g. for profiling. */
+  nodeArgs?: string[];
+  logLevel?: string;
+}
+
+/** A broker as its own `node` process (as in a Pod), for the demo and benchmarks. */
+export class BrokerProcess {
+  private constructor(
+    readonly url: string,
+    private readonly child: ChildProcess,
+    private readonly exited: Promise<void>,
+  ) {}
+
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
+
+  static async writeRouting(file: string, routing: RoutingDocument): Promise<void> {
+    await writeFile(file, JSON.stringify(routing, null, 2));
+  }
+
+  static async start(options: BrokerProcessOptions): Promise<BrokerProcess> {
+    const child = spawn(
+      process.execPath,
+      [
+        ...(options.nodeArgs ?? []),
+        BROKER_MAIN,
+        '--routing',
+        options.routingFile,
+        '--host',
+        options.host,
+        '--port',
+        String(options.port),
+      ],
+      {
+        stdio: ['ignore', 'inherit', 'inherit'],
+        env: {
+          ...process.env,
+          MQ_DB_USER: options.db.user,
+          MQ_DB_PASSWORD: options.db.password,
+          MQ_ADMIN_TOKEN: options.adminToken ?? '',
+          MQ_LOG_LEVEL: options.logLevel ?? 'warn',
+        },
+      },
+    );
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    const broker = new BrokerProcess(`http://${options.host}:${options.port}`, child, exited);
+    await broker.waitReady();
+    return broker;
+  }
+
+  private async waitReady(timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (this.child.exitCode !== null)
+        throw new Error(`broker at ${this.url} exited with ${this.child.exitCode}`);
+      try {
+        if ((await fetch(`${this.url}/readyz`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`broker at ${this.url} not ready after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** SIGTERM: the broker drains its batches and exits. */
+  async stop(): Promise<void> {
+    if (this.child.exitCode === null) this.child.kill('SIGTERM');
+    await this.exited;
+  }
+}

@@ -1,0 +1,282 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, open, readFile, readdir } from 'node:fs/promises';
+import { get as httpGet } from 'node:http';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { V1Container, V1Probe } from '@kubernetes/client-node';
+import { LocalMariaDb } from '../mariadbd.js';
+import { ContainerConfigError } from './env.js';
+import type { PodVolumes } from './volumes.js';
+
+/** The container kinds this kubelet can run, by container name. */
+export type ContainerKind = 'mariadb' | 'broker';
+
+export function containerKind(container: V1Container): ContainerKind | undefined {
+  return container.name === 'mariadb' || container.name === 'broker' ? container.name : undefined;
+}
+
+export interface ProcessExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
+/** One run of a container: a local process. */
+export interface ContainerProcess {
+  readonly pid: number | undefined;
+  readonly exited: Promise<ProcessExit>;
+  kill(signal: NodeJS.Signals): void;
+  /** Where to look when it fails. */
+  readonly logFile: string;
+}
+
+export interface StartContext {
+  container: V1Container;
+  env: Record<string, string>;
+  podIP: string;
+  podName: string;
+  /** `<stateDir>/pods/<ns>/<pod>`: logs and per-container files. */
+  podDir: string;
+  /** A short per-container directory for runtime files (unix socket paths must stay under 108 bytes). */
+  runDir: string;
+  volumes: PodVolumes;
+  brokerMain: string;
+  mariadbOverrides: Record<string, string>;
+}
+
+/** dist/broker/main.js, also when this module runs from the TypeScript sources (vitest). */
+export function defaultBrokerMain(): string {
+  const here = fileURLToPath(import.meta.url);
+  const candidates = [fileURLToPath(new URL('../../broker/main.js', import.meta.url))];
+  const src = /^(.*)[/\\]src[/\\]local[/\\]kubelet[/\\][^/\\]+$/.exec(here);
+  if (src) candidates.push(join(src[1]!, 'dist', 'broker', 'main.js'));
+  return candidates.find((c) => existsSync(c)) ?? candidates[candidates.length - 1]!;
+}
+
+/** Processes still running when this process exits are killed, so nothing outlives a test run. */
+const liveChildren = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
+// --- mariadb ----------------------------------------------------------------
+
+/** The my.cnf files mounted under /etc/mysql (a subPath file, or every *.cnf of a mounted directory). */
+async function mountedMyCnf(ctx: StartContext): Promise<string> {
+  const parts: string[] = [];
+  const mounts = [...(ctx.container.volumeMounts ?? [])].sort((a, b) =>
+    a.mountPath.localeCompare(b.mountPath),
+  );
+  for (const m of mounts) {
+    if (!m.mountPath.startsWith('/etc/mysql/') && m.mountPath !== '/etc/mysql') continue;
+    const local = ctx.volumes.mountPath(m);
+    if (!local) continue;
+    if (m.subPath || /\.cnf$/.test(m.mountPath)) {
+      parts.push(await readFile(local, 'utf8'));
+    } else {
+      for (const f of (await readdir(local)).filter((n) => n.endsWith('.cnf')).sort()) {
+        parts.push(await readFile(join(local, f), 'utf8'));
+      }
+    }
+  }
+  return parts.length ? parts.join('\n') : '[mariadbd]\n';
+}
+
+function cnfPort(cnf: string): number | undefined {
+  let port: number | undefined;
+  for (const m of cnf.matchAll(/^\s*port\s*=\s*(\d+)\s*$/gm)) port = Number(m[1]);
+  return port;
+}
+
+/**
+ * `mariadbd` as the official image runs it: root@'%' with MARIADB_ROOT_PASSWORD (set when the data
+ * directory is first initialised), the mounted my.cnf, the data directory on the volume mounted at
+ * /var/lib/mysql, listening on the pod IP.
+ */
+async function startMariaDb(ctx: StartContext): Promise<ContainerProcess & { port: number }> {
+  const password = ctx.env.MARIADB_ROOT_PASSWORD ?? ctx.env.MYSQL_ROOT_PASSWORD;
+  if (password === undefined || password === '') {
+    throw new ContainerConfigError(
+      'MARIADB_ROOT_PASSWORD is not set (the test kubelet needs a root password)',
+    );
+  }
+  const myCnf = await mountedMyCnf(ctx);
+  const port = cnfPort(myCnf) ?? 3306;
+  const dataMount = ctx.container.volumeMounts?.find(
+    (m) => m.mountPath.replace(/\/+$/, '') === '/var/lib/mysql',
+  );
+  const dataDir =
+    (dataMount && ctx.volumes.mountPath(dataMount)) ?? join(ctx.podDir, 'containers', 'mariadb', 'data');
+  const db = await LocalMariaDb.spawn({
+    dir: ctx.runDir,
+    dataDir,
+    host: ctx.podIP,
+    port,
+    admin: { user: 'root', password },
+    myCnf,
+    overrides: ctx.mariadbOverrides,
+  });
+  return {
+    port,
+    pid: db.pid,
+    exited: db.waitExit(),
+    kill: (signal) => db.signal(signal),
+    logFile: join(ctx.runDir, 'error.log'),
+  };
+}
+
+// --- broker -----------------------------------------------------------------
+
+/** The broker's own flags from the container's command + args (dropping `node` and the script). */
+export function brokerArgs(container: V1Container): string[] {
+  const argv = [...(container.command ?? []), ...(container.args ?? [])];
+  let i = 0;
+  if (argv[0] !== undefined && /(^|\/)node(js)?$/.test(argv[0])) {
+    i = 1;
+    while (argv[i]?.startsWith('-')) i++; // node's own options
+  }
+  if (argv[i] !== undefined && (/\.[cm]?js$/.test(argv[i]!) || /(^|\/)mq-broker$/.test(argv[i]!))) i++;
+  return argv.slice(i);
+}
+
+function portFlag(args: string[]): number | undefined {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--port' && args[i + 1]) return Number(args[i + 1]);
+    const m = /^--port=(\d+)$/.exec(args[i]!);
+    if (m) return Number(m[1]);
+  }
+  return undefined;
+}
+
+/** `--host` becomes the pod IP (added if absent); paths under mounts become local paths. */
+export function localBrokerArgs(ctx: StartContext): string[] {
+  const out: string[] = [];
+  const args = brokerArgs(ctx.container).map((a) => ctx.volumes.mapArg(ctx.container, a));
+  let host = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (a === '--host') {
+      out.push('--host', ctx.podIP);
+      i++;
+      host = true;
+    } else if (a.startsWith('--host=')) {
+      out.push(`--host=${ctx.podIP}`);
+      host = true;
+    } else {
+      out.push(a);
+    }
+  }
+  if (!host) out.push('--host', ctx.podIP);
+  return out;
+}
+
+export function brokerPort(container: V1Container): number {
+  return portFlag(brokerArgs(container)) ?? container.ports?.[0]?.containerPort ?? 8080;
+}
+
+async function startBroker(ctx: StartContext): Promise<ContainerProcess> {
+  const args = localBrokerArgs(ctx);
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
+    HOSTNAME: ctx.podName,
+  };
+  for (const [k, v] of Object.entries(ctx.env))
+    env[k] = v.startsWith('/') ? ctx.volumes.mapPath(ctx.container, v) : v;
+  const logDir = join(ctx.podDir, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const logFile = join(logDir, `${ctx.container.name}.log`);
+  const log = await open(logFile, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn(process.execPath, [ctx.brokerMain, ...args], {
+      cwd: ctx.podDir,
+      env,
+      stdio: ['ignore', log.fd, log.fd],
+    });
+  } finally {
+    await log.close();
+  }
+  liveChildren.add(child);
+  const exited = new Promise<ProcessExit>((resolve) => {
+    const ended = (code: number | null, signal: NodeJS.Signals | null) => {
+      liveChildren.delete(child);
+      resolve({ code, signal });
+    };
+    child.once('exit', ended);
+    child.once('error', () => ended(127, null));
+  });
+  return {
+    pid: child.pid,
+    exited,
+    kill: (signal) => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    },
+    logFile,
+  };
+}
+
+export async function startContainer(kind: ContainerKind, ctx: StartContext): Promise<ContainerProcess> {
+  return kind === 'mariadb' ? startMariaDb(ctx) : startBroker(ctx);
+}
+
+// --- readiness --------------------------------------------------------------
+
+export type ReadinessCheck =
+  | { kind: 'tcp'; port: number; timeoutMs: number }
+  | { kind: 'http'; port: number; path: string; timeoutMs: number }
+  | { kind: 'running' };
+
+function probePort(container: V1Container, port: number | string | undefined): number | undefined {
+  if (typeof port === 'number') return port;
+  if (port === undefined) return undefined;
+  if (/^\d+$/.test(port)) return Number(port);
+  return container.ports?.find((p) => p.name === port)?.containerPort;
+}
+
+/**
+ * The container's readinessProbe (tcpSocket or httpGet) when it has one, else the kind's own:
+ * a TCP connect to 3306 for `mariadb`, GET /readyz for `broker`.
+ */
+export function readinessCheck(kind: ContainerKind, container: V1Container): ReadinessCheck {
+  const probe: V1Probe | undefined = container.readinessProbe;
+  const timeoutMs = Math.max(1, probe?.timeoutSeconds ?? 1) * 1000;
+  if (probe?.tcpSocket) {
+    const port = probePort(container, probe.tcpSocket.port as number | string);
+    if (port) return { kind: 'tcp', port, timeoutMs };
+  }
+  if (probe?.httpGet) {
+    const port = probePort(container, probe.httpGet.port as number | string);
+    if (port) return { kind: 'http', port, path: probe.httpGet.path ?? '/', timeoutMs };
+  }
+  if (kind === 'mariadb') {
+    const port = container.ports?.find((p) => p.name === 'mysql')?.containerPort ?? 3306;
+    return { kind: 'tcp', port, timeoutMs };
+  }
+  return { kind: 'http', port: brokerPort(container), path: '/readyz', timeoutMs };
+}
+
+export function probe(ip: string, check: ReadinessCheck): Promise<boolean> {
+  if (check.kind === 'running') return Promise.resolve(true);
+  if (check.kind === 'tcp') {
+    return new Promise((resolve) => {
+      const socket = new Socket();
+      const done = (ok: boolean) => {
+        socket.destroy();
+        resolve(ok);
+      };
+      socket.setTimeout(check.timeoutMs, () => done(false));
+      socket.once('error', () => done(false));
+      socket.connect(check.port, ip, () => done(true));
+    });
+  }
+  return new Promise((resolve) => {
+    const req = httpGet({ host: ip, port: check.port, path: check.path, timeout: check.timeoutMs }, (res) => {
+      res.resume();
+      const code = res.statusCode ?? 0;
+      resolve(code >= 200 && code < 400);
+    });
+    req.once('timeout', () => req.destroy(new Error('timeout')));
+    req.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,114 @@
+import {
+  API_VERSION,
+  type DefaultedCluster,
+  type DefaultedSpec,
+  KIND,
+  type MessageQueueCluster,
+  type MessageQueueClusterSpec,
+} from './types.js';
+
+/**
+ * The defaults, in one place. The CRD schema (`crds/mysqlmq.io_messagequeueclusters.yaml`)
+ * declares the same values; test/unit/api checks that the two agree.
+ */
+export const DEFAULTS = {
+  shards: 2,
+  mysql: {
+    image: 'mariadb:10.11',
+    storageSize: '10Gi',
+    durability: 'required',
+    semiSyncTimeoutSeconds: 5,
+  },
+  brokers: {
+    replicas: 2,
+    image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0',
+    port: 8080,
+    maxMessageBytes: 1_048_576,
+  },
+  failover: {
+    probePeriodSeconds: 1,
+    failureThreshold: 3,
+    promoteStandbyForReads: true,
+    promoteForWrites: false,
+    promoteForWritesDelaySeconds: 300,
+  },
+  pvcDeletionPolicy: 'Retain',
+} as const;
+
+/**
+ * The spec with every default applied. The API server applies the same defaults on create, but
+ * an object stored before a default existed, or sent by a client that skipped them, must work
+ * too. Pure: the input is not modified and the result shares no objects with it.
+ */
+export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): DefaultedSpec {
+  const s = spec ?? {};
+  const m = s.mysql ?? {};
+  const b = s.brokers ?? {};
+  const f = s.failover ?? {};
+  const p = s.podTemplate ?? {};
+  const storageClassName = m.storage?.storageClassName;
+  const authSecretName = b.authSecretName;
+  const priorityClassName = p.priorityClassName;
+  return {
+    shards: s.shards ?? DEFAULTS.shards,
+    mysql: {
+      image: m.image || DEFAULTS.mysql.image,
+      storage: {
+        size: m.storage?.size || DEFAULTS.mysql.storageSize,
+        ...(storageClassName ? { storageClassName } : {}),
+      },
+      resources: clone(m.resources ?? {}),
+      config: { ...(m.config ?? {}) },
+      durability: m.durability ?? DEFAULTS.mysql.durability,
+      semiSyncTimeoutSeconds: m.semiSyncTimeoutSeconds ?? DEFAULTS.mysql.semiSyncTimeoutSeconds,
+    },
+    brokers: {
+      replicas: b.replicas ?? DEFAULTS.brokers.replicas,
+      image: b.image || DEFAULTS.brokers.image,
+      resources: clone(b.resources ?? {}),
+      port: b.port ?? DEFAULTS.brokers.port,
+      ...(authSecretName ? { authSecretName } : {}),
+      maxMessageBytes: b.maxMessageBytes ?? DEFAULTS.brokers.maxMessageBytes,
+    },
+    failover: {
+      probePeriodSeconds: f.probePeriodSeconds ?? DEFAULTS.failover.probePeriodSeconds,
+      failureThreshold: f.failureThreshold ?? DEFAULTS.failover.failureThreshold,
+      promoteStandbyForReads: f.promoteStandbyForReads ?? DEFAULTS.failover.promoteStandbyForReads,
+      promoteForWrites: f.promoteForWrites ?? DEFAULTS.failover.promoteForWrites,
+      promoteForWritesDelaySeconds:
+        f.promoteForWritesDelaySeconds ?? DEFAULTS.failover.promoteForWritesDelaySeconds,
+    },
+    podTemplate: {
+      ...(p.affinity ? { affinity: clone(p.affinity) } : {}),
+      tolerations: clone(p.tolerations ?? []),
+      nodeSelector: { ...(p.nodeSelector ?? {}) },
+      labels: { ...(p.labels ?? {}) },
+      annotations: { ...(p.annotations ?? {}) },
+      ...(priorityClassName ? { priorityClassName } : {}),
+    },
+    pvcDeletionPolicy: s.pvcDeletionPolicy ?? DEFAULTS.pvcDeletionPolicy,
+  };
+}
+
+/**
+ * A cluster read from the API server, with its spec defaulted and its identity checked: the
+ * desired-state builders need name, namespace and uid (for ownerReferences). Throws when one is
+ * missing, which only happens with a hand-made object. Pure.
+ */
+export function defaultCluster(cr: MessageQueueCluster): DefaultedCluster {
+  const { name, namespace, uid } = cr.metadata;
+  if (!name || !namespace || !uid) {
+    throw new Error('MessageQueueCluster needs metadata.name, metadata.namespace and metadata.uid');
+  }
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    metadata: { ...cr.metadata, name, namespace, uid },
+    spec: withDefaults(cr.spec),
+    ...(cr.status ? { status: cr.status } : {}),
+  };
+}
+
+function clone<T>(value: T): T {
+  return structuredClone(value);
+}

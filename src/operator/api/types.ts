@@ -1,0 +1,296 @@
+/**
+ * The `MessageQueueCluster` API (mysqlmq.io/v1alpha1): TypeScript types for spec and status, and
+ * the names every part of the operator shares (group, labels, annotations, condition types).
+ *
+ * The CRD in `crds/mysqlmq.io_messagequeueclusters.yaml` is the source of truth for what the API
+ * server accepts; these types describe the same shape. `MessageQueueClusterSpec` is what a user
+ * may send (everything optional); `DefaultedSpec` is what `withDefaults` (./defaults.ts) returns
+ * and what the desired-state builders (../desired/) consume.
+ */
+
+// --- API identity ----------------------------------------------------------------------------
+
+export const GROUP = 'mysqlmq.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}` as const;
+export const KIND = 'MessageQueueCluster';
+export const PLURAL = 'messagequeueclusters';
+export const SINGULAR = 'messagequeuecluster';
+export const SHORT_NAME = 'mqc';
+export const CRD_NAME = `${PLURAL}.${GROUP}`;
+
+/** Held on every cluster until its cleanup (per `pvcDeletionPolicy`) is done. */
+export const FINALIZER = 'mysqlmq.io/finalizer';
+
+// --- labels and annotations ------------------------------------------------------------------
+
+/** `app.kubernetes.io/name` value on everything the operator creates. */
+export const APP_NAME = 'mysqlmq';
+/** `app.kubernetes.io/managed-by` value on everything the operator creates. */
+export const MANAGED_BY = 'mysqlmq-operator';
+
+export const LABEL_APP_NAME = 'app.kubernetes.io/name';
+export const LABEL_APP_INSTANCE = 'app.kubernetes.io/instance';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+/** `mysql` on MariaDB instances and their objects, `broker` on the brokers', `credentials` on the Secret. */
+export const LABEL_COMPONENT = 'app.kubernetes.io/component';
+export const LABEL_CLUSTER = 'mysqlmq.io/cluster';
+/** `shard-<i>` on a shard's objects. */
+export const LABEL_SHARD = 'mysqlmq.io/shard';
+/** `0` or `1` on an instance's Pod and PVC. */
+export const LABEL_INSTANCE = 'mysqlmq.io/instance';
+/** `primary` or `standby` on an instance Pod; the shard Services select on it. */
+export const LABEL_ROLE = 'mysqlmq.io/role';
+
+export const COMPONENT_MYSQL = 'mysql';
+export const COMPONENT_BROKER = 'broker';
+export const COMPONENT_CREDENTIALS = 'credentials';
+
+/** Label-key prefixes a user may not set through `spec.podTemplate.labels`: selectors depend on them. */
+export const RESERVED_LABEL_PREFIXES = ['app.kubernetes.io/', 'mysqlmq.io/'] as const;
+
+/**
+ * Hash of everything that needs a restart to take effect: the rendered Pod spec and, for
+ * MariaDB instances, the my.cnf content (a subPath mount never sees a ConfigMap change). Instance
+ * Pods are operator-managed and a Pod's spec is immutable: the reconciler recreates a Pod (one at
+ * a time, standby first) whose annotation differs from the desired one. On the broker Deployment
+ * the annotation sits on the pod template, so a change rolls out by itself. The role label is
+ * NOT part of the hash: a failover relabels pods, it never restarts them.
+ */
+export const ANNOTATION_CONFIG_HASH = 'mysqlmq.io/config-hash';
+/** On the routing ConfigMap: the `version` of the routing document it holds. */
+export const ANNOTATION_ROUTING_VERSION = 'mysqlmq.io/routing-version';
+
+// --- conditions and phases -------------------------------------------------------------------
+
+/** Condition types (PascalCase, observed state); `Ready` is the summary. Also usable as a type. */
+export const ConditionType = {
+  /** Every shard readable and writable with its standby attached, every broker ready. */
+  Ready: 'Ready',
+  /** Messages can be published and consumed: writable shards and ready brokers exist. */
+  Available: 'Available',
+  /** The operator is creating or changing something (provisioning, rolling, scaling). */
+  Progressing: 'Progressing',
+  /** Something runs with less than full protection or capacity (a failover, a missing standby). */
+  Degraded: 'Degraded',
+} as const;
+export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+export type ConditionStatus = 'True' | 'False' | 'Unknown';
+
+/** metav1.Condition (the CRD's status schema enforces the same rules). */
+export interface Condition {
+  type: string;
+  status: ConditionStatus;
+  /** CamelCase, one word: `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`, 1..1024 characters. */
+  reason: string;
+  /** Human readable, at most 32768 characters ("" allowed). */
+  message: string;
+  /** RFC 3339; changes only when `status` changes. */
+  lastTransitionTime: string;
+  observedGeneration?: number;
+}
+
+/** `status.phase`: the CRD allows exactly these. Conditions carry the detail. */
+export const PHASES = ['Pending', 'Provisioning', 'Ready', 'Degraded', 'Failed', 'Deleting'] as const;
+export type ClusterPhase = (typeof PHASES)[number];
+
+// --- spec ------------------------------------------------------------------------------------
+
+export const DURABILITIES = ['required', 'preferred'] as const;
+/**
+ * `required`: a shard whose standby is away takes no writes (nothing acknowledged can be lost);
+ * `preferred`: after `semiSyncTimeoutSeconds` the primary degrades to asynchronous replication,
+ * keeps taking writes, and status says the shard is unprotected.
+ */
+export type Durability = (typeof DURABILITIES)[number];
+
+export const PVC_DELETION_POLICIES = ['Retain', 'Delete'] as const;
+export type PvcDeletionPolicy = (typeof PVC_DELETION_POLICIES)[number];
+
+/** A Kubernetes quantity as YAML may give it (`2`, `500m`, `1Gi`). */
+export type Quantity = string | number;
+
+/** corev1.ResourceRequirements (1.20 has no `claims`). */
+export interface ResourceRequirements {
+  limits?: Record<string, Quantity>;
+  requests?: Record<string, Quantity>;
+}
+
+/** corev1.Toleration, passed through as given. */
+export type Toleration = Record<string, unknown>;
+/** corev1.Affinity (nodeAffinity, podAffinity, podAntiAffinity), passed through and merged. */
+export type Affinity = Record<string, unknown>;
+
+export interface StorageSpec {
+  /** PVC request per instance, a quantity such as `10Gi`. */
+  size?: string;
+  /** Omitted: the cluster's default StorageClass. */
+  storageClassName?: string;
+}
+
+export interface MysqlSpec {
+  image?: string;
+  storage?: StorageSpec;
+  resources?: ResourceRequirements;
+  /** my.cnf overrides (`[mariadbd]` section). Keys the operator owns are refused. */
+  config?: Record<string, string>;
+  durability?: Durability;
+  /** Under `preferred`: how long a primary waits for its standby before going asynchronous. */
+  semiSyncTimeoutSeconds?: number;
+}
+
+export interface BrokersSpec {
+  replicas?: number;
+  image?: string;
+  resources?: ResourceRequirements;
+  port?: number;
+  /** A Secret in the cluster's namespace whose key `token` clients must present. */
+  authSecretName?: string;
+  maxMessageBytes?: number;
+}
+
+export interface FailoverSpec {
+  probePeriodSeconds?: number;
+  failureThreshold?: number;
+  promoteStandbyForReads?: boolean;
+  promoteForWrites?: boolean;
+  promoteForWritesDelaySeconds?: number;
+}
+
+export interface PodTemplateSpec {
+  affinity?: Affinity;
+  tolerations?: Toleration[];
+  nodeSelector?: Record<string, string>;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  priorityClassName?: string;
+}
+
+/** What a user sends (and an old object may hold): every field is optional. */
+export interface MessageQueueClusterSpec {
+  shards?: number;
+  mysql?: MysqlSpec;
+  brokers?: BrokersSpec;
+  failover?: FailoverSpec;
+  podTemplate?: PodTemplateSpec;
+  pvcDeletionPolicy?: PvcDeletionPolicy;
+}
+
+/** The spec after `withDefaults`: every field with a default is present. */
+export interface DefaultedSpec {
+  shards: number;
+  mysql: {
+    image: string;
+    storage: { size: string; storageClassName?: string };
+    resources: ResourceRequirements;
+    config: Record<string, string>;
+    durability: Durability;
+    semiSyncTimeoutSeconds: number;
+  };
+  brokers: {
+    replicas: number;
+    image: string;
+    resources: ResourceRequirements;
+    port: number;
+    authSecretName?: string;
+    maxMessageBytes: number;
+  };
+  failover: Required<FailoverSpec>;
+  podTemplate: {
+    affinity?: Affinity;
+    tolerations: Toleration[];
+    nodeSelector: Record<string, string>;
+    labels: Record<string, string>;
+    annotations: Record<string, string>;
+    priorityClassName?: string;
+  };
+  pvcDeletionPolicy: PvcDeletionPolicy;
+}
+
+// --- status ----------------------------------------------------------------------------------
+
+export type ReadsFrom = 'primary' | 'standby' | 'none';
+
+/**
+ * One shard as `kubectl describe` shows it. The fields after `message` are what the shard
+ * manager remembers between ticks (src/operator/shards/decide.ts `ShardMemory`): they live in
+ * status so a restarted operator resumes where the last one stopped, and the CRD schema lists
+ * them (a structural schema prunes status fields it does not know).
+ */
+export interface ShardStatus {
+  /** `shard-<i>`. */
+  name: string;
+  primaryPod?: string;
+  standbyPod?: string;
+  readsFrom?: ReadsFrom;
+  writable?: boolean;
+  replicationLagSeconds?: number | null;
+  lagTransactions?: number | null;
+  /** The primary's semi-sync state: `active`, `waiting` or `off`. */
+  semiSync?: string;
+  lastTransitionTime?: string;
+  message?: string;
+  /** The shard state machine's phase (Provisioning, Healthy, FailedOver, ...). */
+  phase?: string;
+  /** Which instance (0 or 1) is the primary. */
+  primaryIndex?: number;
+  bootstrapped?: boolean;
+  primaryProbeFailures?: number;
+  failedOverAt?: string;
+}
+
+export interface MessageQueueClusterStatus {
+  observedGeneration?: number;
+  phase?: ClusterPhase;
+  conditions?: Condition[];
+  shardsReady?: number;
+  shardsTotal?: number;
+  writableShards?: number;
+  brokersReady?: number;
+  /** The scale subresource's status replicas. */
+  brokerReplicas?: number;
+  /** The scale subresource's selector: the broker pods' label selector as a string. */
+  brokerSelector?: string;
+  lastFailoverTime?: string;
+  shards?: ShardStatus[];
+  /** The version of the last routing document published to brokers. */
+  routingVersion?: number;
+}
+
+// --- the object ------------------------------------------------------------------------------
+
+export interface ObjectMetaLike {
+  name?: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  deletionTimestamp?: string | Date;
+  creationTimestamp?: string | Date;
+  [k: string]: unknown;
+}
+
+/** A cluster as read from the API server (or written by hand in a test). */
+export interface MessageQueueCluster {
+  apiVersion?: string;
+  kind?: string;
+  metadata: ObjectMetaLike;
+  spec?: MessageQueueClusterSpec;
+  status?: MessageQueueClusterStatus;
+}
+
+/**
+ * A cluster whose spec went through `withDefaults` and whose name, namespace and uid are known
+ * (`defaultCluster` in ./defaults.ts builds one). The desired-state builders take this.
+ */
+export interface DefaultedCluster {
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMetaLike & { name: string; namespace: string; uid: string };
+  spec: DefaultedSpec;
+  status?: MessageQueueClusterStatus;
+}

@@ -1,0 +1,326 @@
+import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
+import { withDefaults } from './defaults.js';
+import {
+  type DefaultedSpec,
+  type MessageQueueClusterSpec,
+  RESERVED_LABEL_PREFIXES,
+  type ResourceRequirements,
+} from './types.js';
+
+/**
+ * What the CRD schema cannot say on Kubernetes 1.20 (no CEL: no rule across two fields, no rule on
+ * map keys, no rule comparing old and new), as sentences a person can act on. An empty list means
+ * the spec is usable. The reconciler runs these before it creates anything and reports the
+ * problems in the Ready condition (reason InvalidSpec) and as a Warning event. Pure.
+ */
+
+/** The longest cluster name whose derived names fit: `NAME-shard-63-standby` is a 63-character DNS label. */
+export const MAX_CLUSTER_NAME_LENGTH = 46;
+
+/** The broker's write batch (src/broker/broker.ts `writer.maxBatchBytes`). */
+const BROKER_BATCH_BYTES = 8 << 20;
+/** MariaDB's redo log alone takes 256 MiB (src/shard/mycnf.ts): less cannot even start. */
+const MIN_STORAGE_BYTES = 512 * 2 ** 20;
+
+export interface ValidateOptions {
+  /**
+   * Whether this operator version can promote a standby for writes. src/operator/shards/decide.ts
+   * promotes for reads only, so `promoteForWrites: true` is refused rather than silently ignored.
+   */
+  promoteForWritesSupported?: boolean;
+}
+
+export function validateSpec(
+  spec: MessageQueueClusterSpec | undefined,
+  opts: ValidateOptions = {},
+): string[] {
+  const s = withDefaults(spec);
+  return [
+    ...checkRanges(s),
+    ...checkMyCnf(s),
+    ...checkStorage(s),
+    ...checkResources('spec.mysql.resources', s.mysql.resources),
+    ...checkResources('spec.brokers.resources', s.brokers.resources),
+    ...checkFailover(s, opts),
+    ...checkPodTemplate(s),
+  ];
+}
+
+/** Problems with a cluster's name (the schema checks the same; derived names must stay valid). */
+export function validateName(name: string): string[] {
+  const problems: string[] = [];
+  if (name.length > MAX_CLUSTER_NAME_LENGTH) {
+    problems.push(
+      `metadata.name "${name}" is ${name.length} characters; at most ${MAX_CLUSTER_NAME_LENGTH} fit, because Service names such as "${name.slice(0, 8)}...-shard-63-standby" must stay within 63`,
+    );
+  }
+  if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(name)) {
+    problems.push(
+      `metadata.name "${name}" must start with a lowercase letter and contain only lowercase letters, digits and "-" (it prefixes Service names)`,
+    );
+  }
+  return problems;
+}
+
+/**
+ * Changes the operator refuses: what existing data or immutable objects cannot follow. The
+ * reconciler keeps running the old values and reports these until the spec is put back.
+ */
+export function validateSpecUpdate(
+  previous: MessageQueueClusterSpec | undefined,
+  next: MessageQueueClusterSpec | undefined,
+): string[] {
+  const a = withDefaults(previous);
+  const b = withDefaults(next);
+  const problems: string[] = [];
+  if (b.shards < a.shards) {
+    problems.push(
+      `spec.shards cannot shrink from ${a.shards} to ${b.shards}: the messages stored on the removed shards would become unreadable; put it back to ${a.shards}`,
+    );
+  }
+  const oldSize = parseQuantity(a.mysql.storage.size);
+  const newSize = parseQuantity(b.mysql.storage.size);
+  if (oldSize !== undefined && newSize !== undefined && newSize < oldSize) {
+    problems.push(
+      `spec.mysql.storage.size cannot shrink from ${a.mysql.storage.size} to ${b.mysql.storage.size}: a PersistentVolumeClaim can only grow`,
+    );
+  }
+  if ((a.mysql.storage.storageClassName ?? '') !== (b.mysql.storage.storageClassName ?? '')) {
+    problems.push(
+      `spec.mysql.storage.storageClassName cannot change (from ${quoteOr(a.mysql.storage.storageClassName, 'the default')} to ${quoteOr(b.mysql.storage.storageClassName, 'the default')}): existing PersistentVolumeClaims keep their class`,
+    );
+  }
+  return problems;
+}
+
+// --- checks ----------------------------------------------------------------------------------
+
+/** The schema's ranges again, for objects stored before the schema had them. */
+function checkRanges(s: DefaultedSpec): string[] {
+  const ranges: [string, number, number, number][] = [
+    ['spec.shards', s.shards, 1, 64],
+    ['spec.mysql.semiSyncTimeoutSeconds', s.mysql.semiSyncTimeoutSeconds, 1, 3600],
+    ['spec.brokers.replicas', s.brokers.replicas, 0, 100],
+    ['spec.brokers.port', s.brokers.port, 1024, 65535],
+    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, 16_777_216],
+    ['spec.failover.probePeriodSeconds', s.failover.probePeriodSeconds, 1, 60],
+    ['spec.failover.failureThreshold', s.failover.failureThreshold, 1, 30],
+    ['spec.failover.promoteForWritesDelaySeconds', s.failover.promoteForWritesDelaySeconds, 30, 86_400],
+  ];
+  return ranges
+    .filter(([, v, min, max]) => !Number.isInteger(v) || v < min || v > max)
+    .map(([field, v, min, max]) => `${field} is ${v}; it must be a whole number from ${min} to ${max}`);
+}
+
+const MODIFIER_PREFIXES = ['loose_', 'skip_', 'disable_', 'enable_', 'maximum_'];
+const OWNED = new Set<string>(OPERATOR_OWNED_KEYS);
+
+/**
+ * The owned key a my.cnf option name sets, if any. Beyond `refusedOverrides` (exact names, `-` = `_`),
+ * MariaDB also reads `loose-server-id`, `skip-log-bin`, `disable-read-only` ... as the option
+ * itself, and newer versions spell `slave` as `replica`.
+ */
+export function ownedKeyOf(key: string): string | undefined {
+  const k = key.trim().toLowerCase().replace(/-/g, '_');
+  const candidates = [k];
+  for (const prefix of MODIFIER_PREFIXES) if (k.startsWith(prefix)) candidates.push(k.slice(prefix.length));
+  for (const c of [...candidates])
+    candidates.push(c.replace(/replica/g, 'slave'), c.replace(/source/g, 'master'));
+  return candidates.find((c) => OWNED.has(c));
+}
+
+function checkMyCnf(s: DefaultedSpec): string[] {
+  const problems: string[] = [];
+  const config = s.mysql.config;
+  const owned = new Set([...refusedOverrides(config), ...Object.keys(config).filter((k) => ownedKeyOf(k))]);
+  if (owned.size > 0) {
+    const keys = [...owned];
+    problems.push(
+      `spec.mysql.config sets ${keys.map((k) => `"${k}"`).join(', ')}, which the operator owns (replication, durability and fencing depend on ${keys.length > 1 ? 'them' : 'it'}); remove ${keys.length > 1 ? 'them' : 'it'}`,
+    );
+  }
+  for (const [key, value] of Object.entries(config)) {
+    if (!/^[A-Za-z][A-Za-z0-9_.-]{0,127}$/.test(key)) {
+      problems.push(
+        `spec.mysql.config key "${key}" is not a my.cnf option name (letters, digits, "_", "-" and ".", starting with a letter)`,
+      );
+    }
+    if (typeof value !== 'string' || /[\r\n\0]/.test(value)) {
+      problems.push(`spec.mysql.config.${key} must be a single-line string`);
+    }
+  }
+  const packet = Object.entries(config).find(
+    ([k]) => k.toLowerCase().replace(/-/g, '_') === 'max_allowed_packet',
+  );
+  if (packet) {
+    const bytes = parseMyCnfSize(packet[1]);
+    const needed = 2 * Math.max(s.brokers.maxMessageBytes, BROKER_BATCH_BYTES);
+    if (bytes === undefined) {
+      problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
+    } else if (bytes < needed) {
+      problems.push(
+        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their 8 MiB write batch)`,
+      );
+    }
+  }
+  return problems;
+}
+
+function checkStorage(s: DefaultedSpec): string[] {
+  const size = parseQuantity(s.mysql.storage.size);
+  if (size === undefined) {
+    return [`spec.mysql.storage.size "${s.mysql.storage.size}" is not a quantity such as 10Gi`];
+  }
+  if (size < MIN_STORAGE_BYTES) {
+    return [
+      `spec.mysql.storage.size is ${s.mysql.storage.size}; MariaDB needs at least 512Mi (its redo log alone takes 256Mi)`,
+    ];
+  }
+  return [];
+}
+
+function checkResources(field: string, r: ResourceRequirements): string[] {
+  const problems: string[] = [];
+  const parsed: Record<'limits' | 'requests', Record<string, number>> = { limits: {}, requests: {} };
+  for (const part of ['limits', 'requests'] as const) {
+    for (const [name, q] of Object.entries(r[part] ?? {})) {
+      const v = parseQuantity(q);
+      if (v === undefined || v < 0)
+        problems.push(`${field}.${part}.${name} "${q}" is not a quantity such as 500m or 1Gi`);
+      else parsed[part][name] = v;
+    }
+  }
+  for (const [name, request] of Object.entries(parsed.requests)) {
+    const limit = parsed.limits[name];
+    if (limit !== undefined && request > limit) {
+      problems.push(
+        `${field}.requests.${name} (${r.requests![name]}) is more than ${field}.limits.${name} (${r.limits![name]})`,
+      );
+    }
+  }
+  return problems;
+}
+
+function checkFailover(s: DefaultedSpec, opts: ValidateOptions): string[] {
+  const f = s.failover;
+  if (!f.promoteForWrites) return [];
+  if (!opts.promoteForWritesSupported) {
+    return [
+      'spec.failover.promoteForWrites is not supported by this operator version: a standby is promoted for reads only; set it to false',
+    ];
+  }
+  const problems: string[] = [];
+  if (s.mysql.durability !== 'required') {
+    problems.push(
+      'spec.failover.promoteForWrites needs spec.mysql.durability "required": only then does the standby hold every acknowledged message; under "preferred" a promotion can lose messages',
+    );
+  }
+  if (!f.promoteStandbyForReads) {
+    problems.push(
+      'spec.failover.promoteForWrites needs spec.failover.promoteStandbyForReads: a standby that takes writes serves reads too',
+    );
+  }
+  const detection = f.probePeriodSeconds * f.failureThreshold;
+  if (f.promoteForWritesDelaySeconds < Math.max(30, detection)) {
+    problems.push(
+      `spec.failover.promoteForWritesDelaySeconds is ${f.promoteForWritesDelaySeconds}; it must be at least ${Math.max(30, detection)} seconds (30 s, and no less than probePeriodSeconds x failureThreshold) so a brief outage does not split writes between two primaries`,
+    );
+  }
+  return problems;
+}
+
+function checkPodTemplate(s: DefaultedSpec): string[] {
+  const problems: string[] = [];
+  const p = s.podTemplate;
+  for (const key of Object.keys(p.labels)) {
+    if (RESERVED_LABEL_PREFIXES.some((prefix) => key.startsWith(prefix))) {
+      problems.push(
+        `spec.podTemplate.labels."${key}" is reserved: the operator sets ${RESERVED_LABEL_PREFIXES.map((x) => `${x}*`).join(' and ')} labels and selects pods by them`,
+      );
+    }
+  }
+  for (const [field, map] of [
+    ['labels', p.labels],
+    ['nodeSelector', p.nodeSelector],
+    ['annotations', p.annotations],
+  ] as const) {
+    for (const [key, value] of Object.entries(map)) {
+      const keyProblem = qualifiedNameProblem(key);
+      if (keyProblem) problems.push(`spec.podTemplate.${field} key "${key}" ${keyProblem}`);
+      if (field !== 'annotations' && !LABEL_VALUE.test(value)) {
+        problems.push(
+          `spec.podTemplate.${field}."${key}" value "${value}" must be at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit`,
+        );
+      }
+    }
+  }
+  return problems;
+}
+
+// --- syntax helpers --------------------------------------------------------------------------
+
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+const QUALIFIED_NAME = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** Kubernetes' label/annotation key syntax: `[prefix/]name`; undefined when valid. */
+function qualifiedNameProblem(key: string): string | undefined {
+  const parts = key.split('/');
+  if (parts.length > 2) return 'has more than one "/"';
+  const name = parts[parts.length - 1]!;
+  const prefix = parts.length === 2 ? parts[0]! : undefined;
+  if (prefix !== undefined && (prefix.length > 253 || !DNS_SUBDOMAIN.test(prefix))) {
+    return 'has a prefix that is not a DNS subdomain (lowercase letters, digits, "-" and ".")';
+  }
+  if (name.length === 0 || name.length > 63 || !QUALIFIED_NAME.test(name)) {
+    return 'must be at most 63 letters, digits, "-", "_" or ".", starting and ending with a letter or digit (optionally after a "prefix/")';
+  }
+  return undefined;
+}
+
+const BINARY_SUFFIX: Record<string, number> = {
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+const DECIMAL_SUFFIX: Record<string, number> = {
+  n: 1e-9,
+  u: 1e-6,
+  m: 1e-3,
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+};
+
+/** A Kubernetes quantity (`500m`, `1.5Gi`, `2`, `1e3`) as a number; undefined when malformed. */
+export function parseQuantity(q: string | number): number | undefined {
+  if (typeof q === 'number') return Number.isFinite(q) ? q : undefined;
+  const m = /^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?$/.exec(
+    q.trim(),
+  );
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const suffix = m[2] ?? '';
+  if (suffix in BINARY_SUFFIX) return n * BINARY_SUFFIX[suffix]!;
+  if (suffix in DECIMAL_SUFFIX) return n * DECIMAL_SUFFIX[suffix]!;
+  return n * 10 ** Number(suffix.slice(1));
+}
+
+/** A my.cnf size (`64M`, `1G`, `16777216`) in bytes; undefined when malformed. */
+export function parseMyCnfSize(v: string): number | undefined {
+  const m = /^([0-9]+)([KMGT])?$/i.exec(v.trim());
+  if (!m) return undefined;
+  const mult: Record<string, number> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 };
+  return Number(m[1]) * (m[2] ? mult[m[2].toUpperCase()]! : 1);
+}
+
+function quoteOr(v: string | undefined, fallback: string): string {
+  return v ? `"${v}"` : fallback;
+}

@@ -1,0 +1,189 @@
+import { type RoutingDocument, parseRouting } from '../../broker/routing.js';
+import {
+  ANNOTATION_CONFIG_HASH,
+  ANNOTATION_ROUTING_VERSION,
+  COMPONENT_BROKER,
+  type DefaultedCluster,
+  LABEL_CLUSTER,
+  LABEL_COMPONENT,
+} from '../api/types.js';
+import { BROKER_USER } from './credentials.js';
+import {
+  type DesiredObject,
+  type PdbApiVersion,
+  clusterLabels,
+  hashOf,
+  names,
+  objectMeta,
+  podPlacement,
+  resourcesOf,
+  selectorString,
+  withSpreadAffinity,
+} from './meta.js';
+
+/**
+ * Desired objects of the broker tier (docs/operator-design.md): the routing ConfigMap, the
+ * Deployment, its Service and PDB. Pure.
+ */
+
+export const ROUTING_MOUNT = '/etc/mysqlmq/routing';
+export const ROUTING_FILE = 'routing.json';
+export const BROKER_MAIN = '/app/dist/broker/main.js';
+
+/** Selects the cluster's broker pods (Deployment, Service, PDB, scale subresource). */
+export function brokerSelector(cr: DefaultedCluster): Record<string, string> {
+  return { [LABEL_CLUSTER]: cr.metadata.name, [LABEL_COMPONENT]: COMPONENT_BROKER };
+}
+
+/** `status.brokerSelector`, the scale subresource's label selector. */
+export function brokerSelectorString(cr: DefaultedCluster): string {
+  return selectorString(brokerSelector(cr));
+}
+
+/**
+ * ConfigMap `NAME-routing`, key `routing.json`: what a starting or restarted broker reads (running
+ * brokers get each new document pushed within a second). Throws when `doc` is not a routing
+ * document brokers accept (`parseRouting`).
+ */
+export function routingConfigMap(cr: DefaultedCluster, doc: RoutingDocument): DesiredObject {
+  const checked = parseRouting(JSON.parse(JSON.stringify(doc)));
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: objectMeta(cr, names.routing(cr.metadata.name), COMPONENT_BROKER, {
+      annotations: { [ANNOTATION_ROUTING_VERSION]: String(checked.version) },
+    }),
+    data: { [ROUTING_FILE]: `${JSON.stringify(checked, null, 2)}\n` },
+  };
+}
+
+export interface BrokerDeploymentOptions {
+  /**
+   * resourceVersion of the Secret `spec.brokers.authSecretName`, when set: part of the config
+   * hash, so a rotated token rolls the brokers (env vars are read once at start).
+   */
+  authSecretVersion?: string;
+}
+
+/**
+ * Deployment `NAME-broker`. The routing ConfigMap is mounted as a directory, not by subPath, so
+ * the kubelet updates the file in place and the broker re-reads it without a restart.
+ */
+export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOptions = {}): DesiredObject {
+  const { brokers: b, podTemplate } = cr.spec;
+  const secret = names.credentials(cr.metadata.name);
+  const resources = resourcesOf(b.resources);
+  const podSpec = {
+    terminationGracePeriodSeconds: 30,
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    affinity: withSpreadAffinity(podTemplate.affinity, brokerSelector(cr)),
+    ...podPlacement(cr),
+    containers: [
+      {
+        name: 'broker',
+        image: b.image,
+        imagePullPolicy: 'IfNotPresent',
+        command: ['node', BROKER_MAIN],
+        args: [
+          '--routing',
+          `${ROUTING_MOUNT}/${ROUTING_FILE}`,
+          '--host',
+          '0.0.0.0',
+          '--port',
+          String(b.port),
+          '--max-message-bytes',
+          String(b.maxMessageBytes),
+        ],
+        ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
+        env: [
+          { name: 'MQ_DB_USER', value: BROKER_USER },
+          { name: 'MQ_DB_PASSWORD', valueFrom: { secretKeyRef: { name: secret, key: 'broker-password' } } },
+          { name: 'MQ_ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: secret, key: 'admin-token' } } },
+          ...(b.authSecretName
+            ? [
+                {
+                  name: 'MQ_AUTH_TOKEN',
+                  valueFrom: { secretKeyRef: { name: b.authSecretName, key: 'token' } },
+                },
+              ]
+            : []),
+        ],
+        readinessProbe: { httpGet: { path: '/readyz', port: b.port }, periodSeconds: 2, failureThreshold: 2 },
+        livenessProbe: {
+          httpGet: { path: '/healthz', port: b.port },
+          initialDelaySeconds: 10,
+          periodSeconds: 10,
+          failureThreshold: 3,
+        },
+        securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+        volumeMounts: [{ name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true }],
+        ...(resources ? { resources } : {}),
+      },
+    ],
+    volumes: [{ name: 'routing', configMap: { name: names.routing(cr.metadata.name) } }],
+  };
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: objectMeta(cr, names.broker(cr.metadata.name), COMPONENT_BROKER),
+    spec: {
+      // Follows spec.brokers.replicas, which the scale subresource (kubectl scale mqc) sets.
+      replicas: b.replicas,
+      revisionHistoryLimit: 5,
+      selector: { matchLabels: brokerSelector(cr) },
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
+      template: {
+        metadata: {
+          labels: { ...podTemplate.labels, ...clusterLabels(cr, COMPONENT_BROKER) },
+          annotations: {
+            ...podTemplate.annotations,
+            [ANNOTATION_CONFIG_HASH]: hashOf(podSpec, opts.authSecretVersion ?? null),
+          },
+        },
+        spec: podSpec,
+      },
+    },
+  };
+}
+
+/** Service `NAME-broker`: what producers and consumers connect to. */
+export function brokerService(cr: DefaultedCluster): DesiredObject {
+  const port = cr.spec.brokers.port;
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: objectMeta(cr, names.broker(cr.metadata.name), COMPONENT_BROKER),
+    spec: {
+      type: 'ClusterIP',
+      selector: brokerSelector(cr),
+      ports: [{ name: 'http', port, targetPort: port, protocol: 'TCP' }],
+    },
+  };
+}
+
+/** PDB `NAME-broker`, maxUnavailable 1: clients fail over between brokers, one at a time is fine. */
+export function brokerPdb(cr: DefaultedCluster, apiVersion: PdbApiVersion): DesiredObject {
+  return {
+    apiVersion,
+    kind: 'PodDisruptionBudget',
+    metadata: objectMeta(cr, names.broker(cr.metadata.name), COMPONENT_BROKER),
+    spec: { maxUnavailable: 1, selector: { matchLabels: brokerSelector(cr) } },
+  };
+}
+
+/**
+ * The routing document before the shard manager has observed anything: every shard listed, none
+ * readable or writable. Brokers start with it and get the real one within a tick.
+ */
+export function initialRouting(cr: DefaultedCluster): RoutingDocument {
+  return {
+    version: 0,
+    shards: Array.from({ length: cr.spec.shards }, (_, i) => ({
+      name: names.shard(i),
+      write: null,
+      read: null,
+      requireStandbyAck: cr.spec.mysql.durability === 'required',
+    })),
+  };
+}

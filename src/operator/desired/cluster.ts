@@ -1,0 +1,62 @@
+import type { RoutingDocument } from '../../broker/routing.js';
+import type { DefaultedCluster } from '../api/types.js';
+import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './brokers.js';
+import { type Credentials, credentialsSecret } from './credentials.js';
+import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
+import { INSTANCES, dataPvc, mycnfConfigMap, mysqlPod, roleOf, shardPdb, shardService } from './shard.js';
+
+/** What the desired state depends on besides the cluster itself (all observed or decided elsewhere). */
+export interface DesiredInputs {
+  /** From the existing Secret, or `generateCredentials()` the first time. */
+  credentials: Credentials;
+  /** The latest routing document (the shard manager's, or `initialRouting(cr)`). */
+  routing: RoutingDocument;
+  /** Which instance (0|1) is each shard's primary, by shard name (`shard-0`); missing: 0. */
+  primaryIndex?: Readonly<Record<string, number>>;
+  /** From discovery (`pdbApiVersion(apiVersions)`); undefined: no PDBs. */
+  pdbApiVersion?: PdbApiVersion;
+  /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
+  authSecretVersion?: string;
+}
+
+/** The kinds a cluster owns (what the operator watches and cleans up). */
+export const OWNED_KINDS = [
+  { apiVersion: 'v1', kind: 'Secret' },
+  { apiVersion: 'v1', kind: 'ConfigMap' },
+  { apiVersion: 'v1', kind: 'PersistentVolumeClaim' },
+  { apiVersion: 'v1', kind: 'Service' },
+  { apiVersion: 'v1', kind: 'Pod' },
+  { apiVersion: 'apps/v1', kind: 'Deployment' },
+  { apiVersion: 'policy/*', kind: 'PodDisruptionBudget' },
+] as const;
+
+/**
+ * Every object of a cluster, in the order to apply them: what a Pod mounts or refers to (Secret,
+ * ConfigMaps, PVCs) comes before the Pod. Pure; throws InvalidSpecError for a spec that
+ * `validateSpec` refuses.
+ *
+ * Instance Pods are listed like the rest, but a Pod's spec is immutable: the reconciler creates
+ * missing Pods, relabels existing ones, and recreates (one at a time) those whose
+ * `mysqlmq.io/config-hash` annotation differs, rather than applying them blindly.
+ */
+export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): DesiredObject[] {
+  const objects: DesiredObject[] = [credentialsSecret(cr, inputs.credentials)];
+  const shards = Array.from({ length: cr.spec.shards }, (_, i) => i);
+  for (const s of shards) {
+    objects.push(mycnfConfigMap(cr, s));
+    for (const n of INSTANCES) objects.push(dataPvc(cr, s, n));
+    objects.push(shardService(cr, s, 'primary'), shardService(cr, s, 'standby'));
+    if (inputs.pdbApiVersion) objects.push(shardPdb(cr, s, inputs.pdbApiVersion));
+  }
+  for (const s of shards) {
+    const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;
+    for (const n of INSTANCES) objects.push(mysqlPod(cr, s, n, roleOf(n, primary)));
+  }
+  objects.push(
+    routingConfigMap(cr, inputs.routing),
+    brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion }),
+    brokerService(cr),
+  );
+  if (inputs.pdbApiVersion) objects.push(brokerPdb(cr, inputs.pdbApiVersion));
+  return objects;
+}

@@ -1,0 +1,59 @@
+import { randomBytes } from 'node:crypto';
+import type { ShardSecrets } from '../../shard/bootstrap.js';
+import { COMPONENT_CREDENTIALS, type DefaultedCluster } from '../api/types.js';
+import { type DesiredObject, names, objectMeta } from './meta.js';
+
+/** Keys of the cluster's credentials Secret `NAME-credentials`. */
+export const SECRET_KEYS = [
+  'admin-password',
+  'replication-password',
+  'broker-password',
+  'admin-token',
+] as const;
+export type SecretKey = (typeof SECRET_KEYS)[number];
+/** The cluster's generated secrets, by Secret key. Never logged, never in status or ConfigMaps. */
+export type Credentials = Record<SecretKey, string>;
+
+/** MariaDB users: the image's root (MARIADB_ROOT_PASSWORD), the replication user, the brokers' user. */
+export const MYSQL_ADMIN_USER = 'root';
+export const REPLICATION_USER = 'mq_repl';
+export const BROKER_USER = 'mq_broker';
+
+/**
+ * Fresh random credentials (32 URL-safe characters each, 192 bits). Not pure: the caller does
+ * this once, when the Secret does not exist yet, and never again (a second set would lock the
+ * operator out of databases initialised with the first).
+ */
+export function generateCredentials(
+  random: (bytes: number) => string = (n) => randomBytes(n).toString('base64url'),
+): Credentials {
+  return Object.fromEntries(SECRET_KEYS.map((k) => [k, random(24)])) as Credentials;
+}
+
+/** The Secret `NAME-credentials` holding `creds` (base64 `data`, so server-side apply compares it). */
+export function credentialsSecret(cr: DefaultedCluster, creds: Credentials): DesiredObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: objectMeta(cr, names.credentials(cr.metadata.name), COMPONENT_CREDENTIALS),
+    type: 'Opaque',
+    data: Object.fromEntries(SECRET_KEYS.map((k) => [k, Buffer.from(creds[k], 'utf8').toString('base64')])),
+  };
+}
+
+/** The credentials in an existing Secret's `data`; undefined when any key is missing or empty. */
+export function credentialsFromSecret(data: Record<string, string> | undefined): Credentials | undefined {
+  if (!data) return undefined;
+  const entries = SECRET_KEYS.map((k) => [k, data[k] ? Buffer.from(data[k], 'base64').toString('utf8') : '']);
+  if (entries.some(([, v]) => !v)) return undefined;
+  return Object.fromEntries(entries) as Credentials;
+}
+
+/** What the shard bootstrap (src/shard/bootstrap.ts) needs. */
+export function shardSecrets(creds: Credentials): ShardSecrets {
+  return {
+    admin: { user: MYSQL_ADMIN_USER, password: creds['admin-password'] },
+    replication: { user: REPLICATION_USER, password: creds['replication-password'] },
+    broker: { user: BROKER_USER, password: creds['broker-password'] },
+  };
+}

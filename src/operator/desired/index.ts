@@ -1,0 +1,6 @@
+/** Desired Kubernetes objects of a MessageQueueCluster: pure builders (docs/operator-design.md). */
+export * from './brokers.js';
+export * from './cluster.js';
+export * from './credentials.js';
+export * from './meta.js';
+export * from './shard.js';

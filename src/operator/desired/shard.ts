@@ -1,0 +1,246 @@
+import { refusedOverrides, renderMyCnf } from '../../shard/mycnf.js';
+import {
+  ANNOTATION_CONFIG_HASH,
+  COMPONENT_MYSQL,
+  type DefaultedCluster,
+  LABEL_CLUSTER,
+  LABEL_COMPONENT,
+  LABEL_INSTANCE,
+  LABEL_ROLE,
+  LABEL_SHARD,
+} from '../api/types.js';
+import { ownedKeyOf } from '../api/validate.js';
+import {
+  type DesiredObject,
+  type PdbApiVersion,
+  type Role,
+  hashOf,
+  names,
+  objectMeta,
+  podPlacement,
+  resourcesOf,
+  withSpreadAffinity,
+} from './meta.js';
+
+/**
+ * Desired objects of one shard (docs/operator-design.md): the my.cnf ConfigMap, two
+ * operator-managed instance Pods with their PVCs, the primary and standby Services, and a PDB.
+ * Pure functions of the defaulted cluster (+ the role of each instance, which the shard manager
+ * decides).
+ */
+
+export const MYSQL_PORT = 3306;
+export const MYCNF_MOUNT = '/etc/mysql/conf.d/mysqlmq.cnf';
+export const DATA_MOUNT = '/var/lib/mysql';
+export const INSTANCES = [0, 1] as const;
+
+/** server_id of instance `instance` (0|1) of shard `shard`: unique across the cluster. */
+export const serverIdOf = (shard: number, instance: number) => shard * 2 + instance + 1;
+
+/** Thrown when a builder gets a spec that `validateSpec` would have refused. */
+export class InvalidSpecError extends Error {
+  override readonly name = 'InvalidSpecError';
+}
+
+/**
+ * The my.cnf of one instance. Throws InvalidSpecError when `spec.mysql.config` sets a key the
+ * operator owns: `renderMyCnf` applies overrides last, so such a key would silently win.
+ */
+export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: number): string {
+  const overrides = cr.spec.mysql.config;
+  const owned = [
+    ...new Set([...refusedOverrides(overrides), ...Object.keys(overrides).filter((k) => ownedKeyOf(k))]),
+  ];
+  if (owned.length > 0) {
+    throw new InvalidSpecError(
+      `spec.mysql.config sets operator-owned keys (${owned.join(', ')}); run validateSpec before building objects`,
+    );
+  }
+  return renderMyCnf({
+    serverId: serverIdOf(shard, instance),
+    bindAddress: '0.0.0.0',
+    port: MYSQL_PORT,
+    overrides,
+  });
+}
+
+/** ConfigMap `NAME-shard-i-mycnf` with keys `instance-0.cnf` and `instance-1.cnf`. */
+export function mycnfConfigMap(cr: DefaultedCluster, shard: number): DesiredObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: objectMeta(cr, names.mycnf(cr.metadata.name, shard), COMPONENT_MYSQL, {
+      labels: { [LABEL_SHARD]: names.shard(shard) },
+    }),
+    data: Object.fromEntries(INSTANCES.map((i) => [`instance-${i}.cnf`, instanceMyCnf(cr, shard, i)])),
+  };
+}
+
+/** Selects both instances of a shard (the PDB, the anti-affinity). */
+export function shardSelector(cr: DefaultedCluster, shard: number): Record<string, string> {
+  return {
+    [LABEL_CLUSTER]: cr.metadata.name,
+    [LABEL_COMPONENT]: COMPONENT_MYSQL,
+    [LABEL_SHARD]: names.shard(shard),
+  };
+}
+
+export function instanceLabels(shard: number, instance: number, role: Role): Record<string, string> {
+  return { [LABEL_SHARD]: names.shard(shard), [LABEL_INSTANCE]: String(instance), [LABEL_ROLE]: role };
+}
+
+/** The role each instance of a shard has, given which one is the primary. */
+export const roleOf = (instance: number, primaryIndex: number): Role =>
+  instance === primaryIndex ? 'primary' : 'standby';
+
+/**
+ * The tolerations Kubernetes' DefaultTolerationSeconds admission plugin adds to every Pod that
+ * lacks them. Instance Pods spell them out: `tolerations` is an atomic list, so re-applying a Pod
+ * without them would "change" it on every apply (resourceVersion bumps seen on 1.20 whenever
+ * spec.podTemplate.tolerations is set), and each change would wake the operator's own watch.
+ */
+export const DEFAULT_NODE_TOLERATIONS = [
+  { key: 'node.kubernetes.io/not-ready', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+  { key: 'node.kubernetes.io/unreachable', operator: 'Exists', effect: 'NoExecute', tolerationSeconds: 300 },
+] as const;
+
+function instanceTolerations(user: Record<string, unknown>[]): Record<string, unknown>[] {
+  const covered = (key: string) =>
+    user.some((t) => t.key === key || (t.key === undefined && t.operator === 'Exists'));
+  return [
+    ...structuredClone(user),
+    ...DEFAULT_NODE_TOLERATIONS.filter((t) => !covered(t.key)).map((t) => ({ ...t })),
+  ];
+}
+
+/** The Pod spec of an instance: everything but the role, so a failover never changes it. */
+function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number): Record<string, unknown> {
+  const { mysql, podTemplate } = cr.spec;
+  const resources = resourcesOf(mysql.resources);
+  return {
+    // A crashed mariadbd restarts in the same Pod (same IP, same volume); the shard manager decides
+    // when a restarted primary serves again.
+    restartPolicy: 'Always',
+    // InnoDB flushes its buffer pool on a clean shutdown; give it time.
+    terminationGracePeriodSeconds: 60,
+    // MariaDB needs no Kubernetes API access, nor one env var per Service in the namespace.
+    automountServiceAccountToken: false,
+    enableServiceLinks: false,
+    affinity: withSpreadAffinity(podTemplate.affinity, shardSelector(cr, shard)),
+    ...podPlacement(cr),
+    tolerations: instanceTolerations(podTemplate.tolerations),
+    containers: [
+      {
+        name: 'mariadb',
+        image: mysql.image,
+        imagePullPolicy: 'IfNotPresent',
+        ports: [{ name: 'mysql', containerPort: MYSQL_PORT, protocol: 'TCP' }],
+        env: [
+          {
+            name: 'MARIADB_ROOT_PASSWORD',
+            valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'admin-password' } },
+          },
+          { name: 'MARIADB_ROOT_HOST', value: '%' },
+        ],
+        volumeMounts: [
+          { name: 'data', mountPath: DATA_MOUNT },
+          { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
+        ],
+        // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
+        // this only keeps a dead instance out of its Service within a few seconds.
+        readinessProbe: {
+          tcpSocket: { port: MYSQL_PORT },
+          periodSeconds: 2,
+          timeoutSeconds: 2,
+          failureThreshold: 3,
+        },
+        ...(resources ? { resources } : {}),
+      },
+    ],
+    volumes: [
+      { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
+      { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
+    ],
+  };
+}
+
+/**
+ * The value of the `mysqlmq.io/config-hash` annotation an instance Pod must carry: a hash of its
+ * Pod spec and its my.cnf (mounted by subPath, so a ConfigMap change never reaches a running
+ * Pod). A Pod's spec is immutable: when the live annotation differs, the reconciler deletes the
+ * Pod (standby first, one at a time) and creates it again.
+ */
+export function mysqlPodHash(cr: DefaultedCluster, shard: number, instance: number): string {
+  return hashOf(instancePodSpec(cr, shard, instance), instanceMyCnf(cr, shard, instance));
+}
+
+/** Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). */
+export function mysqlPod(cr: DefaultedCluster, shard: number, instance: number, role: Role): DesiredObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: objectMeta(cr, names.pod(cr.metadata.name, shard, instance), COMPONENT_MYSQL, {
+      userLabels: cr.spec.podTemplate.labels,
+      labels: instanceLabels(shard, instance, role),
+      annotations: {
+        ...cr.spec.podTemplate.annotations,
+        [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance),
+      },
+    }),
+    spec: instancePodSpec(cr, shard, instance),
+  };
+}
+
+/**
+ * PVC `data-NAME-shard-i-N`. It carries an ownerReference only under `pvcDeletionPolicy: Delete`:
+ * under `Retain` nothing (not the garbage collector, not a lost finalizer) can delete the data
+ * together with the cluster. Switching the policy adds or removes the reference on the next apply.
+ */
+export function dataPvc(cr: DefaultedCluster, shard: number, instance: number): DesiredObject {
+  const { storage } = cr.spec.mysql;
+  return {
+    apiVersion: 'v1',
+    kind: 'PersistentVolumeClaim',
+    metadata: objectMeta(cr, names.pvc(cr.metadata.name, shard, instance), COMPONENT_MYSQL, {
+      labels: { [LABEL_SHARD]: names.shard(shard), [LABEL_INSTANCE]: String(instance) },
+      owned: cr.spec.pvcDeletionPolicy === 'Delete',
+    }),
+    spec: {
+      accessModes: ['ReadWriteOnce'],
+      resources: { requests: { storage: storage.size } },
+      ...(storage.storageClassName ? { storageClassName: storage.storageClassName } : {}),
+    },
+  };
+}
+
+/** Service `NAME-shard-i-primary` or `-standby`, selecting the instance with that role label. */
+export function shardService(cr: DefaultedCluster, shard: number, role: Role): DesiredObject {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: objectMeta(cr, names.shardService(cr.metadata.name, shard, role), COMPONENT_MYSQL, {
+      labels: { [LABEL_SHARD]: names.shard(shard), [LABEL_ROLE]: role },
+    }),
+    spec: {
+      type: 'ClusterIP',
+      selector: { ...shardSelector(cr, shard), [LABEL_ROLE]: role },
+      ports: [{ name: 'mysql', port: MYSQL_PORT, targetPort: MYSQL_PORT, protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * PDB `NAME-shard-i`, maxUnavailable 1: with both instances healthy a drain may evict one; while
+ * one is down (for any reason) evicting the other is refused, so a shard is never emptied by
+ * voluntary disruptions.
+ */
+export function shardPdb(cr: DefaultedCluster, shard: number, apiVersion: PdbApiVersion): DesiredObject {
+  return {
+    apiVersion,
+    kind: 'PodDisruptionBudget',
+    metadata: objectMeta(cr, names.shardPdb(cr.metadata.name, shard), COMPONENT_MYSQL, {
+      labels: { [LABEL_SHARD]: names.shard(shard) },
+    }),
+    spec: { maxUnavailable: 1, selector: { matchLabels: shardSelector(cr, shard) } },
+  };
+}

@@ -1,0 +1,295 @@
+import { hasDiverged, transactionsBehind } from '../../shard/gtid.js';
+import type { InstanceProbe } from '../../shard/probe.js';
+
+/**
+ * The shard state machine, as a pure function of what the operator observes: the two instance pods,
+ * the MySQL probe of each, and what it remembered from the last decision (kept in the CR status so
+ * an operator restart picks up where the last one stopped). It returns what to do, how brokers
+ * should route, and what to tell people. It never does I/O, so every transition is unit-tested.
+ */
+export interface InstanceView {
+  index: number;
+  podName: string;
+  podIP?: string;
+  /** Undefined when the pod does not exist. */
+  podPhase?: string;
+  podReady: boolean;
+  deleting: boolean;
+  /** Undefined when the probe failed or could not run. */
+  probe?: InstanceProbe;
+  probeError?: string;
+}
+
+export type ReadsFrom = 'primary' | 'standby' | 'none';
+
+export interface ShardMemory {
+  primaryIndex: number;
+  bootstrapped: boolean;
+  readsFrom: ReadsFrom;
+  /** Consecutive failed MySQL probes of the primary. */
+  primaryProbeFailures: number;
+  phase: ShardPhase;
+  lastTransitionTime?: string;
+  failedOverAt?: string;
+}
+
+export type ShardPhase =
+  | 'Provisioning'
+  | 'Healthy'
+  | 'StandbyUnavailable'
+  | 'Unprotected'
+  | 'FailedOver'
+  | 'Recovering'
+  | 'Diverged'
+  | 'Unavailable';
+
+export interface ShardPolicy {
+  durability: 'required' | 'preferred';
+  failureThreshold: number;
+  promoteStandbyForReads: boolean;
+}
+
+export type ShardAction =
+  { kind: 'bootstrap' } | { kind: 'enableSemiSync' } | { kind: 'attachStandby' } | { kind: 'openWrites' };
+
+export interface ShardRouteChoice {
+  write: 'primary' | null;
+  read: 'primary' | 'standby' | null;
+  requireStandbyAck: boolean;
+}
+
+export interface ShardEvent {
+  type: 'Normal' | 'Warning';
+  reason: string;
+  message: string;
+}
+
+export interface ShardDecision {
+  memory: ShardMemory;
+  actions: ShardAction[];
+  route: ShardRouteChoice;
+  message: string;
+  events: ShardEvent[];
+  lagTransactions: number | null;
+  lagSeconds: number | null;
+  semiSync: 'active' | 'waiting' | 'off';
+}
+
+export const initialMemory = (): ShardMemory => ({
+  primaryIndex: 0,
+  bootstrapped: false,
+  readsFrom: 'none',
+  primaryProbeFailures: 0,
+  phase: 'Provisioning',
+});
+
+const podServing = (i: InstanceView) => i.podPhase === 'Running' && i.podReady && !i.deleting;
+const usable = (i: InstanceView) => podServing(i) && i.probe !== undefined;
+
+export function decideShard(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  policy: ShardPolicy,
+  now: Date,
+): ShardDecision {
+  const primary = instances.find((i) => i.index === previous.primaryIndex)!;
+  const standby = instances.find((i) => i.index !== previous.primaryIndex)!;
+  const memory: ShardMemory = {
+    ...previous,
+    primaryProbeFailures: primary.probe ? 0 : previous.primaryProbeFailures + 1,
+  };
+  const events: ShardEvent[] = [];
+  const requireStandbyAck = policy.durability === 'required';
+  const lag = replicationLag(primary, standby);
+  const base = {
+    lagTransactions: lag.transactions,
+    lagSeconds: lag.seconds,
+    semiSync: semiSyncState(primary),
+  };
+
+  const finish = (
+    phase: ShardPhase,
+    route: ShardRouteChoice,
+    message: string,
+    actions: ShardAction[] = [],
+  ): ShardDecision => {
+    if (phase !== previous.phase) memory.lastTransitionTime = now.toISOString();
+    memory.phase = phase;
+    return { memory, actions, route, message, events, ...base };
+  };
+
+  if (!previous.bootstrapped) {
+    if (usable(primary) && usable(standby)) {
+      memory.bootstrapped = true;
+      memory.readsFrom = 'primary';
+      events.push({
+        type: 'Normal',
+        reason: 'ShardBootstrapped',
+        message: `${shard}: created users and schema on ${primary.podName}, attached ${standby.podName} as its semi-sync standby`,
+      });
+      return finish(
+        'Provisioning',
+        { write: null, read: 'primary', requireStandbyAck },
+        'bootstrapping replication',
+        [{ kind: 'bootstrap' }],
+      );
+    }
+    return finish(
+      'Provisioning',
+      { write: null, read: null, requireStandbyAck },
+      `waiting for ${[primary, standby]
+        .filter((i) => !usable(i))
+        .map(describeDown)
+        .join(' and ')}`,
+    );
+  }
+
+  // Detection: a pod that is gone, failed or NotReady counts at once; MySQL probes count only after
+  // `failureThreshold` failures in a row, so one slow probe is not a failover.
+  const primaryFailed = !podServing(primary) || memory.primaryProbeFailures >= policy.failureThreshold;
+  if (primaryFailed) {
+    const readFromStandby = policy.promoteStandbyForReads && usable(standby);
+    const readsFrom: ReadsFrom = readFromStandby ? 'standby' : 'none';
+    if (previous.readsFrom === 'primary') {
+      memory.failedOverAt = now.toISOString();
+      events.push({
+        type: 'Warning',
+        reason: readFromStandby ? 'FailedOver' : 'ShardUnavailable',
+        message: `${shard}: primary ${primary.podName} failed (${describeDown(primary)}); ${
+          readFromStandby
+            ? `standby ${standby.podName} serves reads, writes go to the other shards`
+            : 'no standby can serve reads, the shard is unreadable until one returns'
+        }`,
+      });
+    }
+    memory.readsFrom = readsFrom;
+    return finish(
+      readFromStandby ? 'FailedOver' : 'Unavailable',
+      { write: null, read: readFromStandby ? 'standby' : null, requireStandbyAck },
+      readFromStandby
+        ? `primary ${primary.podName} is down (${describeDown(primary)}); reads from standby ${standby.podName}, no writes`
+        : `primary ${primary.podName} is down (${describeDown(primary)}) and no standby serves reads`,
+    );
+  }
+
+  if (!primary.probe) {
+    // Probe failures below the threshold: keep the routing as it is and look again.
+    return finish(
+      previous.phase,
+      {
+        write: previous.phase === 'Healthy' || previous.phase === 'Unprotected' ? 'primary' : null,
+        read: previous.readsFrom === 'none' ? null : previous.readsFrom,
+        requireStandbyAck,
+      },
+      `probe of ${primary.podName} failed (${memory.primaryProbeFailures}/${policy.failureThreshold}): ${primary.probeError ?? 'no answer'}`,
+    );
+  }
+  const p = primary.probe;
+  const s = usable(standby) ? standby.probe! : undefined;
+  const recovering = previous.readsFrom !== 'primary';
+
+  // A returning primary that lacks transactions its standby holds lost acknowledged data: it is
+  // never re-admitted silently.
+  if (recovering && s && hasDiverged(p.gtidBinlogPos, s.gtidCurrentPos)) {
+    if (previous.phase !== 'Diverged') {
+      events.push({
+        type: 'Warning',
+        reason: 'PrimaryDiverged',
+        message: `${shard}: ${primary.podName} returned without transactions its standby has; it is not re-admitted`,
+      });
+    }
+    memory.readsFrom = 'standby';
+    return finish(
+      'Diverged',
+      { write: null, read: 'standby', requireStandbyAck },
+      `${primary.podName} returned lacking transactions that ${standby.podName} holds (primary ${formatGtid(p.gtidBinlogPos)}, standby ${formatGtid(s.gtidCurrentPos)}). Reads stay on the standby. To recover, rebuild ${primary.podName} from the standby (delete its PVC and pod) once a backup of its data is taken.`,
+    );
+  }
+
+  const actions: ShardAction[] = [];
+  if (!p.semiSyncPrimaryEnabled) actions.push({ kind: 'enableSemiSync' });
+  const following = s?.replica?.ioRunning && s.replica.sqlRunning && s.replica.sourceHost === primary.podIP;
+  if (s && !following) actions.push({ kind: 'attachStandby' });
+  const caughtUp =
+    s !== undefined && following === true && transactionsBehind(p.gtidBinlogPos, s.gtidCurrentPos) === 0;
+  const protectedBySemiSync = p.semiSyncPrimaryEnabled && p.semiSyncPrimaryActive && p.semiSyncStandbys >= 1;
+
+  if (recovering && s && !caughtUp) {
+    return finish(
+      'Recovering',
+      { write: null, read: 'standby', requireStandbyAck },
+      `${primary.podName} is back; waiting for ${standby.podName} to follow it and catch up (${lag.transactions ?? '?'} transactions behind)`,
+      actions,
+    );
+  }
+
+  // Steady state needs no catch-up: semi-sync already guarantees the standby received every
+  // acknowledged transaction even while its SQL thread applies them later.
+  const mayWrite = requireStandbyAck ? protectedBySemiSync : true;
+  if (p.readOnly && mayWrite) actions.push({ kind: 'openWrites' });
+  if (recovering) {
+    events.push({
+      type: 'Normal',
+      reason: 'Recovered',
+      message: `${shard}: ${primary.podName} serves reads${mayWrite ? ' and writes' : ''} again; ${standby.podName} follows it`,
+    });
+  }
+  memory.readsFrom = 'primary';
+  // Writes open in the same tick as the action; if it fails the executor withholds the route.
+  const route: ShardRouteChoice = { write: mayWrite ? 'primary' : null, read: 'primary', requireStandbyAck };
+  if (!mayWrite) {
+    return finish(
+      s ? 'Provisioning' : 'StandbyUnavailable',
+      route,
+      s
+        ? `waiting for ${standby.podName} to acknowledge as a semi-sync standby`
+        : `standby ${standby.podName} is unavailable (${describeDown(standby)}); durability "required" stops writes to this shard until it returns`,
+      actions,
+    );
+  }
+  if (!protectedBySemiSync) {
+    return finish(
+      'Unprotected',
+      route,
+      `standby ${standby.podName} is not acknowledging (${s ? 'catching up' : describeDown(standby)}); durability "preferred": acknowledged writes on this shard are on the primary only until it returns`,
+      actions,
+    );
+  }
+  return finish(
+    'Healthy',
+    route,
+    `${primary.podName} primary, ${standby.podName} semi-sync standby`,
+    actions,
+  );
+}
+
+function replicationLag(
+  primary: InstanceView,
+  standby: InstanceView,
+): { transactions: number | null; seconds: number | null } {
+  if (!primary.probe || !standby.probe) return { transactions: null, seconds: null };
+  return {
+    transactions: transactionsBehind(primary.probe.gtidBinlogPos, standby.probe.gtidCurrentPos),
+    seconds: standby.probe.replica?.secondsBehind ?? null,
+  };
+}
+
+function semiSyncState(primary: InstanceView): 'active' | 'waiting' | 'off' {
+  const p = primary.probe;
+  if (!p || !p.semiSyncPrimaryEnabled) return 'off';
+  return p.semiSyncPrimaryActive && p.semiSyncStandbys >= 1 ? 'active' : 'waiting';
+}
+
+function describeDown(i: InstanceView): string {
+  if (i.podPhase === undefined) return `${i.podName}: pod missing`;
+  if (i.deleting) return `${i.podName}: pod being deleted`;
+  if (i.podPhase !== 'Running') return `${i.podName}: pod ${i.podPhase}`;
+  if (!i.podReady) return `${i.podName}: pod not ready`;
+  if (!i.probe) return `${i.podName}: MySQL probe failed${i.probeError ? `: ${i.probeError}` : ''}`;
+  return `${i.podName}: up`;
+}
+
+function formatGtid(list: { domain: number; server: number; seq: number }[]): string {
+  return list.map((g) => `${g.domain}-${g.server}-${g.seq}`).join(',') || 'empty';
+}

@@ -1,0 +1,175 @@
+import type { RoutingDocument, ShardRoute } from '../../broker/routing.js';
+import { withDeadline } from '../../common/deadline.js';
+import { errorMessage } from '../../common/errors.js';
+import type { Logger } from '../../common/logger.js';
+import {
+  REQUIRED_SEMI_SYNC,
+  type SemiSyncPolicy,
+  type ShardSecrets,
+  attachStandby,
+  bootstrapShard,
+  configurePrimarySemiSync,
+  setReadOnly,
+} from '../../shard/bootstrap.js';
+import type { Endpoint } from '../../shard/connection.js';
+import { probeInstance } from '../../shard/probe.js';
+import {
+  type InstanceView,
+  type ShardAction,
+  type ShardDecision,
+  type ShardMemory,
+  type ShardPolicy,
+  decideShard,
+  initialMemory,
+} from './decide.js';
+
+export const MYSQL_PORT = 3306;
+
+/** What Kubernetes says about one shard's two instance pods; the manager adds the MySQL probes. */
+export interface ObservedShard {
+  name: string;
+  instances: Omit<InstanceView, 'probe' | 'probeError'>[];
+}
+
+export interface ManagerPolicy extends ShardPolicy {
+  /** Semi-sync timeout under `preferred` durability. */
+  semiSyncTimeoutMs: number;
+}
+
+export interface ShardOutcome {
+  shard: string;
+  decision: ShardDecision;
+  instances: InstanceView[];
+  /** The action that failed this tick, if any; writes are withheld until it succeeds. */
+  actionError?: string;
+  route: ShardRoute;
+}
+
+/**
+ * The MySQL side of the control plane for one cluster: probe every instance, decide each shard with
+ * the pure state machine, carry out its actions, and say how brokers should route. It never talks to
+ * Kubernetes; the caller feeds it pod observations and publishes what it returns.
+ */
+export class ShardManager {
+  private readonly memory = new Map<string, ShardMemory>();
+
+  constructor(
+    private readonly secrets: ShardSecrets,
+    private readonly log: Logger,
+    private readonly probeTimeoutMs = 2000,
+  ) {}
+
+  /** Seeds what a previous operator decided (from the CR status), so a restart resumes. */
+  remember(shard: string, memory: ShardMemory): void {
+    if (!this.memory.has(shard)) this.memory.set(shard, memory);
+  }
+
+  memoryOf(shard: string): ShardMemory {
+    return this.memory.get(shard) ?? initialMemory();
+  }
+
+  async tick(observed: ObservedShard[], policy: ManagerPolicy, now = new Date()): Promise<ShardOutcome[]> {
+    return Promise.all(observed.map((shard) => this.tickShard(shard, policy, now)));
+  }
+
+  private async tickShard(observed: ObservedShard, policy: ManagerPolicy, now: Date): Promise<ShardOutcome> {
+    const instances = await Promise.all(observed.instances.map((i) => this.probe(i)));
+    const decision = decideShard(observed.name, instances, this.memoryOf(observed.name), policy, now);
+    const primary = instances.find((i) => i.index === decision.memory.primaryIndex)!;
+    const standby = instances.find((i) => i.index !== decision.memory.primaryIndex)!;
+    let actionError: string | undefined;
+    for (const action of decision.actions) {
+      try {
+        await this.act(action, endpointOf(primary), endpointOf(standby), policy);
+      } catch (err) {
+        actionError = `${action.kind} failed: ${errorMessage(err)}`;
+        this.log.warn('shard action failed', {
+          shard: observed.name,
+          action: action.kind,
+          error: errorMessage(err),
+        });
+        break;
+      }
+    }
+    // A failed action leaves the shard as it was, except that it takes no writes meanwhile.
+    if (actionError) {
+      this.memory.set(observed.name, {
+        ...this.memoryOf(observed.name),
+        primaryProbeFailures: decision.memory.primaryProbeFailures,
+      });
+    } else {
+      this.memory.set(observed.name, decision.memory);
+    }
+    const choice = decision.route;
+    const route: ShardRoute = {
+      name: observed.name,
+      write: !actionError && choice.write === 'primary' ? endpointOf(primary) : null,
+      read:
+        choice.read === 'primary'
+          ? endpointOf(primary)
+          : choice.read === 'standby'
+            ? endpointOf(standby)
+            : null,
+      requireStandbyAck: choice.requireStandbyAck,
+    };
+    return { shard: observed.name, decision, instances, actionError, route };
+  }
+
+  private async probe(view: ObservedShard['instances'][number]): Promise<InstanceView> {
+    if (!view.podIP || view.podPhase !== 'Running') return { ...view, probeError: 'no running pod' };
+    try {
+      const probe = await withDeadline(
+        probeInstance({ host: view.podIP, port: MYSQL_PORT }, this.secrets.admin),
+        this.probeTimeoutMs,
+        'MySQL probe',
+        () => undefined,
+      );
+      return { ...view, probe };
+    } catch (err) {
+      return { ...view, probeError: errorMessage(err) };
+    }
+  }
+
+  private async act(
+    action: ShardAction,
+    primary: Endpoint | null,
+    standby: Endpoint | null,
+    policy: ManagerPolicy,
+  ) {
+    if (!primary) throw new Error('primary has no address');
+    const semiSync: SemiSyncPolicy =
+      policy.durability === 'required'
+        ? REQUIRED_SEMI_SYNC
+        : { timeoutMs: policy.semiSyncTimeoutMs, waitWithoutStandby: false };
+    switch (action.kind) {
+      case 'bootstrap':
+        if (!standby) throw new Error('standby has no address');
+        return bootstrapShard(primary, standby, this.secrets, semiSync, 10_000);
+      case 'enableSemiSync':
+        return configurePrimarySemiSync(primary, this.secrets.admin, semiSync);
+      case 'attachStandby':
+        if (!standby) throw new Error('standby has no address');
+        return attachStandby(standby, primary, this.secrets);
+      case 'openWrites':
+        return setReadOnly(primary, this.secrets.admin, false);
+    }
+  }
+}
+
+function endpointOf(view: InstanceView): Endpoint | null {
+  return view.podIP ? { host: view.podIP, port: MYSQL_PORT } : null;
+}
+
+/** The routing document brokers get; `version` must grow (see `nextRoutingVersion`). */
+export function routingDocument(outcomes: ShardOutcome[], version: number): RoutingDocument {
+  return { version, shards: outcomes.map((o) => o.route) };
+}
+
+/** Versions grow across operator restarts: at least the wall clock in ms, always above the last. */
+export function nextRoutingVersion(previous: number, now = Date.now()): number {
+  return Math.max(previous + 1, now);
+}
+
+export function sameRoutes(a: ShardRoute[], b: ShardRoute[]): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}

@@ -1,0 +1,33 @@
+import type { ObservedShard } from './manager.js';
+
+/** The parts of a Pod the shard loop reads (plain JSON or a client-node object alike). */
+export interface PodLike {
+  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
+  status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
+}
+
+export const SHARD_LABEL = 'mysqlmq.io/shard';
+export const INSTANCE_LABEL = 'mysqlmq.io/instance';
+
+export const shardName = (index: number) => `shard-${index}`;
+export const instancePodName = (cluster: string, shard: number, instance: number) =>
+  `${cluster}-${shardName(shard)}-${instance}`;
+
+/** Turns the cluster's MariaDB pods into what the shard state machine observes. Pure. */
+export function observeShards(cluster: string, shards: number, pods: PodLike[]): ObservedShard[] {
+  return Array.from({ length: shards }, (_, s) => ({
+    name: shardName(s),
+    instances: [0, 1].map((index) => {
+      const podName = instancePodName(cluster, s, index);
+      const pod = pods.find((p) => p.metadata?.name === podName);
+      return {
+        index,
+        podName,
+        podIP: pod?.status?.podIP || undefined,
+        podPhase: pod ? (pod.status?.phase ?? 'Pending') : undefined,
+        podReady: pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
+        deleting: Boolean(pod?.metadata?.deletionTimestamp),
+      };
+    }),
+  }));
+}

@@ -1,0 +1,187 @@
+import type {
+  ClusterPhase,
+  Condition,
+  ConditionType,
+  MessageQueueClusterStatus,
+  ShardStatus,
+} from './api/types.js';
+import type { ShardMemory } from './shards/decide.js';
+import type { ShardOutcome } from './shards/manager.js';
+
+/** Builds the status a person reads with `kubectl describe`. Pure. */
+export interface StatusInput {
+  generation: number;
+  previous: MessageQueueClusterStatus | undefined;
+  /** Problems with the spec the schema could not catch; non-empty means nothing is provisioned. */
+  specProblems: string[];
+  outcomes: ShardOutcome[] | undefined;
+  shardsTotal: number;
+  brokers: { ready: number; desired: number; selector: string };
+  routingVersion: number;
+  now: Date;
+}
+
+const READY_PHASES = new Set(['Healthy', 'Unprotected']);
+const DEGRADED_PHASES = new Set([
+  'FailedOver',
+  'Unavailable',
+  'StandbyUnavailable',
+  'Unprotected',
+  'Diverged',
+]);
+
+export function shardStatusOf(o: ShardOutcome): ShardStatus {
+  const m = o.decision.memory;
+  const primary = o.instances.find((i) => i.index === m.primaryIndex)!;
+  const standby = o.instances.find((i) => i.index !== m.primaryIndex)!;
+  return {
+    name: o.shard,
+    phase: m.phase,
+    primaryIndex: m.primaryIndex,
+    primaryPod: primary.podName,
+    standbyPod: standby.podName,
+    readsFrom: o.route.read === null ? 'none' : m.readsFrom,
+    writable: o.route.write !== null,
+    bootstrapped: m.bootstrapped,
+    replicationLagSeconds: o.decision.lagSeconds,
+    lagTransactions: o.decision.lagTransactions,
+    semiSync: o.decision.semiSync,
+    lastTransitionTime: m.lastTransitionTime,
+    ...(m.failedOverAt ? { failedOverAt: m.failedOverAt } : {}),
+    message: o.actionError ? `${o.decision.message}; ${o.actionError}` : o.decision.message,
+  };
+}
+
+/** What an operator restart needs to resume each shard where the last one left it. */
+export function memoryFromStatus(s: ShardStatus): ShardMemory {
+  return {
+    primaryIndex: s.primaryIndex ?? 0,
+    bootstrapped: s.bootstrapped ?? false,
+    readsFrom: s.readsFrom ?? 'none',
+    primaryProbeFailures: 0,
+    phase: (s.phase ?? 'Provisioning') as ShardMemory['phase'],
+    lastTransitionTime: s.lastTransitionTime,
+    failedOverAt: s.failedOverAt,
+  };
+}
+
+export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
+  const { previous, now } = input;
+  const conditions: Condition[] = [...(previous?.conditions ?? [])];
+  const set = (type: ConditionType, status: boolean, reason: string, message: string) =>
+    setCondition(
+      conditions,
+      { type, status: status ? 'True' : 'False', reason, message },
+      input.generation,
+      now,
+    );
+
+  const base: MessageQueueClusterStatus = {
+    observedGeneration: input.generation,
+    shardsTotal: input.shardsTotal,
+    brokerReplicas: input.brokers.ready,
+    brokerSelector: input.brokers.selector,
+    brokersReady: input.brokers.ready,
+    routingVersion: input.routingVersion,
+  };
+
+  if (input.specProblems.length > 0) {
+    const message = input.specProblems.join('; ');
+    set('Ready', false, 'InvalidSpec', message);
+    set('Available', previous?.shardsReady ? true : false, 'InvalidSpec', message);
+    set('Progressing', false, 'InvalidSpec', message);
+    set('Degraded', true, 'InvalidSpec', message);
+    return { ...previous, ...base, phase: 'Failed', conditions };
+  }
+
+  const shards = (input.outcomes ?? []).map(shardStatusOf);
+  const shardsReady = shards.filter((s) => READY_PHASES.has(s.phase!)).length;
+  const writable = shards.filter((s) => s.writable).length;
+  const readable = shards.filter((s) => s.readsFrom !== 'none').length;
+  const degraded = shards.filter((s) => DEGRADED_PHASES.has(s.phase!));
+  const provisioning = shards.filter((s) => s.phase === 'Provisioning' || s.phase === 'Recovering');
+  const brokersReady = input.brokers.ready >= input.brokers.desired;
+  const allShardsReady = shards.length === input.shardsTotal && shardsReady === input.shardsTotal;
+  const failovers = shards.map((s) => s.failedOverAt).filter((t): t is string => Boolean(t));
+  const lastFailoverTime = [previous?.lastFailoverTime, ...failovers].filter(Boolean).sort().pop();
+
+  const describe = (list: ShardStatus[]) => list.map((s) => `${s.name}: ${s.message}`).join('; ');
+  const ready = allShardsReady && brokersReady;
+  set(
+    'Ready',
+    ready,
+    ready ? 'ClusterReady' : !allShardsReady ? 'ShardsNotReady' : 'BrokersNotReady',
+    ready
+      ? `${shardsReady}/${input.shardsTotal} shards serving reads and writes, ${input.brokers.ready} brokers ready`
+      : !allShardsReady
+        ? describe(shards.filter((s) => !READY_PHASES.has(s.phase!))) ||
+          'waiting for the shards to be observed'
+        : `${input.brokers.ready}/${input.brokers.desired} brokers ready`,
+  );
+  const available = writable > 0 && readable === input.shardsTotal && input.brokers.ready > 0;
+  set(
+    'Available',
+    available,
+    available ? 'ServingTraffic' : 'NotServing',
+    `${writable}/${input.shardsTotal} shards take writes, ${readable}/${input.shardsTotal} serve reads, ${input.brokers.ready} brokers ready`,
+  );
+  const progressing = provisioning.length > 0 || !brokersReady;
+  set(
+    'Progressing',
+    progressing,
+    progressing ? (provisioning.length ? 'ShardsProgressing' : 'BrokersRollingOut') : 'Stable',
+    progressing
+      ? describe(provisioning) || `${input.brokers.ready}/${input.brokers.desired} brokers ready`
+      : 'nothing in progress',
+  );
+  set(
+    'Degraded',
+    degraded.length > 0,
+    degraded.length
+      ? degraded
+          .map((s) => s.phase)
+          .filter((p, i, a) => a.indexOf(p) === i)
+          .join(',')
+      : 'AsExpected',
+    degraded.length ? describe(degraded) : 'every shard has its primary and a semi-sync standby',
+  );
+
+  const phase: ClusterPhase = ready
+    ? 'Ready'
+    : degraded.length
+      ? 'Degraded'
+      : shards.length
+        ? 'Provisioning'
+        : 'Pending';
+  return {
+    ...base,
+    phase,
+    conditions,
+    shardsReady,
+    writableShards: writable,
+    ...(lastFailoverTime ? { lastFailoverTime } : {}),
+    shards,
+  };
+}
+
+/** apimachinery's SetStatusCondition: lastTransitionTime moves only when the status changes. */
+export function setCondition(
+  conditions: Condition[],
+  next: Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>,
+  generation: number,
+  now: Date,
+): void {
+  const message =
+    next.message.length > 32_000 ? `${next.message.slice(0, 32_000)}... [truncated]` : next.message;
+  const i = conditions.findIndex((c) => c.type === next.type);
+  const existing = conditions[i];
+  const condition: Condition = {
+    ...next,
+    message,
+    observedGeneration: generation,
+    lastTransitionTime:
+      existing && existing.status === next.status ? existing.lastTransitionTime : now.toISOString(),
+  };
+  if (i >= 0) conditions[i] = condition;
+  else conditions.push(condition);
+}

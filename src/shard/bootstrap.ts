@@ -1,0 +1,158 @@
+import type mysql from 'mysql2/promise';
+import { type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
+import { QUEUE_DATABASE, SCHEMA_STATEMENTS, SCHEMA_TABLES } from './schema.js';
+
+export interface ShardSecrets {
+  /** A user with SUPER-level rights on every instance of the shard (the image's root). */
+  admin: Credentials;
+  replication: Credentials;
+  broker: Credentials;
+}
+
+export interface SemiSyncPolicy {
+  /** How long a commit waits for the standby's acknowledgement before the primary goes async. */
+  timeoutMs: number;
+  /** Keep waiting even when no standby is connected (the `required` durability policy). */
+  waitWithoutStandby: boolean;
+}
+
+/**
+ * Semi-sync for the `required` durability policy: a commit is acknowledged only once the standby
+ * has the transaction; with no standby it waits instead of silently going async.
+ * (Largest timeout MariaDB accepts on 64-bit builds, in ms: about 49 days.)
+ */
+export const REQUIRED_SEMI_SYNC: SemiSyncPolicy = { timeoutMs: 4294967295, waitWithoutStandby: true };
+
+/**
+ * Creates the replication and broker users and the queue schema on the primary. Every step
+ * checks before it writes, because a write on a primary whose standby is away blocks under the
+ * `required` policy, and re-running bootstrap must be safe at any time.
+ */
+export async function bootstrapPrimary(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
+  await withAdmin(primary, secrets.admin, async (conn) => {
+    await ensureUser(conn, secrets.replication, ['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*');
+    await ensureUser(
+      conn,
+      secrets.broker,
+      ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE'],
+      `${QUEUE_DATABASE}.*`,
+    );
+    await ensureSchema(conn);
+  });
+}
+
+async function ensureUser(
+  conn: mysql.Connection,
+  creds: Credentials,
+  privileges: string[],
+  on: string,
+): Promise<void> {
+  const existing = await queryRows(conn, `SELECT 1 FROM mysql.user WHERE User = ? AND Host = '%'`, [
+    creds.user,
+  ]);
+  if (existing.length > 0) return;
+  await conn.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [creds.user, creds.password]);
+  await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [creds.user]);
+}
+
+async function ensureSchema(conn: mysql.Connection): Promise<void> {
+  const tables = await queryRows(
+    conn,
+    `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name IN (?)`,
+    [QUEUE_DATABASE, SCHEMA_TABLES],
+  );
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length) return;
+  for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
+}
+
+/** Turns on lossless semi-sync (AFTER_SYNC) on the primary with the given policy. */
+export async function configurePrimarySemiSync(
+  primary: Endpoint,
+  admin: Credentials,
+  policy: SemiSyncPolicy,
+): Promise<void> {
+  await withAdmin(primary, admin, async (conn) => {
+    await conn.query(`SET GLOBAL rpl_semi_sync_master_wait_point = 'AFTER_SYNC'`);
+    await conn.query(`SET GLOBAL rpl_semi_sync_master_timeout = ?`, [policy.timeoutMs]);
+    await conn.query(`SET GLOBAL rpl_semi_sync_master_wait_no_slave = ?`, [
+      policy.waitWithoutStandby ? 'ON' : 'OFF',
+    ]);
+    await conn.query(`SET GLOBAL rpl_semi_sync_master_enabled = ON`);
+  });
+}
+
+/**
+ * Makes `standby` a read-only, semi-sync GTID replica of `primary` (as the standby reaches it).
+ * Leaves a replica that already follows the same primary and runs untouched.
+ */
+export async function attachStandby(
+  standby: Endpoint,
+  primary: Endpoint,
+  secrets: ShardSecrets,
+): Promise<void> {
+  await withAdmin(standby, secrets.admin, async (conn) => {
+    await conn.query(`SET GLOBAL read_only = ON`);
+    const [status] = await queryRows(conn, 'SHOW SLAVE STATUS');
+    const following =
+      status &&
+      status.Master_Host === primary.host &&
+      Number(status.Master_Port) === primary.port &&
+      status.Slave_IO_Running === 'Yes' &&
+      status.Slave_SQL_Running === 'Yes';
+    if (following) return;
+    if (status) await conn.query('STOP SLAVE');
+    // Semi-sync is negotiated when the IO thread connects, so enable it before START SLAVE.
+    await conn.query(`SET GLOBAL rpl_semi_sync_slave_enabled = ON`);
+    await conn.query(
+      `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?,
+         MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1`,
+      [primary.host, primary.port, secrets.replication.user, secrets.replication.password],
+    );
+    await conn.query('START SLAVE');
+  });
+}
+
+/** Opens or closes an instance to writes by users without admin rights (the broker). */
+export async function setReadOnly(endpoint: Endpoint, admin: Credentials, readOnly: boolean): Promise<void> {
+  await withAdmin(endpoint, admin, (conn) =>
+    conn.query(`SET GLOBAL read_only = ?`, [readOnly ? 'ON' : 'OFF']),
+  );
+}
+
+/** Waits until the primary counts at least one semi-sync standby; false on timeout. */
+export async function waitForSemiSyncStandby(
+  primary: Endpoint,
+  admin: Credentials,
+  timeoutMs: number,
+): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  return withAdmin(primary, admin, async (conn) => {
+    for (;;) {
+      const rows = await queryRows(conn, `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'`);
+      if (Number(rows[0]?.Value) >= 1) return true;
+      if (Date.now() > deadline) return false;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  });
+}
+
+/**
+ * The whole bootstrap of a fresh or existing shard, in order: schema and users on the primary,
+ * semi-sync on the primary, the standby attached, then writes opened on the primary once the
+ * standby acknowledges. Idempotent.
+ */
+export async function bootstrapShard(
+  primary: Endpoint,
+  standby: Endpoint,
+  secrets: ShardSecrets,
+  policy: SemiSyncPolicy = REQUIRED_SEMI_SYNC,
+  standbyWaitMs = 30_000,
+): Promise<void> {
+  await bootstrapPrimary(primary, secrets);
+  await configurePrimarySemiSync(primary, secrets.admin, policy);
+  await attachStandby(standby, primary, secrets);
+  if (!(await waitForSemiSyncStandby(primary, secrets.admin, standbyWaitMs))) {
+    throw new Error(`standby ${standby.host}:${standby.port} did not connect as a semi-sync replica`);
+  }
+  await setReadOnly(primary, secrets.admin, false);
+}

@@ -1,0 +1,88 @@
+/**
+ * my.cnf for a shard instance. The operator owns the keys below: they make replication lossless
+ * and durable, so a user override of any of them is refused rather than silently applied.
+ */
+export const OPERATOR_OWNED_KEYS = [
+  'server_id',
+  'log_bin',
+  'binlog_format',
+  'log_slave_updates',
+  'gtid_strict_mode',
+  'gtid_domain_id',
+  'sync_binlog',
+  'innodb_flush_log_at_trx_commit',
+  'read_only',
+  'rpl_semi_sync_master_enabled',
+  'rpl_semi_sync_slave_enabled',
+  'rpl_semi_sync_master_wait_point',
+  'rpl_semi_sync_master_timeout',
+  'rpl_semi_sync_master_wait_no_slave',
+  'bind_address',
+  'port',
+  'datadir',
+  'socket',
+  'relay_log',
+  'skip_slave_start',
+] as const;
+
+export interface MyCnfInput {
+  serverId: number;
+  bindAddress: string;
+  port: number;
+  /** Paths are set for processes run on this machine; a container image brings its own. */
+  dataDir?: string;
+  socket?: string;
+  pidFile?: string;
+  logError?: string;
+  /** User settings, already checked with `refusedOverrides`. */
+  overrides?: Record<string, string>;
+}
+
+/** Returns the keys of `overrides` that the operator owns (normalised: `-` and `_` are the same). */
+export function refusedOverrides(overrides: Record<string, string>): string[] {
+  const owned = new Set<string>(OPERATOR_OWNED_KEYS);
+  return Object.keys(overrides).filter((k) => owned.has(normaliseKey(k)));
+}
+
+function normaliseKey(key: string): string {
+  return key.trim().toLowerCase().replace(/-/g, '_');
+}
+
+/**
+ * Every instance starts read-only and without semi-sync: the control plane opens writes on the
+ * primary only after it has checked the instance's role and attached semi-sync, so a primary that
+ * restarts never takes writes the standby cannot protect, and a stale primary stays fenced.
+ */
+export function renderMyCnf(input: MyCnfInput): string {
+  const settings: [string, string | number][] = [
+    ['server_id', input.serverId],
+    ['bind_address', input.bindAddress],
+    ['port', input.port],
+  ];
+  if (input.dataDir) settings.push(['datadir', input.dataDir]);
+  if (input.socket) settings.push(['socket', input.socket]);
+  if (input.pidFile) settings.push(['pid_file', input.pidFile]);
+  if (input.logError) settings.push(['log_error', input.logError]);
+  settings.push(
+    ['log_bin', 'mysql-bin'],
+    ['relay_log', 'relay-bin'],
+    ['binlog_format', 'ROW'],
+    ['log_slave_updates', 'ON'],
+    ['gtid_strict_mode', 'ON'],
+    ['sync_binlog', 1],
+    ['innodb_flush_log_at_trx_commit', 1],
+    ['read_only', 'ON'],
+    ['skip_slave_start', 'ON'],
+    ['rpl_semi_sync_master_wait_point', 'AFTER_SYNC'],
+    ['skip_name_resolve', 'ON'],
+    ['character_set_server', 'utf8mb4'],
+    ['max_allowed_packet', '64M'],
+    ['max_connections', 500],
+    ['innodb_buffer_pool_size', '256M'],
+    ['innodb_log_file_size', '256M'],
+  );
+  const merged = new Map<string, string>(settings.map(([k, v]) => [k, String(v)]));
+  for (const [k, v] of Object.entries(input.overrides ?? {})) merged.set(normaliseKey(k), v);
+  const lines = ['[mariadbd]', ...[...merged].map(([k, v]) => `${k} = ${v}`)];
+  return lines.join('\n') + '\n';
+}

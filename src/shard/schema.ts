@@ -1,0 +1,54 @@
+/** The queue database: every shard holds the same schema; message tables are per topic. */
+export const QUEUE_DATABASE = 'mq';
+
+export const TOPIC_NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,127}$/;
+/** Consumer groups follow the topic rule, so they are safe in URLs, labels and logs. */
+export const GROUP_NAME_PATTERN = TOPIC_NAME_PATTERN;
+
+/**
+ * Idempotent DDL. One table per topic (`m_<topic id>`) keeps each topic's rows clustered by id, so a
+ * fetch is one primary-key range scan and an insert appends at the end of one B-tree.
+ */
+export const SCHEMA_STATEMENTS = [
+  `CREATE DATABASE IF NOT EXISTS ${QUEUE_DATABASE} CHARACTER SET utf8mb4`,
+  `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.topics (
+     id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+     name VARCHAR(128) NOT NULL UNIQUE,
+     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+   ) ENGINE=InnoDB`,
+  // committed_id: the group has processed every message of this shard's topic up to it.
+  // owner/lease_until: the consumer that may read this shard for the group until then (DB clock, ms).
+  `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.group_offsets (
+     group_name VARCHAR(128) NOT NULL,
+     topic_id INT UNSIGNED NOT NULL,
+     committed_id BIGINT UNSIGNED NOT NULL DEFAULT 0,
+     owner VARCHAR(128) NULL,
+     lease_until BIGINT NOT NULL DEFAULT 0,
+     updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+     PRIMARY KEY (group_name, topic_id)
+   ) ENGINE=InnoDB`,
+  // Offsets committed for another shard while that shard's primary was down (its standby is
+  // read-only). Kept on a writable shard, replicated like everything else, and merged back into the
+  // origin shard's group_offsets when a consumer next takes a lease there.
+  `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.pending_offsets (
+     origin_shard VARCHAR(64) NOT NULL,
+     group_name VARCHAR(128) NOT NULL,
+     topic VARCHAR(128) NOT NULL,
+     committed_id BIGINT UNSIGNED NOT NULL,
+     updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+     PRIMARY KEY (origin_shard, group_name, topic)
+   ) ENGINE=InnoDB`,
+];
+
+/** Tables `SCHEMA_STATEMENTS` creates in the queue database. */
+export const SCHEMA_TABLES = ['topics', 'group_offsets', 'pending_offsets'];
+
+export const messageTable = (topicId: number) => `${QUEUE_DATABASE}.m_${topicId}`;
+
+export function createMessageTableSql(topicId: number): string {
+  return `CREATE TABLE IF NOT EXISTS ${messageTable(topicId)} (
+     id BIGINT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+     published_at BIGINT NOT NULL,
+     payload MEDIUMBLOB NOT NULL
+   ) ENGINE=InnoDB`;
+}

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { DEFAULTS, defaultCluster, withDefaults } from '../../../src/operator/api/defaults.js';
+import type { MessageQueueClusterSpec } from '../../../src/operator/api/types.js';
+
+describe('withDefaults', () => {
+  it('fills every default of an empty (or missing) spec', () => {
+    const expected = {
+      shards: 2,
+      mysql: {
+        image: 'mariadb:10.11',
+        storage: { size: '10Gi' },
+        resources: {},
+        config: {},
+        durability: 'required',
+        semiSyncTimeoutSeconds: 5,
+      },
+      brokers: {
+        replicas: 2,
+        image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0',
+        resources: {},
+        port: 8080,
+        maxMessageBytes: 1048576,
+      },
+      failover: {
+        probePeriodSeconds: 1,
+        failureThreshold: 3,
+        promoteStandbyForReads: true,
+        promoteForWrites: false,
+        promoteForWritesDelaySeconds: 300,
+      },
+      podTemplate: { tolerations: [], nodeSelector: {}, labels: {}, annotations: {} },
+      pvcDeletionPolicy: 'Retain',
+    };
+    expect(withDefaults({})).toEqual(expected);
+    expect(withDefaults(undefined)).toEqual(expected);
+    expect(withDefaults(null)).toEqual(expected);
+  });
+
+  it('keeps every value given, including falsy ones', () => {
+    const spec: MessageQueueClusterSpec = {
+      shards: 4,
+      mysql: {
+        image: 'mariadb:11.4',
+        storage: { size: '1Gi', storageClassName: 'fast' },
+        resources: { limits: { cpu: '2' } },
+        config: { max_connections: '10' },
+        durability: 'preferred',
+        semiSyncTimeoutSeconds: 30,
+      },
+      brokers: {
+        replicas: 0,
+        image: 'x:1',
+        port: 9000,
+        authSecretName: 'tok',
+        maxMessageBytes: 10,
+        resources: {},
+      },
+      failover: {
+        probePeriodSeconds: 2,
+        failureThreshold: 1,
+        promoteStandbyForReads: false,
+        promoteForWrites: true,
+        promoteForWritesDelaySeconds: 60,
+      },
+      podTemplate: {
+        affinity: { nodeAffinity: {} },
+        tolerations: [{ key: 'a' }],
+        nodeSelector: { a: 'b' },
+        labels: { l: 'v' },
+        annotations: { a: 'n' },
+        priorityClassName: 'high',
+      },
+      pvcDeletionPolicy: 'Delete',
+    };
+    expect(withDefaults(spec)).toEqual(spec);
+  });
+
+  it('fills the gaps of a partly given section', () => {
+    const d = withDefaults({
+      mysql: { storage: { storageClassName: 'fast' } },
+      failover: { failureThreshold: 5 },
+    });
+    expect(d.mysql.storage).toEqual({ size: '10Gi', storageClassName: 'fast' });
+    expect(d.mysql.image).toBe(DEFAULTS.mysql.image);
+    expect(d.failover).toMatchObject({ failureThreshold: 5, probePeriodSeconds: 1 });
+  });
+
+  it('is pure: nothing shared with or changed in the input', () => {
+    const spec: MessageQueueClusterSpec = {
+      mysql: { config: { a: '1' }, resources: { limits: { cpu: '1' } } },
+      podTemplate: { tolerations: [{ key: 'a' }], affinity: { x: { y: 1 } } },
+    };
+    const before = structuredClone(spec);
+    const d = withDefaults(spec);
+    d.mysql.config.b = '2';
+    d.mysql.resources.limits!.cpu = '9';
+    d.podTemplate.tolerations.push({ key: 'b' });
+    (d.podTemplate.affinity as Record<string, any>).x.y = 2;
+    expect(spec).toEqual(before);
+  });
+});
+
+describe('defaultCluster', () => {
+  it('defaults the spec and requires name, namespace and uid', () => {
+    const cr = defaultCluster({ metadata: { name: 'a', namespace: 'n', uid: 'u', generation: 3 } });
+    expect(cr.apiVersion).toBe('mysqlmq.io/v1alpha1');
+    expect(cr.kind).toBe('MessageQueueCluster');
+    expect(cr.metadata.generation).toBe(3);
+    expect(cr.spec.shards).toBe(2);
+    expect(() => defaultCluster({ metadata: { name: 'a', namespace: 'n' } })).toThrow(/uid/);
+  });
+});

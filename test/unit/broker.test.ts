@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest';
+import { mergeShardReads } from '../../src/broker/fetcher.js';
+import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
+import { parseRouting } from '../../src/broker/routing.js';
+import { writeEligible } from '../../src/broker/shard-health.js';
+
+const msg = (id: number, size = 10) => ({ id, publishedAt: 0, payload: Buffer.alloc(size) });
+
+describe('routing documents', () => {
+  it('accepts a valid document and defaults requireStandbyAck to true', () => {
+    const doc = parseRouting({
+      version: 3,
+      shards: [{ name: 'shard-0', write: { host: '10.0.0.1', port: 3306 }, read: { host: '10.0.0.2' } }],
+    });
+    expect(doc.shards[0]).toEqual({
+      name: 'shard-0',
+      write: { host: '10.0.0.1', port: 3306 },
+      read: { host: '10.0.0.2', port: 3306 },
+      requireStandbyAck: true,
+    });
+  });
+
+  it.each([
+    [{ shards: [] }, /version/],
+    [{ version: 1, shards: [{ name: 'A', write: null, read: null }] }, /name/],
+    [{ version: 1, shards: [{ name: 'a', write: { host: 'h', port: 0 }, read: null }] }, /port/],
+    [{ version: 1, shards: [{ name: 'a', read: null, extra: 1 }] }, /unknown field "extra"/],
+    [{ version: 1, shards: [{ name: 'a' }, { name: 'a' }] }, /repeated/],
+  ])('rejects %j', (doc, message) => {
+    expect(() => parseRouting(doc)).toThrow(message);
+  });
+});
+
+describe('write eligibility', () => {
+  const healthy = { reachable: true, readOnly: false, semiSyncActive: true, semiSyncStandbys: 1 };
+  it('needs a connected semi-sync standby when acknowledgements are required', () => {
+    expect(writeEligible(healthy, true)).toBe(true);
+    expect(writeEligible({ ...healthy, semiSyncStandbys: 0 }, true)).toBe(false);
+    expect(writeEligible({ ...healthy, semiSyncActive: false }, true)).toBe(false);
+    expect(writeEligible({ ...healthy, semiSyncActive: false, semiSyncStandbys: 0 }, false)).toBe(true);
+  });
+  it('never writes to a read-only or unreachable instance', () => {
+    expect(writeEligible({ ...healthy, readOnly: true }, false)).toBe(false);
+    expect(writeEligible({ ...healthy, reachable: false }, false)).toBe(false);
+  });
+});
+
+describe('merging shard reads', () => {
+  it('interleaves shards and reports positions after what is returned', () => {
+    const result = mergeShardReads(
+      [
+        { kind: 'read', shard: 'a', start: 0, messages: [msg(1), msg(2), msg(3)] },
+        { kind: 'read', shard: 'b', start: 40, messages: [msg(41)] },
+        { kind: 'held', shard: 'c' },
+      ],
+      { maxMessages: 3, maxBytes: 1000 },
+    );
+    expect(result.messages.map((m) => `${m.shard}${m.id}`)).toEqual(['a1', 'b41', 'a2']);
+    expect(result.positions).toEqual({ a: 2, b: 41 });
+    expect(result.heldElsewhere).toEqual(['c']);
+  });
+
+  it('respects maxBytes but always returns at least one message', () => {
+    const big = mergeShardReads(
+      [{ kind: 'read', shard: 'a', start: 5, messages: [msg(6, 500), msg(7, 500)] }],
+      {
+        maxMessages: 10,
+        maxBytes: 100,
+      },
+    );
+    expect(big.messages.map((m) => m.id)).toEqual([6]);
+    expect(big.positions).toEqual({ a: 6 });
+  });
+
+  it('reports the start position of a shard with nothing new', () => {
+    const none = mergeShardReads([{ kind: 'read', shard: 'a', start: 9, messages: [] }], {
+      maxMessages: 1,
+      maxBytes: 1,
+    });
+    expect(none).toEqual({ messages: [], positions: { a: 9 }, heldElsewhere: [] });
+  });
+});
+
+describe('request parsing', () => {
+  const limits = { maxMessageBytes: 4, maxMessagesPerPublish: 2 };
+  it('decodes base64 and enforces limits', () => {
+    expect(parsePublish({ messages: [{ value: 'AAEC' }], encoding: 'base64' }, limits)).toEqual([
+      Buffer.from([0, 1, 2]),
+    ]);
+    expect(() => parsePublish({ messages: [{ value: 'abcde' }] }, limits)).toThrow(/limit is 4/);
+    expect(() =>
+      parsePublish({ messages: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] }, limits),
+    ).toThrow(/at most 2/);
+  });
+  it('fills fetch defaults', () => {
+    expect(parseFetch({ consumer: 'c1' })).toMatchObject({
+      consumer: 'c1',
+      positions: {},
+      waitMs: 1000,
+      encoding: 'utf8',
+    });
+  });
+  it('requires offsets on commit', () => {
+    expect(() => parseCommit({})).toThrow(/offsets is required/);
+    expect(parseCommit({ offsets: { 'shard-0': 12 } })).toEqual({ 'shard-0': 12 });
+  });
+});

@@ -1,0 +1,156 @@
+import { describe, expect, it } from 'vitest';
+import type { RoutingDocument } from '../../../src/broker/routing.js';
+import {
+  brokerDeployment,
+  brokerPdb,
+  brokerSelectorString,
+  brokerService,
+  initialRouting,
+  routingConfigMap,
+} from '../../../src/operator/desired/brokers.js';
+import { OWNER, STANDARD_LABELS, cluster, container, envOf, specOf } from './fixtures.js';
+
+const doc: RoutingDocument = {
+  version: 42,
+  shards: [
+    {
+      name: 'shard-0',
+      write: { host: '10.0.0.1', port: 3306 },
+      read: { host: '10.0.0.1', port: 3306 },
+      requireStandbyAck: true,
+    },
+    { name: 'shard-1', write: null, read: { host: '10.0.0.4', port: 3306 }, requireStandbyAck: true },
+  ],
+};
+
+describe('routing ConfigMap', () => {
+  it('holds the routing document as routing.json, with its version annotated', () => {
+    const cm = routingConfigMap(cluster(), doc);
+    expect(cm.metadata.name).toBe('mq-routing');
+    expect(cm.metadata.ownerReferences).toEqual([OWNER]);
+    expect(cm.metadata.annotations).toEqual({ 'mysqlmq.io/routing-version': '42' });
+    expect(JSON.parse((cm.data as Record<string, string>)['routing.json']!)).toEqual(doc);
+  });
+
+  it('refuses a document brokers would reject', () => {
+    const bad = {
+      version: 1,
+      shards: [{ name: 'Shard 0', write: null, read: null, requireStandbyAck: true }],
+    };
+    expect(() => routingConfigMap(cluster(), bad)).toThrow(/name/);
+  });
+
+  it('starts with every shard listed and none routable', () => {
+    expect(initialRouting(cluster({ shards: 2, mysql: { durability: 'preferred' } }))).toEqual({
+      version: 0,
+      shards: [
+        { name: 'shard-0', write: null, read: null, requireStandbyAck: false },
+        { name: 'shard-1', write: null, read: null, requireStandbyAck: false },
+      ],
+    });
+  });
+});
+
+describe('broker Deployment', () => {
+  const cr = cluster({
+    brokers: {
+      replicas: 3,
+      image: 'reg/mq:1',
+      port: 9090,
+      maxMessageBytes: 4096,
+      authSecretName: 'client-token',
+      resources: { limits: { memory: '1Gi' } },
+    },
+    podTemplate: { labels: { team: 'mq' }, annotations: { note: 'x' } },
+  });
+  const dep = brokerDeployment(cr);
+  const spec = specOf(dep);
+  const pod = spec.template.spec;
+  const c = container(pod, 'broker');
+
+  it('runs spec.brokers.replicas pods selected by cluster and component', () => {
+    expect(dep.apiVersion).toBe('apps/v1');
+    expect(dep.kind).toBe('Deployment');
+    expect(dep.metadata.name).toBe('mq-broker');
+    expect(dep.metadata.ownerReferences).toEqual([OWNER]);
+    expect(spec.replicas).toBe(3);
+    expect(spec.selector).toEqual({
+      matchLabels: { 'mysqlmq.io/cluster': 'mq', 'app.kubernetes.io/component': 'broker' },
+    });
+    expect(spec.template.metadata.labels).toEqual({
+      ...STANDARD_LABELS,
+      'app.kubernetes.io/component': 'broker',
+      team: 'mq',
+    });
+    expect(spec.template.metadata.annotations.note).toBe('x');
+    expect(spec.template.metadata.annotations['mysqlmq.io/config-hash']).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it('starts the broker with the routing file, port and message limit', () => {
+    expect(c.image).toBe('reg/mq:1');
+    expect([...c.command, ...c.args]).toEqual([
+      'node',
+      '/app/dist/broker/main.js',
+      '--routing',
+      '/etc/mysqlmq/routing/routing.json',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '9090',
+      '--max-message-bytes',
+      '4096',
+    ]);
+    expect(c.ports).toEqual([{ name: 'http', containerPort: 9090, protocol: 'TCP' }]);
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9090 });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 9090 });
+    expect(c.resources).toEqual({ limits: { memory: '1Gi' } });
+  });
+
+  it('takes secrets from Secrets only', () => {
+    expect(envOf(c)).toEqual({
+      MQ_DB_USER: 'mq_broker',
+      MQ_DB_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'broker-password' } },
+      MQ_ADMIN_TOKEN: { secretKeyRef: { name: 'mq-credentials', key: 'admin-token' } },
+      MQ_AUTH_TOKEN: { secretKeyRef: { name: 'client-token', key: 'token' } },
+    });
+    expect(envOf(container(specOf(brokerDeployment(cluster())).template.spec, 'broker'))).not.toHaveProperty(
+      'MQ_AUTH_TOKEN',
+    );
+  });
+
+  it('mounts the routing ConfigMap as a directory, so updates reach running brokers', () => {
+    expect(c.volumeMounts).toEqual([{ name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true }]);
+    expect(pod.volumes).toEqual([{ name: 'routing', configMap: { name: 'mq-routing' } }]);
+  });
+
+  it('rolls when the spec or the auth Secret changes, not when the replica count does', () => {
+    const hash = (d: ReturnType<typeof brokerDeployment>) =>
+      specOf(d).template.metadata.annotations['mysqlmq.io/config-hash'];
+    const base = hash(brokerDeployment(cluster()));
+    expect(hash(brokerDeployment(cluster({ brokers: { replicas: 7 } })))).toBe(base);
+    expect(hash(brokerDeployment(cluster({ brokers: { maxMessageBytes: 10 } })))).not.toBe(base);
+    expect(hash(brokerDeployment(cluster(), { authSecretVersion: '12' }))).not.toBe(base);
+    expect(hash(brokerDeployment(cluster(), { authSecretVersion: '12' }))).toBe(
+      hash(brokerDeployment(cluster(), { authSecretVersion: '12' })),
+    );
+  });
+});
+
+describe('broker Service and PDB', () => {
+  it('expose the broker port and tolerate one broker down', () => {
+    const svc = brokerService(cluster({ brokers: { port: 9090 } }));
+    expect(svc.metadata.name).toBe('mq-broker');
+    expect(svc.spec).toEqual({
+      type: 'ClusterIP',
+      selector: { 'mysqlmq.io/cluster': 'mq', 'app.kubernetes.io/component': 'broker' },
+      ports: [{ name: 'http', port: 9090, targetPort: 9090, protocol: 'TCP' }],
+    });
+    const pdb = brokerPdb(cluster(), 'policy/v1beta1');
+    expect(pdb.apiVersion).toBe('policy/v1beta1');
+    expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: specOf(svc).selector } });
+  });
+
+  it('gives the scale subresource its selector', () => {
+    expect(brokerSelectorString(cluster())).toBe('mysqlmq.io/cluster=mq,app.kubernetes.io/component=broker');
+  });
+});

@@ -1,0 +1,66 @@
+import { describe, expect, it } from 'vitest';
+import {
+  SECRET_KEYS,
+  credentialsFromSecret,
+  credentialsSecret,
+  generateCredentials,
+  shardSecrets,
+} from '../../../src/operator/desired/credentials.js';
+import { OWNER, STANDARD_LABELS, cluster } from './fixtures.js';
+
+const creds = {
+  'admin-password': 'a-pass',
+  'replication-password': 'r-pass',
+  'broker-password': 'b-pass',
+  'admin-token': 't-token',
+};
+
+describe('credentials Secret', () => {
+  it('is NAME-credentials with the four keys base64-encoded', () => {
+    const s = credentialsSecret(cluster(), creds);
+    expect(s.apiVersion).toBe('v1');
+    expect(s.kind).toBe('Secret');
+    expect(s.type).toBe('Opaque');
+    expect(s.metadata.name).toBe('mq-credentials');
+    expect(s.metadata.namespace).toBe('ns');
+    expect(s.metadata.labels).toMatchObject({
+      ...STANDARD_LABELS,
+      'app.kubernetes.io/component': 'credentials',
+    });
+    expect(s.metadata.ownerReferences).toEqual([OWNER]);
+    expect(Object.keys(s.data as object).sort()).toEqual([...SECRET_KEYS].sort());
+    expect((s.data as Record<string, string>)['admin-password']).toBe(
+      Buffer.from('a-pass').toString('base64'),
+    );
+    expect(JSON.stringify(s)).not.toContain('a-pass');
+  });
+
+  it('reads back what it wrote, and nothing from an incomplete Secret', () => {
+    const data = credentialsSecret(cluster(), creds).data as Record<string, string>;
+    expect(credentialsFromSecret(data)).toEqual(creds);
+    const partial = { ...data };
+    delete partial['admin-token'];
+    expect(credentialsFromSecret(partial)).toBeUndefined();
+    expect(credentialsFromSecret({ ...data, 'admin-token': '' })).toBeUndefined();
+    expect(credentialsFromSecret(undefined)).toBeUndefined();
+  });
+
+  it('generates distinct URL-safe secrets of 32 characters', () => {
+    const a = generateCredentials();
+    const b = generateCredentials();
+    for (const k of SECRET_KEYS) {
+      expect(a[k]).toMatch(/^[A-Za-z0-9_-]{32}$/);
+      expect(a[k]).not.toBe(b[k]);
+    }
+    expect(new Set(Object.values(a)).size).toBe(4);
+    expect(generateCredentials(() => 'fixed')['admin-token']).toBe('fixed');
+  });
+
+  it('maps to the MariaDB users the shard bootstrap creates', () => {
+    expect(shardSecrets(creds)).toEqual({
+      admin: { user: 'root', password: 'a-pass' },
+      replication: { user: 'mq_repl', password: 'r-pass' },
+      broker: { user: 'mq_broker', password: 'b-pass' },
+    });
+  });
+});

@@ -1,0 +1,259 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DEFAULT_NODE_TOLERATIONS,
+  InvalidSpecError,
+  dataPvc,
+  instanceMyCnf,
+  mycnfConfigMap,
+  mysqlPod,
+  mysqlPodHash,
+  roleOf,
+  serverIdOf,
+  shardPdb,
+  shardService,
+} from '../../../src/operator/desired/shard.js';
+import { OWNER, STANDARD_LABELS, cluster, container, envOf, specOf } from './fixtures.js';
+
+const cnfValue = (cnf: string, key: string) => new RegExp(`^${key} = (.*)$`, 'm').exec(cnf)?.[1];
+
+describe('my.cnf ConfigMap', () => {
+  it('has one file per instance with a cluster-unique server_id', () => {
+    const cm = mycnfConfigMap(cluster(), 1);
+    expect(cm.kind).toBe('ConfigMap');
+    expect(cm.metadata.name).toBe('mq-shard-1-mycnf');
+    expect(cm.metadata.labels).toMatchObject({ ...STANDARD_LABELS, 'mysqlmq.io/shard': 'shard-1' });
+    expect(cm.metadata.ownerReferences).toEqual([OWNER]);
+    const data = cm.data as Record<string, string>;
+    expect(Object.keys(data).sort()).toEqual(['instance-0.cnf', 'instance-1.cnf']);
+    expect(cnfValue(data['instance-0.cnf']!, 'server_id')).toBe('3');
+    expect(cnfValue(data['instance-1.cnf']!, 'server_id')).toBe('4');
+    expect(cnfValue(data['instance-0.cnf']!, 'bind_address')).toBe('0.0.0.0');
+    expect(cnfValue(data['instance-0.cnf']!, 'port')).toBe('3306');
+    expect(cnfValue(data['instance-0.cnf']!, 'sync_binlog')).toBe('1');
+    expect(cnfValue(data['instance-0.cnf']!, 'read_only')).toBe('ON');
+  });
+
+  it('gives every instance of the cluster its own server_id', () => {
+    const ids = [0, 1, 2, 3].flatMap((s) => [0, 1].map((i) => serverIdOf(s, i)));
+    expect(new Set(ids).size).toBe(8);
+    expect(Math.min(...ids)).toBe(1);
+  });
+
+  it('applies user overrides', () => {
+    const cnf = instanceMyCnf(
+      cluster({ mysql: { config: { 'innodb-buffer-pool-size': '2G', max_connections: '900' } } }),
+      0,
+      0,
+    );
+    expect(cnfValue(cnf, 'innodb_buffer_pool_size')).toBe('2G');
+    expect(cnfValue(cnf, 'max_connections')).toBe('900');
+  });
+
+  it('refuses to render an operator-owned key, in any spelling MariaDB accepts', () => {
+    for (const key of ['server_id', 'Server-ID', 'loose-server-id', 'skip-log-bin', 'log_replica_updates']) {
+      expect(() => mycnfConfigMap(cluster({ mysql: { config: { [key]: '9' } } }), 0), key).toThrow(
+        InvalidSpecError,
+      );
+    }
+  });
+});
+
+describe('instance Pod', () => {
+  const cr = cluster({
+    mysql: { image: 'mariadb:11.4', resources: { requests: { cpu: 1, memory: '2Gi' } } },
+    podTemplate: {
+      labels: { team: 'mq', 'mysqlmq.io/role': 'hijack' },
+      annotations: { note: 'x' },
+      nodeSelector: { disk: 'ssd' },
+      tolerations: [{ key: 'dedicated', operator: 'Equal', value: 'mq', effect: 'NoSchedule' }],
+      priorityClassName: 'high',
+    },
+  });
+  const pod = mysqlPod(cr, 1, 0, 'primary');
+  const spec = specOf(pod);
+  const c = container(spec, 'mariadb');
+
+  it('is named and labelled per the design, role included', () => {
+    expect(pod.apiVersion).toBe('v1');
+    expect(pod.kind).toBe('Pod');
+    expect(pod.metadata.name).toBe('mq-shard-1-0');
+    expect(pod.metadata.namespace).toBe('ns');
+    expect(pod.metadata.ownerReferences).toEqual([OWNER]);
+    expect(pod.metadata.labels).toEqual({
+      ...STANDARD_LABELS,
+      'app.kubernetes.io/component': 'mysql',
+      'mysqlmq.io/shard': 'shard-1',
+      'mysqlmq.io/instance': '0',
+      'mysqlmq.io/role': 'primary',
+      team: 'mq',
+    });
+    expect(pod.metadata.annotations).toEqual({ note: 'x', 'mysqlmq.io/config-hash': mysqlPodHash(cr, 1, 0) });
+  });
+
+  it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
+    expect(c.image).toBe('mariadb:11.4');
+    expect(c.ports).toEqual([{ name: 'mysql', containerPort: 3306, protocol: 'TCP' }]);
+    expect(envOf(c)).toEqual({
+      MARIADB_ROOT_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'admin-password' } },
+      MARIADB_ROOT_HOST: '%',
+    });
+    expect(c.volumeMounts).toEqual(
+      expect.arrayContaining([
+        { name: 'data', mountPath: '/var/lib/mysql' },
+        {
+          name: 'mycnf',
+          mountPath: '/etc/mysql/conf.d/mysqlmq.cnf',
+          subPath: 'instance-0.cnf',
+          readOnly: true,
+        },
+      ]),
+    );
+    expect(spec.volumes).toEqual(
+      expect.arrayContaining([
+        { name: 'data', persistentVolumeClaim: { claimName: 'data-mq-shard-1-0' } },
+        { name: 'mycnf', configMap: { name: 'mq-shard-1-mycnf' } },
+      ]),
+    );
+    expect(c.readinessProbe.tcpSocket).toEqual({ port: 3306 });
+    expect(c.resources).toEqual({ requests: { cpu: '1', memory: '2Gi' } });
+  });
+
+  it('spreads the two instances of a shard over nodes and honours the pod template', () => {
+    expect(spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution).toEqual([
+      {
+        weight: 100,
+        podAffinityTerm: {
+          topologyKey: 'kubernetes.io/hostname',
+          labelSelector: {
+            matchLabels: {
+              'mysqlmq.io/cluster': 'mq',
+              'app.kubernetes.io/component': 'mysql',
+              'mysqlmq.io/shard': 'shard-1',
+            },
+          },
+        },
+      },
+    ]);
+    expect(spec.nodeSelector).toEqual({ disk: 'ssd' });
+    expect(spec.tolerations).toEqual([
+      { key: 'dedicated', operator: 'Equal', value: 'mq', effect: 'NoSchedule' },
+      {
+        key: 'node.kubernetes.io/not-ready',
+        operator: 'Exists',
+        effect: 'NoExecute',
+        tolerationSeconds: 300,
+      },
+      {
+        key: 'node.kubernetes.io/unreachable',
+        operator: 'Exists',
+        effect: 'NoExecute',
+        tolerationSeconds: 300,
+      },
+    ]);
+    expect(spec.priorityClassName).toBe('high');
+    expect(spec.restartPolicy).toBe('Always');
+    expect(spec.automountServiceAccountToken).toBe(false);
+  });
+
+  it('keeps its config hash through a role change, and changes it with what needs a restart', () => {
+    const hash = (p: ReturnType<typeof mysqlPod>) => p.metadata.annotations!['mysqlmq.io/config-hash'];
+    const base = hash(mysqlPod(cluster(), 0, 1, 'standby'));
+    expect(hash(mysqlPod(cluster(), 0, 1, 'primary'))).toBe(base);
+    expect(hash(mysqlPod(cluster({ shards: 5 }), 0, 1, 'standby'))).toBe(base);
+    expect(
+      hash(mysqlPod(cluster({ mysql: { config: { max_connections: '50' } } }), 0, 1, 'standby')),
+    ).not.toBe(base);
+    expect(hash(mysqlPod(cluster({ mysql: { image: 'mariadb:11.4' } }), 0, 1, 'standby'))).not.toBe(base);
+    expect(hash(mysqlPod(cluster({ podTemplate: { nodeSelector: { a: 'b' } } }), 0, 1, 'standby'))).not.toBe(
+      base,
+    );
+    expect(hash(mysqlPod(cluster(), 0, 0, 'standby'))).not.toBe(base);
+  });
+
+  it('spells out the tolerations admission would add, unless the user covers them', () => {
+    // Otherwise every apply of a Pod with user tolerations changes it (tolerations is an atomic list).
+    expect(specOf(mysqlPod(cluster(), 0, 0, 'primary')).tolerations).toEqual([...DEFAULT_NODE_TOLERATIONS]);
+    const own = {
+      key: 'node.kubernetes.io/unreachable',
+      operator: 'Exists',
+      effect: 'NoExecute',
+      tolerationSeconds: 30,
+    };
+    expect(
+      specOf(mysqlPod(cluster({ podTemplate: { tolerations: [own] } }), 0, 0, 'primary')).tolerations,
+    ).toEqual([own, DEFAULT_NODE_TOLERATIONS[0]]);
+    expect(
+      specOf(mysqlPod(cluster({ podTemplate: { tolerations: [{ operator: 'Exists' }] } }), 0, 0, 'primary'))
+        .tolerations,
+    ).toEqual([{ operator: 'Exists' }]);
+  });
+
+  it('derives roles from the primary index', () => {
+    expect([0, 1].map((i) => roleOf(i, 0))).toEqual(['primary', 'standby']);
+    expect([0, 1].map((i) => roleOf(i, 1))).toEqual(['standby', 'primary']);
+  });
+});
+
+describe('data PVC', () => {
+  it('requests spec.mysql.storage and is not owned under Retain (the default)', () => {
+    const pvc = dataPvc(cluster({ mysql: { storage: { size: '5Gi', storageClassName: 'fast' } } }), 2, 1);
+    expect(pvc.kind).toBe('PersistentVolumeClaim');
+    expect(pvc.metadata.name).toBe('data-mq-shard-2-1');
+    expect(pvc.metadata.labels).toMatchObject({
+      ...STANDARD_LABELS,
+      'mysqlmq.io/shard': 'shard-2',
+      'mysqlmq.io/instance': '1',
+    });
+    expect(pvc.metadata.ownerReferences).toBeUndefined();
+    expect(pvc.spec).toEqual({
+      accessModes: ['ReadWriteOnce'],
+      resources: { requests: { storage: '5Gi' } },
+      storageClassName: 'fast',
+    });
+  });
+
+  it('is owned by the cluster under Delete, and uses the default class when none is given', () => {
+    const pvc = dataPvc(cluster({ pvcDeletionPolicy: 'Delete' }), 0, 0);
+    expect(pvc.metadata.ownerReferences).toEqual([OWNER]);
+    expect(specOf(pvc).storageClassName).toBeUndefined();
+    expect(specOf(pvc).resources.requests.storage).toBe('10Gi');
+  });
+});
+
+describe('shard Services and PDB', () => {
+  it('select the instance with the role label', () => {
+    for (const role of ['primary', 'standby'] as const) {
+      const svc = shardService(cluster(), 0, role);
+      expect(svc.metadata.name).toBe(`mq-shard-0-${role}`);
+      expect(svc.metadata.ownerReferences).toEqual([OWNER]);
+      expect(svc.spec).toEqual({
+        type: 'ClusterIP',
+        selector: {
+          'mysqlmq.io/cluster': 'mq',
+          'app.kubernetes.io/component': 'mysql',
+          'mysqlmq.io/shard': 'shard-0',
+          'mysqlmq.io/role': role,
+        },
+        ports: [{ name: 'mysql', port: 3306, targetPort: 3306, protocol: 'TCP' }],
+      });
+    }
+  });
+
+  it('allows one of the two instances down at a time, in the API version given', () => {
+    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1');
+    expect(pdb.apiVersion).toBe('policy/v1beta1');
+    expect(pdb.kind).toBe('PodDisruptionBudget');
+    expect(pdb.metadata.name).toBe('mq-shard-3');
+    expect(pdb.spec).toEqual({
+      maxUnavailable: 1,
+      selector: {
+        matchLabels: {
+          'mysqlmq.io/cluster': 'mq',
+          'app.kubernetes.io/component': 'mysql',
+          'mysqlmq.io/shard': 'shard-3',
+        },
+      },
+    });
+    expect(shardPdb(cluster(), 3, 'policy/v1').apiVersion).toBe('policy/v1');
+  });
+});

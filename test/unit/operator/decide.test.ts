@@ -1,0 +1,218 @@
+import { describe, expect, it } from 'vitest';
+import {
+  type InstanceView,
+  type ShardMemory,
+  type ShardPolicy,
+  decideShard,
+  initialMemory,
+} from '../../../src/operator/shards/decide.js';
+import { parseGtidList } from '../../../src/shard/gtid.js';
+import type { InstanceProbe } from '../../../src/shard/probe.js';
+
+const policy: ShardPolicy = { durability: 'required', failureThreshold: 3, promoteStandbyForReads: true };
+const now = new Date('2026-11-23T12:00:00Z');
+
+function primaryProbe(over: Partial<InstanceProbe> = {}): InstanceProbe {
+  return {
+    readOnly: false,
+    serverId: 1,
+    gtidBinlogPos: parseGtidList('0-1-100'),
+    gtidCurrentPos: parseGtidList('0-1-100'),
+    semiSyncPrimaryEnabled: true,
+    semiSyncPrimaryActive: true,
+    semiSyncStandbys: 1,
+    ...over,
+  };
+}
+
+function standbyProbe(over: Partial<InstanceProbe> = {}): InstanceProbe {
+  return {
+    readOnly: true,
+    serverId: 2,
+    gtidBinlogPos: parseGtidList('0-1-100'),
+    gtidCurrentPos: parseGtidList('0-1-100'),
+    semiSyncPrimaryEnabled: false,
+    semiSyncPrimaryActive: false,
+    semiSyncStandbys: 0,
+    replica: {
+      sourceHost: '127.1.0.1',
+      sourcePort: 3306,
+      ioRunning: true,
+      sqlRunning: true,
+      secondsBehind: 0,
+      lastError: '',
+    },
+    ...over,
+  };
+}
+
+function instance(index: number, over: Partial<InstanceView> = {}): InstanceView {
+  return {
+    index,
+    podName: `c-shard-0-${index}`,
+    podIP: `127.1.0.${index + 1}`,
+    podPhase: 'Running',
+    podReady: true,
+    deleting: false,
+    probe: index === 0 ? primaryProbe() : standbyProbe(),
+    ...over,
+  };
+}
+
+const healthy: ShardMemory = {
+  ...initialMemory(),
+  bootstrapped: true,
+  readsFrom: 'primary',
+  phase: 'Healthy',
+};
+const decide = (instances: InstanceView[], memory: ShardMemory = healthy, p: ShardPolicy = policy) =>
+  decideShard('shard-0', instances, memory, p, now);
+
+describe('provisioning', () => {
+  it('waits for both instances, then bootstraps', () => {
+    const waiting = decide(
+      [instance(0), instance(1, { podReady: false, probe: undefined })],
+      initialMemory(),
+    );
+    expect(waiting.actions).toEqual([]);
+    expect(waiting.route).toMatchObject({ write: null, read: null });
+    expect(waiting.message).toContain('c-shard-0-1');
+
+    const start = decide(
+      [instance(0, { probe: primaryProbe({ readOnly: true }) }), instance(1)],
+      initialMemory(),
+    );
+    expect(start.actions).toEqual([{ kind: 'bootstrap' }]);
+    expect(start.memory.bootstrapped).toBe(true);
+    expect(start.events[0].reason).toBe('ShardBootstrapped');
+  });
+
+  it('routes writes to a protected primary', () => {
+    const d = decide([instance(0), instance(1)]);
+    expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
+    expect(d.memory.phase).toBe('Healthy');
+    expect(d.actions).toEqual([]);
+  });
+
+  it('re-attaches a standby that follows nobody and enables semi-sync after a primary restart', () => {
+    const d = decide([
+      instance(0, {
+        probe: primaryProbe({ semiSyncPrimaryEnabled: false, semiSyncStandbys: 0, readOnly: true }),
+      }),
+      instance(1, { probe: standbyProbe({ replica: undefined }) }),
+    ]);
+    expect(d.actions).toEqual([{ kind: 'enableSemiSync' }, { kind: 'attachStandby' }]);
+    expect(d.route.write).toBeNull();
+  });
+});
+
+describe('detection and promotion for reads', () => {
+  it('fails over at once when the primary pod is NotReady or gone', () => {
+    for (const down of [
+      { podReady: false },
+      { podPhase: undefined },
+      { podPhase: 'Failed' },
+      { deleting: true },
+    ]) {
+      const d = decide([instance(0, { ...down, probe: undefined }), instance(1)]);
+      expect(d.route).toEqual({ write: null, read: 'standby', requireStandbyAck: true });
+      expect(d.memory.readsFrom).toBe('standby');
+      expect(d.memory.failedOverAt).toBe(now.toISOString());
+      expect(d.events.map((e) => e.reason)).toEqual(['FailedOver']);
+    }
+  });
+
+  it('does not fail over on one slow probe, but does after the threshold', () => {
+    let memory = healthy;
+    for (let i = 1; i <= 2; i++) {
+      const d = decide([instance(0, { probe: undefined, probeError: 'timeout' }), instance(1)], memory);
+      expect(d.route.read).toBe('primary');
+      expect(d.route.write).toBe('primary');
+      memory = d.memory;
+    }
+    const third = decide([instance(0, { probe: undefined, probeError: 'timeout' }), instance(1)], memory);
+    expect(third.route.read).toBe('standby');
+    expect(third.memory.phase).toBe('FailedOver');
+  });
+
+  it('leaves the shard unreadable when promotion for reads is off', () => {
+    const d = decide([instance(0, { podReady: false }), instance(1)], healthy, {
+      ...policy,
+      promoteStandbyForReads: false,
+    });
+    expect(d.route).toMatchObject({ write: null, read: null });
+    expect(d.memory.phase).toBe('Unavailable');
+  });
+});
+
+describe('recovery', () => {
+  const failedOver: ShardMemory = { ...healthy, readsFrom: 'standby', phase: 'FailedOver' };
+  const returned = (over: Partial<InstanceProbe> = {}) =>
+    instance(0, {
+      probe: primaryProbe({ readOnly: true, semiSyncPrimaryEnabled: false, semiSyncStandbys: 0, ...over }),
+    });
+
+  it('keeps reads on the standby until it follows the returned primary and has caught up', () => {
+    const d = decide([returned(), instance(1, { probe: standbyProbe({ replica: undefined }) })], failedOver);
+    expect(d.actions).toEqual([{ kind: 'enableSemiSync' }, { kind: 'attachStandby' }]);
+    expect(d.route).toMatchObject({ write: null, read: 'standby' });
+    expect(d.memory.phase).toBe('Recovering');
+
+    const behind = decide(
+      [
+        returned({ semiSyncPrimaryEnabled: true }),
+        instance(1, { probe: standbyProbe({ gtidCurrentPos: parseGtidList('0-1-90') }) }),
+      ],
+      d.memory,
+    );
+    expect(behind.route.read).toBe('standby');
+    expect(behind.lagTransactions).toBe(10);
+  });
+
+  it('returns the shard to the primary once caught up and acknowledged', () => {
+    const d = decide(
+      [
+        returned({ semiSyncPrimaryEnabled: true, semiSyncPrimaryActive: true, semiSyncStandbys: 1 }),
+        instance(1),
+      ],
+      {
+        ...failedOver,
+        phase: 'Recovering',
+      },
+    );
+    expect(d.actions).toEqual([{ kind: 'openWrites' }]);
+    expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
+    expect(d.events.map((e) => e.reason)).toEqual(['Recovered']);
+    expect(d.memory.readsFrom).toBe('primary');
+  });
+
+  it('accepts a primary that is ahead (unacknowledged transactions) but never one that lost data', () => {
+    const ahead = decide([returned({ gtidBinlogPos: parseGtidList('0-1-101') }), instance(1)], failedOver);
+    expect(ahead.memory.phase).not.toBe('Diverged');
+
+    const lost = decide([returned({ gtidBinlogPos: parseGtidList('0-1-40') }), instance(1)], failedOver);
+    expect(lost.memory.phase).toBe('Diverged');
+    expect(lost.route).toMatchObject({ write: null, read: 'standby' });
+    expect(lost.message).toContain('rebuild');
+    expect(lost.events.map((e) => e.reason)).toEqual(['PrimaryDiverged']);
+  });
+});
+
+describe('standby failure', () => {
+  const standbyDown = instance(1, { podReady: false, probe: undefined });
+  const unacked = instance(0, { probe: primaryProbe({ semiSyncPrimaryActive: true, semiSyncStandbys: 0 }) });
+
+  it('stops writes under durability "required"', () => {
+    const d = decide([unacked, standbyDown]);
+    expect(d.route).toEqual({ write: null, read: 'primary', requireStandbyAck: true });
+    expect(d.memory.phase).toBe('StandbyUnavailable');
+    expect(d.message).toContain('required');
+  });
+
+  it('keeps writing under "preferred" and says writes are unprotected', () => {
+    const d = decide([unacked, standbyDown], healthy, { ...policy, durability: 'preferred' });
+    expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: false });
+    expect(d.memory.phase).toBe('Unprotected');
+    expect(d.message).toContain('not acknowledging');
+  });
+});
