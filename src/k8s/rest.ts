@@ -16,6 +16,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { ApiException, type KubeConfig } from '@kubernetes/client-node';
+import { type RbacUse, rbacUseOf } from './rbac.js';
 
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 export type Query = Record<string, string | number | boolean | undefined>;
@@ -40,6 +41,42 @@ export interface RestStream {
   close(reason?: Error): void;
   /** Why the stream was cut (idle timeout, abort signal, close(reason)), if it was. */
   failure(): Error | undefined;
+}
+
+/** One request as the audit hook sees it, before it is sent. */
+export interface AuditedRequest {
+  method: string;
+  /** The API path without the server's prefix and without the query string. */
+  path: string;
+  /** The query string without "?" ("" when none). */
+  query: string;
+  /** What RBAC decides on (group, resource, subresource, verb, namespace, name); undefined for a non-resource URL. */
+  use: RbacUse | undefined;
+}
+
+/**
+ * Called synchronously for every request before it is sent (also for requests the server then
+ * refuses). Must not throw; an exception is swallowed so auditing can never break a request.
+ */
+export type RequestAuditHook = (req: AuditedRequest) => void;
+
+/** The AuditedRequest of a method + path (+ query string or object). */
+export function auditedRequest(method: string, path: string, query: string | Query = ''): AuditedRequest {
+  const q = path.indexOf('?');
+  const bare = q >= 0 ? path.slice(0, q) : path;
+  let qs = typeof query === 'string' ? query.replace(/^\?/, '') : buildQuery(query).slice(1);
+  if (q >= 0) qs = [path.slice(q + 1), qs].filter(Boolean).join('&');
+  return { method: method.toUpperCase(), path: bare, query: qs, use: rbacUseOf(method, bare, qs) };
+}
+
+/** Calls the hook, never letting it throw into the request path. */
+export function reportRequest(hook: RequestAuditHook | undefined, req: () => AuditedRequest): void {
+  if (!hook) return;
+  try {
+    hook(req());
+  } catch {
+    // auditing must never break a request
+  }
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -72,9 +109,14 @@ function flatHeaders(h: http.IncomingHttpHeaders): Record<string, string> {
 }
 
 export class KubeRest {
+  /**
+   * @param audit optional hook told about every request (method, path, RBAC group/resource/
+   *   subresource/verb) before it is sent; also settable later through `rest.audit`.
+   */
   constructor(
     readonly kc: KubeConfig,
     private readonly defaultTimeoutMs = DEFAULT_TIMEOUT_MS,
+    public audit?: RequestAuditHook,
   ) {}
 
   /** JSON request/response. Resolves with the parsed body; non-2xx rejects with ApiException. */
@@ -140,6 +182,7 @@ export class KubeRest {
     opts.path = `${base.pathname.replace(/\/$/, '')}${req.path}${buildQuery(req.query)}`;
     const signal = req.signal;
     if (signal?.aborted) throw abortError(signal);
+    reportRequest(this.audit, () => auditedRequest(opts.method!, req.path, req.query ?? {}));
 
     return new Promise((resolve, reject) => {
       const mod = base.protocol === 'https:' ? https : http;

@@ -1,0 +1,101 @@
+/**
+ * Recording which API requests a program makes, so its RBAC can be checked against what it
+ * really uses (see ./rbac.ts `checkRbac`).
+ *
+ * Two transports reach the apiserver: KubeRest (./rest.ts, LIST/WATCH, server-side apply, events)
+ * and client-node's typed clients made with `kc.makeApiClient(...)` (e.g. the leader election's
+ * CoordinationV1Api). `installRequestAudit` hooks both:
+ *
+ *   const hook = requestAuditFromEnv();          // MQ_K8S_AUDIT_LOG=/path/requests.jsonl
+ *   if (hook) installRequestAudit(hook, { kc, rest });
+ *
+ * Install it before the first request. The file has one JSON object per line
+ * ({method, path, query, use}); `readRequestAudit(file)` returns the RBAC uses in it.
+ */
+import { appendFileSync, readFileSync } from 'node:fs';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { RbacUse } from './rbac.js';
+import {
+  type AuditedRequest,
+  type KubeRest,
+  type RequestAuditHook,
+  auditedRequest,
+  reportRequest,
+} from './rest.js';
+
+/** The environment variable naming the JSON-lines file every API request is appended to. */
+export const AUDIT_LOG_ENV = 'MQ_K8S_AUDIT_LOG';
+
+/** A hook appending one JSON line per request to `file` (synchronously, so nothing is lost on exit). */
+export function jsonlAuditHook(file: string): RequestAuditHook {
+  return (req) => appendFileSync(file, `${JSON.stringify(req)}\n`);
+}
+
+/** `jsonlAuditHook($MQ_K8S_AUDIT_LOG)` when the variable is set, else undefined (no auditing). */
+export function requestAuditFromEnv(env: NodeJS.ProcessEnv = process.env): RequestAuditHook | undefined {
+  const file = env[AUDIT_LOG_ENV];
+  return file ? jsonlAuditHook(file) : undefined;
+}
+
+/** Parses a file written by `jsonlAuditHook`: every request, in order. A torn last line is skipped. */
+export function readAuditedRequests(file: string): AuditedRequest[] {
+  const out: AuditedRequest[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      out.push(JSON.parse(line) as AuditedRequest);
+    } catch {
+      // a line cut short by a killed process
+    }
+  }
+  return out;
+}
+
+/** The resource requests (RBAC uses) recorded in a `jsonlAuditHook` file; non-resource URLs are left out. */
+export function readRequestAudit(file: string): RbacUse[] {
+  return readAuditedRequests(file).flatMap((r) => (r.use ? [r.use] : []));
+}
+
+const AUDITED = Symbol('mysqlmq.audited');
+
+/**
+ * Makes every typed client made from `kc` (`kc.makeApiClient(...)`, before or after this call)
+ * report its requests to `hook`: client-node 1.4's generated clients call
+ * `kc.applySecurityAuthentication(requestContext)` once per request, with the final URL and
+ * method. KubeRest authenticates through `applyToHTTPSOptions` instead, so nothing is reported
+ * twice. Idempotent per KubeConfig (a second call replaces the hook).
+ */
+export function auditTypedClients(kc: KubeConfig, hook: RequestAuditHook): void {
+  type Patched = KubeConfig & { [AUDITED]?: { hook: RequestAuditHook } };
+  const k = kc as Patched;
+  if (k[AUDITED]) {
+    k[AUDITED].hook = hook;
+    return;
+  }
+  const state = { hook };
+  k[AUDITED] = state;
+  const original = kc.applySecurityAuthentication.bind(kc);
+  kc.applySecurityAuthentication = async (context) => {
+    reportRequest(state.hook, () => {
+      const url = new URL(context.getUrl());
+      const server = kc.getCurrentCluster()?.server;
+      const prefix = server ? new URL(server).pathname.replace(/\/$/, '') : '';
+      const path =
+        prefix && url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
+      return auditedRequest(String(context.getHttpMethod()), path, url.search);
+    });
+    return original(context);
+  };
+}
+
+/** Hooks KubeRest and the typed clients of its KubeConfig (and of `kc`, when another one is used). */
+export function installRequestAudit(
+  hook: RequestAuditHook,
+  targets: { rest?: KubeRest; kc?: KubeConfig },
+): void {
+  if (targets.rest) {
+    targets.rest.audit = hook;
+    auditTypedClients(targets.rest.kc, hook);
+  }
+  if (targets.kc && targets.kc !== targets.rest?.kc) auditTypedClients(targets.kc, hook);
+}
