@@ -38,6 +38,8 @@ export interface DesiredMeta {
   labels: Record<string, string>;
   annotations?: Record<string, string>;
   ownerReferences?: OwnerReference[];
+  /** So a desired object is also a KubeObject (src/k8s/resources.ts). */
+  [field: string]: unknown;
 }
 
 /** Names of everything a cluster owns, in one place (docs/operator-design.md). */

@@ -1,0 +1,123 @@
+import type { Logger } from '../common/logger.js';
+import { Informer } from '../k8s/informer.js';
+import type { KubeRest } from '../k8s/rest.js';
+import { type KubeObject, resourcePath } from '../k8s/resources.js';
+import {
+  API_VERSION,
+  KIND,
+  LABEL_CLUSTER,
+  LABEL_MANAGED_BY,
+  MANAGED_BY,
+  type MessageQueueCluster,
+} from './api/types.js';
+import type { PdbApiVersion } from './desired/meta.js';
+
+/** What the reconciler reads from the watch caches, per kind. */
+export type CachedKind =
+  | 'MessageQueueCluster'
+  | 'Pod'
+  | 'PersistentVolumeClaim'
+  | 'Service'
+  | 'ConfigMap'
+  | 'Secret'
+  | 'Deployment'
+  | 'PodDisruptionBudget';
+
+const OWNED: {
+  kind: Exclude<CachedKind, 'MessageQueueCluster' | 'PodDisruptionBudget'>;
+  apiVersion: string;
+}[] = [
+  { kind: 'Pod', apiVersion: 'v1' },
+  { kind: 'PersistentVolumeClaim', apiVersion: 'v1' },
+  { kind: 'Service', apiVersion: 'v1' },
+  { kind: 'ConfigMap', apiVersion: 'v1' },
+  { kind: 'Secret', apiVersion: 'v1' },
+  { kind: 'Deployment', apiVersion: 'apps/v1' },
+];
+
+/**
+ * One informer per (kind, watched namespace): the clusters themselves, and everything the operator
+ * created (selected by `app.kubernetes.io/managed-by`, so the operator never caches, and needs no
+ * watch on, the rest of the cluster's Secrets). `namespaces` empty means all namespaces.
+ */
+export class Caches {
+  private readonly informers = new Map<CachedKind, Informer<KubeObject>[]>();
+
+  constructor(rest: KubeRest, namespaces: string[], pdbApiVersion: PdbApiVersion | undefined, log: Logger) {
+    const scopes = namespaces.length ? namespaces : [undefined];
+    const add = (kind: CachedKind, apiVersion: string, labelSelector?: string) =>
+      this.informers.set(
+        kind,
+        scopes.map(
+          (namespace) =>
+            new Informer<KubeObject>({
+              rest,
+              path: resourcePath({ apiVersion, kind, namespace }),
+              labelSelector,
+              name: `${kind}${namespace ? `/${namespace}` : ''}`,
+              logger: log,
+            }),
+        ),
+      );
+    add('MessageQueueCluster', API_VERSION);
+    const owned = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+    for (const { kind, apiVersion } of OWNED) add(kind, apiVersion, owned);
+    if (pdbApiVersion) add('PodDisruptionBudget', pdbApiVersion, owned);
+  }
+
+  start(): void {
+    for (const list of this.informers.values()) for (const i of list) i.start();
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all([...this.informers.values()].flat().map((i) => i.stop()));
+  }
+
+  async synced(): Promise<void> {
+    await Promise.all([...this.informers.values()].flat().map((i) => i.synced));
+  }
+
+  hasSynced(): boolean {
+    return [...this.informers.values()].flat().every((i) => i.hasSynced());
+  }
+
+  get<T extends KubeObject>(kind: CachedKind, namespace: string, name: string): T | undefined {
+    for (const i of this.informers.get(kind) ?? []) {
+      const found = i.get(name, namespace);
+      if (found) return found as T;
+    }
+    return undefined;
+  }
+
+  /** Objects of `kind` in `namespace` that belong to cluster `cluster`. */
+  ofCluster<T extends KubeObject>(kind: CachedKind, namespace: string, cluster: string): T[] {
+    return (this.informers.get(kind) ?? [])
+      .flatMap((i) => i.list(namespace))
+      .filter((o) => o.metadata?.labels?.[LABEL_CLUSTER] === cluster) as T[];
+  }
+
+  cluster(key: string): MessageQueueCluster | undefined {
+    const [namespace, name] = key.split('/');
+    return this.get<MessageQueueCluster & KubeObject>(KIND, namespace!, name!);
+  }
+
+  /**
+   * Calls `enqueue` with the `namespace/name` key of the cluster concerned by every change: the
+   * cluster itself, or the owner named by the `mysqlmq.io/cluster` label.
+   */
+  onClusterChange(enqueue: (key: string) => void): void {
+    for (const [kind, list] of this.informers) {
+      for (const informer of list) {
+        informer.onChange(({ obj }) => {
+          const namespace = obj.metadata?.namespace;
+          const name = kind === KIND ? obj.metadata?.name : obj.metadata?.labels?.[LABEL_CLUSTER];
+          if (namespace && name) enqueue(`${namespace}/${name}`);
+        });
+      }
+    }
+  }
+
+  clusterKeys(): string[] {
+    return (this.informers.get(KIND) ?? []).flatMap((i) => i.keys());
+  }
+}

@@ -1,0 +1,475 @@
+import type { Registry } from 'prom-client';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';
+import { errorSummary, isConflict, isNotFound } from '../k8s/client.js';
+import type { KubeRest } from '../k8s/rest.js';
+import { type KubeObject, refOf, resourcePath } from '../k8s/resources.js';
+import { defaultCluster } from './api/defaults.js';
+import {
+  ANNOTATION_CONFIG_HASH,
+  COMPONENT_BROKER,
+  COMPONENT_MYSQL,
+  type DefaultedCluster,
+  FINALIZER,
+  LABEL_COMPONENT,
+  LABEL_ROLE,
+  type MessageQueueClusterSpec,
+} from './api/types.js';
+import { validateSpec, validateSpecUpdate } from './api/validate.js';
+import type { ReconcileResult } from './runtime/controller.js';
+import type { Caches } from './caches.js';
+import { ClusterLoop, type ClusterLoopMetrics } from './cluster-loop.js';
+import {
+  type Credentials,
+  type DesiredObject,
+  type PdbApiVersion,
+  brokerSelectorString,
+  credentialsFromSecret,
+  credentialsSecret,
+  desiredObjects,
+  generateCredentials,
+  hashOf,
+  initialRouting,
+  names,
+  shardSecrets,
+} from './desired/index.js';
+import type { EventRecorder } from './events.js';
+import type { PodLike } from './shards/observe.js';
+import { computeStatus } from './status.js';
+
+export interface ReconcilerDeps {
+  rest: KubeRest;
+  caches: Caches;
+  events: EventRecorder;
+  loopMetrics: ClusterLoopMetrics;
+  pdbApiVersion?: PdbApiVersion;
+  /** Asks the controller to reconcile a cluster again soon (the shard loop calls it on changes). */
+  enqueue(key: string): void;
+  log: Logger;
+  registry?: Registry;
+}
+
+/** Requeue periods: a periodic resync when settled, sooner while something is on its way. */
+const RESYNC_MS = 30_000;
+const PROGRESS_MS = 3_000;
+
+type Pod = PodLike & KubeObject & { spec?: unknown; metadata: { name: string; resourceVersion?: string } };
+
+/**
+ * Kubernetes side of a cluster, level-triggered: each call compares what the cluster asks for with
+ * what the caches hold and makes one step towards it. It never waits on MySQL; the per-cluster
+ * ClusterLoop does that on its own timer and reports back through `enqueue`.
+ */
+export class ClusterReconciler {
+  private readonly loops = new Map<string, ClusterLoop>();
+  /** The last spec that passed validation, per cluster: the shard loop keeps running on it. */
+  private readonly accepted = new Map<string, DefaultedCluster>();
+  /** What the operator last applied per object, so an unchanged object costs no request. */
+  private readonly applied = new Map<string, { hash: string; resourceVersion?: string }>();
+
+  constructor(private readonly deps: ReconcilerDeps) {}
+
+  /** Stops every shard loop (on shutdown or lost leadership). */
+  stop(): void {
+    for (const loop of this.loops.values()) loop.stop();
+    this.loops.clear();
+  }
+
+  async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void> {
+    const live = this.deps.caches.cluster(key);
+    if (!live) {
+      this.forget(key);
+      return;
+    }
+    const cr = defaultCluster(live);
+    if (cr.metadata.deletionTimestamp) return this.finalize(key, cr, signal);
+    if (!cr.metadata.finalizers?.includes(FINALIZER)) {
+      await mergePatch(
+        this.deps.rest,
+        refOf(cr),
+        { metadata: { finalizers: [...(cr.metadata.finalizers ?? []), FINALIZER] } },
+        { resourceVersion: cr.metadata.resourceVersion, signal },
+      );
+      return; // the update event brings us back with the finalizer in place
+    }
+
+    const problems = [...validateSpec(live.spec), ...validateSpecUpdate(this.liveSpecOf(cr), live.spec)];
+    if (problems.length) {
+      void this.deps.events.record(cr, 'Warning', 'InvalidSpec', problems.join('; '));
+      await this.writeStatus(cr, problems, signal);
+      return;
+    }
+    this.accepted.set(key, cr);
+
+    const credentials = await this.ensureCredentials(cr, signal);
+    const loop = this.ensureLoop(key, cr, credentials);
+    const { routing, outcomes } = loop.latest;
+    const primaryIndex = Object.fromEntries(
+      Array.from({ length: cr.spec.shards }, (_, i) => {
+        const shard = names.shard(i);
+        return [shard, loop.primaryIndexOf(shard)];
+      }),
+    );
+    const desired = desiredObjects(cr, {
+      credentials,
+      // Before the shard loop's first tick, a routing ConfigMap that exists is left as it is: it
+      // holds the last routing decided, which a restarted broker must not lose.
+      routing: outcomes ? routing : { ...initialRouting(cr), version: routing.version },
+      primaryIndex,
+      pdbApiVersion: this.deps.pdbApiVersion,
+      authSecretVersion: await this.authSecretVersion(cr, signal),
+    });
+
+    let progressing = false;
+    for (const obj of desired) {
+      if (obj.kind === 'Secret') continue; // created once by ensureCredentials, never rewritten
+      if (obj.kind === 'Pod') continue; // immutable spec: handled by reconcilePods
+      if (obj.kind === 'ConfigMap' && obj.metadata.name === names.routing(cr.metadata.name) && !outcomes) {
+        if (this.deps.caches.get('ConfigMap', cr.metadata.namespace, obj.metadata.name)) continue;
+      }
+      await this.apply(cr, obj, signal);
+    }
+    progressing = (await this.reconcilePods(cr, desired, outcomes, signal)) || progressing;
+
+    const status = await this.writeStatus(cr, [], signal);
+    progressing ||= status.phase !== 'Ready';
+    return { requeueAfterMs: progressing ? PROGRESS_MS : RESYNC_MS };
+  }
+
+  // --- steps ----------------------------------------------------------------------------------
+
+  private async finalize(key: string, cr: DefaultedCluster, signal: AbortSignal): Promise<void> {
+    this.forget(key);
+    if (!cr.metadata.finalizers?.includes(FINALIZER)) return;
+    const { namespace, name } = cr.metadata;
+    if (cr.spec.pvcDeletionPolicy === 'Delete') {
+      const pvcs = this.deps.caches.ofCluster<KubeObject>('PersistentVolumeClaim', namespace, name);
+      for (const pvc of pvcs) {
+        if (pvc.metadata?.deletionTimestamp) continue;
+        await this.deleteIgnoringMissing(
+          refOf({ ...pvc, apiVersion: 'v1', kind: 'PersistentVolumeClaim' }),
+          signal,
+        );
+      }
+      if (pvcs.length) {
+        void this.deps.events.record(
+          cr,
+          'Normal',
+          'DeletingData',
+          `deleting ${pvcs.length} PersistentVolumeClaims (pvcDeletionPolicy: Delete)`,
+        );
+      }
+    } else {
+      void this.deps.events.record(
+        cr,
+        'Normal',
+        'RetainingData',
+        `keeping the PersistentVolumeClaims data-${name}-shard-* (pvcDeletionPolicy: Retain); delete them by hand when the data is no longer needed`,
+      );
+    }
+    await mergePatch(
+      this.deps.rest,
+      refOf(cr),
+      { metadata: { finalizers: cr.metadata.finalizers.filter((f) => f !== FINALIZER) } },
+      { resourceVersion: cr.metadata.resourceVersion, signal },
+    );
+    this.deps.log.info('cluster deleted', {
+      namespace,
+      cluster: name,
+      pvcDeletionPolicy: cr.spec.pvcDeletionPolicy,
+    });
+  }
+
+  private forget(key: string): void {
+    this.loops.get(key)?.stop();
+    this.loops.delete(key);
+    this.accepted.delete(key);
+  }
+
+  /**
+   * What the existing objects say the spec was: the shard count and storage of the data volumes
+   * that exist. Changes existing data cannot follow are checked against this, not against the
+   * previous spec, which the API server does not keep.
+   */
+  private liveSpecOf(cr: DefaultedCluster): MessageQueueClusterSpec | undefined {
+    const pvcs = this.deps.caches.ofCluster<
+      KubeObject & { spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } } }
+    >('PersistentVolumeClaim', cr.metadata.namespace, cr.metadata.name);
+    if (!pvcs.length) return undefined;
+    const shards = new Set(pvcs.map((p) => p.metadata?.labels?.['mysqlmq.io/shard'])).size;
+    const first = pvcs[0]!.spec;
+    return {
+      shards,
+      mysql: {
+        storage: {
+          size: first?.resources?.requests?.storage,
+          // A PVC without a class gets the default one: only a class the spec names can differ.
+          storageClassName: cr.spec.mysql.storage.storageClassName ? first?.storageClassName : undefined,
+        },
+      },
+    };
+  }
+
+  private async ensureCredentials(cr: DefaultedCluster, signal: AbortSignal): Promise<Credentials> {
+    const name = names.credentials(cr.metadata.name);
+    const cached = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
+      'Secret',
+      cr.metadata.namespace,
+      name,
+    );
+    const fromCache = credentialsFromSecret(cached?.data);
+    if (fromCache) return fromCache;
+    if (cached) {
+      throw new Error(
+        `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
+      );
+    }
+    const secret = credentialsSecret(cr, generateCredentials());
+    try {
+      await this.deps.rest.request({
+        method: 'POST',
+        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace }),
+        body: secret,
+        signal,
+      });
+      void this.deps.events.record(
+        cr,
+        'Normal',
+        'CredentialsCreated',
+        `created Secret ${name} with generated passwords`,
+      );
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    // Read back what the server holds: after a conflict another writer's passwords win.
+    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
+      path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
+      signal,
+    });
+    const creds = credentialsFromSecret(stored.data);
+    if (!creds) throw new Error(`Secret ${name} lacks one of its keys`);
+    return creds;
+  }
+
+  private ensureLoop(key: string, cr: DefaultedCluster, credentials: Credentials): ClusterLoop {
+    const existing = this.loops.get(key);
+    if (existing) return existing;
+    const { namespace, name } = cr.metadata;
+    const pods = (component: string) =>
+      this.deps.caches
+        .ofCluster<Pod>('Pod', namespace, name)
+        .filter((p) => p.metadata.labels?.[LABEL_COMPONENT] === component);
+    const loop = new ClusterLoop({
+      cluster: () => this.accepted.get(key),
+      mysqlPods: () => pods(COMPONENT_MYSQL),
+      brokerUrls: () => {
+        const port = this.accepted.get(key)?.spec.brokers.port;
+        return pods(COMPONENT_BROKER)
+          .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp && p.status.phase === 'Running')
+          .map((p) => `http://${p.status!.podIP}:${port}`);
+      },
+      secrets: shardSecrets(credentials),
+      adminToken: credentials['admin-token'],
+      changed: () => this.deps.enqueue(key),
+      events: this.deps.events,
+      metrics: this.deps.loopMetrics,
+      log: this.deps.log.child({ cluster: name, namespace }),
+    });
+    this.loops.set(key, loop);
+    loop.start();
+    return loop;
+  }
+
+  private async authSecretVersion(cr: DefaultedCluster, signal: AbortSignal): Promise<string | undefined> {
+    const secretName = cr.spec.brokers.authSecretName;
+    if (!secretName) return undefined;
+    try {
+      const s = await this.deps.rest.request<KubeObject>({
+        path: resourcePath({
+          apiVersion: 'v1',
+          kind: 'Secret',
+          namespace: cr.metadata.namespace,
+          name: secretName,
+        }),
+        signal,
+      });
+      return s.metadata?.resourceVersion;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      void this.deps.events.record(
+        cr,
+        'Warning',
+        'AuthSecretMissing',
+        `Secret ${secretName} (spec.brokers.authSecretName) does not exist; brokers cannot start until it does`,
+      );
+      return undefined;
+    }
+  }
+
+  /** Server-side apply, skipped when the object is as the operator last left it. */
+  private async apply(cr: DefaultedCluster, obj: DesiredObject, signal: AbortSignal): Promise<void> {
+    const key = `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`;
+    const hash = hashOf(obj);
+    const live = this.deps.caches.get(obj.kind as 'ConfigMap', obj.metadata.namespace, obj.metadata.name);
+    const last = this.applied.get(key);
+    if (live && last?.hash === hash && last.resourceVersion === live.metadata?.resourceVersion) return;
+    try {
+      const stored = await applyObject<KubeObject>(this.deps.rest, obj, { signal });
+      this.applied.set(key, { hash, resourceVersion: stored.metadata?.resourceVersion });
+      if (!live)
+        void this.deps.events.record(cr, 'Normal', 'Created', `created ${obj.kind} ${obj.metadata.name}`);
+    } catch (err) {
+      void this.deps.events.record(
+        cr,
+        'Warning',
+        'ApplyFailed',
+        `${obj.kind} ${obj.metadata.name}: ${errorSummary(err)}`,
+      );
+      throw err;
+    }
+  }
+
+  /**
+   * Instance Pods: create the missing, relabel roles after a failover, replace Failed ones, and
+   * roll a changed spec one Pod at a time, standbys first, only while every shard is healthy (a
+   * restarted primary goes through the failover path: reads from its standby, writes to the
+   * other shards). Returns whether something is still on its way.
+   */
+  private async reconcilePods(
+    cr: DefaultedCluster,
+    desired: DesiredObject[],
+    outcomes: ClusterLoop['latest']['outcomes'],
+    signal: AbortSignal,
+  ): Promise<boolean> {
+    const { namespace } = cr.metadata;
+    let progressing = false;
+    const stale: { pod: Pod; role: string }[] = [];
+    for (const want of desired.filter((o) => o.kind === 'Pod')) {
+      const pod = this.deps.caches.get<Pod>('Pod', namespace, want.metadata.name);
+      const ref = refOf(want);
+      if (!pod) {
+        progressing = true;
+        try {
+          await this.deps.rest.request({
+            method: 'POST',
+            path: resourcePath({ ...ref, name: undefined }),
+            body: want,
+            signal,
+          });
+          void this.deps.events.record(
+            cr,
+            'Normal',
+            'Created',
+            `created Pod ${want.metadata.name} (${want.metadata.labels[LABEL_ROLE]})`,
+          );
+        } catch (err) {
+          if (!isConflict(err)) throw err;
+        }
+        continue;
+      }
+      if (pod.metadata.deletionTimestamp) {
+        progressing = true;
+        continue;
+      }
+      if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
+        progressing = true;
+        void this.deps.events.record(
+          cr,
+          'Warning',
+          'ReplacingPod',
+          `Pod ${pod.metadata.name} is ${pod.status.phase}; deleting it so it is created again on the same volume`,
+        );
+        await this.deleteIgnoringMissing(ref, signal);
+        continue;
+      }
+      const role = want.metadata.labels[LABEL_ROLE]!;
+      if (pod.metadata.labels?.[LABEL_ROLE] !== role) {
+        await mergePatch(this.deps.rest, ref, { metadata: { labels: { [LABEL_ROLE]: role } } }, { signal });
+      }
+      if (
+        pod.metadata.annotations?.[ANNOTATION_CONFIG_HASH] !==
+        want.metadata.annotations?.[ANNOTATION_CONFIG_HASH]
+      ) {
+        stale.push({ pod, role });
+      }
+    }
+    if (!stale.length) return progressing;
+
+    const settled =
+      !progressing &&
+      outcomes !== undefined &&
+      outcomes.length === cr.spec.shards &&
+      outcomes.every((o) => o.decision.memory.phase === 'Healthy' && o.instances.every((i) => i.podReady));
+    if (!settled) return true;
+    const next = stale.find((s) => s.role === 'standby') ?? stale[0]!;
+    void this.deps.events.record(
+      cr,
+      'Normal',
+      'RollingPod',
+      `restarting ${next.role} Pod ${next.pod.metadata.name} to apply a changed spec (${stale.length} Pods to go)`,
+    );
+    await this.deleteIgnoringMissing(
+      { apiVersion: 'v1', kind: 'Pod', namespace, name: next.pod.metadata.name },
+      signal,
+    );
+    return true;
+  }
+
+  private async writeStatus(cr: DefaultedCluster, specProblems: string[], signal: AbortSignal) {
+    const { namespace, name } = cr.metadata;
+    const loop = this.loops.get(`${namespace}/${name}`);
+    const deployment = this.deps.caches.get<KubeObject & { status?: { readyReplicas?: number } }>(
+      'Deployment',
+      namespace,
+      names.broker(name),
+    );
+    const status = computeStatus({
+      generation: cr.metadata.generation ?? 0,
+      previous: cr.status,
+      specProblems,
+      outcomes: loop?.latest.outcomes,
+      shardsTotal: cr.spec.shards,
+      brokers: {
+        ready: deployment?.status?.readyReplicas ?? 0,
+        desired: cr.spec.brokers.replicas,
+        selector: brokerSelectorString(cr),
+      },
+      routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
+      now: new Date(),
+    });
+    // Key order differs between what the server returns and what is built here: compare by value.
+    if (hashOf(status) === hashOf(cr.status)) return status;
+    if (status.phase !== cr.status?.phase) {
+      const ready = status.conditions?.find((c) => c.type === 'Ready');
+      void this.deps.events.record(
+        cr,
+        status.phase === 'Ready'
+          ? 'Normal'
+          : status.phase === 'Provisioning' || status.phase === 'Pending'
+            ? 'Normal'
+            : 'Warning',
+        `Cluster${status.phase}`,
+        ready?.message ?? `phase ${status.phase}`,
+      );
+    }
+    try {
+      await mergePatchStatus(this.deps.rest, refOf(cr), status as Record<string, unknown>, { signal });
+    } catch (err) {
+      // The cluster may be gone by now; anything else is retried by the controller.
+      if (!isNotFound(err)) throw err;
+    }
+    return status;
+  }
+
+  private async deleteIgnoringMissing(
+    ref: { apiVersion: string; kind: string; namespace?: string; name: string },
+    signal: AbortSignal,
+  ) {
+    try {
+      await this.deps.rest.request({ method: 'DELETE', path: resourcePath(ref), signal });
+    } catch (err) {
+      if (!isNotFound(err)) throw new Error(`deleting ${ref.kind} ${ref.name}: ${errorMessage(err)}`);
+    }
+  }
+}

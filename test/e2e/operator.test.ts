@@ -1,0 +1,344 @@
+/**
+ * The operator on a real kube-apiserver: a MessageQueueCluster becomes running MariaDB shards with
+ * semi-sync replication and brokers that move messages; scaling, spec edits, operator restarts and
+ * deletion behave as a platform engineer expects.
+ */
+import mysql from 'mysql2/promise';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Consumer, Producer } from '../../src/client/index.js';
+import type { MessageQueueCluster } from '../../src/operator/api/types.js';
+import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
+
+const NS = 'e2e';
+const NAME = 'orders';
+
+let env: Env;
+let operator: OperatorProcess;
+
+function clusterYaml(spec: string, name = NAME): string {
+  return `apiVersion: mysqlmq.io/v1alpha1
+kind: MessageQueueCluster
+metadata:
+  name: ${name}
+  namespace: ${NS}
+spec:
+${spec
+  .trim()
+  .split('\n')
+  .map((l) => `  ${l}`)
+  .join('\n')}
+`;
+}
+
+const BASE_SPEC = `
+shards: 2
+mysql:
+  storage:
+    size: 1Gi
+brokers:
+  replicas: 2
+failover:
+  probePeriodSeconds: 1
+`;
+
+interface PodJson {
+  metadata: {
+    name: string;
+    uid: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
+  status?: { podIP?: string; phase?: string; containerStatuses?: { restartCount: number; ready: boolean }[] };
+}
+
+async function pods(selector: string): Promise<PodJson[]> {
+  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
+  return (JSON.parse(out) as { items: PodJson[] }).items;
+}
+
+async function cluster(name = NAME): Promise<MessageQueueCluster> {
+  return env.getCluster(NS, name);
+}
+
+async function waitReady(name = NAME, timeoutMs = 240_000): Promise<MessageQueueCluster> {
+  return waitFor(
+    `cluster ${name} to be Ready`,
+    async () => {
+      const cr = await cluster(name);
+      const ready = conditionOf(cr, 'Ready');
+      return cr.status?.observedGeneration === cr.metadata.generation && ready?.status === 'True'
+        ? cr
+        : undefined;
+    },
+    timeoutMs,
+    500,
+  );
+}
+
+async function brokerUrls(name = NAME): Promise<string[]> {
+  const list = await pods(`mysqlmq.io/cluster=${name},app.kubernetes.io/component=broker`);
+  return list
+    .filter((p) => p.status?.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready))
+    .map((p) => `http://${p.status!.podIP}:8080`);
+}
+
+async function adminPassword(name = NAME): Promise<string> {
+  const out = await env.kubectl([
+    'get',
+    'secret',
+    `${name}-credentials`,
+    '-n',
+    NS,
+    '-o',
+    'jsonpath={.data.admin-password}',
+  ]);
+  return Buffer.from(out, 'base64').toString('utf8');
+}
+
+async function query<T>(host: string, password: string, sql: string): Promise<T[]> {
+  const conn = await mysql.createConnection({
+    host,
+    port: 3306,
+    user: 'root',
+    password,
+    connectTimeout: 3000,
+  });
+  try {
+    const [rows] = await conn.query(sql);
+    return rows as T[];
+  } finally {
+    await conn.end();
+  }
+}
+
+beforeAll(async () => {
+  env = await startEnv('127.0.60');
+  await env.kubectl(['create', 'namespace', NS]);
+  operator = env.startOperator();
+}, 600_000);
+
+afterAll(async () => {
+  if (operator && process.env.MQ_E2E_OPERATOR_LOG) process.stderr.write(operator.logs());
+  await env?.stop();
+});
+
+describe('operator end to end', () => {
+  it('turns a MessageQueueCluster into replicated shards and working brokers', async () => {
+    await env.apply(clusterYaml(BASE_SPEC));
+    const cr = await waitReady();
+    expect(cr.status?.phase).toBe('Ready');
+    expect(cr.status?.shardsReady).toBe(2);
+    expect(cr.status?.writableShards).toBe(2);
+    expect(cr.status?.brokersReady).toBe(2);
+    expect(cr.metadata.finalizers).toContain('mysqlmq.io/finalizer');
+    for (const shard of cr.status!.shards!) {
+      expect(shard).toMatchObject({ readsFrom: 'primary', writable: true, semiSync: 'active' });
+    }
+
+    // Replication really runs: every standby replicates from its shard's primary, read-only.
+    const password = await adminPassword();
+    for (const s of [0, 1]) {
+      const [primary] = await pods(
+        `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-${s},mysqlmq.io/role=primary`,
+      );
+      const [standby] = await pods(
+        `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-${s},mysqlmq.io/role=standby`,
+      );
+      const [replica] = await query<Record<string, string>>(
+        standby!.status!.podIP!,
+        password,
+        'SHOW SLAVE STATUS',
+      );
+      expect(replica).toMatchObject({
+        Slave_IO_Running: 'Yes',
+        Slave_SQL_Running: 'Yes',
+        Master_Host: primary!.status!.podIP,
+      });
+      const [ro] = await query<{ ro: number }>(standby!.status!.podIP!, password, 'SELECT @@read_only AS ro');
+      expect(ro!.ro).toBe(1);
+      const [semi] = await query<{ Value: string }>(
+        primary!.status!.podIP!,
+        password,
+        "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'",
+      );
+      expect(semi!.Value).toBe('ON');
+    }
+
+    // The generated passwords are in the Secret, never in a ConfigMap or in status.
+    const configMaps = await env.kubectl(['get', 'configmaps', '-n', NS, '-o', 'json']);
+    expect(configMaps).not.toContain(password);
+    expect(JSON.stringify(cr.status)).not.toContain(password);
+
+    // Messages move through the brokers the operator deployed.
+    const brokers = await brokerUrls();
+    expect(brokers).toHaveLength(2);
+    const producer = new Producer({ brokers });
+    await producer.createTopic('events');
+    for (let i = 0; i < 50; i++) await producer.send('events', `m${i}`);
+    const consumer = new Consumer({ brokers, topic: 'events', group: 'billing' });
+    const seen = new Set<string>();
+    await waitFor('50 messages consumed', async () => {
+      for (const m of await consumer.poll()) seen.add(String(m.value));
+      await consumer.commit();
+      return seen.size === 50;
+    });
+    await consumer.close();
+    const describe = await env.kubectl(['describe', 'mqc', NAME, '-n', NS]);
+    expect(describe).toContain('Ready');
+    const get = await env.kubectl(['get', 'mqc', '-n', NS]);
+    expect(get).toMatch(/orders\s+True\s+Ready/);
+  });
+
+  it('scales brokers through the scale subresource', async () => {
+    await env.kubectl(['scale', 'mqc', NAME, '-n', NS, '--replicas=3']);
+    await waitFor(
+      '3 ready brokers in status',
+      async () => (await cluster()).status?.brokersReady === 3,
+      120_000,
+    );
+    expect(await brokerUrls()).toHaveLength(3);
+    await env.kubectl(['scale', 'mqc', NAME, '-n', NS, '--replicas=2']);
+    await waitFor('2 broker pods', async () => (await brokerUrls()).length === 2, 120_000);
+  });
+
+  it('rolls out a spec edit: brokers by their Deployment, MariaDB pods one at a time', async () => {
+    const before = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
+    const hashBefore = before[0]!.metadata.annotations!['mysqlmq.io/config-hash'];
+    await env.apply(
+      clusterYaml(
+        BASE_SPEC.replace('    size: 1Gi\n', '    size: 1Gi\n  config:\n    max_connections: "300"\n'),
+      ),
+    );
+    await waitFor(
+      'every MariaDB pod recreated with the new config',
+      async () => {
+        const now = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
+        return (
+          now.length === 4 &&
+          now.every((p) => p.metadata.annotations!['mysqlmq.io/config-hash'] !== hashBefore) &&
+          now.every((p) => p.status?.containerStatuses?.every((c) => c.ready))
+        );
+      },
+      600_000,
+      1000,
+    );
+    await waitReady(NAME, 300_000);
+    const password = await adminPassword();
+    for (const p of await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`)) {
+      const [row] = await query<{ v: number }>(p.status!.podIP!, password, 'SELECT @@max_connections AS v');
+      expect(row!.v).toBe(300);
+    }
+    // The messages published before the roll are all still there.
+    const consumer = new Consumer({ brokers: await brokerUrls(), topic: 'events', group: 'audit' });
+    const seen = new Set<string>();
+    await waitFor('the 50 earlier messages after the roll', async () => {
+      for (const m of await consumer.poll()) seen.add(String(m.value));
+      return seen.size === 50;
+    });
+    await consumer.close();
+  });
+
+  it('converges after an operator restart without recreating or restarting anything', async () => {
+    const snapshot = async () =>
+      (await pods(`mysqlmq.io/cluster=${NAME}`))
+        .map(
+          (p) =>
+            `${p.metadata.name}/${p.metadata.uid}/${p.status?.containerStatuses?.map((c) => c.restartCount).join(',')}`,
+        )
+        .sort();
+    const objects = async () =>
+      (
+        await env.kubectl([
+          'get',
+          'configmaps,services,secrets,deployments,pvc,pdb',
+          '-n',
+          NS,
+          '-l',
+          `mysqlmq.io/cluster=${NAME}`,
+          '-o',
+          'name',
+        ])
+      )
+        .trim()
+        .split('\n')
+        .sort();
+    const podsBefore = await snapshot();
+    const objectsBefore = await objects();
+    const routingBefore = (await cluster()).status?.routingVersion;
+    await operator.stop('SIGTERM');
+    expect(await operator.exited).toBe(0);
+    operator = env.startOperator();
+    await waitFor('the new operator to reconcile', () => operator.logs().includes('caches synced'), 60_000);
+    // Give the new operator several shard-loop ticks and reconciles to do something wrong.
+    await new Promise((r) => setTimeout(r, 8000));
+    await waitReady();
+    expect(await snapshot()).toEqual(podsBefore);
+    expect(await objects()).toEqual(objectsBefore);
+    expect((await cluster()).status?.routingVersion).toBe(routingBefore);
+  });
+
+  it('reports a spec the existing data cannot follow, and keeps serving', async () => {
+    await env.apply(clusterYaml(BASE_SPEC.replace('shards: 2', 'shards: 1')));
+    const cr = await waitFor('an InvalidSpec condition', async () => {
+      const c = await cluster();
+      return conditionOf(c, 'Ready')?.reason === 'InvalidSpec' ? c : undefined;
+    });
+    expect(conditionOf(cr, 'Ready')?.message).toContain('spec.shards cannot shrink from 2 to 1');
+    const events = await env.kubectl([
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      `involvedObject.name=${NAME},reason=InvalidSpec`,
+      '-o',
+      'name',
+    ]);
+    expect(events.trim()).not.toBe('');
+    // Both shards keep taking writes meanwhile.
+    const producer = new Producer({ brokers: await brokerUrls() });
+    const shardsUsed = new Set<number>();
+    for (let i = 0; i < 20; i++)
+      shardsUsed.add(Number((await producer.send('events', `late${i}`)).shard.replace('shard-', '')));
+    expect(shardsUsed.size).toBe(2);
+    await env.apply(clusterYaml(BASE_SPEC));
+    await waitReady();
+  });
+
+  it('deletes a cluster, keeping its volumes under Retain and removing them under Delete', async () => {
+    await env.kubectl(['delete', 'mqc', NAME, '-n', NS, '--wait=true', '--timeout=120s']);
+    await waitFor(
+      'pods of the deleted cluster to be gone',
+      async () => (await pods(`mysqlmq.io/cluster=${NAME}`)).length === 0,
+      120_000,
+    );
+    const retained = await env.kubectl([
+      'get',
+      'pvc',
+      '-n',
+      NS,
+      '-l',
+      `mysqlmq.io/cluster=${NAME}`,
+      '-o',
+      'name',
+    ]);
+    expect(retained.trim().split('\n')).toHaveLength(4);
+
+    await env.apply(
+      clusterYaml(
+        `shards: 1\nmysql:\n  storage:\n    size: 1Gi\nbrokers:\n  replicas: 1\npvcDeletionPolicy: Delete`,
+        'scratch',
+      ),
+    );
+    await waitReady('scratch');
+    await env.kubectl(['delete', 'mqc', 'scratch', '-n', NS, '--wait=true', '--timeout=120s']);
+    await waitFor(
+      'the PVCs of a Delete cluster to be gone',
+      async () =>
+        (
+          await env.kubectl(['get', 'pvc', '-n', NS, '-l', 'mysqlmq.io/cluster=scratch', '-o', 'name'])
+        ).trim() === '',
+      120_000,
+    );
+  });
+});
