@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The project's two entry points on a fresh Debian machine with Node 20, as root:
-#   bash hack/dev.sh run    install what is needed, then start the demo
-#   bash hack/dev.sh test   install what is needed, then lint, type-check and run every test
+# The project's entry points on a fresh Debian machine with Node 20, as root:
+#   bash hack/dev.sh run [--embedded] [--once]
+#       the operator on a cluster: with a reachable one ($KUBECONFIG or ~/.kube/config answering
+#       /readyz) it installs the CRD there and runs the operator in the foreground; without one it
+#       starts an embedded Kubernetes (built once, about 5 minutes the first time), runs the
+#       operator, applies examples/basic.yaml, waits until Ready and prints how to use it
+#   bash hack/dev.sh test         install what is needed, then lint, type-check and run every test
+#   bash hack/dev.sh demo-local   the data plane alone (mariadbd + brokers, no Kubernetes), in seconds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,15 +16,28 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-server
   fi
+  if ! command -v kubectl >/dev/null 2>&1; then
+    echo "==> installing kubectl (Debian's kubernetes-client)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
+  fi
   echo "==> installing npm packages"
   npm ci --no-audit --no-fund --loglevel=error
 }
 
-case "${1:-}" in
+cmd="${1:-}"
+shift || true
+case "$cmd" in
   run)
     install_deps
     npm run build --silent
-    exec node dist/demo/main.js
+    # install.sh (the cached kube-apiserver build) runs from kube-run only when no cluster answers.
+    exec node dist/demo/kube-run.js "$@"
+    ;;
+  demo-local)
+    install_deps
+    npm run build --silent
+    exec node dist/demo/local.js "$@"
     ;;
   test)
     install_deps
@@ -31,7 +49,7 @@ case "${1:-}" in
     npm test
     ;;
   *)
-    echo "usage: bash hack/dev.sh run|test" >&2
+    echo "usage: bash hack/dev.sh run [--embedded] [--once] | test | demo-local" >&2
     exit 2
     ;;
 esac

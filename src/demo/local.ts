@@ -7,11 +7,13 @@ import { BrokerProcess } from '../local/broker-process.js';
 import { LocalShards } from '../local/cluster.js';
 
 /**
- * `make run` without Kubernetes: a 2-shard data plane (primary + semi-sync standby per shard, each
- * its own mariadbd on a loopback address) and 2 broker processes, a short produce/consume round
- * trip through the SDK, then it waits for Ctrl-C and stops every child. `--once` stops at once.
+ * `bash hack/dev.sh demo-local`: the data plane alone, without Kubernetes or the operator, ready in
+ * seconds: a 2-shard data plane (primary + semi-sync standby per shard, each its own mariadbd on a
+ * loopback address, bootstrapped by the shard layer directly) and 2 broker processes, a short
+ * produce/consume round trip through the SDK, then it waits for Ctrl-C and stops every child.
+ * `--once` stops at once. (`make run` runs the operator: src/demo/kube-run.ts.)
  */
-const ADDRESS_PREFIX = '127.0.30';
+const ADDRESS_PREFIX = '127.0.31';
 const once = process.argv.includes('--once');
 
 async function main(): Promise<void> {

@@ -1,0 +1,469 @@
+#!/usr/bin/env node
+/**
+ * `make run` / `bash hack/dev.sh run`: the operator, on a cluster.
+ *
+ * - No reachable cluster (no $KUBECONFIG or ~/.kube/config, or it does not answer /readyz), or
+ *   `--embedded`: starts the embedded control plane of hack/kube (etcd, kube-apiserver,
+ *   kube-controller-manager; built once, about 5 minutes the first time), the test kubelet (2 nodes
+ *   that run pods as local processes on 127.0.30.x), installs the CRD, runs the operator as a child
+ *   process, applies examples/basic.yaml, waits until the cluster is Ready, prints how to use it
+ *   with kubectl and mqctl, then waits. Ctrl-C stops the operator, the kubelet (every mariadbd and
+ *   broker process) and the control plane, and removes the state directory.
+ * - A reachable cluster: installs the CRD there and runs the operator in the foreground against it
+ *   (logs on stdout) until Ctrl-C. Nothing else is created in that cluster.
+ *
+ * Flags: --embedded (ignore any configured cluster), --once (embedded: stop as soon as the cluster
+ * is Ready and the instructions are printed; exit 1 if it never gets there).
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { homedir, tmpdir } from 'node:os';
+import { join, relative } from 'node:path';
+import { parseArgs } from 'node:util';
+import winston from 'winston';
+import { createLogger } from '../common/logger.js';
+import { type Kube, REPO_ROOT, apiServerReady, startKube } from '../local/kube-control-plane.js';
+import { TestKubelet } from '../local/kubelet/index.js';
+
+/** Pod IPs of the embedded cluster. Tests use 127.0.2x, .40, .50, .60, .71 and 127.77/127.1. */
+const ADDRESS_PREFIX = '127.0.30';
+const NODES = ['node-a', 'node-b'];
+const EXAMPLE = 'examples/basic.yaml';
+const CLUSTER = 'basic';
+const CRD = 'messagequeueclusters.mysqlmq.io';
+const READY_TIMEOUT_MS = 10 * 60_000;
+
+const started = Date.now();
+const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(5);
+const step = (text: string) => console.log(`==> ${text}`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const OPERATOR_MAIN = join(REPO_ROOT, 'dist/operator/main.js');
+const CLI = 'node dist/cli/main.js';
+
+class Interrupted extends Error {}
+
+/** kubectl with an optional kubeconfig; stdout, or an error carrying stderr. */
+async function kubectl(kubeconfig: string | undefined, args: string[], input?: string): Promise<string> {
+  const p = spawn('kubectl', [...(kubeconfig ? ['--kubeconfig', kubeconfig] : []), ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  p.stdin.end(input ?? '');
+  const code = await new Promise<number | null>((resolve, reject) => {
+    p.on('error', reject);
+    p.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${code}): ${err.trim()}`);
+  return out;
+}
+
+/** A TCP port nobody listens on at 127.0.0.1 right now. */
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}
+
+const indent = (text: string, by = '    ') =>
+  text
+    .trimEnd()
+    .split('\n')
+    .map((l) => by + l)
+    .join('\n');
+
+/** The kubeconfig kubectl would use, or undefined when there is none. */
+function configuredKubeconfig(): string | undefined {
+  const env = process.env.KUBECONFIG;
+  if (env && env.split(':').some((f) => f && existsSync(f))) return env;
+  const home = join(homedir(), '.kube', 'config');
+  return existsSync(home) ? home : undefined;
+}
+
+async function installCrd(kubeconfig: string | undefined): Promise<void> {
+  await kubectl(kubeconfig, ['apply', '-f', join(REPO_ROOT, 'crds')]);
+  await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${CRD}`]);
+}
+
+/** Where the operator serves /metrics and /healthz: the caller's env, else free ports on loopback. */
+async function operatorEndpoints(): Promise<{ host: string; metricsPort: string; healthPort: string }> {
+  return {
+    host: process.env.POD_IP || '127.0.0.1',
+    metricsPort: process.env.METRICS_PORT || String(await freePort()),
+    healthPort: process.env.HEALTH_PORT || String(await freePort()),
+  };
+}
+
+// --- a reachable cluster: run the operator against it ------------------------------------------
+
+async function runAgainstCluster(kubeconfig: string): Promise<number> {
+  const context = (await kubectl(undefined, ['config', 'current-context']).catch(() => '?')).trim();
+  const server = (
+    await kubectl(undefined, ['config', 'view', '--minify', '-o', 'jsonpath={.clusters[0].cluster.server}'])
+  ).trim();
+  step(`a cluster answers: context "${context}", server ${server} (kubeconfig ${kubeconfig})`);
+  step(`installing the CRD (kubectl apply -f crds/)`);
+  await installCrd(undefined);
+  const ep = await operatorEndpoints();
+  step(
+    `running the operator HERE, in the foreground, against that cluster (logs below; Ctrl-C stops it)\n` +
+      `    It reaches each MariaDB pod and broker by its pod IP, so this machine must be able to route to\n` +
+      `    pod IPs. If it cannot, install the operator in the cluster instead:\n` +
+      `      helm install mysqlmq-operator helm/mysqlmq-operator   (or kubectl apply -f manifests/install.yaml)\n` +
+      `    Then create a cluster:  kubectl apply -f ${EXAMPLE}  and watch it:  kubectl get mqc -w\n` +
+      `    Metrics: http://${ep.host}:${ep.metricsPort}/metrics   health: http://${ep.host}:${ep.healthPort}/healthz\n` +
+      `    (force the embedded cluster instead with: bash hack/dev.sh run --embedded)`,
+  );
+  const child = spawn(process.execPath, [OPERATOR_MAIN], {
+    env: {
+      ...process.env,
+      POD_IP: ep.host,
+      METRICS_PORT: ep.metricsPort,
+      HEALTH_PORT: ep.healthPort,
+    },
+    // Its own process group: a Ctrl-C reaches this program, which passes it on once.
+    detached: true,
+    stdio: ['ignore', 1, 1],
+  });
+  const forward = (signal: NodeJS.Signals) => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+  };
+  process.on('SIGINT', () => forward('SIGINT'));
+  process.on('SIGTERM', () => forward('SIGTERM'));
+  process.once('exit', () => forward('SIGKILL'));
+  const code = await new Promise<number>((resolve) =>
+    child.on('exit', (c, s) => resolve(c ?? (s === 'SIGINT' || s === 'SIGTERM' ? 0 : 1))),
+  );
+  step(`operator exited (code ${code}); the CRD and any clusters stay in the cluster`);
+  return code;
+}
+
+// --- no cluster: the embedded one ---------------------------------------------------------------
+
+interface OperatorChild {
+  child: ChildProcess;
+  exited: Promise<string>;
+  logFile: string;
+}
+
+function startOperator(
+  stateDir: string,
+  kubeconfig: string,
+  ep: { host: string; metricsPort: string; healthPort: string },
+): OperatorChild {
+  const logFile = join(stateDir, 'operator.log');
+  const fd = openSync(logFile, 'a');
+  const child = spawn(process.execPath, [OPERATOR_MAIN], {
+    env: {
+      ...process.env,
+      KUBECONFIG: kubeconfig,
+      POD_IP: ep.host,
+      METRICS_PORT: ep.metricsPort,
+      HEALTH_PORT: ep.healthPort,
+      WATCH_NAMESPACES: process.env.WATCH_NAMESPACES ?? '',
+    },
+    detached: true,
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const exited = new Promise<string>((resolve) =>
+    child.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)),
+  );
+  return { child, exited, logFile };
+}
+
+interface ClusterJson {
+  metadata: { generation?: number };
+  spec?: { brokers?: { port?: number } };
+  status?: {
+    observedGeneration?: number;
+    phase?: string;
+    shardsReady?: number;
+    shardsTotal?: number;
+    brokersReady?: number;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+  };
+}
+
+async function runEmbedded(once: boolean, reason: string): Promise<number> {
+  let interrupted = false;
+  let wake: () => void = () => undefined;
+  const stopRequested = new Promise<void>((resolve) => (wake = resolve));
+  let stopping = false;
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals++;
+    if (stopping) {
+      if (signals >= 3) {
+        console.log(`==> ${signal} again: exiting now (exit handlers kill what is left)`);
+        process.exit(130);
+      }
+      console.log(`==> still stopping (${signal} once more to exit at once)`);
+      return;
+    }
+    if (!interrupted) {
+      interrupted = true;
+      step(`${signal}: stopping`);
+      wake();
+    }
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const checkpoint = () => {
+    if (interrupted) throw new Interrupted();
+  };
+
+  step(`${reason}: starting an embedded Kubernetes on this machine`);
+  const stateDir = await mkdtemp(join(tmpdir(), 'mysqlmq-run-'));
+  let kube: Kube | undefined;
+  let kubelet: TestKubelet | undefined;
+  let operator: OperatorChild | undefined;
+  process.once('exit', () => {
+    if (operator?.child.exitCode === null && operator.child.signalCode === null)
+      operator.child.kill('SIGKILL');
+  });
+  let exitCode = 0;
+  try {
+    step(
+      'installing kube-apiserver and kube-controller-manager (hack/kube/install.sh): built from ' +
+        "Debian's source package and cached, about 5 minutes the first time, instant afterwards",
+    );
+    kube = await startKube({
+      stateDir: join(stateDir, 'kube'),
+      keepStateDir: true,
+      detached: true,
+      onInstallOutput: (chunk) => process.stdout.write(indent(chunk) + '\n'),
+    });
+    checkpoint();
+    const kubeconfig = kube.kubeconfigPath;
+    step(`control plane up (etcd, kube-apiserver, kube-controller-manager); state in ${stateDir}`);
+
+    const kubeletLog = createLogger('test-kubelet', 'info');
+    kubeletLog.clear();
+    kubeletLog.add(new winston.transports.File({ filename: join(stateDir, 'kubelet.log') }));
+    step(`starting the test kubelet: nodes ${NODES.join(', ')}, pod IPs ${ADDRESS_PREFIX}.x`);
+    kubelet = await TestKubelet.start({
+      kc: kube.kc,
+      stateDir: join(stateDir, 'kubelet'),
+      addressPrefix: ADDRESS_PREFIX,
+      nodes: NODES,
+      log: kubeletLog,
+      // Small InnoDB buffers: four mariadbd share a laptop or a 2-core machine.
+      mariadbOverrides: { innodb_buffer_pool_size: '64M', innodb_log_file_size: '32M' },
+    });
+    checkpoint();
+
+    step('installing the CRD (kubectl apply -f crds/)');
+    await installCrd(kubeconfig);
+    checkpoint();
+
+    const ep = await operatorEndpoints();
+    step(`starting the operator (node dist/operator/main.js; log ${join(stateDir, 'operator.log')})`);
+    operator = startOperator(stateDir, kubeconfig, ep);
+    const op = operator;
+    let operatorGone: string | undefined;
+    void op.exited.then((how) => {
+      operatorGone = how;
+      if (!stopping) {
+        console.log(`==> the operator exited unexpectedly (${how}); its last log lines:`);
+        console.log(indent(tail(op.logFile)));
+        exitCode = 1;
+        interrupted = true;
+        wake();
+      }
+    });
+
+    step(`applying ${EXAMPLE} (2 shards of primary + standby MariaDB, 2 brokers)`);
+    console.log(indent((await kubectl(kubeconfig, ['apply', '-f', join(REPO_ROOT, EXAMPLE)])).trim()));
+    checkpoint();
+
+    step(
+      `waiting for MessageQueueCluster "${CLUSTER}" to be Ready (phase and Ready condition as they change)`,
+    );
+    const deadline = Date.now() + READY_TIMEOUT_MS;
+    let last = '';
+    let cr: ClusterJson | undefined;
+    let ready = false;
+    while (!ready) {
+      checkpoint();
+      try {
+        cr = JSON.parse(await kubectl(kubeconfig, ['get', 'mqc', CLUSTER, '-o', 'json'])) as ClusterJson;
+        const s = cr.status ?? {};
+        const cond = s.conditions?.find((c) => c.type === 'Ready');
+        const line =
+          `phase ${s.phase ?? '-'}, shards ${s.shardsReady ?? 0}/${s.shardsTotal ?? '?'}, ` +
+          `brokers ${s.brokersReady ?? 0}; Ready=${cond?.status ?? '-'}` +
+          (cond ? ` ${cond.reason ?? ''}: ${cond.message ?? ''}` : '');
+        if (line !== last) console.log(`  ${elapsed()}  ${line}`);
+        last = line;
+        ready = cond?.status === 'True' && s.observedGeneration === cr.metadata.generation;
+      } catch (err) {
+        const line = `cannot read the cluster: ${(err as Error).message}`;
+        if (line !== last) console.log(`  ${elapsed()}  ${line}`);
+        last = line;
+      }
+      if (ready) break;
+      if (Date.now() > deadline) break;
+      await Promise.race([sleep(1000), stopRequested]);
+    }
+    checkpoint();
+
+    if (!ready) {
+      exitCode = 1;
+      console.log(
+        `==> not Ready after ${READY_TIMEOUT_MS / 60_000} minutes. What kubectl describe says:\n` +
+          indent(await kubectl(kubeconfig, ['describe', 'mqc', CLUSTER]).catch((e: Error) => e.message)) +
+          `\n==> the operator's last log lines (${op.logFile}):\n${indent(tail(op.logFile))}`,
+      );
+    } else {
+      const port = cr?.spec?.brokers?.port ?? 8080;
+      const brokerPods = JSON.parse(
+        await kubectl(kubeconfig, [
+          'get',
+          'pods',
+          '-l',
+          `mysqlmq.io/cluster=${CLUSTER},app.kubernetes.io/component=broker`,
+          '-o',
+          'json',
+        ]),
+      ) as { items: { metadata: { name: string }; status?: { podIP?: string } }[] };
+      const brokers = brokerPods.items
+        .filter((p) => p.status?.podIP)
+        .map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}` }));
+      const urls = brokers.map((b) => b.url).join(',');
+      const get = await kubectl(kubeconfig, ['get', 'mqc']);
+      const describe = await kubectl(kubeconfig, ['describe', 'mqc', CLUSTER]);
+      const repo = relative(process.cwd(), REPO_ROOT) || '.';
+      console.log(`
+==> MessageQueueCluster "${CLUSTER}" is Ready after ${elapsed().trim()}.
+
+Use the embedded cluster with kubectl (in another terminal):
+  export KUBECONFIG=${kubeconfig}
+
+$ kubectl get mqc
+${get.trimEnd()}
+
+$ kubectl describe mqc ${CLUSTER}
+${describe.trimEnd()}
+
+Brokers (pods run as local processes; there is no kube-proxy, so use the pod IPs, not the Service):
+${brokers.map((b) => `  ${b.pod}  ${b.url}`).join('\n')}
+
+Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}:
+  export MQ_BROKERS=${urls}
+  ${CLI} topics create orders
+  ${CLI} produce orders "first" "second"
+  seq 1 1000 | ${CLI} produce orders
+  ${CLI} consume orders --group billing
+  ${CLI} offsets orders --group billing
+  ${CLI} status
+
+More:
+  kubectl get pods,svc,pvc -o wide                # 4 MariaDB pods (primary/standby labels), 2 brokers
+  kubectl scale mqc ${CLUSTER} --replicas=3          # brokers
+  kubectl get mqc ${CLUSTER} -w
+  operator metrics: http://${ep.host}:${ep.metricsPort}/metrics
+  logs: ${join(stateDir, 'operator.log')}, ${join(stateDir, 'kubelet.log')}, ${join(stateDir, 'kube')}/*.log
+
+Press Ctrl-C to stop the operator, the kubelet (every mariadbd and broker) and the control plane.`);
+    }
+    if (once) {
+      interrupted = true;
+      wake();
+    }
+    await stopRequested;
+    if (operatorGone && exitCode === 0) exitCode = 1;
+  } catch (err) {
+    if (!(err instanceof Interrupted)) {
+      console.error(`==> failed: ${(err as Error).message}`);
+      if (operator) console.error(`==> the operator's last log lines:\n${indent(tail(operator.logFile))}`);
+      exitCode = 1;
+    }
+  } finally {
+    stopping = true;
+    const op = operator;
+    const stopOperator = async () => {
+      if (!op) return;
+      if (op.child.exitCode === null && op.child.signalCode === null) {
+        step('stopping the operator');
+        op.child.kill('SIGTERM');
+        const killer = setTimeout(() => op.child.kill('SIGKILL'), 25_000);
+        await op.exited;
+        clearTimeout(killer);
+      }
+    };
+    const stopKubelet = async () => {
+      if (!kubelet) return;
+      step('stopping the test kubelet and every mariadbd and broker process it runs');
+      await kubelet.stop();
+    };
+    // The operator does not need the pods to stop, nor the kubelet the operator: both at once.
+    await Promise.all([stopOperator(), stopKubelet()]).catch((err: unknown) =>
+      console.error(`==> stopping failed: ${(err as Error).message}`),
+    );
+    if (kube) {
+      step('stopping the control plane (kube-controller-manager, kube-apiserver, etcd)');
+      await kube.stop().catch((err: unknown) => console.error(`==> ${(err as Error).message}`));
+    }
+    await rm(stateDir, { recursive: true, force: true });
+    step(`stopped; removed ${stateDir}`);
+  }
+  return exitCode;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      embedded: { type: 'boolean', default: false },
+      once: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  });
+  if (values.help) {
+    console.log(
+      'usage: node dist/demo/kube-run.js [--embedded] [--once]\n' +
+        '  With a reachable cluster ($KUBECONFIG or ~/.kube/config answering /readyz): installs the CRD\n' +
+        '  and runs the operator against it in the foreground. Otherwise (or with --embedded): starts an\n' +
+        '  embedded control plane and test kubelet, the operator, applies examples/basic.yaml, waits for\n' +
+        '  Ready and prints how to use it; Ctrl-C stops everything. --once: stop once Ready.',
+    );
+    return 0;
+  }
+  if (!existsSync(OPERATOR_MAIN)) {
+    console.error(`${OPERATOR_MAIN} is missing: run npm run build first`);
+    return 1;
+  }
+  if (values.embedded) return runEmbedded(values.once, '--embedded');
+  const kubeconfig = configuredKubeconfig();
+  if (!kubeconfig) return runEmbedded(values.once, 'no KUBECONFIG and no ~/.kube/config');
+  if (!(await apiServerReady(undefined))) {
+    return runEmbedded(values.once, `the cluster of ${kubeconfig} does not answer /readyz`);
+  }
+  return runAgainstCluster(kubeconfig);
+}
+
+main().then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    console.error(`==> failed: ${(err as Error).message}`);
+    process.exit(1);
+  },
+);
