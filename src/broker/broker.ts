@@ -5,6 +5,7 @@ import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
+import { maxGapAgeMs } from './gaps.js';
 import { bearerMatches, readBody, sendError, sendJson } from './http-util.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
 import {
@@ -36,7 +37,8 @@ export interface BrokerConfig {
   maxMessageBytes: number;
   maxMessagesPerPublish: number;
   writer: WriterOptions;
-  fetcher: FetcherOptions;
+  /** The gap age follows from the writer's commit deadline, which every broker must share. */
+  fetcher: Omit<FetcherOptions, 'maxGapAgeMs'>;
   probeIntervalMs: number;
   poolSize: number;
 }
@@ -79,7 +81,14 @@ export class Broker {
     this.pools = new ShardPools(config.db, config.poolSize);
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.catalog = new TopicCatalog(this.router, this.pools);
-    this.fetcher = new Fetcher(this.router, this.pools, this.catalog, config.fetcher, this.metrics, log);
+    this.fetcher = new Fetcher(
+      this.router,
+      this.pools,
+      this.catalog,
+      { ...config.fetcher, maxGapAgeMs: maxGapAgeMs(config.writer.commitTimeoutMs) },
+      this.metrics,
+      log,
+    );
     this.writer = new BatchingWriter(
       this.router,
       this.pools,

@@ -1,5 +1,7 @@
 import { badRequest, errorMessage, unavailable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import { endpointKey } from '../shard/connection.js';
+import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import {
   acquireLease,
@@ -9,6 +11,7 @@ import {
   readMessages,
   readPendingOffset,
   releaseLease,
+  replicaAppliedPosition,
   savePendingOffset,
 } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
@@ -54,6 +57,8 @@ export interface FetcherOptions {
   leaseTtlMs: number;
   /** How often a waiting fetch looks for messages written through other brokers. */
   pollIntervalMs: number;
+  /** A gap in a shard's ids open this long is a hole for good (see gaps.ts: `maxGapAgeMs`). */
+  maxGapAgeMs: number;
 }
 
 interface CachedLease {
@@ -71,6 +76,8 @@ interface CachedLease {
 export class Fetcher {
   private readonly leases = new Map<string, CachedLease>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Per replica serving reads: its applied GTID position and since when it has not moved. */
+  private readonly replicaApplied = new Map<string, { position: string; since: number }>();
   private closed = false;
 
   constructor(
@@ -139,12 +146,38 @@ export class Fetcher {
       if (topicId === undefined) return { kind: 'empty', shard: shard.name };
       const start = await this.startPosition(shard, topicId, req);
       if (start === undefined) return { kind: 'held', shard: shard.name };
-      const messages = await readMessages(this.pools.get(shard.route.read!), topicId, start, limit);
+      const db = this.pools.get(shard.route.read!);
+      // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
+      const now = Date.now();
+      const maxGapAge = await this.maxGapAge(shard, now);
+      const rows = await readMessages(db, topicId, start, limit);
+      const messages = rows.slice(0, readableCount(rows, start, now, maxGapAge));
       return { kind: 'read', shard: shard.name, start, messages };
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
     }
+  }
+
+  /**
+   * How old a gap in the shard's ids must be to step over it. On the primary, the writer's commit
+   * deadline decides. A replica shows a committed transaction only once it has applied it, which
+   * can lag well behind the commit: there a gap is also stepped over only after the applied
+   * position stopped moving for as long (nothing left to apply, as when the primary is down).
+   */
+  private async maxGapAge(shard: ShardView, now: number): Promise<number> {
+    const read = shard.route.read!;
+    if (shard.route.write && endpointKey(shard.route.write) === endpointKey(read)) {
+      return this.options.maxGapAgeMs;
+    }
+    const key = endpointKey(read);
+    const position = await replicaAppliedPosition(this.pools.get(read));
+    const seen = this.replicaApplied.get(key);
+    if (seen?.position !== position) {
+      this.replicaApplied.set(key, { position, since: now });
+      return Infinity;
+    }
+    return now - seen.since >= this.options.maxGapAgeMs ? this.options.maxGapAgeMs : Infinity;
   }
 
   /** Where the consumer reads this shard from, or undefined while another consumer holds it. */

@@ -74,6 +74,12 @@ export async function readMessages(
   }));
 }
 
+/** The GTIDs a replica has applied (it needs no privilege beyond the connection). */
+export async function replicaAppliedPosition(db: Db): Promise<string> {
+  const [row] = await rows(db, 'SELECT @@global.gtid_slave_pos AS pos');
+  return String(row.pos ?? '');
+}
+
 export async function highestMessageId(db: Db, topicId: number): Promise<number> {
   const [row] = await rows(db, `SELECT COALESCE(MAX(id), 0) AS id FROM ${messageTable(topicId)}`);
   return Number(row.id);

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
+import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
 import { parseRouting } from '../../src/broker/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
@@ -78,6 +79,46 @@ describe('merging shard reads', () => {
       maxBytes: 1,
     });
     expect(none).toEqual({ messages: [], positions: { a: 9 }, heldElsewhere: [] });
+  });
+});
+
+describe('reading past concurrently committing INSERTs', () => {
+  const AGE = 5000;
+  const NOW = 1_000_000;
+  /** Rows with the given ids, published `ageMs` before NOW. */
+  const rows = (ids: number[], ageMs = 0) => ids.map((id) => ({ id, publishedAt: NOW - ageMs }));
+
+  it('takes every row that continues the position', () => {
+    expect(readableCount(rows([1, 2, 3]), 0, NOW, AGE)).toBe(3);
+    expect(readableCount(rows([11, 12, 13]), 10, NOW, AGE)).toBe(3);
+    expect(readableCount([], 10, NOW, AGE)).toBe(0);
+  });
+
+  it('stops before a young gap: a transaction with lower ids may still commit', () => {
+    expect(readableCount(rows([1, 2, 3, 1001, 1002]), 0, NOW, AGE)).toBe(3);
+    // Rows 1001.. committed before 1..1000: nothing yet.
+    expect(readableCount(rows([1001, 1002]), 0, NOW, AGE)).toBe(0);
+  });
+
+  it('steps over a gap once the row after it is older than the limit (a rolled-back INSERT)', () => {
+    expect(readableCount(rows([5, 6, 8], AGE - 1), 2, NOW, AGE)).toBe(0);
+    expect(readableCount(rows([5, 6, 8], AGE), 2, NOW, AGE)).toBe(3);
+  });
+
+  it('judges each gap by the row right after it', () => {
+    const list = [...rows([4, 5], AGE + 1), ...rows([9, 10], 10), ...rows([20], 5)];
+    // 4 follows an old gap after 1, 9 a young one after 5.
+    expect(readableCount(list, 1, NOW, AGE)).toBe(2);
+    expect(readableCount(list, 1, NOW + AGE, AGE)).toBe(5);
+  });
+
+  it('never steps over a gap when told to wait for good', () => {
+    expect(readableCount(rows([7, 8], 1e9), 2, NOW, Infinity)).toBe(0);
+  });
+
+  it('allows two commit deadlines and clock skew', () => {
+    expect(maxGapAgeMs(2000)).toBe(5000);
+    expect(maxGapAgeMs(2000, 0)).toBe(4000);
   });
 });
 

@@ -93,9 +93,8 @@ last publish): ${short
         )
         .join(
           '; ',
-        )}. A consumer that keeps up with concurrent INSERTs can read past ids whose transaction has not
-committed yet and never come back for them (see \`src/bench/compare/gaps.ts\`; the ceiling's readers stop at the first
-gap for this reason).
+        )}. Every reader here, mysqlmq's broker and the ceiling's, stops at a gap in the ids until the lower
+transaction commits (see \`src/broker/gaps.ts\`), so a shortfall means the groups had not caught up yet.
 `
     : ''
 }

@@ -1,10 +1,10 @@
 import mysql from 'mysql2/promise';
+import { readableCount } from '../../../broker/gaps.js';
 import { withAdmin } from '../../../shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../../shard/schema.js';
 import { sleep } from '../procs.js';
 import type { BenchSystem, Delivered, Session } from '../system.js';
 import type { SharedShards } from './cluster.js';
-import { type GapState, readableCount } from '../gaps.js';
 
 export interface CeilingOptions {
   /** INSERTs in flight per shard (one connection each). */
@@ -15,8 +15,8 @@ export interface CeilingOptions {
   selectRows: number;
   /** How long a reader that found nothing (or a gap) waits before it looks again. */
   idlePollMs: number;
-  /** A gap in the ids open this long is a hole for good (see gaps.ts), not a commit in flight. */
-  maxGapWaitMs: number;
+  /** A gap in the ids this old is a hole for good (src/broker/gaps.ts), not a commit in flight. */
+  maxGapAgeMs: number;
 }
 
 export const CEILING_DEFAULTS: CeilingOptions = {
@@ -24,7 +24,7 @@ export const CEILING_DEFAULTS: CeilingOptions = {
   batchRows: 2000,
   selectRows: 5000,
   idlePollMs: 2,
-  maxGapWaitMs: 5000,
+  maxGapAgeMs: 5000,
 };
 
 /**
@@ -70,7 +70,7 @@ export class CeilingSystem implements BenchSystem {
       `${options.insertsPerShard} in flight per shard (one connection each), round-robin over the 2 shard primaries; ` +
       `each group reads every shard with \`SELECT ... WHERE id > ? ORDER BY id LIMIT ${options.selectRows}\` ` +
       `on a connection of its own (polling every ${options.idlePollMs} ms when caught up), taking rows only up to ` +
-      `the first gap in the ids (a transaction with lower ids may still commit: see gaps.ts)`;
+      `the first gap in the ids, as the broker does (a transaction with lower ids may still commit: see src/broker/gaps.ts)`;
   }
 
   async start(): Promise<void> {
@@ -158,23 +158,24 @@ export class CeilingSystem implements BenchSystem {
                 const conn = await pool.getConnection();
                 try {
                   let after = 0;
-                  const gap: GapState = {};
                   while (!stopped) {
-                    const [rows] = await conn.query(
+                    const now = Date.now();
+                    const [result] = await conn.query(
                       `SELECT id, published_at, payload FROM ${table} WHERE id > ? ORDER BY id LIMIT ?`,
                       [after, o.selectRows],
                     );
-                    const list = rows as { id: number; payload: Buffer }[];
-                    const ids = list.map((r) => Number(r.id));
-                    const n = readableCount(ids, after, gap, performance.now(), o.maxGapWaitMs);
+                    const rows = (result as { id: number; published_at: number; payload: Buffer }[]).map(
+                      (r) => ({ id: Number(r.id), publishedAt: Number(r.published_at), payload: r.payload }),
+                    );
+                    const n = readableCount(rows, after, now, o.maxGapAgeMs);
                     if (n === 0) {
                       await sleep(o.idlePollMs);
                       continue;
                     }
-                    after = ids[n - 1];
+                    after = rows[n - 1].id;
                     deliver(
                       g,
-                      list.slice(0, n).map((r) => r.payload),
+                      rows.slice(0, n).map((r) => r.payload),
                     );
                   }
                 } finally {
