@@ -21,8 +21,14 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
   fi
-  echo "==> installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  # npm ci wipes node_modules: only when package-lock.json changed since the last one.
+  local sum stamp=node_modules/.dev-sh-lock.sha256
+  sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$sum" ]]; then
+    echo "==> installing npm packages"
+    npm ci --no-audit --no-fund --loglevel=error
+    echo "$sum" >"$stamp"
+  fi
 }
 
 cmd="${1:-}"
