@@ -209,9 +209,13 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
   const stopRequested = new Promise<void>((resolve) => (wake = resolve));
   let stopping = false;
   let signals = 0;
+  let lastSignalAt = 0;
   const onSignal = (signal: NodeJS.Signals) => {
-    signals++;
+    // One Ctrl-C can arrive twice (from the terminal and from a wrapper such as timeout(1)).
+    if (Date.now() - lastSignalAt > 1000) signals++;
+    lastSignalAt = Date.now();
     if (stopping) {
+      if (signals < 2) return;
       if (signals >= 3) {
         console.log(`==> ${signal} again: exiting now (exit handlers kill what is left)`);
         process.exit(130);
@@ -364,7 +368,8 @@ ${get.trimEnd()}
 $ kubectl describe mqc ${CLUSTER}
 ${describe.trimEnd()}
 
-Brokers (pods run as local processes; there is no kube-proxy, so use the pod IPs, not the Service):
+Brokers (pods run as local processes; there is no kube-proxy, so use the pod IPs, not the Service;
+after a scale or a restart, kubectl get pods -l app.kubernetes.io/component=broker -o wide lists them):
 ${brokers.map((b) => `  ${b.pod}  ${b.url}`).join('\n')}
 
 Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}:
@@ -376,9 +381,9 @@ Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}:
   ${CLI} offsets orders --group billing
   ${CLI} status
 
-More:
-  kubectl get pods,svc,pvc -o wide                # 4 MariaDB pods (primary/standby labels), 2 brokers
-  kubectl scale mqc ${CLUSTER} --replicas=3          # brokers
+More (with KUBECONFIG exported):
+  kubectl get pods,svc,pvc -o wide -L mysqlmq.io/role   # 4 MariaDB pods (primary/standby), 2 brokers
+  kubectl scale mqc ${CLUSTER} --replicas=3                 # 3 brokers
   kubectl get mqc ${CLUSTER} -w
   operator metrics: http://${ep.host}:${ep.metricsPort}/metrics
   logs: ${join(stateDir, 'operator.log')}, ${join(stateDir, 'kubelet.log')}, ${join(stateDir, 'kube')}/*.log
