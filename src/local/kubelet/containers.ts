@@ -7,14 +7,18 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1Container, V1Probe } from '@kubernetes/client-node';
 import { LocalMariaDb } from '../mariadbd.js';
-import { ContainerConfigError } from './env.js';
+import { ContainerConfigError, expandVars } from './env.js';
 import type { PodVolumes } from './volumes.js';
 
 /** The container kinds this kubelet can run, by container name. */
-export type ContainerKind = 'mariadb' | 'broker';
+export type ContainerKind = 'mariadb' | 'broker' | 'operator';
+
+export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator'];
 
 export function containerKind(container: V1Container): ContainerKind | undefined {
-  return container.name === 'mariadb' || container.name === 'broker' ? container.name : undefined;
+  return (CONTAINER_KINDS as readonly string[]).includes(container.name)
+    ? (container.name as ContainerKind)
+    : undefined;
 }
 
 export interface ProcessExit {
@@ -42,16 +46,33 @@ export interface StartContext {
   runDir: string;
   volumes: PodVolumes;
   brokerMain: string;
+  /** The operator script (`node <operatorMain> ...`), for `operator` containers. */
+  operatorMain: string;
+  /**
+   * For `operator` containers: the kubeconfig of the pod's ServiceAccount (KUBECONFIG), or
+   * undefined when the pod mounts no token (automountServiceAccountToken: false).
+   */
+  serviceAccountKubeconfig?: string;
   mariadbOverrides: Record<string, string>;
 }
 
-/** dist/broker/main.js, also when this module runs from the TypeScript sources (vitest). */
-export function defaultBrokerMain(): string {
+/** dist/<program>/main.js, also when this module runs from the TypeScript sources (vitest). */
+function defaultMain(program: 'broker' | 'operator'): string {
   const here = fileURLToPath(import.meta.url);
-  const candidates = [fileURLToPath(new URL('../../broker/main.js', import.meta.url))];
+  const candidates = [fileURLToPath(new URL(`../../${program}/main.js`, import.meta.url))];
   const src = /^(.*)[/\\]src[/\\]local[/\\]kubelet[/\\][^/\\]+$/.exec(here);
-  if (src) candidates.push(join(src[1]!, 'dist', 'broker', 'main.js'));
+  if (src) candidates.push(join(src[1]!, 'dist', program, 'main.js'));
   return candidates.find((c) => existsSync(c)) ?? candidates[candidates.length - 1]!;
+}
+
+/** dist/broker/main.js of this repository. */
+export function defaultBrokerMain(): string {
+  return defaultMain('broker');
+}
+
+/** dist/operator/main.js of this repository (what the image's /app/dist/operator/main.js is). */
+export function defaultOperatorMain(): string {
+  return defaultMain('operator');
 }
 
 /** Processes still running when this process exits are killed, so nothing outlives a test run. */
@@ -175,21 +196,26 @@ export function brokerPort(container: V1Container): number {
   return portFlag(brokerArgs(container)) ?? container.ports?.[0]?.containerPort ?? 8080;
 }
 
-async function startBroker(ctx: StartContext): Promise<ContainerProcess> {
-  const args = localBrokerArgs(ctx);
+/** Runs `node <argv>` as the container's process, its output in `<podDir>/logs/<container>.log`. */
+async function startNodeProcess(
+  ctx: StartContext,
+  argv: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<ContainerProcess> {
   const env: Record<string, string> = {
     PATH: process.env.PATH ?? '/usr/local/bin:/usr/bin:/bin',
     HOSTNAME: ctx.podName,
   };
   for (const [k, v] of Object.entries(ctx.env))
     env[k] = v.startsWith('/') ? ctx.volumes.mapPath(ctx.container, v) : v;
+  Object.assign(env, extraEnv);
   const logDir = join(ctx.podDir, 'logs');
   await mkdir(logDir, { recursive: true });
   const logFile = join(logDir, `${ctx.container.name}.log`);
   const log = await open(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, [ctx.brokerMain, ...args], {
+    child = spawn(process.execPath, argv, {
       cwd: ctx.podDir,
       env,
       stdio: ['ignore', log.fd, log.fd],
@@ -216,8 +242,71 @@ async function startBroker(ctx: StartContext): Promise<ContainerProcess> {
   };
 }
 
+async function startBroker(ctx: StartContext): Promise<ContainerProcess> {
+  return startNodeProcess(ctx, [ctx.brokerMain, ...localBrokerArgs(ctx)]);
+}
+
+// --- operator ---------------------------------------------------------------
+
+/**
+ * Splits an `operator` container's command + args into node's own options and the operator's
+ * flags, dropping `node` and the script (the image's /app/dist/operator/main.js, which is this
+ * repository's dist/operator/main.js). `$(VAR)` references are expanded with the container's env,
+ * as the kubelet does for command and args.
+ */
+export function operatorArgs(
+  container: V1Container,
+  env: Record<string, string> = {},
+): { nodeOptions: string[]; args: string[] } {
+  const argv = [...(container.command ?? []), ...(container.args ?? [])].map((a) => expandVars(a, env));
+  const nodeOptions: string[] = [];
+  let i = 0;
+  if (argv[0] !== undefined && /(^|\/)node(js)?$/.test(argv[0])) {
+    i = 1;
+    while (argv[i]?.startsWith('-')) nodeOptions.push(argv[i++]!);
+  }
+  if (argv[i] !== undefined && /\.[cm]?js$/.test(argv[i]!)) i++;
+  return { nodeOptions, args: argv.slice(i) };
+}
+
+/**
+ * The local process of an `operator` container: `node [node options] <operatorMain> [flags]`
+ * (mounted paths in flags mapped to local ones). Pure.
+ */
+export function localOperatorArgv(
+  ctx: Pick<StartContext, 'container' | 'env' | 'operatorMain' | 'volumes'>,
+): string[] {
+  const { nodeOptions, args } = operatorArgs(ctx.container, ctx.env);
+  return [...nodeOptions, ctx.operatorMain, ...args.map((a) => ctx.volumes.mapArg(ctx.container, a))];
+}
+
+/**
+ * The environment the kubelet adds for an `operator` process: KUBECONFIG (the pod's
+ * ServiceAccount, as in-cluster config would give it), POD_IP (unless the spec sets it: every pod
+ * shares one machine here, so the operator binds its health and metrics ports to its own loopback
+ * pod IP instead of 0.0.0.0) and TMPDIR (the volume mounted at /tmp, if any). Pure.
+ */
+export function operatorExtraEnv(
+  ctx: Pick<StartContext, 'container' | 'env' | 'podIP' | 'serviceAccountKubeconfig' | 'volumes'>,
+): Record<string, string> {
+  const extra: Record<string, string> = {};
+  if (ctx.serviceAccountKubeconfig) extra.KUBECONFIG = ctx.serviceAccountKubeconfig;
+  if (ctx.env.POD_IP === undefined) extra.POD_IP = ctx.podIP;
+  const tmp = ctx.container.volumeMounts?.find((m) => m.mountPath.replace(/\/+$/, '') === '/tmp');
+  if (tmp && ctx.env.TMPDIR === undefined) {
+    const local = ctx.volumes.mountPath(tmp);
+    if (local) extra.TMPDIR = local;
+  }
+  return extra;
+}
+
+async function startOperator(ctx: StartContext): Promise<ContainerProcess> {
+  return startNodeProcess(ctx, localOperatorArgv(ctx), operatorExtraEnv(ctx));
+}
+
 export async function startContainer(kind: ContainerKind, ctx: StartContext): Promise<ContainerProcess> {
-  return kind === 'mariadb' ? startMariaDb(ctx) : startBroker(ctx);
+  if (kind === 'mariadb') return startMariaDb(ctx);
+  return kind === 'operator' ? startOperator(ctx) : startBroker(ctx);
 }
 
 // --- readiness --------------------------------------------------------------
@@ -253,7 +342,39 @@ export function readinessCheck(kind: ContainerKind, container: V1Container): Rea
     const port = container.ports?.find((p) => p.name === 'mysql')?.containerPort ?? 3306;
     return { kind: 'tcp', port, timeoutMs };
   }
+  // Like a kubelet, a container without a readiness probe is ready once it runs.
+  if (kind === 'operator') return { kind: 'running' };
   return { kind: 'http', port: brokerPort(container), path: '/readyz', timeoutMs };
+}
+
+/** A container's livenessProbe (tcpSocket or httpGet), with its timing. */
+export interface LivenessCheck {
+  check: ReadinessCheck;
+  initialDelayMs: number;
+  periodMs: number;
+  failureThreshold: number;
+}
+
+/** The container's livenessProbe, when it has a tcpSocket or httpGet one (exec probes are not run). */
+export function livenessCheck(container: V1Container): LivenessCheck | undefined {
+  const p = container.livenessProbe;
+  if (!p) return undefined;
+  const timeoutMs = Math.max(1, p.timeoutSeconds ?? 1) * 1000;
+  let check: ReadinessCheck | undefined;
+  if (p.tcpSocket) {
+    const port = probePort(container, p.tcpSocket.port as number | string);
+    if (port) check = { kind: 'tcp', port, timeoutMs };
+  } else if (p.httpGet) {
+    const port = probePort(container, p.httpGet.port as number | string);
+    if (port) check = { kind: 'http', port, path: p.httpGet.path ?? '/', timeoutMs };
+  }
+  if (!check) return undefined;
+  return {
+    check,
+    initialDelayMs: Math.max(0, p.initialDelaySeconds ?? 0) * 1000,
+    periodMs: Math.max(1, p.periodSeconds ?? 10) * 1000,
+    failureThreshold: Math.max(1, p.failureThreshold ?? 3),
+  };
 }
 
 export function probe(ip: string, check: ReadinessCheck): Promise<boolean> {

@@ -11,11 +11,12 @@ import {
 import { type Logger, createLogger } from '../../common/logger.js';
 import { AddressPool } from './addresses.js';
 import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound, sleep } from './api.js';
-import { defaultBrokerMain } from './containers.js';
+import { defaultBrokerMain, defaultOperatorMain } from './containers.js';
 import { ObjectLookup } from './env.js';
 import { NodeAgent, mergePatch } from './nodes.js';
 import { PodWorker } from './pod-worker.js';
 import { Reflector } from './reflector.js';
+import { type ApiServerEndpoint, endpointOf } from './service-account.js';
 import { pvcDir, pvcUidFile } from './volumes.js';
 
 export interface TestKubeletOptions {
@@ -36,6 +37,12 @@ export interface TestKubeletOptions {
   capacity?: Record<string, string>;
   /** The broker script (default: dist/broker/main.js of this repository). */
   brokerMain?: string;
+  /**
+   * The operator script that `operator` containers run instead of the image's
+   * /app/dist/operator/main.js (default: dist/operator/main.js of this repository). The process
+   * gets KUBECONFIG = its pod's ServiceAccount (token Secret), POD_IP, and the container's env.
+   */
+  operatorMain?: string;
   /**
    * my.cnf settings applied after the mounted ones, e.g. smaller InnoDB sizes for a small machine
    * (default none: the ConfigMap applies as written, apart from local paths and the address).
@@ -59,7 +66,8 @@ const isTerminal = (pod: V1Pod) => pod.status?.phase === 'Succeeded' || pod.stat
  * A kubelet (plus a tiny scheduler and volume provisioner) for the embedded control plane of
  * hack/kube: it registers Ready nodes and keeps them alive, binds unscheduled pods, and runs each
  * bound pod's containers as local processes on a loopback pod IP (`mariadb` as mariadbd via
- * LocalMariaDb, `broker` as `node dist/broker/main.js`), reporting pod status as a kubelet does.
+ * LocalMariaDb, `broker` as `node dist/broker/main.js`, `operator` as `node dist/operator/main.js`
+ * authenticated as the pod's ServiceAccount), reporting pod status as a kubelet does.
  */
 export class TestKubelet {
   private readonly workers = new Map<string, PodWorker>();
@@ -81,6 +89,8 @@ export class TestKubelet {
   private readonly unschedulableReported = new Set<string>();
   private stopped = false;
   private readonly brokerMain: string;
+  private readonly operatorMain: string;
+  private readonly apiServer: ApiServerEndpoint;
   private unlockRange?: () => void;
 
   private constructor(
@@ -93,6 +103,8 @@ export class TestKubelet {
     this.coordination = kc.makeApiClient(CoordinationV1Api);
     this.lookup = new ObjectLookup(this.core);
     this.brokerMain = options.brokerMain ?? defaultBrokerMain();
+    this.operatorMain = options.operatorMain ?? defaultOperatorMain();
+    this.apiServer = endpointOf(kc);
   }
 
   static async start(options: TestKubeletOptions): Promise<TestKubelet> {
@@ -254,6 +266,8 @@ export class TestKubelet {
         stateDir: this.options.stateDir,
         hostIP: this.hostIP,
         brokerMain: this.brokerMain,
+        operatorMain: this.operatorMain,
+        apiServer: this.apiServer,
         mariadbOverrides: this.options.mariadbOverrides ?? {},
         probeIntervalMs: this.options.probeIntervalMs ?? 1000,
         maxGracePeriodSeconds: this.options.maxGracePeriodSeconds ?? 30,

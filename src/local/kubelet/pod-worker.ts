@@ -5,17 +5,25 @@ import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../common/logger.js';
 import { apiErrorMessage, errorCode, kubeTime, sleep } from './api.js';
 import {
+  CONTAINER_KINDS,
   type ContainerKind,
   type ContainerProcess,
+  type LivenessCheck,
   type ProcessExit,
   type ReadinessCheck,
   containerKind,
+  livenessCheck,
   probe,
   readinessCheck,
   startContainer,
 } from './containers.js';
 import { ContainerConfigError, type ObjectLookup, resolveEnv } from './env.js';
 import { mergePatch } from './nodes.js';
+import {
+  type ApiServerEndpoint,
+  podServiceAccountCredentials,
+  writeServiceAccountFiles,
+} from './service-account.js';
 import { PodVolumes } from './volumes.js';
 
 export interface PodWorkerDeps {
@@ -25,6 +33,9 @@ export interface PodWorkerDeps {
   stateDir: string;
   hostIP: string;
   brokerMain: string;
+  operatorMain: string;
+  /** The apiserver as pods should reach it (server URL and CA), for ServiceAccount kubeconfigs. */
+  apiServer: ApiServerEndpoint;
   mariadbOverrides: Record<string, string>;
   probeIntervalMs: number;
   maxGracePeriodSeconds: number;
@@ -53,6 +64,9 @@ interface Container {
   spec: V1Container;
   kind: ContainerKind;
   check: ReadinessCheck;
+  liveness?: LivenessCheck;
+  /** Liveness probe state of the current process. */
+  live: { failures: number; lastProbeMs: number; startedMs: number; killing: boolean };
   proc?: ContainerProcess;
   state: ContainerStateJson;
   lastState?: ContainerStateJson;
@@ -129,7 +143,7 @@ export class PodWorker {
     const bad = specs.filter((c) => !containerKind(c) || pod.spec?.initContainers?.includes(c));
     if (bad.length) {
       this.unsupported =
-        `the test kubelet runs only containers named "mariadb" or "broker" (no init containers); ` +
+        `the test kubelet runs only containers named ${CONTAINER_KINDS.map((k) => `"${k}"`).join(', ')} (no init containers); ` +
         `cannot run ${bad.map((c) => `"${c.name}"`).join(', ')}`;
       const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
       this.unsupportedPending = REPLACING_CONTROLLERS.has(owner?.kind ?? '');
@@ -143,6 +157,8 @@ export class PodWorker {
         spec,
         kind,
         check: readinessCheck(kind, spec),
+        liveness: livenessCheck(spec),
+        live: { failures: 0, lastProbeMs: 0, startedMs: 0, killing: false },
         state: { waiting: { reason: 'ContainerCreating' } },
         restartCount: previous?.restartCount ?? 0,
         ready: false,
@@ -255,6 +271,8 @@ export class PodWorker {
           podIP: this.ip!,
           hostIP: this.deps.hostIP,
         });
+        const serviceAccountKubeconfig =
+          c.kind === 'operator' ? await this.serviceAccountKubeconfig() : undefined;
         proc = await startContainer(c.kind, {
           container: c.spec,
           env,
@@ -264,6 +282,8 @@ export class PodWorker {
           runDir: this.runDir(c),
           volumes: this.volumes!,
           brokerMain: this.deps.brokerMain,
+          operatorMain: this.deps.operatorMain,
+          serviceAccountKubeconfig,
           mariadbOverrides: this.deps.mariadbOverrides,
         });
       } catch (err) {
@@ -281,6 +301,7 @@ export class PodWorker {
       if (this.terminating) proc.kill(this.killSignal);
       const startedAt = kubeTime();
       const started = Date.now();
+      c.live = { failures: 0, lastProbeMs: 0, startedMs: started, killing: false };
       c.state = { running: { startedAt } };
       c.ready = false;
       this.log.info('container started', { container: c.name, pid: proc.pid, restartCount: c.restartCount });
@@ -412,11 +433,11 @@ export class PodWorker {
         this.containers.map(async (c) => {
           const proc = c.proc;
           if (!proc || !c.state.running) return;
-          const ok = await probe(this.ip!, c.check);
+          const [ok] = await Promise.all([probe(this.ip!, c.check), this.checkLiveness(c, proc)]);
           if (c.proc !== proc || this.terminating) return;
           if (ok !== c.ready)
             this.log.info(ok ? 'container ready' : 'container not ready', { container: c.name });
-          c.ready = ok;
+          c.ready = ok && !c.live.killing;
         }),
       );
       if (this.volumes && !this.terminating) {
@@ -426,6 +447,51 @@ export class PodWorker {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * The livenessProbe, on its own period after its initial delay: after failureThreshold failures
+   * in a row the process gets SIGTERM, then SIGKILL after the grace period, and the restart loop
+   * starts it again per restartPolicy (as a kubelet does).
+   */
+  private async checkLiveness(c: Container, proc: ContainerProcess): Promise<void> {
+    const l = c.liveness;
+    if (!l || c.live.killing) return;
+    const now = Date.now();
+    if (now - c.live.startedMs < l.initialDelayMs || now - c.live.lastProbeMs < l.periodMs) return;
+    c.live.lastProbeMs = now;
+    const ok = await probe(this.ip!, l.check);
+    if (c.proc !== proc || this.terminating) return;
+    if (ok) {
+      c.live.failures = 0;
+      return;
+    }
+    c.live.failures++;
+    if (c.live.failures < l.failureThreshold) return;
+    c.live.killing = true;
+    const grace = Math.min(
+      this.pod.spec?.terminationGracePeriodSeconds ?? 30,
+      this.deps.maxGracePeriodSeconds,
+    );
+    this.log.warn('liveness probe failed; restarting the container', {
+      container: c.name,
+      pid: proc.pid,
+      failures: c.live.failures,
+    });
+    proc.kill('SIGTERM');
+    // Not awaited: the probe loop goes on for the other containers meanwhile.
+    void Promise.race([proc.exited.then(() => true), sleep(grace * 1000).then(() => false)]).then(
+      (exited) => {
+        if (!exited) proc.kill('SIGKILL');
+      },
+    );
+  }
+
+  /** The pod's ServiceAccount as a kubeconfig file in the pod directory; undefined when it mounts no token. */
+  private async serviceAccountKubeconfig(): Promise<string | undefined> {
+    const { creds, automount } = await podServiceAccountCredentials(this.deps.core, this.pod);
+    if (!automount) return undefined;
+    return writeServiceAccountFiles(join(this.podDir, 'serviceaccount'), creds, this.deps.apiServer);
   }
 
   // --- status -----------------------------------------------------------------
