@@ -1,7 +1,7 @@
 import { nextSends, pacingPlan, scheduledAt } from './pacing.js';
 import { readStamp, stampedPayload } from './payload.js';
-import { RssSampler, sleep } from './procs.js';
-import type { RunResult } from './results.js';
+import { CpuMeter, RssSampler, sleep } from './procs.js';
+import type { PhaseCpu, RunResult } from './results.js';
 import { Samples, perSecond } from './stats.js';
 import type { BenchSystem, Session } from './system.js';
 import { fmtInt } from './table.js';
@@ -73,17 +73,38 @@ export async function measure(
   const rss = new RssSampler(() => system.serverPids()).start();
   const storagePids = system.storagePids?.bind(system);
   const storageRss = storagePids ? new RssSampler(storagePids, 1000).start() : undefined;
+  const metered = async <T>(phase: () => Promise<T>): Promise<[T, PhaseCpu]> => {
+    const server = new CpuMeter(() => system.serverPids()).start();
+    const storage = storagePids ? new CpuMeter(storagePids).start() : undefined;
+    const client = process.cpuUsage();
+    const result = await phase();
+    const { user, system: sys } = process.cpuUsage(client);
+    const cpu = {
+      serverMs: server.stopMs(),
+      storageMs: storage?.stopMs(),
+      clientMs: Math.round((user + sys) / 1000),
+    };
+    return [result, cpu];
+  };
   try {
     const session = await system.session(sizeBytes, 'load', options.groups);
     let produced: RunResult['produced'];
     let consumed: RunResult['consumed'];
+    let produceCpu: PhaseCpu;
+    let consumeCpu: PhaseCpu;
     try {
-      produced = await producePhase(session, sizeBytes, options, progress, tag, noteError);
-      consumed = await consumePhase(session, produced.messages, options, progress, tag);
+      [produced, produceCpu] = await metered(() =>
+        producePhase(session, sizeBytes, options, progress, tag, noteError),
+      );
+      [consumed, consumeCpu] = await metered(() =>
+        consumePhase(session, produced.messages, options, progress, tag),
+      );
     } finally {
       await session.close().catch(noteError);
     }
-    const paced = await pacedPhase(system, sizeBytes, options, progress, tag, noteError);
+    const [paced, pacedCpu] = await metered(() =>
+      pacedPhase(system, sizeBytes, options, progress, tag, noteError),
+    );
     const storage = storageRss?.stop();
     return {
       system: system.name,
@@ -91,6 +112,7 @@ export async function measure(
       produced,
       consumed,
       paced,
+      cpu: { produce: produceCpu, consume: consumeCpu, paced: pacedCpu },
       rss: { ...rss.stop(), storagePeakTotalMiB: storage?.peakTotalMiB },
       errors,
     };

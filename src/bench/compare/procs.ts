@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 
@@ -10,6 +11,39 @@ export function residentKiB(pid: number): number {
     return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
   } catch {
     return 0;
+  }
+}
+
+let clockTicks: number | undefined;
+
+/** CPU time (user + system) the process has used so far, in ms, or 0 if it is gone. */
+export function cpuMs(pid: number): number {
+  clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) may hold spaces; utime and stime are fields 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time used by a set of processes between `start` and `stop` (processes gone meanwhile: lost). */
+export class CpuMeter {
+  private readonly baseline = new Map<number, number>();
+
+  constructor(private readonly pids: () => number[]) {}
+
+  start(): this {
+    for (const pid of this.pids()) this.baseline.set(pid, cpuMs(pid));
+    return this;
+  }
+
+  stopMs(): number {
+    let total = 0;
+    for (const pid of this.pids()) total += cpuMs(pid) - (this.baseline.get(pid) ?? 0);
+    return Math.round(total);
   }
 }
 

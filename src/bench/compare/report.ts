@@ -2,11 +2,13 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { replaceSection } from '../machine.js';
 import type { CompareReport } from './results.js';
 import {
+  CPU_HEADERS,
   RATIO_HEADERS,
   RESULT_HEADERS,
   durabilityRows,
   fmtInt,
   markdownTable,
+  cpuRows,
   ratioRows,
   resultRows,
   targetRows,
@@ -27,6 +29,9 @@ export function consoleSummary(report: CompareReport): string {
   return [
     `Results (${report.options.rate} msg/s offered for the latency columns; RSS peak of the server processes):`,
     textTable(RESULT_HEADERS, resultRows(report.results, t)),
+    '',
+    'CPU ms per 1,000 messages:',
+    textTable(CPU_HEADERS, cpuRows(report.results, t)),
     '',
     textTable(RATIO_HEADERS, ratioRows(report.results, t)),
     '',
@@ -98,6 +103,12 @@ transaction commits (see \`src/broker/gaps.ts\`), so a shortfall means the group
 `
     : ''
 }
+CPU time per 1,000 messages, ms (per acknowledged message at full load; per message read in the consume
+phase): the server processes (mysqlmq: both brokers), the storage processes (\`mariadbd\`) and the
+benchmark client process. It moves less than throughput with what else the machine runs.
+
+${markdownTable(CPU_HEADERS, cpuRows(report.results, t))}
+
 ### mysqlmq compared
 
 Above 1.00x mysqlmq is faster (throughput) or answers sooner (ack p99).

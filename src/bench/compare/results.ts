@@ -1,5 +1,11 @@
 import type { LatencySummary } from './stats.js';
 
+export interface PhaseCpu {
+  serverMs: number;
+  storageMs?: number;
+  clientMs: number;
+}
+
 /** What one system measured at one message size. */
 export interface RunResult {
   system: string;
@@ -35,6 +41,11 @@ export interface RunResult {
     delivered: number;
     expected: number;
   };
+  /**
+   * CPU time used in each phase, ms: the server processes (mysqlmq: brokers), the storage
+   * processes (mariadbd, when reported apart) and the benchmark client process.
+   */
+  cpu?: Record<'produce' | 'consume' | 'paced', PhaseCpu>;
   rss: {
     /** Peak of the summed resident memory of the system's server processes. */
     peakTotalMiB: number;

@@ -1,4 +1,4 @@
-import type { RunResult, SystemInfo, TargetCheck } from './results.js';
+import type { PhaseCpu, RunResult, SystemInfo, TargetCheck } from './results.js';
 
 /** Formatting of the comparison's tables and the ratio and target arithmetic. Pure. */
 
@@ -68,6 +68,32 @@ export function resultRows(results: RunResult[], titles: Map<string, string>): s
     fmtMs(r.paced.e2eMs.p99),
     r.rss.processes === 0 ? 'n/a' : `${fmtInt(r.rss.peakProcessMiB)} / ${fmtInt(r.rss.peakTotalMiB)}`,
   ]);
+}
+
+export const CPU_HEADERS = [
+  'system',
+  'size',
+  'produce: server / storage / client',
+  'consume: server / storage / client',
+];
+
+/**
+ * CPU time per 1,000 messages, ms: per acknowledged message at full load, per message read in the
+ * consume phase. Less sensitive than throughput to what else the shared machine runs.
+ */
+export function cpuRows(results: RunResult[], titles: Map<string, string>): string[][] {
+  const per1k = (ms: number | undefined, n: number) =>
+    ms === undefined || n === 0 ? 'n/a' : fmtMs((ms * 1000) / n);
+  const cells = (c: PhaseCpu, n: number) =>
+    `${per1k(c.serverMs, n)} / ${per1k(c.storageMs, n)} / ${per1k(c.clientMs, n)}`;
+  return results
+    .filter((r) => r.cpu)
+    .map((r) => [
+      titles.get(r.system) ?? r.system,
+      `${r.sizeBytes} B`,
+      cells(r.cpu!.produce, r.produced.messages),
+      cells(r.cpu!.consume, r.consumed.reads),
+    ]);
 }
 
 export const RATIO_HEADERS = ['mysqlmq vs', 'size', 'produced', 'consumed', 'ack p99 (theirs / ours)'];

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { RunResult } from '../../../src/bench/compare/results.js';
 import {
+  cpuRows,
   fmtInt,
   fmtMs,
   fmtRatio,
@@ -96,6 +97,14 @@ describe('tables', () => {
     const rows = resultRows([r], titles);
     expect(rows[0].slice(0, 4)).toEqual(['mysqlmq', '256 B', '60,000', '150,000*']);
     expect(rows[0][8]).toBe('100 / 200');
+  });
+
+  it('reports CPU per 1,000 messages for the runs that measured it', () => {
+    const r = run('mysqlmq', 256, 60_000, 150_000);
+    const cpu = { serverMs: 500, storageMs: 250, clientMs: 1000 };
+    const rows = cpuRows([{ ...r, cpu: { produce: cpu, consume: cpu, paced: cpu } }, r], titles);
+    // 1,000 messages produced, 10,000 read.
+    expect(rows).toEqual([['mysqlmq', '256 B', '500 / 250 / 1,000', '50.0 / 25.0 / 100']]);
   });
 
   it('compares mysqlmq with every other system at the same size', () => {
