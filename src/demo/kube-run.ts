@@ -388,7 +388,7 @@ More (with KUBECONFIG exported):
   operator metrics: http://${ep.host}:${ep.metricsPort}/metrics
   logs: ${join(stateDir, 'operator.log')}, ${join(stateDir, 'kubelet.log')}, ${join(stateDir, 'kube')}/*.log
 
-Press Ctrl-C to stop the operator, the kubelet (every mariadbd and broker) and the control plane.`);
+${once ? '--once: stopping now.' : 'Press Ctrl-C to stop the operator, the kubelet (every mariadbd and broker) and the control plane.'}`);
     }
     if (once) {
       interrupted = true;
