@@ -24,7 +24,14 @@ import {
   parseManifests,
 } from '../support/helm.js';
 import { type Kube, startKube } from '../support/kube.js';
-import { renderOperatorRbac, rulesFor } from '../support/operator-rbac.js';
+import type { RbacUse } from '../../src/k8s/rbac.js';
+import {
+  checkOperatorRbac,
+  formatNamespacedPermissions,
+  operatorRbacOf,
+  renderOperatorRbac,
+  rulesFor,
+} from '../support/operator-rbac.js';
 
 const CRD_FILE = 'mysqlmq.io_messagequeueclusters.yaml';
 const INVALID_DIR = join(REPO_ROOT, 'examples/invalid');
@@ -139,6 +146,68 @@ describe('helm chart', () => {
   });
 });
 
+describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
+  const use = (
+    apiGroup: string,
+    resource: string,
+    verb: RbacUse['verb'],
+    more: Partial<RbacUse> = {},
+  ): RbacUse => ({
+    apiGroup,
+    resource,
+    verb,
+    ...more,
+  });
+
+  it('cluster-wide: checks every request against the ClusterRole', async () => {
+    const rbac = await renderOperatorRbac();
+    expect(rbac.clusterWide).toBe(true);
+    expect(rbac.serviceAccount).toEqual({ name: 'mysqlmq-operator', namespace: 'mysqlmq-system' });
+    expect(rbac.roles.map((r) => `${r.kind}/${r.name}`)).toEqual(['ClusterRole/mysqlmq-operator']);
+    const used = [
+      use('mysqlmq.io', 'messagequeueclusters', 'watch'),
+      use('mysqlmq.io', 'messagequeueclusters', 'patch', {
+        subresource: 'status',
+        namespace: 'a',
+        name: 'c',
+      }),
+      use('', 'events', 'create', { namespace: 'a' }),
+      use('', 'nodes', 'list'),
+    ];
+    const r = checkOperatorRbac(rbac, used);
+    expect(formatNamespacedPermissions(r.missing)).toEqual(['core/nodes list']);
+    const unused = formatNamespacedPermissions(r.unused);
+    expect(unused).toContain('apps/deployments delete');
+    expect(unused).not.toContain('mysqlmq.io/messagequeueclusters watch');
+    expect(unused).not.toContain('core/events create');
+  });
+
+  it('namespaced: a request needs the Role of its namespace; one across all namespaces needs a ClusterRole', async () => {
+    const rbac = await renderOperatorRbac({ values: { watchNamespaces: ['team-a'] } });
+    const used = [
+      use('mysqlmq.io', 'messagequeueclusters', 'watch', { namespace: 'team-a' }),
+      use('mysqlmq.io', 'messagequeueclusters', 'watch'),
+      use('', 'pods', 'create', { namespace: 'team-b' }),
+      use('coordination.k8s.io', 'leases', 'update', { namespace: 'mysqlmq-system', name: 'l' }),
+    ];
+    const r = checkOperatorRbac(rbac, used);
+    expect(formatNamespacedPermissions(r.missing)).toEqual([
+      'mysqlmq.io/messagequeueclusters watch',
+      '[team-b] core/pods create',
+    ]);
+    const unused = formatNamespacedPermissions(r.unused);
+    expect(unused).toContain('[team-a] core/pods create');
+    expect(unused).not.toContain('[team-a] mysqlmq.io/messagequeueclusters watch');
+    expect(unused).not.toContain('[mysqlmq-system] coordination.k8s.io/leases update');
+  });
+
+  it('reads the same RBAC from manifests/install.yaml', () => {
+    const rbac = operatorRbacOf(parseManifests(read('manifests/install.yaml')), 'mysqlmq-system');
+    expect(rbac.clusterWide).toBe(true);
+    expect(rulesFor(rbac, 'any').length).toBeGreaterThan(0);
+  });
+});
+
 describe('the CRD copies never drift', () => {
   it('crds/ and the chart crds/ hold the same files, byte for byte', () => {
     const a = readdirSync(join(REPO_ROOT, 'crds')).sort();
@@ -246,6 +315,19 @@ describe('on the embedded control plane', () => {
     return r.stdout;
   };
 
+  /**
+   * `kubectl auth can-i --as=SA ...`: "yes" or "no". A fresh grant reaches the RBAC authorizer's
+   * cache within moments, so a "no" is asked again for up to 10 s before it counts (`wait`).
+   */
+  const canI = async (sa: string, args: string[], wait = true) => {
+    const deadline = wait ? Date.now() + 10_000 : 0;
+    for (;;) {
+      const answer = (await kubectl(['auth', 'can-i', `--as=${sa}`, ...args])).stdout.trim();
+      if (answer === 'yes' || Date.now() > deadline) return answer;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  };
+
   beforeAll(async () => {
     kube = await startKube();
   });
@@ -267,12 +349,12 @@ describe('on the embedded control plane', () => {
     const again = await ok(['apply', '-f', 'manifests/install.yaml']);
     expect(again).not.toMatch(/created/);
     const sa = 'system:serviceaccount:mysqlmq-system:mysqlmq-operator';
-    const can = async (...args: string[]) =>
-      (await kubectl(['auth', 'can-i', `--as=${sa}`, ...args])).stdout.trim();
+    const can = (...args: string[]) => canI(sa, args);
+    const cannot = async (...args: string[]) => (await canI(sa, args, false)) === 'no';
     expect(await can('watch', 'messagequeueclusters.mysqlmq.io', '--all-namespaces')).toBe('yes');
     expect(await can('patch', 'messagequeueclusters.mysqlmq.io/status', '-n', 'anywhere')).toBe('yes');
-    expect(await can('delete', 'nodes')).toBe('no');
-    expect(await can('create', 'clusterroles.rbac.authorization.k8s.io')).toBe('no');
+    expect(await cannot('delete', 'nodes')).toBe(true);
+    expect(await cannot('create', 'clusterroles.rbac.authorization.k8s.io')).toBe(true);
   });
 
   it.each(Object.keys(VALUE_SETS))(
@@ -320,12 +402,12 @@ describe('on the embedded control plane', () => {
     // NOTES.txt is rendered for the person installing.
     expect(installed.stdout).toMatch(/NOTES:/);
     const sa = `system:serviceaccount:${ns}:${release}-mysqlmq-operator`;
-    const can = async (...args: string[]) =>
-      (await kubectl(['auth', 'can-i', `--as=${sa}`, ...args])).stdout.trim();
+    const can = (...args: string[]) => canI(sa, args);
+    const cannot = async (...args: string[]) => (await canI(sa, args, false)) === 'no';
     expect(await can('watch', 'messagequeueclusters.mysqlmq.io', '-n', 'team-c')).toBe('yes');
     expect(await can('create', 'pods', '-n', 'team-c')).toBe('yes');
-    expect(await can('watch', 'messagequeueclusters.mysqlmq.io', '-n', 'default')).toBe('no');
-    expect(await can('watch', 'messagequeueclusters.mysqlmq.io', '--all-namespaces')).toBe('no');
+    expect(await cannot('watch', 'messagequeueclusters.mysqlmq.io', '-n', 'default')).toBe(true);
+    expect(await cannot('watch', 'messagequeueclusters.mysqlmq.io', '--all-namespaces')).toBe(true);
     expect(await can('update', 'leases.coordination.k8s.io', '-n', ns)).toBe('yes');
     await helm(['uninstall', release, '--namespace', ns], { kubeconfig: kube.kubeconfigPath });
     expect(
