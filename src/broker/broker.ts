@@ -270,9 +270,9 @@ export class Broker {
 
   private async publish(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]): Promise<void> {
     const topic = checkTopicName(topicParam);
-    const payloads = parsePublish(await this.body(req), this.config);
+    const { payloads, bytes } = parsePublish(await this.body(req), this.config);
     await this.catalog.requireTopic(topic);
-    sendJson(res, 200, await this.writer.publish(topic, payloads));
+    sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
   }
 
   private async fetch(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

@@ -43,16 +43,38 @@ export async function listTopics(db: Db): Promise<string[]> {
   return (await rows(db, 'SELECT name FROM mq.topics ORDER BY name')).map((r) => String(r.name));
 }
 
+/** A published message: text (stored as its UTF-8 bytes) or bytes. */
+export type Payload = string | Buffer;
+
+const QUOTED_SPECIALS = /[\0'\\]/g;
+const escapeSpecial = (c: string) => (c === '\0' ? '\\0' : `\\${c}`);
+
+/**
+ * The multi-row INSERT, rendered here rather than by mysql2, whose escaping hex-encodes each Buffer
+ * and then runs a per-character regex over the hex. Text goes in as a quoted literal (its own size;
+ * only quote, backslash and NUL escaped; the connection is utf8mb4 and the column a BLOB, so the
+ * stored bytes are the text's UTF-8), bytes as a hex literal.
+ */
+export function insertSql(table: string, publishedAt: number, payloads: readonly Payload[]): string {
+  const at = String(Math.trunc(publishedAt));
+  const rows = new Array<string>(payloads.length);
+  for (let i = 0; i < payloads.length; i++) {
+    const p = payloads[i];
+    const literal =
+      typeof p === 'string' ? `'${p.replace(QUOTED_SPECIALS, escapeSpecial)}'` : `X'${p.toString('hex')}'`;
+    rows[i] = `(${at},${literal})`;
+  }
+  return `INSERT INTO ${table} (published_at, payload) VALUES ${rows.join(',')}`;
+}
+
 /** One multi-row INSERT under autocommit; returns the id of the first row (ids are consecutive). */
 export async function insertMessages(
   db: Db,
   topicId: number,
   publishedAt: number,
-  payloads: Buffer[],
+  payloads: readonly Payload[],
 ): Promise<number> {
-  const [result] = await db.query(`INSERT INTO ${messageTable(topicId)} (published_at, payload) VALUES ?`, [
-    payloads.map((p) => [publishedAt, p]),
-  ]);
+  const [result] = await db.query(insertSql(messageTable(topicId), publishedAt, payloads));
   return Number((result as mysql.ResultSetHeader).insertId);
 }
 

@@ -1,5 +1,6 @@
 import { MqError, badRequest } from '../common/errors.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
+import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from './routing.js';
 
 /** Request bodies as the broker accepts them; every parser is pure and throws a 4xx MqError. */
@@ -55,7 +56,14 @@ function parseEncoding(value: unknown): Encoding {
   throw badRequest('invalid_encoding', 'encoding must be "utf8" or "base64"');
 }
 
-export function parsePublish(body: unknown, limits: RequestLimits): Buffer[] {
+export interface Publish {
+  /** UTF-8 text stays the string it arrived as (it is written to the INSERT as is); base64 is decoded. */
+  payloads: Payload[];
+  /** Sum of the payloads' sizes in bytes. */
+  bytes: number;
+}
+
+export function parsePublish(body: unknown, limits: RequestLimits): Publish {
   const obj = asObject(body, 'body');
   onlyKeys(obj, ['messages', 'encoding'], 'body');
   const encoding = parseEncoding(obj.encoding);
@@ -65,21 +73,25 @@ export function parsePublish(body: unknown, limits: RequestLimits): Buffer[] {
   if (obj.messages.length > limits.maxMessagesPerPublish) {
     throw badRequest('too_many_messages', `at most ${limits.maxMessagesPerPublish} messages per publish`);
   }
-  return obj.messages.map((raw, i) => {
+  let bytes = 0;
+  const payloads = obj.messages.map((raw, i): Payload => {
     const where = `messages[${i}]`;
     const m = asObject(raw, where);
     onlyKeys(m, ['value'], where);
     if (typeof m.value !== 'string') throw badRequest('invalid_messages', `${where}.value must be a string`);
-    const payload = Buffer.from(m.value, encoding);
-    if (payload.length > limits.maxMessageBytes) {
+    const payload = encoding === 'utf8' ? m.value : Buffer.from(m.value, encoding);
+    const size = typeof payload === 'string' ? Buffer.byteLength(payload) : payload.length;
+    if (size > limits.maxMessageBytes) {
       throw new MqError(
         413,
         'message_too_large',
-        `${where} is ${payload.length} bytes; the limit is ${limits.maxMessageBytes}`,
+        `${where} is ${size} bytes; the limit is ${limits.maxMessageBytes}`,
       );
     }
+    bytes += size;
     return payload;
   });
+  return { payloads, bytes };
 }
 
 export interface FetchBody {

@@ -3,7 +3,7 @@ import { withDeadline } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import { errorMessage, unavailable } from '../common/errors.js';
 import type { BrokerMetrics } from './metrics.js';
-import { insertMessages } from './queue-store.js';
+import { type Payload, insertMessages } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
 import type { TopicCatalog } from './topic-catalog.js';
@@ -26,7 +26,7 @@ export interface WriterOptions {
 
 interface PendingPublish {
   topic: string;
-  payloads: Buffer[];
+  payloads: Payload[];
   bytes: number;
   resolve(result: PublishResult): void;
   reject(err: unknown): void;
@@ -54,10 +54,10 @@ export class BatchingWriter {
     private readonly onCommitted: (topic: string) => void,
   ) {}
 
-  publish(topic: string, payloads: Buffer[]): Promise<PublishResult> {
+  /** `bytes`: the payloads' total size. */
+  publish(topic: string, payloads: Payload[], bytes: number): Promise<PublishResult> {
     if (this.closed) return Promise.reject(unavailable('shutting_down', 'broker is shutting down'));
     return new Promise((resolve, reject) => {
-      const bytes = payloads.reduce((n, p) => n + p.length, 0);
       let queue = this.pending.get(topic);
       if (!queue) this.pending.set(topic, (queue = []));
       queue.push({ topic, payloads, bytes, resolve, reject });
@@ -144,7 +144,7 @@ export class BatchingWriter {
   }
 
   /** INSERT with a deadline: a commit stuck waiting on a lost standby must not hold the producer. */
-  private async insert(shard: ShardView, topic: string, payloads: Buffer[]): Promise<number> {
+  private async insert(shard: ShardView, topic: string, payloads: Payload[]): Promise<number> {
     let conn: PoolConnection | undefined;
     let abandoned = false;
     const work = (async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
+import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
 import { parseRouting } from '../../src/broker/routing.js';
@@ -122,12 +123,28 @@ describe('reading past concurrently committing INSERTs', () => {
   });
 });
 
+describe('the multi-row INSERT', () => {
+  it('quotes text, escaping only quote, backslash and NUL, and writes bytes as hex', () => {
+    expect(insertSql('mq.m_9', 1700000000123.7, ['ab', 'it\'s \\ \0 "é"', Buffer.from([0, 0xff])])).toBe(
+      'INSERT INTO mq.m_9 (published_at, payload) VALUES ' +
+        "(1700000000123,'ab'),(1700000000123,'it\\'s \\\\ \\0 \"é\"'),(1700000000123,X'00ff')",
+    );
+  });
+});
+
 describe('request parsing', () => {
   const limits = { maxMessageBytes: 4, maxMessagesPerPublish: 2 };
   it('decodes base64 and enforces limits', () => {
-    expect(parsePublish({ messages: [{ value: 'AAEC' }], encoding: 'base64' }, limits)).toEqual([
-      Buffer.from([0, 1, 2]),
-    ]);
+    expect(parsePublish({ messages: [{ value: 'AAEC' }], encoding: 'base64' }, limits)).toEqual({
+      payloads: [Buffer.from([0, 1, 2])],
+      bytes: 3,
+    });
+    // Text stays a string; its size is its UTF-8 length.
+    expect(parsePublish({ messages: [{ value: 'é' }, { value: 'ab' }] }, limits)).toEqual({
+      payloads: ['é', 'ab'],
+      bytes: 4,
+    });
+    expect(() => parsePublish({ messages: [{ value: 'ééé' }] }, limits)).toThrow(/6 bytes; the limit is 4/);
     expect(() => parsePublish({ messages: [{ value: 'abcde' }] }, limits)).toThrow(/limit is 4/);
     expect(() =>
       parsePublish({ messages: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] }, limits),

@@ -1,5 +1,6 @@
 import mysql from 'mysql2/promise';
 import { readableCount } from '../../../broker/gaps.js';
+import { insertSql } from '../../../broker/queue-store.js';
 import { withAdmin } from '../../../shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../../shard/schema.js';
 import { sleep } from '../procs.js';
@@ -27,19 +28,8 @@ export const CEILING_DEFAULTS: CeilingOptions = {
   maxGapAgeMs: 5000,
 };
 
-/**
- * The multi-row INSERT, rendered here rather than by mysql2's escaping (which hex-encodes each
- * Buffer and then runs a string-escaping regex over the hex): the same SQL for less client CPU.
- */
-export function insertSql(table: string, publishedAt: number, rows: { payload: Buffer }[]): string {
-  const at = String(Math.trunc(publishedAt));
-  const values = new Array<string>(rows.length);
-  for (let i = 0; i < rows.length; i++) values[i] = `(${at},X'${rows[i].payload.toString('hex')}')`;
-  return `INSERT INTO ${table} (published_at, payload) VALUES ${values.join(',')}`;
-}
-
 interface Pending {
-  payload: Buffer;
+  payload: string;
   resolve(): void;
   reject(err: unknown): void;
 }
@@ -66,7 +56,7 @@ export class CeilingSystem implements BenchSystem {
   ) {
     this.setup =
       `mysql2 in the benchmark process: publishes grouped into multi-row INSERTs of up to ${options.batchRows} rows ` +
-      `(SQL rendered with hex literals directly), ` +
+      `(SQL rendered as the broker renders it), ` +
       `${options.insertsPerShard} in flight per shard (one connection each), round-robin over the 2 shard primaries; ` +
       `each group reads every shard with \`SELECT ... WHERE id > ? ORDER BY id LIMIT ${options.selectRows}\` ` +
       `on a connection of its own (polling every ${options.idlePollMs} ms when caught up), taking rows only up to ` +
@@ -127,7 +117,13 @@ export class CeilingSystem implements BenchSystem {
         inflight[shard]++;
         const now = Date.now();
         pools[shard]
-          .query(insertSql(table, now, batch))
+          .query(
+            insertSql(
+              table,
+              now,
+              batch.map((p) => p.payload),
+            ),
+          )
           .then(
             () => batch.forEach((p) => p.resolve()),
             (err) => batch.forEach((p) => p.reject(err)),
@@ -144,7 +140,7 @@ export class CeilingSystem implements BenchSystem {
     return {
       publish: (value: string) =>
         new Promise<void>((resolve, reject) => {
-          queue.push({ payload: Buffer.from(value, 'latin1'), resolve, reject });
+          queue.push({ payload: value, resolve, reject });
           // Let the current burst of publishes queue up before a batch is cut.
           if (queue.length === 1) queueMicrotask(pump);
         }),
