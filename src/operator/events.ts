@@ -32,7 +32,7 @@ export class EventRecorder {
       namespace: cr.metadata.namespace,
       type,
       reason,
-      message,
+      eventMessage: message,
     });
     try {
       await this.rest.request({

@@ -94,7 +94,7 @@ export class ClusterReconciler {
       return; // the update event brings us back with the finalizer in place
     }
 
-    const problems = [...validateSpec(live.spec), ...validateSpecUpdate(this.liveSpecOf(cr), live.spec)];
+    const problems = [...validateSpec(live.spec), ...this.checkAgainstLiveObjects(cr, live.spec)];
     if (problems.length) {
       void this.deps.events.record(cr, 'Warning', 'InvalidSpec', problems.join('; '));
       await this.writeStatus(cr, problems, signal);
@@ -192,6 +192,11 @@ export class ClusterReconciler {
    * that exist. Changes existing data cannot follow are checked against this, not against the
    * previous spec, which the API server does not keep.
    */
+  private checkAgainstLiveObjects(cr: DefaultedCluster, spec: MessageQueueClusterSpec | undefined): string[] {
+    const live = this.liveSpecOf(cr);
+    return live ? validateSpecUpdate(live, spec) : [];
+  }
+
   private liveSpecOf(cr: DefaultedCluster): MessageQueueClusterSpec | undefined {
     const pvcs = this.deps.caches.ofCluster<
       KubeObject & { spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } } }

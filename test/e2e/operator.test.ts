@@ -187,7 +187,7 @@ describe('operator end to end', () => {
     expect(describe).toContain('Ready');
     const get = await env.kubectl(['get', 'mqc', '-n', NS]);
     expect(get).toMatch(/orders\s+True\s+Ready/);
-  });
+  }, 900_000);
 
   it('scales brokers through the scale subresource', async () => {
     await env.kubectl(['scale', 'mqc', NAME, '-n', NS, '--replicas=3']);
@@ -199,7 +199,7 @@ describe('operator end to end', () => {
     expect(await brokerUrls()).toHaveLength(3);
     await env.kubectl(['scale', 'mqc', NAME, '-n', NS, '--replicas=2']);
     await waitFor('2 broker pods', async () => (await brokerUrls()).length === 2, 120_000);
-  });
+  }, 900_000);
 
   it('rolls out a spec edit: brokers by their Deployment, MariaDB pods one at a time', async () => {
     const before = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
@@ -236,7 +236,7 @@ describe('operator end to end', () => {
       return seen.size === 50;
     });
     await consumer.close();
-  });
+  }, 900_000);
 
   it('converges after an operator restart without recreating or restarting anything', async () => {
     const snapshot = async () =>
@@ -275,7 +275,7 @@ describe('operator end to end', () => {
     expect(await snapshot()).toEqual(podsBefore);
     expect(await objects()).toEqual(objectsBefore);
     expect((await cluster()).status?.routingVersion).toBe(routingBefore);
-  });
+  }, 900_000);
 
   it('reports a spec the existing data cannot follow, and keeps serving', async () => {
     await env.apply(clusterYaml(BASE_SPEC.replace('shards: 2', 'shards: 1')));
@@ -303,7 +303,7 @@ describe('operator end to end', () => {
     expect(shardsUsed.size).toBe(2);
     await env.apply(clusterYaml(BASE_SPEC));
     await waitReady();
-  });
+  }, 900_000);
 
   it('deletes a cluster, keeping its volumes under Retain and removing them under Delete', async () => {
     await env.kubectl(['delete', 'mqc', NAME, '-n', NS, '--wait=true', '--timeout=120s']);
@@ -340,5 +340,5 @@ describe('operator end to end', () => {
         ).trim() === '',
       120_000,
     );
-  });
+  }, 900_000);
 });
