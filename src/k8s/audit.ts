@@ -12,7 +12,8 @@
  * Install it before the first request. The file has one JSON object per line
  * ({method, path, query, use}); `readRequestAudit(file)` returns the RBAC uses in it.
  */
-import { appendFileSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { RbacUse } from './rbac.js';
 import {
@@ -26,8 +27,12 @@ import {
 /** The environment variable naming the JSON-lines file every API request is appended to. */
 export const AUDIT_LOG_ENV = 'MQ_K8S_AUDIT_LOG';
 
-/** A hook appending one JSON line per request to `file` (synchronously, so nothing is lost on exit). */
+/**
+ * A hook appending one JSON line per request to `file` (synchronously, so nothing is lost on exit).
+ * Creates the file's directory.
+ */
 export function jsonlAuditHook(file: string): RequestAuditHook {
+  mkdirSync(dirname(file), { recursive: true });
   return (req) => appendFileSync(file, `${JSON.stringify(req)}\n`);
 }
 

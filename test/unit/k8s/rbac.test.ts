@@ -342,7 +342,7 @@ describe('request audit hook', () => {
   });
 
   it(`${AUDIT_LOG_ENV} writes JSON lines that readRequestAudit reads back`, async () => {
-    const file = join(dir, 'requests.jsonl');
+    const file = join(dir, 'sub', 'requests.jsonl');
     expect(requestAuditFromEnv({})).toBeUndefined();
     const hook = requestAuditFromEnv({ [AUDIT_LOG_ENV]: file })!;
     const rest = new KubeRest(kubeConfig(base), 5000, hook);
