@@ -306,6 +306,7 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
     let last = '';
     let cr: ClusterJson | undefined;
     let ready = false;
+    let failedShown = false;
     while (!ready) {
       checkpoint();
       try {
@@ -319,6 +320,15 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
         if (line !== last) console.log(`  ${elapsed()}  ${line}`);
         last = line;
         ready = cond?.status === 'True' && s.observedGeneration === cr.metadata.generation;
+        if (s.phase === 'Failed' && !failedShown) {
+          // The operator gave up on this spec: say why now rather than after the timeout.
+          failedShown = true;
+          console.log(
+            `==> the cluster is Failed; still waiting in case that changes (Ctrl-C to stop). kubectl describe mqc ${CLUSTER}:\n` +
+              indent(await kubectl(kubeconfig, ['describe', 'mqc', CLUSTER]).catch((e: Error) => e.message)) +
+              `\n==> the operator's last log lines (${op.logFile}):\n${indent(tail(op.logFile, 15))}`,
+          );
+        }
       } catch (err) {
         const line = `cannot read the cluster: ${(err as Error).message}`;
         if (line !== last) console.log(`  ${elapsed()}  ${line}`);
