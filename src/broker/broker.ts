@@ -6,7 +6,8 @@ import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
 import { maxGapAgeMs } from './gaps.js';
-import { bearerMatches, readBody, sendError, sendJson } from './http-util.js';
+import { fetchAnswerBody } from './fetch-cache.js';
+import { bearerMatches, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
 import {
   checkGroupName,
@@ -38,7 +39,7 @@ export interface BrokerConfig {
   maxMessagesPerPublish: number;
   writer: WriterOptions;
   /** The gap age follows from the writer's commit deadline, which every broker must share. */
-  fetcher: Omit<FetcherOptions, 'maxGapAgeMs'>;
+  fetcher: Omit<FetcherOptions, 'maxGapAgeMs' | 'maxMessageBytes'>;
   probeIntervalMs: number;
   poolSize: number;
 }
@@ -49,7 +50,7 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   maxMessageBytes: 1 << 20,
   maxMessagesPerPublish: 10_000,
   writer: { maxBatchMessages: 5000, maxBatchBytes: 8 << 20, inflightPerShard: 3, commitTimeoutMs: 2000 },
-  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50 },
+  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 32 << 20 },
   probeIntervalMs: 500,
   poolSize: 12,
 };
@@ -85,7 +86,11 @@ export class Broker {
       this.router,
       this.pools,
       this.catalog,
-      { ...config.fetcher, maxGapAgeMs: maxGapAgeMs(config.writer.commitTimeoutMs) },
+      {
+        ...config.fetcher,
+        maxGapAgeMs: maxGapAgeMs(config.writer.commitTimeoutMs),
+        maxMessageBytes: config.maxMessageBytes,
+      },
       this.metrics,
       log,
     );
@@ -250,6 +255,7 @@ export class Broker {
   }
 
   private async metricsPage(_req: IncomingMessage, res: ServerResponse): Promise<void> {
+    this.metrics.fetchCacheBytes.set(this.fetcher.cache.sizeBytes);
     for (const s of this.router.shards()) {
       this.metrics.shardWritable.set({ shard: s.name }, s.writable ? 1 : 0);
       this.metrics.shardReadable.set({ shard: s.name }, s.readable ? 1 : 0);
@@ -282,16 +288,7 @@ export class Broker {
     await this.catalog.requireTopic(topic);
     const result = await this.fetcher.fetch({ topic, group, ...body });
     this.fetcher.recordDelivered(result.messages);
-    sendJson(res, 200, {
-      messages: result.messages.map((m) => ({
-        shard: m.shard,
-        id: m.id,
-        publishedAt: m.publishedAt,
-        value: m.payload.toString(body.encoding),
-      })),
-      positions: result.positions,
-      heldElsewhere: result.heldElsewhere,
-    });
+    sendJsonBytes(res, 200, fetchAnswerBody(result, body.encoding));
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

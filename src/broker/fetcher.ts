@@ -3,9 +3,10 @@ import type { Logger } from '../common/logger.js';
 import { endpointKey } from '../shard/connection.js';
 import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
+import { FetchCache, type FetchedMessage } from './fetch-cache.js';
+import { OffsetWriter } from './offset-writer.js';
 import {
   acquireLease,
-  commitOffset,
   highestMessageId,
   readLease,
   readMessages,
@@ -30,13 +31,6 @@ export interface FetchRequest {
   waitMs: number;
 }
 
-export interface FetchedMessage {
-  shard: string;
-  id: number;
-  publishedAt: number;
-  payload: Buffer;
-}
-
 export interface FetchResult {
   messages: FetchedMessage[];
   /** Where the consumer stands on each shard it reads, after these messages. */
@@ -59,6 +53,10 @@ export interface FetcherOptions {
   pollIntervalMs: number;
   /** A gap in a shard's ids open this long is a hole for good (see gaps.ts: `maxGapAgeMs`). */
   maxGapAgeMs: number;
+  /** Recently read messages kept for the other groups (fetch-cache.ts), in bytes. */
+  cacheBytes: number;
+  /** The largest message: a shard read assumes it until it has seen the topic's sizes. */
+  maxMessageBytes: number;
 }
 
 interface CachedLease {
@@ -78,6 +76,10 @@ export class Fetcher {
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Per replica serving reads: its applied GTID position and since when it has not moved. */
   private readonly replicaApplied = new Map<string, { position: string; since: number }>();
+  /** Average payload size of the last read, per cache key: how many rows fit `maxBytes`. */
+  private readonly rowBytes = new Map<string, number>();
+  readonly cache: FetchCache;
+  private readonly offsetWriter: OffsetWriter;
   private closed = false;
 
   constructor(
@@ -87,7 +89,10 @@ export class Fetcher {
     private readonly options: FetcherOptions,
     private readonly metrics: BrokerMetrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.cache = new FetchCache(options.cacheBytes);
+    this.offsetWriter = new OffsetWriter(pools);
+  }
 
   /** Wakes fetches waiting on `topic`; the writer calls it after each commit. */
   notify(topic: string): void {
@@ -146,17 +151,40 @@ export class Fetcher {
       if (topicId === undefined) return { kind: 'empty', shard: shard.name };
       const start = await this.startPosition(shard, topicId, req);
       if (start === undefined) return { kind: 'held', shard: shard.name };
-      const db = this.pools.get(shard.route.read!);
-      // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
-      const now = Date.now();
-      const maxGapAge = await this.maxGapAge(shard, now);
-      const rows = await readMessages(db, topicId, start, limit);
-      const messages = rows.slice(0, readableCount(rows, start, now, maxGapAge));
+      const key = `${shard.name}\u0000${endpointKey(shard.route.read!)}\u0000${topicId}`;
+      const cached = this.cache.take(key, start, limit);
+      const messages = cached.length
+        ? cached
+        : await this.cache.read(key, start, () =>
+            this.readDb(shard, key, topicId, start, limit, req.maxBytes),
+          );
       return { kind: 'read', shard: shard.name, start, messages };
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
     }
+  }
+
+  /** Messages after `start` on the shard's read instance, up to the first gap that may still fill. */
+  private async readDb(
+    shard: ShardView,
+    key: string,
+    topicId: number,
+    start: number,
+    limit: number,
+    maxBytes: number,
+  ): Promise<FetchedMessage[]> {
+    // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
+    const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
+    const rows = Math.max(1, Math.min(limit, Math.floor(maxBytes / Math.max(1, rowBytes))));
+    // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
+    const now = Date.now();
+    const maxGapAge = await this.maxGapAge(shard, now);
+    const read = await readMessages(this.pools.get(shard.route.read!), shard.name, topicId, start, rows);
+    if (read.length > 0) {
+      this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
+    }
+    return read.slice(0, readableCount(read, start, now, maxGapAge));
   }
 
   /**
@@ -234,21 +262,24 @@ export class Fetcher {
    */
   async commit(group: string, topic: string, offsets: Record<string, number>): Promise<void> {
     const shards = new Map(this.router.shards().map((s) => [s.name, s]));
-    for (const [name, id] of Object.entries(offsets)) {
-      const shard = shards.get(name);
-      if (!shard) throw badRequest('unknown_shard', `shard "${name}" is not in the routing`);
-      if (!shard.writable) {
-        const keeper = this.router.writableShards().sort((a, b) => a.name.localeCompare(b.name))[0];
-        if (!keeper)
-          throw unavailable('offsets_unavailable', 'no shard takes writes now; commit again later');
-        await savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id);
-        continue;
-      }
-      const topicId = await this.catalog.idOnWritable(shard, topic);
-      await commitOffset(this.pools.get(shard.route.write!), group, topicId, id);
-      const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
-      if (cached) cached.committed = Math.max(cached.committed, id);
-    }
+    const unknown = Object.keys(offsets).find((name) => !shards.has(name));
+    if (unknown) throw badRequest('unknown_shard', `shard "${unknown}" is not in the routing`);
+    await Promise.all(
+      Object.entries(offsets).map(async ([name, id]) => {
+        const shard = shards.get(name)!;
+        if (!shard.writable) {
+          const keeper = this.router.writableShards().sort((a, b) => a.name.localeCompare(b.name))[0];
+          if (!keeper)
+            throw unavailable('offsets_unavailable', 'no shard takes writes now; commit again later');
+          await savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id);
+          return;
+        }
+        const topicId = await this.catalog.idOnWritable(shard, topic);
+        await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
+        const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
+        if (cached) cached.committed = Math.max(cached.committed, id);
+      }),
+    );
   }
 
   /** Gives up the consumer's leases so another consumer of the group can take over at once. */
@@ -286,17 +317,14 @@ export class Fetcher {
   }
 
   recordDelivered(messages: FetchedMessage[]): void {
-    for (const m of messages) this.metrics.fetchedMessages.inc({ shard: m.shard });
+    const perShard = new Map<string, number>();
+    for (const m of messages) perShard.set(m.shard, (perShard.get(m.shard) ?? 0) + 1);
+    for (const [shard, n] of perShard) this.metrics.fetchedMessages.inc({ shard }, n);
   }
 }
 
 type ShardRead =
-  | {
-      kind: 'read';
-      shard: string;
-      start: number;
-      messages: { id: number; publishedAt: number; payload: Buffer }[];
-    }
+  | { kind: 'read'; shard: string; start: number; messages: FetchedMessage[] }
   | { kind: 'empty' | 'held' | 'failed'; shard: string };
 
 /**
@@ -325,7 +353,7 @@ export function mergeShardReads(
         result.messages.length >= req.maxMessages ||
         (result.messages.length > 0 && bytes + m.payload.length > req.maxBytes);
       if (full) return result;
-      result.messages.push({ shard: list.shard, ...m });
+      result.messages.push(m);
       result.positions[list.shard] = m.id;
       bytes += m.payload.length;
     }

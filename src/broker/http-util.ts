@@ -22,9 +22,13 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
+  sendJsonBytes(res, status, JSON.stringify(body));
+}
+
+/** An answer already encoded as JSON. */
+export function sendJsonBytes(res: ServerResponse, status: number, json: string | Buffer): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
+  res.end(json);
 }
 
 export function sendError(res: ServerResponse, err: MqError): void {

@@ -58,6 +58,11 @@ export function createBrokerMetrics() {
       labelNames: ['shard'] as const,
       registers,
     }),
+    fetchCacheBytes: new Gauge({
+      name: 'mq_broker_fetch_cache_bytes',
+      help: 'What the messages kept for other groups count as (payloads, their JSON, objects)',
+      registers,
+    }),
     routingVersion: new Gauge({
       name: 'mq_broker_routing_version',
       help: 'Version of the routing document in force',

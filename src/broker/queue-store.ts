@@ -1,15 +1,10 @@
 import type mysql from 'mysql2/promise';
 import { createMessageTableSql, messageTable } from '../shard/schema.js';
+import type { FetchedMessage } from './fetch-cache.js';
 
 /** SQL the broker runs against one shard instance. Nothing here decides; callers do. */
 type Db = mysql.Pool | mysql.PoolConnection;
 type Row = Record<string, unknown>;
-
-export interface StoredMessage {
-  id: number;
-  publishedAt: number;
-  payload: Buffer;
-}
 
 export interface LeaseState {
   owner: string | null;
@@ -80,16 +75,18 @@ export async function insertMessages(
 
 export async function readMessages(
   db: Db,
+  shard: string,
   topicId: number,
   afterId: number,
   limit: number,
-): Promise<StoredMessage[]> {
+): Promise<FetchedMessage[]> {
   const result = await rows(
     db,
     `SELECT id, published_at, payload FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
     [afterId, limit],
   );
   return result.map((r) => ({
+    shard,
     id: Number(r.id),
     publishedAt: Number(r.published_at),
     payload: r.payload as Buffer,
@@ -151,12 +148,21 @@ export async function releaseLease(db: Db, group: string, topicId: number, consu
   );
 }
 
-/** Offsets only move forward, so a late commit from a consumer that lost its lease does no harm. */
-export async function commitOffset(db: Db, group: string, topicId: number, id: number): Promise<void> {
+export interface GroupOffset {
+  group: string;
+  topicId: number;
+  id: number;
+}
+
+/**
+ * Several groups' offsets in one statement (one transaction). Offsets only move forward, so a late
+ * commit from a consumer that lost its lease does no harm.
+ */
+export async function commitOffsets(db: Db, offsets: readonly GroupOffset[]): Promise<void> {
   await db.query(
-    `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES (?, ?, ?)
+    `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES ?
      ON DUPLICATE KEY UPDATE committed_id = GREATEST(committed_id, VALUES(committed_id))`,
-    [group, topicId, id],
+    [offsets.map((o) => [o.group, o.topicId, o.id])],
   );
 }
 

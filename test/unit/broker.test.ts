@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { FetchCache, type FetchedMessage, fetchAnswerBody } from '../../src/broker/fetch-cache.js';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
@@ -6,7 +7,12 @@ import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests
 import { parseRouting } from '../../src/broker/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
 
-const msg = (id: number, size = 10) => ({ id, publishedAt: 0, payload: Buffer.alloc(size) });
+const msg = (id: number, size = 10, shard = 'a') => ({
+  shard,
+  id,
+  publishedAt: 0,
+  payload: Buffer.alloc(size),
+});
 
 describe('routing documents', () => {
   it('accepts a valid document and defaults requireStandbyAck to true', () => {
@@ -52,7 +58,7 @@ describe('merging shard reads', () => {
     const result = mergeShardReads(
       [
         { kind: 'read', shard: 'a', start: 0, messages: [msg(1), msg(2), msg(3)] },
-        { kind: 'read', shard: 'b', start: 40, messages: [msg(41)] },
+        { kind: 'read', shard: 'b', start: 40, messages: [msg(41, 10, 'b')] },
         { kind: 'held', shard: 'c' },
       ],
       { maxMessages: 3, maxBytes: 1000 },
@@ -120,6 +126,91 @@ describe('reading past concurrently committing INSERTs', () => {
   it('allows two commit deadlines and clock skew', () => {
     expect(maxGapAgeMs(2000)).toBe(5000);
     expect(maxGapAgeMs(2000, 0)).toBe(4000);
+  });
+});
+
+describe('the fetch cache', () => {
+  const run = (ids: number[], size = 10) => ids.map((id) => msg(id, size));
+  const ids = (ms: FetchedMessage[]) => ms.map((m) => m.id);
+
+  it('serves the rest of a read to any position inside it, and continues runs that follow', async () => {
+    const cache = new FetchCache(1 << 20);
+    expect(ids(await cache.read('k', 10, async () => run([11, 12, 13])))).toEqual([11, 12, 13]);
+    expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13]);
+    expect(ids(cache.take('k', 12, 100))).toEqual([13]);
+    expect(ids(cache.take('k', 11, 1))).toEqual([12]);
+    // Nothing is known after the last message, nor before the read's position, nor for other keys.
+    expect(cache.take('k', 13, 100)).toEqual([]);
+    expect(cache.take('k', 9, 100)).toEqual([]);
+    expect(cache.take('other', 10, 100)).toEqual([]);
+    // A stepped-over hole (14..19) is part of the run that read past it.
+    await cache.read('k', 13, async () => run([20, 21]));
+    expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13, 20, 21]);
+    expect(ids(cache.take('k', 15, 100))).toEqual([20, 21]);
+  });
+
+  it('shares one read among the readers of the same position', async () => {
+    const cache = new FetchCache(1 << 20);
+    let loads = 0;
+    let release!: () => void;
+    const load = async () => {
+      loads++;
+      await new Promise<void>((r) => (release = r));
+      return run([1, 2]);
+    };
+    const reads = [
+      cache.read('k', 0, load),
+      cache.read('k', 0, load),
+      cache.read('k', 1, async () => run([2])),
+    ];
+    release();
+    const [a, b, c] = await Promise.all(reads);
+    expect(loads).toBe(1);
+    expect(a).toBe(b);
+    expect(ids(c)).toEqual([2]);
+    // Once it finished, a read of the same position is a new read.
+    expect(ids(await cache.read('k', 0, async () => run([1, 2, 3])))).toEqual([1, 2, 3]);
+  });
+
+  it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
+    const cache = new FetchCache(3 * (2 * 100 + 160), 2);
+    await cache.read('k', 0, async () => []);
+    expect(cache.sizeBytes).toBe(0);
+    await cache.read('k', 0, async () => run([1, 2], 100));
+    expect(cache.sizeBytes).toBe(2 * 360);
+    // Runs hold at most 2 messages here, so this is a second run; the first goes.
+    await cache.read('k', 2, async () => run([3, 4], 100));
+    expect(cache.sizeBytes).toBe(2 * 360);
+    expect(cache.take('k', 0, 10)).toEqual([]);
+    expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
+  });
+});
+
+describe('fetch answers', () => {
+  it('are the bytes JSON.stringify gives, whatever the payload holds', () => {
+    const messages = [
+      { ...msg(7), shard: 'shard-0', payload: Buffer.from('quote " back \\ nl \n é 🎉 \u0001') },
+      { ...msg(9), shard: 'shard-1', publishedAt: 1700000000123, payload: Buffer.from([0xff, 0, 1]) },
+    ];
+    const answer = { messages, positions: { 'shard-0': 7, 'shard-1': 9 }, heldElsewhere: ['shard-2'] };
+    for (const encoding of ['utf8', 'base64'] as const) {
+      const expected = JSON.stringify({
+        messages: messages.map((m) => ({
+          shard: m.shard,
+          id: m.id,
+          publishedAt: m.publishedAt,
+          value: m.payload.toString(encoding),
+        })),
+        positions: answer.positions,
+        heldElsewhere: answer.heldElsewhere,
+      });
+      expect(fetchAnswerBody(answer, encoding).toString()).toBe(expected);
+      // Made once per message and encoding, then shared.
+      expect(fetchAnswerBody(answer, encoding).toString()).toBe(expected);
+    }
+    expect(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [] }, 'utf8').toString()).toBe(
+      '{"messages":[],"positions":{},"heldElsewhere":[]}',
+    );
   });
 });
 

@@ -1,0 +1,191 @@
+import type { Encoding } from './requests.js';
+
+/** A message on its way to consumers; one object per message, shared by every group's fetch. */
+export interface FetchedMessage {
+  shard: string;
+  id: number;
+  publishedAt: number;
+  payload: Buffer;
+  /** The message's element of a fetch answer's `messages`, per encoding, made on first use. */
+  json?: Partial<Record<Encoding, Buffer>>;
+}
+
+/** The message as an element of a fetch answer: the bytes JSON.stringify gives, made once. */
+export function messageJson(m: FetchedMessage, encoding: Encoding): Buffer {
+  const cached = m.json?.[encoding];
+  if (cached) return cached;
+  const json = Buffer.from(
+    `{"shard":${JSON.stringify(m.shard)},"id":${m.id},"publishedAt":${m.publishedAt},"value":${JSON.stringify(m.payload.toString(encoding))}}`,
+  );
+  (m.json ??= {})[encoding] = json;
+  return json;
+}
+
+const OPEN = Buffer.from('{"messages":[');
+const COMMA = Buffer.from(',');
+
+/**
+ * A fetch answer's body: the bytes JSON.stringify gives for `{messages, positions, heldElsewhere}`,
+ * put together from each message's JSON, which every group's answer shares.
+ */
+export function fetchAnswerBody(
+  answer: { messages: FetchedMessage[]; positions: Record<string, number>; heldElsewhere: string[] },
+  encoding: Encoding,
+): Buffer {
+  const parts: Buffer[] = [OPEN];
+  answer.messages.forEach((m, i) => {
+    if (i > 0) parts.push(COMMA);
+    parts.push(messageJson(m, encoding));
+  });
+  parts.push(
+    Buffer.from(
+      `],"positions":${JSON.stringify(answer.positions)},"heldElsewhere":${JSON.stringify(answer.heldElsewhere)}}`,
+    ),
+  );
+  return Buffer.concat(parts);
+}
+
+/**
+ * What a cached message is counted as: its payload, its JSON in one encoding (about the payload's
+ * size for text) and the objects around them.
+ */
+const costOf = (m: FetchedMessage) => 2 * m.payload.length + 160;
+
+/** Messages a read from `after` returned (gap rule applied), ids ascending, `last` the highest. */
+interface Run {
+  key: string;
+  after: number;
+  last: number;
+  messages: FetchedMessage[];
+  bytes: number;
+}
+
+/**
+ * Recently read messages, per shard instance and topic, for every group of every consumer that
+ * comes by: ten groups reading the same messages cost one SELECT and one JSON encoding, not ten.
+ *
+ * A run holds what a read from position `after` returned once the gap rule (gaps.ts) was applied,
+ * so from any position inside it, the rest of the run is exactly what a new read would return:
+ * committed rows never change, and a gap the rule stepped over is one it would step over again.
+ * Reads of the same position at the same time share one query. Oldest runs go first past
+ * `maxBytes`.
+ */
+export class FetchCache {
+  /** Per key, runs sorted by `after`. */
+  private readonly runs = new Map<string, Run[]>();
+  /** Every run, oldest first. */
+  private readonly age: Run[] = [];
+  private readonly inFlight = new Map<string, Promise<FetchedMessage[]>>();
+  private bytes = 0;
+  /** The widest id range any run has covered: bounds how far back a run can reach a position. */
+  private maxSpan = 0;
+
+  constructor(
+    private readonly maxBytes: number,
+    /** A run stops growing at this many messages, so eviction stays fine-grained. */
+    private readonly maxRunMessages = 2048,
+  ) {}
+
+  /** What the cached messages are counted as, in bytes. */
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  /** Up to `limit` messages that follow `position`, as far as the cache knows them. */
+  take(key: string, position: number, limit: number): FetchedMessage[] {
+    const out: FetchedMessage[] = [];
+    let at = position;
+    while (out.length < limit) {
+      const run = this.find(key, at);
+      if (!run) break;
+      let i = firstAfter(run.messages, at);
+      while (i < run.messages.length && out.length < limit) out.push(run.messages[i++]);
+      at = out[out.length - 1].id;
+    }
+    return out;
+  }
+
+  /**
+   * The messages after `position`: from `load` (a read with the gap rule applied), shared with any
+   * read of the same position already under way, and kept for the next readers.
+   */
+  read(key: string, position: number, load: () => Promise<FetchedMessage[]>): Promise<FetchedMessage[]> {
+    const flight = `${key}\u0000${position}`;
+    let pending = this.inFlight.get(flight);
+    if (!pending) {
+      pending = load()
+        .then((messages) => {
+          this.add(key, position, messages);
+          return messages;
+        })
+        .finally(() => this.inFlight.delete(flight));
+      this.inFlight.set(flight, pending);
+    }
+    return pending;
+  }
+
+  private add(key: string, after: number, messages: FetchedMessage[]): void {
+    if (messages.length === 0) return;
+    const bytes = messages.reduce((n, m) => n + costOf(m), 0);
+    const runs = this.runs.get(key) ?? [];
+    this.runs.set(key, runs);
+    // A read from where the newest run ended continues it.
+    let run = runs.find((r) => r.last === after);
+    if (run && run.messages.length + messages.length <= this.maxRunMessages) {
+      run.messages.push(...messages);
+      run.last = messages[messages.length - 1].id;
+      run.bytes += bytes;
+    } else {
+      run = { key, after, last: messages[messages.length - 1].id, messages, bytes };
+      runs.splice(insertionIndex(runs, after), 0, run);
+      this.age.push(run);
+    }
+    this.maxSpan = Math.max(this.maxSpan, run.last - run.after);
+    this.bytes += bytes;
+    this.evict();
+  }
+
+  private evict(): void {
+    while (this.bytes > this.maxBytes && this.age.length > 0) {
+      const run = this.age.shift()!;
+      this.bytes -= run.bytes;
+      const runs = this.runs.get(run.key)!;
+      runs.splice(runs.indexOf(run), 1);
+      if (runs.length === 0) this.runs.delete(run.key);
+    }
+  }
+
+  /** A run that holds messages after `position` and starts at or before it. */
+  private find(key: string, position: number): Run | undefined {
+    const runs = this.runs.get(key);
+    if (!runs) return undefined;
+    for (let i = insertionIndex(runs, position) - 1; i >= 0 && position - runs[i].after < this.maxSpan; i--) {
+      if (runs[i].last > position) return runs[i];
+    }
+    return undefined;
+  }
+}
+
+/** Index of the first message with an id above `position`. */
+function firstAfter(messages: FetchedMessage[], position: number): number {
+  let lo = 0;
+  let hi = messages.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (messages[mid].id <= position) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Where a run starting at `after` goes in runs sorted by `after` (after any equal ones). */
+function insertionIndex(runs: Run[], after: number): number {
+  let lo = 0;
+  let hi = runs.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (runs[mid].after <= after) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
