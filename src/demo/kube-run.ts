@@ -148,6 +148,7 @@ async function runAgainstCluster(kubeconfig: string): Promise<number> {
   };
   process.on('SIGINT', () => forward('SIGINT'));
   process.on('SIGTERM', () => forward('SIGTERM'));
+  process.on('SIGHUP', () => forward('SIGTERM'));
   process.once('exit', () => forward('SIGKILL'));
   const code = await new Promise<number>((resolve) =>
     child.on('exit', (c, s) => resolve(c ?? (s === 'SIGINT' || s === 'SIGTERM' ? 0 : 1))),
@@ -231,6 +232,12 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A closed terminal: the control plane and the operator run in their own process groups and
+  // would not get it, so stop them as for Ctrl-C.
+  process.on('SIGHUP', onSignal);
+  // After a hang-up, writing to the terminal fails (EIO): that must not cut the teardown short.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   const checkpoint = () => {
     if (interrupted) throw new Interrupted();
   };
