@@ -18,6 +18,8 @@ export interface ClusterLoopDeps {
   brokerUrls(): string[];
   secrets: ShardSecrets;
   adminToken: string;
+  /** The routing document last published (the routing ConfigMap), so a restart does not republish it. */
+  publishedRouting?: RoutingDocument;
   /** Asks the reconciler to write status and the routing ConfigMap. */
   changed(): void;
   events: EventRecorder;
@@ -82,6 +84,8 @@ export class ClusterLoop {
   private running = false;
   private stopped = false;
   private outcomes?: ShardOutcome[];
+  /** When the pods behind `outcomes` were observed (ms since the epoch). */
+  private observedAt = 0;
   private routing: RoutingDocument;
   private lastPushedVersion = -1;
   private ticks = 0;
@@ -92,11 +96,11 @@ export class ClusterLoop {
     this.manager = new ShardManager(deps.secrets, deps.log, 2000);
     const cr = deps.cluster();
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
-    this.routing = { version: cr?.status?.routingVersion ?? 0, shards: [] };
+    this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
   }
 
-  get latest(): { outcomes?: ShardOutcome[]; routing: RoutingDocument } {
-    return { outcomes: this.outcomes, routing: this.routing };
+  get latest(): { outcomes?: ShardOutcome[]; observedAt: number; routing: RoutingDocument } {
+    return { outcomes: this.outcomes, observedAt: this.observedAt, routing: this.routing };
   }
 
   /** What the next reconcile should see about a shard before the first tick finished. */
@@ -135,6 +139,7 @@ export class ClusterLoop {
 
   private async tick(cr: DefaultedCluster): Promise<void> {
     const spec = cr.spec;
+    const observedAt = Date.now();
     const observed = observeShards(cr.metadata.name, spec.shards, this.deps.mysqlPods());
     const now = new Date();
     const outcomes = await this.manager.tick(observed, {
@@ -144,6 +149,7 @@ export class ClusterLoop {
       semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
     });
     this.outcomes = outcomes;
+    this.observedAt = observedAt;
     const labels = (shard: string) => ({
       namespace: cr.metadata.namespace,
       cluster: cr.metadata.name,
@@ -163,7 +169,15 @@ export class ClusterLoop {
 
     const routes = outcomes.map((o) => o.route);
     const routesChanged = JSON.stringify(routes) !== JSON.stringify(this.routing.shards);
-    if (routesChanged) this.routing = routingDocument(outcomes, nextRoutingVersion(this.routing.version));
+    if (routesChanged) {
+      this.routing = routingDocument(outcomes, nextRoutingVersion(this.routing.version));
+      this.deps.log.info('routing changed', {
+        version: this.routing.version,
+        shards: this.routing.shards.map(
+          (r) => `${r.name} write=${r.write?.host ?? '-'} read=${r.read?.host ?? '-'}`,
+        ),
+      });
+    }
     // Push on every change, and now and then regardless: a broker that restarted or missed a push
     // catches up (brokers ignore a version they already have).
     if (routesChanged || this.ticks++ % 10 === 0 || this.lastPushedVersion !== this.routing.version) {

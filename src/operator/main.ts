@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
+import { installRequestAudit, requestAuditFromEnv } from '../k8s/audit.js';
 import { loadKubeConfig, makeClients } from '../k8s/client.js';
 import { KubeRest } from '../k8s/rest.js';
 import { Caches } from './caches.js';
@@ -66,6 +67,9 @@ async function main(): Promise<void> {
     .filter(Boolean);
   const kc = loadKubeConfig({ kubeconfigPath: values.kubeconfig });
   const rest = new KubeRest(kc);
+  // MQ_K8S_AUDIT_LOG: record every API request (the tests derive the chart's RBAC from it).
+  const audit = requestAuditFromEnv(env);
+  if (audit) installRequestAudit(audit, { rest, kc });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 

@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { type RoutingDocument, parseRouting } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';
@@ -24,6 +25,7 @@ import {
   type Credentials,
   type DesiredObject,
   type PdbApiVersion,
+  ROUTING_FILE,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
@@ -53,6 +55,8 @@ export interface ReconcilerDeps {
 /** Requeue periods: a periodic resync when settled, sooner while something is on its way. */
 const RESYNC_MS = 30_000;
 const PROGRESS_MS = 3_000;
+/** Margin for the watch cache to show a deleted Pod to the shard loop. */
+const ROLL_SETTLE_MS = 2_000;
 
 type Pod = PodLike & KubeObject & { spec?: unknown; metadata: { name: string; resourceVersion?: string } };
 
@@ -67,6 +71,8 @@ export class ClusterReconciler {
   private readonly accepted = new Map<string, DefaultedCluster>();
   /** What the operator last applied per object, so an unchanged object costs no request. */
   private readonly applied = new Map<string, { hash: string; resourceVersion?: string }>();
+  /** When each cluster last deleted a Pod to roll a spec change: the next waits for a newer tick. */
+  private readonly lastRollAt = new Map<string, number>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -130,7 +136,7 @@ export class ClusterReconciler {
       }
       await this.apply(cr, obj, signal);
     }
-    progressing = (await this.reconcilePods(cr, desired, outcomes, signal)) || progressing;
+    progressing = (await this.reconcilePods(cr, desired, loop.latest, signal)) || progressing;
 
     const status = await this.writeStatus(cr, [], signal);
     progressing ||= status.phase !== 'Ready';
@@ -185,6 +191,7 @@ export class ClusterReconciler {
     this.loops.get(key)?.stop();
     this.loops.delete(key);
     this.accepted.delete(key);
+    this.lastRollAt.delete(key);
   }
 
   /**
@@ -276,6 +283,7 @@ export class ClusterReconciler {
       },
       secrets: shardSecrets(credentials),
       adminToken: credentials['admin-token'],
+      publishedRouting: this.publishedRouting(cr),
       changed: () => this.deps.enqueue(key),
       events: this.deps.events,
       metrics: this.deps.loopMetrics,
@@ -284,6 +292,21 @@ export class ClusterReconciler {
     this.loops.set(key, loop);
     loop.start();
     return loop;
+  }
+
+  private publishedRouting(cr: DefaultedCluster): RoutingDocument | undefined {
+    const cm = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
+      'ConfigMap',
+      cr.metadata.namespace,
+      names.routing(cr.metadata.name),
+    );
+    const text = cm?.data?.[ROUTING_FILE];
+    if (!text) return undefined;
+    try {
+      return parseRouting(JSON.parse(text));
+    } catch {
+      return undefined; // edited by hand into something invalid: the next tick publishes anew
+    }
   }
 
   private async authSecretVersion(cr: DefaultedCluster, signal: AbortSignal): Promise<string | undefined> {
@@ -344,9 +367,10 @@ export class ClusterReconciler {
   private async reconcilePods(
     cr: DefaultedCluster,
     desired: DesiredObject[],
-    outcomes: ClusterLoop['latest']['outcomes'],
+    latest: ClusterLoop['latest'],
     signal: AbortSignal,
   ): Promise<boolean> {
+    const { outcomes } = latest;
     const { namespace } = cr.metadata;
     let progressing = false;
     const stale: { pod: Pod; role: string }[] = [];
@@ -401,8 +425,12 @@ export class ClusterReconciler {
     }
     if (!stale.length) return progressing;
 
+    // Settled: every shard healthy as seen by a shard-loop tick that started after the last roll
+    // (a tick from before it would still show the deleted Pod as healthy).
+    const key = `${namespace}/${cr.metadata.name}`;
     const settled =
       !progressing &&
+      latest.observedAt > (this.lastRollAt.get(key) ?? 0) + ROLL_SETTLE_MS &&
       outcomes !== undefined &&
       outcomes.length === cr.spec.shards &&
       outcomes.every((o) => o.decision.memory.phase === 'Healthy' && o.instances.every((i) => i.podReady));
@@ -414,6 +442,7 @@ export class ClusterReconciler {
       'RollingPod',
       `restarting ${next.role} Pod ${next.pod.metadata.name} to apply a changed spec (${stale.length} Pods to go)`,
     );
+    this.lastRollAt.set(key, Date.now());
     await this.deleteIgnoringMissing(
       { apiVersion: 'v1', kind: 'Pod', namespace, name: next.pod.metadata.name },
       signal,

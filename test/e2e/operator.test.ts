@@ -262,6 +262,14 @@ describe('operator end to end', () => {
         .trim()
         .split('\n')
         .sort();
+    // Start from a settled cluster: the same routing for a few seconds.
+    let lastVersion: number | undefined;
+    let sameSince = Date.now();
+    await waitFor('routing to settle', async () => {
+      const v = (await cluster()).status?.routingVersion;
+      if (v !== lastVersion) [lastVersion, sameSince] = [v, Date.now()];
+      return Date.now() - sameSince > 4000;
+    });
     const podsBefore = await snapshot();
     const objectsBefore = await objects();
     const routingBefore = (await cluster()).status?.routingVersion;
