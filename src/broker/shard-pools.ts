@@ -1,6 +1,15 @@
 import mysql from 'mysql2/promise';
 import { type Credentials, type Endpoint, endpointKey } from '../shard/connection.js';
 
+/**
+ * mysql2 scans every statement for `?` placeholders in JavaScript, values or not: over a
+ * megabyte-long multi-row INSERT that scan was a quarter of the broker's CPU. Statements without
+ * values go out as they are.
+ */
+export function queryFormat(sql: string, values: Parameters<typeof mysql.format>[1]): string {
+  return Array.isArray(values) && values.length === 0 ? sql : mysql.format(sql, values);
+}
+
 /** One mysql2 pool per instance the routing names; pools of instances it no longer names are closed. */
 export class ShardPools {
   private readonly pools = new Map<string, mysql.Pool>();
@@ -25,6 +34,7 @@ export class ShardPools {
         enableKeepAlive: true,
         // A dead instance must fail fast, not queue callers behind a full pool.
         queueLimit: 1000,
+        queryFormat,
       });
       // A pool emits 'error' for broken idle connections; callers see errors on their own queries.
       pool.pool.on('error', () => undefined);

@@ -1,6 +1,7 @@
 import mysql from 'mysql2/promise';
 import { readableCount } from '../../../broker/gaps.js';
 import { insertSql } from '../../../broker/queue-store.js';
+import { queryFormat } from '../../../broker/shard-pools.js';
 import { withAdmin } from '../../../shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../../shard/schema.js';
 import { sleep } from '../procs.js';
@@ -71,6 +72,7 @@ export class CeilingSystem implements BenchSystem {
         ...shards.secrets.broker,
         database: 'mq',
         connectionLimit: this.options.insertsPerShard + 16,
+        queryFormat,
       }),
     );
     const [rows] = await this.pools[0].query('SELECT VERSION() AS v');
