@@ -288,7 +288,7 @@ export class Broker {
     await this.catalog.requireTopic(topic);
     const result = await this.fetcher.fetch({ topic, group, ...body });
     this.fetcher.recordDelivered(result.messages);
-    sendJsonBytes(res, 200, fetchAnswerBody(result, body.encoding));
+    sendJsonBytes(res, 200, fetchAnswerBody(result));
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

@@ -1,9 +1,10 @@
 import { badRequest, errorMessage, unavailable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
+import type { Encoding } from './requests.js';
 import { endpointKey } from '../shard/connection.js';
 import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
-import { FetchCache, type FetchedMessage } from './fetch-cache.js';
+import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
 import {
   acquireLease,
@@ -29,6 +30,7 @@ export interface FetchRequest {
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
+  encoding: Encoding;
 }
 
 export interface FetchResult {
@@ -151,12 +153,12 @@ export class Fetcher {
       if (topicId === undefined) return { kind: 'empty', shard: shard.name };
       const start = await this.startPosition(shard, topicId, req);
       if (start === undefined) return { kind: 'held', shard: shard.name };
-      const key = `${shard.name}\u0000${endpointKey(shard.route.read!)}\u0000${topicId}`;
+      const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
       const cached = this.cache.take(key, start, limit);
       const messages = cached.length
         ? cached
         : await this.cache.read(key, start, () =>
-            this.readDb(shard, key, topicId, start, limit, req.maxBytes),
+            this.readDb(shard, key, topicId, start, limit, req.maxBytes, req.encoding),
           );
       return { kind: 'read', shard: shard.name, start, messages };
     } catch (err) {
@@ -173,6 +175,7 @@ export class Fetcher {
     start: number,
     limit: number,
     maxBytes: number,
+    encoding: Encoding,
   ): Promise<FetchedMessage[]> {
     // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
     const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
@@ -180,11 +183,17 @@ export class Fetcher {
     // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
     const now = Date.now();
     const maxGapAge = await this.maxGapAge(shard, now);
-    const read = await readMessages(this.pools.get(shard.route.read!), shard.name, topicId, start, rows);
+    const read = await readMessages(this.pools.get(shard.route.read!), topicId, start, rows);
     if (read.length > 0) {
       this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
     }
-    return read.slice(0, readableCount(read, start, now, maxGapAge));
+    const readable = readableCount(read, start, now, maxGapAge);
+    const messages = new Array<FetchedMessage>(readable);
+    for (let i = 0; i < readable; i++) {
+      const m = read[i];
+      messages[i] = fetchedMessage(shard.name, m.id, m.publishedAt, m.payload, encoding);
+    }
+    return messages;
   }
 
   /**
@@ -351,11 +360,11 @@ export function mergeShardReads(
       any = true;
       const full =
         result.messages.length >= req.maxMessages ||
-        (result.messages.length > 0 && bytes + m.payload.length > req.maxBytes);
+        (result.messages.length > 0 && bytes + m.size > req.maxBytes);
       if (full) return result;
       result.messages.push(m);
       result.positions[list.shard] = m.id;
-      bytes += m.payload.length;
+      bytes += m.size;
     }
     if (!any) return result;
   }

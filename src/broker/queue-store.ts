@@ -1,6 +1,5 @@
 import type mysql from 'mysql2/promise';
 import { createMessageTableSql, messageTable } from '../shard/schema.js';
-import type { FetchedMessage } from './fetch-cache.js';
 
 /** SQL the broker runs against one shard instance. Nothing here decides; callers do. */
 type Db = mysql.Pool | mysql.PoolConnection;
@@ -73,20 +72,24 @@ export async function insertMessages(
   return Number((result as mysql.ResultSetHeader).insertId);
 }
 
+export interface StoredMessage {
+  id: number;
+  publishedAt: number;
+  payload: Buffer;
+}
+
 export async function readMessages(
   db: Db,
-  shard: string,
   topicId: number,
   afterId: number,
   limit: number,
-): Promise<FetchedMessage[]> {
+): Promise<StoredMessage[]> {
   const result = await rows(
     db,
     `SELECT id, published_at, payload FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
     [afterId, limit],
   );
   return result.map((r) => ({
-    shard,
     id: Number(r.id),
     publishedAt: Number(r.published_at),
     payload: r.payload as Buffer,

@@ -1,5 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { FetchCache, type FetchedMessage, fetchAnswerBody } from '../../src/broker/fetch-cache.js';
+import {
+  FetchCache,
+  type FetchedMessage,
+  fetchAnswerBody,
+  fetchedMessage,
+} from '../../src/broker/fetch-cache.js';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
@@ -7,12 +12,8 @@ import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests
 import { parseRouting } from '../../src/broker/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
 
-const msg = (id: number, size = 10, shard = 'a') => ({
-  shard,
-  id,
-  publishedAt: 0,
-  payload: Buffer.alloc(size),
-});
+const msg = (id: number, size = 10, shard = 'a') =>
+  fetchedMessage(shard, id, 0, Buffer.alloc(size, 'x'), 'utf8');
 
 describe('routing documents', () => {
   it('accepts a valid document and defaults requireStandbyAck to true', () => {
@@ -173,14 +174,16 @@ describe('the fetch cache', () => {
   });
 
   it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
-    const cache = new FetchCache(3 * (2 * 100 + 160), 2);
+    // What one of these messages counts as: its JSON and some room for the objects.
+    const each = msg(1, 100).json.length + 120;
+    const cache = new FetchCache(3 * each, 2);
     await cache.read('k', 0, async () => []);
     expect(cache.sizeBytes).toBe(0);
     await cache.read('k', 0, async () => run([1, 2], 100));
-    expect(cache.sizeBytes).toBe(2 * 360);
+    expect(cache.sizeBytes).toBe(2 * each);
     // Runs hold at most 2 messages here, so this is a second run; the first goes.
     await cache.read('k', 2, async () => run([3, 4], 100));
-    expect(cache.sizeBytes).toBe(2 * 360);
+    expect(cache.sizeBytes).toBe(2 * each);
     expect(cache.take('k', 0, 10)).toEqual([]);
     expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
   });
@@ -188,27 +191,28 @@ describe('the fetch cache', () => {
 
 describe('fetch answers', () => {
   it('are the bytes JSON.stringify gives, whatever the payload holds', () => {
-    const messages = [
-      { ...msg(7), shard: 'shard-0', payload: Buffer.from('quote " back \\ nl \n é 🎉 \u0001') },
-      { ...msg(9), shard: 'shard-1', publishedAt: 1700000000123, payload: Buffer.from([0xff, 0, 1]) },
+    const stored = [
+      { shard: 'shard-0', id: 7, publishedAt: 0, payload: Buffer.from('quote " back \\ nl \n é 🎉 \u0001') },
+      { shard: 'shard-1', id: 9, publishedAt: 1700000000123, payload: Buffer.from([0xff, 0, 1]) },
     ];
-    const answer = { messages, positions: { 'shard-0': 7, 'shard-1': 9 }, heldElsewhere: ['shard-2'] };
+    const positions = { 'shard-0': 7, 'shard-1': 9 };
+    const heldElsewhere = ['shard-2'];
     for (const encoding of ['utf8', 'base64'] as const) {
+      const messages = stored.map((m) => fetchedMessage(m.shard, m.id, m.publishedAt, m.payload, encoding));
+      expect(messages.map((m) => m.size)).toEqual(stored.map((m) => m.payload.length));
       const expected = JSON.stringify({
-        messages: messages.map((m) => ({
+        messages: stored.map((m) => ({
           shard: m.shard,
           id: m.id,
           publishedAt: m.publishedAt,
           value: m.payload.toString(encoding),
         })),
-        positions: answer.positions,
-        heldElsewhere: answer.heldElsewhere,
+        positions,
+        heldElsewhere,
       });
-      expect(fetchAnswerBody(answer, encoding).toString()).toBe(expected);
-      // Made once per message and encoding, then shared.
-      expect(fetchAnswerBody(answer, encoding).toString()).toBe(expected);
+      expect(fetchAnswerBody({ messages, positions, heldElsewhere }).toString()).toBe(expected);
     }
-    expect(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [] }, 'utf8').toString()).toBe(
+    expect(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [] }).toString()).toBe(
       '{"messages":[],"positions":{},"heldElsewhere":[]}',
     );
   });
