@@ -66,10 +66,11 @@ export class Consumer {
     }
     for (const m of res.messages) this.uncommitted[m.shard] = m.id;
     Object.assign(this.positions, res.positions);
-    return res.messages.map((m) => ({
-      ...m,
-      value: this.options.binary ? Buffer.from(m.value, 'base64') : m.value,
-    }));
+    if (!this.options.binary) return res.messages;
+    // Decoded in place: the parsed objects are ours.
+    const messages = res.messages as Message[];
+    for (const m of messages) m.value = Buffer.from(m.value as string, 'base64');
+    return messages;
   }
 
   /** Records everything polled so far as processed. A shard whose primary is down is retried later. */

@@ -1,11 +1,15 @@
 import { Transport, type TransportOptions, topicPath } from './transport.js';
 
 export interface ProducerOptions extends TransportOptions {
-  /** How long `send` waits for more messages before a batch goes out. */
+  /**
+   * How long `send` waits for more messages before a batch goes out while a request slot is free
+   * (0: only for the messages sent in the same turn of the event loop). While every slot is busy,
+   * messages wait for a slot instead, and go out together as soon as one frees.
+   */
   lingerMs?: number;
   batchMessages?: number;
   batchBytes?: number;
-  /** Publish requests in flight at once; further batches wait (back-pressure). */
+  /** Publish requests in flight at once (back-pressure: further messages wait for a slot). */
   maxInflight?: number;
 }
 
@@ -36,9 +40,11 @@ interface Queued {
 export class Producer {
   private readonly transport: Transport;
   private readonly queues = new Map<string, Queued[]>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  /** Topics lingering before their batch goes out, and how to stop the wait. */
+  private readonly lingering = new Map<string, () => void>();
+  /** Topics with messages due that wait for a request slot, longest waiting first. */
+  private readonly due = new Set<string>();
   private inflight = 0;
-  private readonly waitingForSlot: (() => void)[] = [];
   private readonly lingerMs: number;
   private readonly batchMessages: number;
   private readonly batchBytes: number;
@@ -63,13 +69,9 @@ export class Producer {
       let queue = this.queues.get(topic);
       if (!queue) this.queues.set(topic, (queue = []));
       queue.push({ value, resolve, reject });
+      if (this.due.has(topic)) return;
       if (queue.length >= this.batchMessages) this.dispatch(topic);
-      else if (!this.timers.has(topic)) {
-        this.timers.set(
-          topic,
-          setTimeout(() => this.dispatch(topic), this.lingerMs),
-        );
-      }
+      else if (!this.lingering.has(topic)) this.linger(topic);
     });
   }
 
@@ -93,28 +95,54 @@ export class Producer {
     await this.flush();
   }
 
-  private dispatch(topic: string): void {
-    clearTimeout(this.timers.get(topic));
-    this.timers.delete(topic);
-    const queue = this.queues.get(topic);
-    if (!queue || queue.length === 0) return;
-    let bytes = 0;
-    let count = 0;
-    while (count < queue.length && count < this.batchMessages) {
-      bytes += Buffer.byteLength(queue[count].value);
-      count++;
-      if (bytes >= this.batchBytes) break;
+  private linger(topic: string): void {
+    const go = () => this.dispatch(topic);
+    if (this.lingerMs > 0) {
+      const timer = setTimeout(go, this.lingerMs);
+      this.lingering.set(topic, () => clearTimeout(timer));
+    } else {
+      const immediate = setImmediate(go);
+      this.lingering.set(topic, () => clearImmediate(immediate));
     }
-    const batch = queue.splice(0, count);
-    if (queue.length === 0) this.queues.delete(topic);
-    else this.dispatch(topic);
-    const sending = this.sendQueued(topic, batch).finally(() => this.sending.delete(sending));
-    this.sending.add(sending);
+  }
+
+  /** Sends the topic's queued messages while request slots are free; the rest is due. */
+  private dispatch(topic: string): void {
+    this.lingering.get(topic)?.();
+    this.lingering.delete(topic);
+    const queue = this.queues.get(topic);
+    while (queue && queue.length > 0 && this.inflight < this.maxInflight) {
+      let bytes = 0;
+      let count = 0;
+      while (count < queue.length && count < this.batchMessages) {
+        bytes += Buffer.byteLength(queue[count].value);
+        count++;
+        if (bytes >= this.batchBytes) break;
+      }
+      this.inflight++;
+      const sending = this.sendQueued(topic, queue.splice(0, count)).finally(() => {
+        this.sending.delete(sending);
+        this.inflight--;
+        this.slotFreed();
+      });
+      this.sending.add(sending);
+    }
+    if (queue && queue.length > 0) this.due.add(topic);
+    else {
+      this.due.delete(topic);
+      this.queues.delete(topic);
+    }
+  }
+
+  /** Messages that waited for a slot have waited long enough: they go at once. */
+  private slotFreed(): void {
+    for (const topic of this.due) {
+      if (this.inflight >= this.maxInflight) return;
+      this.dispatch(topic);
+    }
   }
 
   private async sendQueued(topic: string, batch: Queued[]): Promise<void> {
-    while (this.inflight >= this.maxInflight) await new Promise<void>((r) => this.waitingForSlot.push(r));
-    this.inflight++;
     try {
       const acks = await this.sendBatch(
         topic,
@@ -123,9 +151,6 @@ export class Producer {
       batch.forEach((q, i) => q.resolve(acks[i]));
     } catch (err) {
       for (const q of batch) q.reject(err);
-    } finally {
-      this.inflight--;
-      this.waitingForSlot.shift()?.();
     }
   }
 }
