@@ -6,6 +6,7 @@ import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
 import { maxGapAgeMs } from './gaps.js';
+import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
 import { bearerMatches, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
@@ -38,6 +39,8 @@ export interface BrokerConfig {
   maxMessageBytes: number;
   maxMessagesPerPublish: number;
   writer: WriterOptions;
+  /** Publish bodies the broker holds at once (read, parsed, waiting for their commit). */
+  maxPublishBytesInFlight: number;
   /** The gap age follows from the writer's commit deadline, which every broker must share. */
   fetcher: Omit<FetcherOptions, 'maxGapAgeMs' | 'maxMessageBytes'>;
   probeIntervalMs: number;
@@ -49,8 +52,12 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   port: 8080,
   maxMessageBytes: 1 << 20,
   maxMessagesPerPublish: 10_000,
-  writer: { maxBatchMessages: 5000, maxBatchBytes: 8 << 20, inflightPerShard: 3, commitTimeoutMs: 2000 },
-  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 32 << 20 },
+  // Batches and answers of about a megabyte already amortise their per-statement and per-request
+  // costs; larger ones only raised the broker's memory (each is held several times over: string,
+  // packet, socket).
+  writer: { maxBatchMessages: 5000, maxBatchBytes: 1 << 20, inflightPerShard: 3, commitTimeoutMs: 2000 },
+  maxPublishBytesInFlight: 8 << 20,
+  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20 },
   probeIntervalMs: 500,
   poolSize: 12,
 };
@@ -67,6 +74,7 @@ export class Broker {
   readonly router: ShardRouter;
   private readonly catalog: TopicCatalog;
   private readonly writer: BatchingWriter;
+  private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
   private readonly server: Server;
   private readonly routes: [string, RegExp, Handler][];
@@ -80,6 +88,7 @@ export class Broker {
     private readonly log: Logger,
   ) {
     this.pools = new ShardPools(config.db, config.poolSize);
+    this.publishBytes = new ByteBudget(config.maxPublishBytesInFlight);
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.catalog = new TopicCatalog(this.router, this.pools);
     this.fetcher = new Fetcher(
@@ -276,9 +285,16 @@ export class Broker {
 
   private async publish(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]): Promise<void> {
     const topic = checkTopicName(topicParam);
-    const { payloads, bytes } = parsePublish(await this.body(req), this.config);
-    await this.catalog.requireTopic(topic);
-    sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
+    // A body of unknown length counts as the largest message.
+    const held = Number(req.headers['content-length']) || this.config.maxMessageBytes;
+    await this.publishBytes.acquire(held);
+    try {
+      const { payloads, bytes } = parsePublish(await this.body(req), this.config);
+      await this.catalog.requireTopic(topic);
+      sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
+    } finally {
+      this.publishBytes.release(held);
+    }
   }
 
   private async fetch(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

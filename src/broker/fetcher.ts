@@ -155,6 +155,7 @@ export class Fetcher {
       if (start === undefined) return { kind: 'held', shard: shard.name };
       const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
       const cached = this.cache.take(key, start, limit);
+      this.metrics.fetchShardReads.inc({ source: cached.length ? 'cache' : 'query' });
       const messages = cached.length
         ? cached
         : await this.cache.read(key, start, () =>

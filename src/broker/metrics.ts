@@ -58,6 +58,12 @@ export function createBrokerMetrics() {
       labelNames: ['shard'] as const,
       registers,
     }),
+    fetchShardReads: new Counter({
+      name: 'mq_broker_fetch_shard_reads_total',
+      help: 'Reads of one shard for a fetch: answered from messages read before (cache) or by a query',
+      labelNames: ['source'] as const,
+      registers,
+    }),
     fetchCacheBytes: new Gauge({
       name: 'mq_broker_fetch_cache_bytes',
       help: 'What the messages kept for other groups count as (payloads, their JSON, objects)',

@@ -11,7 +11,7 @@ export interface RequestLimits {
   maxMessagesPerPublish: number;
 }
 
-export const FETCH_DEFAULTS = { maxMessages: 500, maxBytes: 4 << 20, waitMs: 1000 };
+export const FETCH_DEFAULTS = { maxMessages: 500, maxBytes: 1 << 20, waitMs: 1000 };
 export const FETCH_LIMITS = { maxMessages: 10_000, maxBytes: 64 << 20, waitMs: 30_000 };
 
 export function parseJson(body: Buffer): unknown {

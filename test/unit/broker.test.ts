@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ByteBudget } from '../../src/broker/byte-budget.js';
 import {
   FetchCache,
   type FetchedMessage,
@@ -127,6 +128,34 @@ describe('reading past concurrently committing INSERTs', () => {
   it('allows two commit deadlines and clock skew', () => {
     expect(maxGapAgeMs(2000)).toBe(5000);
     expect(maxGapAgeMs(2000, 0)).toBe(4000);
+  });
+});
+
+describe('the publish byte budget', () => {
+  it('lets requests in while they fit, then one by one in arrival order as bytes are released', async () => {
+    const budget = new ByteBudget(10);
+    const order: string[] = [];
+    const take = (name: string, bytes: number) => budget.acquire(bytes).then(() => order.push(name));
+    await take('a', 6);
+    const waiting = [take('b', 6), take('c', 1)];
+    await Promise.resolve();
+    // 'c' would fit, but 'b' came first.
+    expect(order).toEqual(['a']);
+    budget.release(6);
+    await Promise.all(waiting);
+    expect(order).toEqual(['a', 'b', 'c']);
+  });
+
+  it('lets a request larger than the whole budget in alone', async () => {
+    const budget = new ByteBudget(10);
+    await budget.acquire(50);
+    let second = false;
+    const next = budget.acquire(1).then(() => (second = true));
+    await Promise.resolve();
+    expect(second).toBe(false);
+    budget.release(50);
+    await next;
+    expect(second).toBe(true);
   });
 });
 
