@@ -138,7 +138,7 @@ describe('faults under load', () => {
     expect(reasons).toContain('FailedOver');
     expect(reasons.some((r) => /Recovered|Healthy/.test(r))).toBe(true);
     expect((await cluster()).status?.lastFailoverTime).toBeDefined();
-  });
+  }, 900_000);
 
   it('deletion of a primary pod: the operator recreates it on its volume and recovers the shard', async () => {
     const primary = await podWithRole(1, 'primary');
@@ -151,7 +151,7 @@ describe('faults under load', () => {
         100,
       );
     });
-  });
+  }, 900_000);
 
   it('kill of a broker: producers and consumers move to the other broker', async () => {
     const [broker] = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`);
@@ -159,7 +159,7 @@ describe('faults under load', () => {
       await env.kubelet.killContainer(NS, broker!.metadata.name, 'broker', 'SIGKILL');
       await sleep(3000);
     });
-  });
+  }, 900_000);
 
   it('kill of a standby under durability required: the shard stops writes until it is back', async () => {
     const standby = await podWithRole(0, 'standby');
@@ -172,7 +172,7 @@ describe('faults under load', () => {
         100,
       ).catch(() => undefined); // the kubelet may restart it before a probe sees it gone
     });
-  });
+  }, 900_000);
 
   it('kill of the operator in the middle of a failover: a new operator finishes the job', async () => {
     const primary = await podWithRole(1, 'primary');
@@ -183,5 +183,69 @@ describe('faults under load', () => {
       await sleep(2000);
       operator = env.startOperator();
     });
-  });
+  }, 900_000);
+
+  it('a frozen standby under durability preferred: writes continue, status says they are unprotected', async () => {
+    await env.apply(`apiVersion: mysqlmq.io/v1alpha1
+kind: MessageQueueCluster
+metadata:
+  name: relaxed
+  namespace: ${NS}
+spec:
+  shards: 1
+  mysql:
+    durability: preferred
+    semiSyncTimeoutSeconds: 1
+    storage:
+      size: 1Gi
+  brokers:
+    replicas: 1
+`);
+    const relaxed = () => env.getCluster(NS, 'relaxed');
+    await waitFor(
+      'cluster relaxed to be Ready',
+      async () => conditionOf(await relaxed(), 'Ready')?.status === 'True',
+      240_000,
+      500,
+    );
+    const brokers = async () =>
+      (await pods('mysqlmq.io/cluster=relaxed,app.kubernetes.io/component=broker'))
+        .filter((p) => p.status?.podIP)
+        .map((p) => `http://${p.status!.podIP}:8080`);
+    const [standby] = await pods('mysqlmq.io/cluster=relaxed,mysqlmq.io/role=standby');
+    const workload = await Workload.start({ brokers, topic: 'relaxed', groups: ['only'], tag: 'relaxed' });
+    await waitFor('messages flowing', () => workload.ackedCount > 100, 60_000);
+    // SIGSTOP: the process is there but answers nothing, the way a hung server or a partition looks.
+    await env.kubelet.killContainer(NS, standby!.metadata.name, 'mariadb', 'SIGSTOP');
+    try {
+      const cr = await waitFor(
+        'shard-0 to report it is unprotected',
+        async () => {
+          const c = await relaxed();
+          return c.status?.shards?.[0]?.phase === 'Unprotected' ? c : undefined;
+        },
+        60_000,
+        200,
+      );
+      expect(cr.status!.shards![0]!.writable).toBe(true);
+      expect(cr.status!.shards![0]!.message).toContain('on the primary only');
+      const before = workload.ackedCount;
+      await waitFor(
+        'writes to continue without the standby',
+        () => workload.ackedCount > before + 200,
+        60_000,
+      );
+    } finally {
+      await env.kubelet.killContainer(NS, standby!.metadata.name, 'mariadb', 'SIGCONT');
+    }
+    await waitFor(
+      'cluster relaxed to be Ready again',
+      async () => conditionOf(await relaxed(), 'Ready')?.status === 'True',
+      240_000,
+      500,
+    );
+    const result = await workload.stop();
+    expect(result.failedPublishes).toEqual([]);
+    expect(result.missing.only).toEqual([]);
+  }, 900_000);
 });
