@@ -68,6 +68,16 @@ interface Run {
   bytes: number;
 }
 
+/** Where a shard read's messages came from. */
+export type ReadSource = 'cache' | 'shared' | 'query';
+
+/** A query under way: from `after`, for up to `rows` rows. */
+interface Flight {
+  after: number;
+  rows: number;
+  done: Promise<unknown>;
+}
+
 /**
  * Recently read messages, per shard instance and topic, for every group of every consumer that
  * comes by: ten groups reading the same messages cost one SELECT and one JSON encoding, not ten.
@@ -75,7 +85,8 @@ interface Run {
  * A run holds what a read from position `after` returned once the gap rule (gaps.ts) was applied,
  * so from any position inside it, the rest of the run is exactly what a new read would return:
  * committed rows never change, and a gap the rule stepped over is one it would step over again.
- * Reads of the same position at the same time share one query. Oldest runs go first past
+ * A reader whose position lies in the range of a query under way waits for that query rather
+ * than sending its own (at the tail, groups stand a few messages apart). Oldest runs go first past
  * `maxBytes`.
  */
 export class FetchCache {
@@ -83,7 +94,7 @@ export class FetchCache {
   private readonly runs = new Map<string, Run[]>();
   /** Every run, oldest first. */
   private readonly age: Run[] = [];
-  private readonly inFlight = new Map<string, Promise<FetchedMessage[]>>();
+  private readonly flights = new Map<string, Set<Flight>>();
   private bytes = 0;
   /** The widest id range any run has covered: bounds how far back a run can reach a position. */
   private maxSpan = 0;
@@ -114,22 +125,38 @@ export class FetchCache {
   }
 
   /**
-   * The messages after `position`: from `load` (a read with the gap rule applied), shared with any
-   * read of the same position already under way, and kept for the next readers.
+   * Up to `limit` messages after `position`: from the cache, else from the query under way that
+   * covers `position`, else from `load(position)` (a query of up to `limit` rows with the gap rule
+   * applied), which the cache then keeps.
    */
-  read(key: string, position: number, load: () => Promise<FetchedMessage[]>): Promise<FetchedMessage[]> {
-    const flight = `${key}\u0000${position}`;
-    let pending = this.inFlight.get(flight);
-    if (!pending) {
-      pending = load()
-        .then((messages) => {
-          this.add(key, position, messages);
-          return messages;
-        })
-        .finally(() => this.inFlight.delete(flight));
-      this.inFlight.set(flight, pending);
+  async read(
+    key: string,
+    position: number,
+    limit: number,
+    load: () => Promise<FetchedMessage[]>,
+  ): Promise<{ messages: FetchedMessage[]; source: ReadSource }> {
+    const cached = this.take(key, position, limit);
+    if (cached.length > 0) return { messages: cached, source: 'cache' };
+    let flights = this.flights.get(key);
+    const covering = flights && [...flights].find((f) => f.after <= position && position < f.after + f.rows);
+    if (covering) {
+      await covering.done;
+      const shared = this.take(key, position, limit);
+      if (shared.length > 0) return { messages: shared, source: 'shared' };
     }
-    return pending;
+    if (!flights) this.flights.set(key, (flights = new Set()));
+    const query = load().then((messages) => {
+      this.add(key, position, messages);
+      return messages;
+    });
+    const flight: Flight = { after: position, rows: limit, done: query.catch(() => undefined) };
+    flights.add(flight);
+    try {
+      return { messages: await query, source: 'query' };
+    } finally {
+      flights.delete(flight);
+      if (flights.size === 0 && this.flights.get(key) === flights) this.flights.delete(key);
+    }
   }
 
   private add(key: string, after: number, messages: FetchedMessage[]): void {

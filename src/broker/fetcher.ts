@@ -154,13 +154,13 @@ export class Fetcher {
       const start = await this.startPosition(shard, topicId, req);
       if (start === undefined) return { kind: 'held', shard: shard.name };
       const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
-      const cached = this.cache.take(key, start, limit);
-      this.metrics.fetchShardReads.inc({ source: cached.length ? 'cache' : 'query' });
-      const messages = cached.length
-        ? cached
-        : await this.cache.read(key, start, () =>
-            this.readDb(shard, key, topicId, start, limit, req.maxBytes, req.encoding),
-          );
+      // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
+      const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
+      const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
+      const { messages, source } = await this.cache.read(key, start, rows, () =>
+        this.readDb(shard, key, topicId, start, rows, req.encoding),
+      );
+      this.metrics.fetchShardReads.inc({ source });
       return { kind: 'read', shard: shard.name, start, messages };
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
@@ -174,13 +174,9 @@ export class Fetcher {
     key: string,
     topicId: number,
     start: number,
-    limit: number,
-    maxBytes: number,
+    rows: number,
     encoding: Encoding,
   ): Promise<FetchedMessage[]> {
-    // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
-    const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
-    const rows = Math.max(1, Math.min(limit, Math.floor(maxBytes / Math.max(1, rowBytes))));
     // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
     const now = Date.now();
     const maxGapAge = await this.maxGapAge(shard, now);

@@ -162,56 +162,62 @@ describe('the publish byte budget', () => {
 describe('the fetch cache', () => {
   const run = (ids: number[], size = 10) => ids.map((id) => msg(id, size));
   const ids = (ms: FetchedMessage[]) => ms.map((m) => m.id);
+  const never = async (): Promise<FetchedMessage[]> => {
+    throw new Error('the cache should have answered');
+  };
 
   it('serves the rest of a read to any position inside it, and continues runs that follow', async () => {
     const cache = new FetchCache(1 << 20);
-    expect(ids(await cache.read('k', 10, async () => run([11, 12, 13])))).toEqual([11, 12, 13]);
+    const first = await cache.read('k', 10, 100, async () => run([11, 12, 13]));
+    expect([ids(first.messages), first.source]).toEqual([[11, 12, 13], 'query']);
+    expect(await cache.read('k', 12, 100, never)).toEqual({ messages: [msg(13)], source: 'cache' });
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13]);
-    expect(ids(cache.take('k', 12, 100))).toEqual([13]);
     expect(ids(cache.take('k', 11, 1))).toEqual([12]);
     // Nothing is known after the last message, nor before the read's position, nor for other keys.
     expect(cache.take('k', 13, 100)).toEqual([]);
     expect(cache.take('k', 9, 100)).toEqual([]);
     expect(cache.take('other', 10, 100)).toEqual([]);
     // A stepped-over hole (14..19) is part of the run that read past it.
-    await cache.read('k', 13, async () => run([20, 21]));
+    await cache.read('k', 13, 100, async () => run([20, 21]));
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13, 20, 21]);
     expect(ids(cache.take('k', 15, 100))).toEqual([20, 21]);
   });
 
-  it('shares one read among the readers of the same position', async () => {
+  it('lets readers whose position a query under way covers wait for it instead of querying', async () => {
     const cache = new FetchCache(1 << 20);
-    let loads = 0;
     let release!: () => void;
-    const load = async () => {
-      loads++;
+    const slow = async () => {
       await new Promise<void>((r) => (release = r));
-      return run([1, 2]);
+      return run([1, 2, 3]);
     };
     const reads = [
-      cache.read('k', 0, load),
-      cache.read('k', 0, load),
-      cache.read('k', 1, async () => run([2])),
+      cache.read('k', 0, 100, slow),
+      cache.read('k', 0, 100, never),
+      cache.read('k', 2, 100, never),
+      // Beyond what the first query may return (100 rows): a query of its own.
+      cache.read('k', 500, 100, async () => run([501])),
     ];
+    await new Promise((r) => setImmediate(r));
     release();
-    const [a, b, c] = await Promise.all(reads);
-    expect(loads).toBe(1);
-    expect(a).toBe(b);
-    expect(ids(c)).toEqual([2]);
-    // Once it finished, a read of the same position is a new read.
-    expect(ids(await cache.read('k', 0, async () => run([1, 2, 3])))).toEqual([1, 2, 3]);
+    const [a, b, c, d] = await Promise.all(reads);
+    expect([ids(a.messages), a.source]).toEqual([[1, 2, 3], 'query']);
+    expect([ids(b.messages), b.source]).toEqual([[1, 2, 3], 'shared']);
+    expect([ids(c.messages), c.source]).toEqual([[3], 'shared']);
+    expect([ids(d.messages), d.source]).toEqual([[501], 'query']);
+    // After the shared query: a position it did not reach queries again.
+    expect(ids((await cache.read('k', 3, 100, async () => run([4]))).messages)).toEqual([4]);
   });
 
   it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
     // What one of these messages counts as: its JSON and some room for the objects.
     const each = msg(1, 100).json.length + 120;
     const cache = new FetchCache(3 * each, 2);
-    await cache.read('k', 0, async () => []);
+    await cache.read('k', 0, 10, async () => []);
     expect(cache.sizeBytes).toBe(0);
-    await cache.read('k', 0, async () => run([1, 2], 100));
+    await cache.read('k', 0, 10, async () => run([1, 2], 100));
     expect(cache.sizeBytes).toBe(2 * each);
     // Runs hold at most 2 messages here, so this is a second run; the first goes.
-    await cache.read('k', 2, async () => run([3, 4], 100));
+    await cache.read('k', 2, 10, async () => run([3, 4], 100));
     expect(cache.sizeBytes).toBe(2 * each);
     expect(cache.take('k', 0, 10)).toEqual([]);
     expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
