@@ -203,8 +203,7 @@ export class Broker {
       }
       await match.handler(req, res, match.params);
     } catch (err) {
-      const mqErr =
-        err instanceof MqError ? err : new MqError(500, 'internal', `internal error: ${errorMessage(err)}`);
+      const mqErr = asMqError(err);
       // 503s are expected states (no writable shard, offsets unavailable) the client retries.
       if (mqErr.status === 500) this.log.error('request failed', { route: routeName, error: mqErr.message });
       else if (mqErr.status > 500)
@@ -302,9 +301,16 @@ export class Broker {
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
     await this.catalog.requireTopic(topic);
+    // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
+    const committed = Object.keys(body.commit).length
+      ? this.fetcher.commit(group, topic, body.commit).then(
+          () => undefined,
+          (err: unknown) => asMqError(err),
+        )
+      : undefined;
     const result = await this.fetcher.fetch({ topic, group, ...body });
     this.fetcher.recordDelivered(result.messages);
-    sendJsonBytes(res, 200, fetchAnswerBody(result));
+    sendJsonBytes(res, 200, fetchAnswerBody({ ...result, commitError: await committed }));
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
@@ -372,4 +378,8 @@ export class Broker {
     this.routingTimer = setInterval(() => void check(), 250);
     this.routingTimer.unref();
   }
+}
+
+function asMqError(err: unknown): MqError {
+  return err instanceof MqError ? err : new MqError(500, 'internal', `internal error: ${errorMessage(err)}`);
 }

@@ -1,3 +1,4 @@
+import type { MqError } from '../common/errors.js';
 import type { Encoding } from './requests.js';
 
 /**
@@ -30,17 +31,21 @@ export function fetchedMessage(
 const OPEN = Buffer.from('{"messages":[');
 
 /**
- * A fetch answer's body: the bytes JSON.stringify gives for `{messages, positions, heldElsewhere}`,
- * copied together from the messages' shared JSON (a loop of copies: Buffer.concat costs several
- * times more over thousands of small parts).
+ * A fetch answer's body: the bytes JSON.stringify gives for
+ * `{messages, positions, heldElsewhere, commitError?}`, copied together from the messages' shared
+ * JSON (a loop of copies: Buffer.concat costs several times more over thousands of small parts).
  */
 export function fetchAnswerBody(answer: {
   messages: FetchedMessage[];
   positions: Record<string, number>;
   heldElsewhere: string[];
+  /** Why the offsets committed along with the fetch were not. */
+  commitError?: MqError;
 }): Buffer {
+  const error = answer.commitError;
   const tail = Buffer.from(
-    `],"positions":${JSON.stringify(answer.positions)},"heldElsewhere":${JSON.stringify(answer.heldElsewhere)}}`,
+    `],"positions":${JSON.stringify(answer.positions)},"heldElsewhere":${JSON.stringify(answer.heldElsewhere)}` +
+      (error ? `,"commitError":${JSON.stringify({ status: error.status, ...error.toJSON() })}}` : '}'),
   );
   let size = OPEN.length + tail.length + Math.max(0, answer.messages.length - 1);
   for (const m of answer.messages) size += m.json.length;

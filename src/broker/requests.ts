@@ -97,6 +97,8 @@ export function parsePublish(body: unknown, limits: RequestLimits): Publish {
 export interface FetchBody {
   consumer: string;
   positions: Record<string, number>;
+  /** Offsets to commit along with this fetch (the group processed up to them). */
+  commit: Record<string, number>;
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
@@ -105,7 +107,7 @@ export interface FetchBody {
 
 export function parseFetch(body: unknown): FetchBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['consumer', 'positions', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'], 'body');
+  onlyKeys(obj, ['consumer', 'positions', 'commit', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'], 'body');
   if (typeof obj.consumer !== 'string' || obj.consumer.length === 0 || obj.consumer.length > 128) {
     throw badRequest(
       'invalid_consumer',
@@ -115,6 +117,7 @@ export function parseFetch(body: unknown): FetchBody {
   return {
     consumer: obj.consumer,
     positions: parseShardIds(obj.positions ?? {}, 'positions'),
+    commit: parseShardIds(obj.commit ?? {}, 'commit'),
     maxMessages: boundedInt(
       obj.maxMessages,
       'maxMessages',

@@ -25,6 +25,8 @@ interface FetchResponse {
   messages: { shard: string; id: number; publishedAt: number; value: string }[];
   positions: Record<string, number>;
   heldElsewhere: string[];
+  /** Present when the offsets sent along (`commit`) could not be committed. */
+  commitError?: { status: number; code: string; message: string };
 }
 
 /**
@@ -36,7 +38,10 @@ export class Consumer {
   readonly consumerId: string;
   private readonly transport: Transport;
   private positions: Record<string, number> = {};
+  /** Delivered by `poll`, not committed yet. */
   private uncommitted: Record<string, number> = {};
+  /** What `run`'s handler finished: committed along with the next fetch, saving a round trip. */
+  private processed: Record<string, number> = {};
   private stopped = false;
 
   constructor(private readonly options: ConsumerOptions) {
@@ -47,12 +52,14 @@ export class Consumer {
   /** One fetch of at most `maxMessages`; the messages count as delivered (committed by the next `commit`). */
   async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
     const waitMs = this.options.waitMs ?? 1000;
+    const commit = Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
     const res = await this.transport.call<FetchResponse>(
       'POST',
       `${groupPath(this.options.topic, this.options.group)}/fetch`,
       {
         consumer: this.consumerId,
         positions: this.positions,
+        commit,
         maxMessages,
         maxBytes: this.options.maxBytes,
         waitMs,
@@ -60,9 +67,12 @@ export class Consumer {
       },
       waitMs + 10_000,
     );
+    // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
+    if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
     for (const shard of res.heldElsewhere) {
       delete this.positions[shard];
       delete this.uncommitted[shard];
+      delete this.processed[shard];
     }
     for (const m of res.messages) this.uncommitted[m.shard] = m.id;
     Object.assign(this.positions, res.positions);
@@ -87,21 +97,40 @@ export class Consumer {
       this.uncommitted = { ...offsets, ...this.uncommitted };
       throw err;
     }
+    this.committed(offsets);
   }
 
   /**
-   * Polls, hands each non-empty batch to `handler`, commits after it succeeds, until `stop`.
-   * A handler that throws stops the loop without committing that batch.
+   * Polls, hands each non-empty batch to `handler`, and commits it once the handler returned
+   * (along with the next fetch, and at the end), until `stop`. A handler that throws stops the
+   * loop without committing that batch.
    */
   async run(handler: (messages: Message[]) => Promise<void> | void): Promise<void> {
     while (!this.stopped) {
       const messages = await this.poll();
-      if (messages.length > 0) await handler(messages);
+      if (messages.length === 0) continue;
       try {
-        await this.commit();
+        await handler(messages);
       } catch (err) {
-        if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
+        // Only what earlier batches finished may still be committed (by close()).
+        this.uncommitted = { ...this.processed };
+        throw err;
       }
+      for (const m of messages) this.processed[m.shard] = m.id;
+    }
+    try {
+      await this.commit();
+    } catch (err) {
+      if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
+    }
+  }
+
+  /** Forgets offsets the group has now committed (unless newer ones replaced them meanwhile). */
+  private committed(offsets: Record<string, number>): void {
+    for (const [shard, id] of Object.entries(offsets)) {
+      if (this.processed[shard] !== undefined && this.processed[shard] <= id) delete this.processed[shard];
+      if (this.uncommitted[shard] !== undefined && this.uncommitted[shard] <= id)
+        delete this.uncommitted[shard];
     }
   }
 

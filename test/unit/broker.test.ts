@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
+import { MqError } from '../../src/common/errors.js';
 import {
   FetchCache,
   type FetchedMessage,
@@ -251,6 +252,18 @@ describe('fetch answers', () => {
       '{"messages":[],"positions":{},"heldElsewhere":[]}',
     );
   });
+
+  it('say why the offsets sent along were not committed', () => {
+    const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
+    expect(
+      JSON.parse(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], commitError }).toString()),
+    ).toEqual({
+      messages: [],
+      positions: {},
+      heldElsewhere: [],
+      commitError: { status: 503, code: 'offsets_unavailable', message: 'no shard takes writes now' },
+    });
+  });
 });
 
 describe('the multi-row INSERT', () => {
@@ -284,9 +297,13 @@ describe('request parsing', () => {
     expect(parseFetch({ consumer: 'c1' })).toMatchObject({
       consumer: 'c1',
       positions: {},
+      commit: {},
       waitMs: 1000,
+      maxBytes: 1 << 20,
       encoding: 'utf8',
     });
+    expect(parseFetch({ consumer: 'c1', commit: { 'shard-0': 4 } }).commit).toEqual({ 'shard-0': 4 });
+    expect(() => parseFetch({ consumer: 'c1', commit: { 'shard-0': -1 } })).toThrow(/commit.shard-0/);
   });
   it('requires offsets on commit', () => {
     expect(() => parseCommit({})).toThrow(/offsets is required/);

@@ -52,7 +52,8 @@ export class MysqlmqSystem implements BenchSystem {
       `2 shards (primary + standby mariadbd each, ${COMPARE_PREFIX}.1-4), ${o.brokers} broker processes; ` +
       `SDK: ${o.producers} Producers at full load (batch ${o.batchMessages}, linger ${o.lingerMs} ms, ` +
       `${o.maxInflight} requests in flight each), 1 when paced; one Consumer per group ` +
-      `(up to ${o.fetchMessages} messages per fetch, commit after each fetch)`;
+      `(Consumer.run: up to ${o.fetchMessages} messages per fetch; each batch committed once handled, ` +
+      `along with the next fetch)`;
   }
 
   get urls(): string[] {
@@ -123,6 +124,7 @@ export class MysqlmqSystem implements BenchSystem {
     let next = 0;
     let stopped = false;
     let loops: Promise<void>[] = [];
+    const consumers: Consumer[] = [];
     return {
       // Runs of `batchMessages` go to one producer, so its batches fill up as a real producer's do.
       publish: (value) =>
@@ -131,6 +133,7 @@ export class MysqlmqSystem implements BenchSystem {
           .then(() => undefined),
       startConsumers: async (groups: number, deliver: (group: number, values: Delivered) => void) => {
         stopped = false;
+        consumers.length = 0;
         loops = Array.from({ length: groups }, async (_, g) => {
           const consumer = new Consumer({
             brokers: urls,
@@ -140,15 +143,15 @@ export class MysqlmqSystem implements BenchSystem {
             maxBytes: o.fetchBytes,
             waitMs: 250,
           });
+          consumers.push(consumer);
           while (!stopped) {
             try {
-              const batch = await consumer.poll();
-              if (batch.length > 0)
+              await consumer.run((batch) =>
                 deliver(
                   g,
                   batch.map((m) => m.value),
-                );
-              await consumer.commit();
+                ),
+              );
             } catch (err) {
               if (stopped) break;
               console.error(`mysqlmq consumer g${g}: ${(err as Error).message}`);
@@ -160,6 +163,7 @@ export class MysqlmqSystem implements BenchSystem {
       },
       stopConsumers: async () => {
         stopped = true;
+        for (const c of consumers) c.stop();
         await Promise.all(loops);
       },
       close: async () => {
