@@ -3,6 +3,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { BROKER_NODE_OPTIONS } from '../broker/node-options.js';
 import { Consumer, Producer } from '../client/index.js';
 import { BrokerProcess } from '../local/broker-process.js';
 import { LocalShards } from '../local/cluster.js';
@@ -54,6 +55,7 @@ async function main(): Promise<void> {
         port: 8080,
         routingFile,
         db: shards.secrets.broker,
+        nodeArgs: [...BROKER_NODE_OPTIONS],
       }),
     ),
   );

@@ -1,6 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
+import { getHeapStatistics } from 'node:v8';
 import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
@@ -162,7 +163,12 @@ export class Broker {
     });
     const addr = broker.server.address() as AddressInfo;
     broker.listenUrl = `http://${addr.address}:${addr.port}`;
-    log.info('broker listening', { url: broker.url, routingVersion: config.routing.version });
+    log.info('broker listening', {
+      url: broker.url,
+      routingVersion: config.routing.version,
+      // Meant to be small (node-options.ts): a default-sized heap lets garbage pile up.
+      heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
+    });
     return broker;
   }
 

@@ -104,8 +104,9 @@ transaction commits (see \`src/broker/gaps.ts\`), so a shortfall means the group
     : ''
 }
 CPU time per 1,000 messages, ms (per acknowledged message at full load; per message read in the consume
-phase): the server processes (mysqlmq: both brokers), the storage processes (\`mariadbd\`) and the
-benchmark client process. It moves less than throughput with what else the machine runs.
+phase; per acknowledged message in the paced phase, with its deliveries to every group): the server
+processes (mysqlmq: both brokers), the storage processes (\`mariadbd\`) and the benchmark client
+process. It moves less than throughput with what else the machine runs.
 
 ${markdownTable(CPU_HEADERS, cpuRows(report.results, t))}
 

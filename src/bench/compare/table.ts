@@ -75,11 +75,13 @@ export const CPU_HEADERS = [
   'size',
   'produce: server / storage / client',
   'consume: server / storage / client',
+  'paced: server / storage / client',
 ];
 
 /**
  * CPU time per 1,000 messages, ms: per acknowledged message at full load, per message read in the
- * consume phase. Less sensitive than throughput to what else the shared machine runs.
+ * consume phase, per acknowledged message in the paced phase (with its deliveries to every group).
+ * Less sensitive than throughput to what else the shared machine runs.
  */
 export function cpuRows(results: RunResult[], titles: Map<string, string>): string[][] {
   const per1k = (ms: number | undefined, n: number) =>
@@ -93,6 +95,7 @@ export function cpuRows(results: RunResult[], titles: Map<string, string>): stri
       `${r.sizeBytes} B`,
       cells(r.cpu!.produce, r.produced.messages),
       cells(r.cpu!.consume, r.consumed.reads),
+      cells(r.cpu!.paced, r.paced.acked),
     ]);
 }
 

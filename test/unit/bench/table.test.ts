@@ -104,7 +104,10 @@ describe('tables', () => {
     const cpu = { serverMs: 500, storageMs: 250, clientMs: 1000 };
     const rows = cpuRows([{ ...r, cpu: { produce: cpu, consume: cpu, paced: cpu } }, r], titles);
     // 1,000 messages produced, 10,000 read.
-    expect(rows).toEqual([['mysqlmq', '256 B', '500 / 250 / 1,000', '50.0 / 25.0 / 100']]);
+    // 50,000 acknowledged in the paced phase.
+    expect(rows).toEqual([
+      ['mysqlmq', '256 B', '500 / 250 / 1,000', '50.0 / 25.0 / 100', '10.0 / 5.00 / 20.0'],
+    ]);
   });
 
   it('compares mysqlmq with every other system at the same size', () => {

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { Consumer, Producer } from '../../../client/index.js';
+import { BROKER_NODE_OPTIONS } from '../../../broker/node-options.js';
 import { BrokerProcess } from '../../../local/broker-process.js';
 import { describeMachine } from '../../machine.js';
 import { sleep } from '../procs.js';
@@ -49,7 +50,8 @@ export class MysqlmqSystem implements BenchSystem {
   ) {
     const o = options;
     this.setup =
-      `2 shards (primary + standby mariadbd each, ${COMPARE_PREFIX}.1-4), ${o.brokers} broker processes; ` +
+      `2 shards (primary + standby mariadbd each, ${COMPARE_PREFIX}.1-4), ${o.brokers} broker processes ` +
+      `(node ${[...BROKER_NODE_OPTIONS, ...(o.brokerNodeArgs ?? [])].join(' ')}); ` +
       `SDK: ${o.producers} Producers at full load (batch ${o.batchMessages}, linger ${o.lingerMs} ms, ` +
       `${o.maxInflight} requests in flight each), 1 when paced; one Consumer per group ` +
       `(Consumer.run: up to ${o.fetchMessages} messages per fetch; each batch committed once handled, ` +
@@ -71,7 +73,8 @@ export class MysqlmqSystem implements BenchSystem {
   }
 
   /** (Re)starts the broker processes, e.g. with a new `--cpu-prof-dir` per phase. */
-  async startBrokers(nodeArgs: string[]): Promise<void> {
+  async startBrokers(extraNodeArgs: string[]): Promise<void> {
+    const nodeArgs = [...BROKER_NODE_OPTIONS, ...extraNodeArgs];
     await this.stopBrokers();
     const shards = await this.shards.get();
     this.brokers = await Promise.all(
