@@ -15,7 +15,7 @@
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import type { RbacUse } from './rbac.js';
+import { type RbacUse, impliedUses } from './rbac.js';
 import {
   type AuditedRequest,
   type KubeRest,
@@ -56,9 +56,14 @@ export function readAuditedRequests(file: string): AuditedRequest[] {
   return out;
 }
 
-/** The resource requests (RBAC uses) recorded in a `jsonlAuditHook` file; non-resource URLs are left out. */
+/**
+ * The RBAC uses of the requests recorded in a `jsonlAuditHook` file, with what each implies (a
+ * server-side apply also needs `create`, see `rbacUsesOf`); non-resource URLs are left out.
+ */
 export function readRequestAudit(file: string): RbacUse[] {
-  return readAuditedRequests(file).flatMap((r) => (r.use ? [r.use] : []));
+  return readAuditedRequests(file).flatMap((r) =>
+    r.use ? [r.use, ...impliedUses(r.use, r.contentType)] : [],
+  );
 }
 
 const AUDITED = Symbol('mysqlmq.audited');
@@ -87,7 +92,9 @@ export function auditTypedClients(kc: KubeConfig, hook: RequestAuditHook): void 
       const prefix = server ? new URL(server).pathname.replace(/\/$/, '') : '';
       const path =
         prefix && url.pathname.startsWith(prefix) ? url.pathname.slice(prefix.length) : url.pathname;
-      return auditedRequest(String(context.getHttpMethod()), path, url.search);
+      const headers = context.getHeaders();
+      const contentType = Object.entries(headers).find(([k]) => k.toLowerCase() === 'content-type')?.[1];
+      return auditedRequest(String(context.getHttpMethod()), path, url.search, contentType);
     });
     return original(context);
   };

@@ -50,6 +50,8 @@ export interface AuditedRequest {
   path: string;
   /** The query string without "?" ("" when none). */
   query: string;
+  /** The body's Content-Type, when the request has a body (a server-side apply also needs `create`). */
+  contentType?: string;
   /** What RBAC decides on (group, resource, subresource, verb, namespace, name); undefined for a non-resource URL. */
   use: RbacUse | undefined;
 }
@@ -60,13 +62,21 @@ export interface AuditedRequest {
  */
 export type RequestAuditHook = (req: AuditedRequest) => void;
 
-/** The AuditedRequest of a method + path (+ query string or object). */
-export function auditedRequest(method: string, path: string, query: string | Query = ''): AuditedRequest {
+/** The AuditedRequest of a method + path (+ query string or object, + the body's Content-Type). */
+export function auditedRequest(
+  method: string,
+  path: string,
+  query: string | Query = '',
+  contentType?: string,
+): AuditedRequest {
   const q = path.indexOf('?');
   const bare = q >= 0 ? path.slice(0, q) : path;
   let qs = typeof query === 'string' ? query.replace(/^\?/, '') : buildQuery(query).slice(1);
   if (q >= 0) qs = [path.slice(q + 1), qs].filter(Boolean).join('&');
-  return { method: method.toUpperCase(), path: bare, query: qs, use: rbacUseOf(method, bare, qs) };
+  const out: AuditedRequest = { method: method.toUpperCase(), path: bare, query: qs, use: undefined };
+  if (contentType) out.contentType = contentType;
+  out.use = rbacUseOf(method, bare, qs);
+  return out;
 }
 
 /** Calls the hook, never letting it throw into the request path. */
@@ -182,7 +192,9 @@ export class KubeRest {
     opts.path = `${base.pathname.replace(/\/$/, '')}${req.path}${buildQuery(req.query)}`;
     const signal = req.signal;
     if (signal?.aborted) throw abortError(signal);
-    reportRequest(this.audit, () => auditedRequest(opts.method!, req.path, req.query ?? {}));
+    reportRequest(this.audit, () =>
+      auditedRequest(opts.method!, req.path, req.query ?? {}, headers['Content-Type']),
+    );
 
     return new Promise((resolve, reject) => {
       const mod = base.protocol === 'https:' ? https : http;

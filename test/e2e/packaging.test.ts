@@ -79,6 +79,8 @@ describe('helm chart', () => {
       'ServiceAccount/mysqlmq-operator',
       'ClusterRole/mysqlmq-operator',
       'ClusterRoleBinding/mysqlmq-operator',
+      'Role/mysqlmq-operator-leader-election',
+      'RoleBinding/mysqlmq-operator-leader-election',
       'Service/mysqlmq-operator-metrics',
       'Deployment/mysqlmq-operator',
     ]);
@@ -96,7 +98,7 @@ describe('helm chart', () => {
     expect(Object.keys(env)).toEqual(expect.arrayContaining(['POD_NAMESPACE', 'POD_NAME', 'MQ_LOG_LEVEL']));
   });
 
-  it('with watchNamespaces: a Role per watched namespace plus the release namespace, nothing cluster-wide', async () => {
+  it('with watchNamespaces: a Role per watched namespace plus the Lease Role, nothing cluster-wide', async () => {
     const objects = rendered.watchNamespaces!;
     expect(objects.filter((o) => o.kind.startsWith('Cluster'))).toEqual([]);
     const roles = objects.filter((o) => o.kind === 'Role').map((o) => o.metadata.namespace);
@@ -108,12 +110,15 @@ describe('helm chart', () => {
     expect(rbac.roles.map((r) => r.namespace)).toEqual(['team-a', 'team-b', 'mysqlmq-system']);
     expect(rulesFor(rbac, undefined)).toEqual([]);
     expect(rulesFor(rbac, 'team-a').length).toBeGreaterThan(0);
+    // In the release namespace only the leader-election Lease.
+    expect(rulesFor(rbac, 'mysqlmq-system').flatMap((r) => r.resources)).toEqual(['leases', 'leases']);
   });
 
   it('with leader election off and 1 replica: no --leader-elect and no lease settings', () => {
     const objects = rendered.singleReplicaNoLeaderElection!;
     const d = objects.find((o) => o.kind === 'Deployment') as unknown as { spec: { replicas: number } };
     expect(d.spec.replicas).toBe(1);
+    expect(kinds(objects)).not.toContain('Role/mysqlmq-operator-leader-election');
     const c = operatorContainer(objects);
     expect(c.args ?? []).not.toContain('--leader-elect');
     expect((c.env ?? []).filter((e) => e.name.startsWith('LEADER_ELECT_'))).toEqual([]);
@@ -163,7 +168,10 @@ describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
     const rbac = await renderOperatorRbac();
     expect(rbac.clusterWide).toBe(true);
     expect(rbac.serviceAccount).toEqual({ name: 'mysqlmq-operator', namespace: 'mysqlmq-system' });
-    expect(rbac.roles.map((r) => `${r.kind}/${r.name}`)).toEqual(['ClusterRole/mysqlmq-operator']);
+    expect(rbac.roles.map((r) => `${r.kind}/${r.name}`)).toEqual([
+      'ClusterRole/mysqlmq-operator',
+      'Role/mysqlmq-operator-leader-election',
+    ]);
     const used = [
       use('mysqlmq.io', 'messagequeueclusters', 'watch'),
       use('mysqlmq.io', 'messagequeueclusters', 'patch', {
@@ -173,11 +181,22 @@ describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
       }),
       use('', 'events', 'create', { namespace: 'a' }),
       use('', 'nodes', 'list'),
+      use('coordination.k8s.io', 'leases', 'update', {
+        namespace: 'mysqlmq-system',
+        name: 'mysqlmq-operator-leader',
+      }),
+      // Only the operator's own Lease: never another component's leader election.
+      use('coordination.k8s.io', 'leases', 'update', { namespace: 'kube-system', name: 'kube-scheduler' }),
     ];
     const r = checkOperatorRbac(rbac, used);
-    expect(formatNamespacedPermissions(r.missing)).toEqual(['core/nodes list']);
+    expect(formatNamespacedPermissions(r.missing)).toEqual([
+      'core/nodes list',
+      '[kube-system] coordination.k8s.io/leases update',
+    ]);
     const unused = formatNamespacedPermissions(r.unused);
-    expect(unused).toContain('apps/deployments delete');
+    expect(unused).toContain('apps/deployments patch');
+    expect(unused).toContain('[mysqlmq-system] coordination.k8s.io/leases create');
+    expect(unused).not.toContain('[mysqlmq-system] coordination.k8s.io/leases update');
     expect(unused).not.toContain('mysqlmq.io/messagequeueclusters watch');
     expect(unused).not.toContain('core/events create');
   });
@@ -188,7 +207,10 @@ describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
       use('mysqlmq.io', 'messagequeueclusters', 'watch', { namespace: 'team-a' }),
       use('mysqlmq.io', 'messagequeueclusters', 'watch'),
       use('', 'pods', 'create', { namespace: 'team-b' }),
-      use('coordination.k8s.io', 'leases', 'update', { namespace: 'mysqlmq-system', name: 'l' }),
+      use('coordination.k8s.io', 'leases', 'update', {
+        namespace: 'mysqlmq-system',
+        name: 'mysqlmq-operator-leader',
+      }),
     ];
     const r = checkOperatorRbac(rbac, used);
     expect(formatNamespacedPermissions(r.missing)).toEqual([
@@ -355,6 +377,13 @@ describe('on the embedded control plane', () => {
     expect(await can('patch', 'messagequeueclusters.mysqlmq.io/status', '-n', 'anywhere')).toBe('yes');
     expect(await cannot('delete', 'nodes')).toBe(true);
     expect(await cannot('create', 'clusterroles.rbac.authorization.k8s.io')).toBe(true);
+    expect(
+      await can('update', 'leases.coordination.k8s.io/mysqlmq-operator-leader', '-n', 'mysqlmq-system'),
+    ).toBe('yes');
+    expect(await cannot('update', 'leases.coordination.k8s.io/kube-scheduler', '-n', 'kube-system')).toBe(
+      true,
+    );
+    expect(await cannot('delete', 'deployments.apps', '-n', 'anywhere')).toBe(true);
   });
 
   it.each(Object.keys(VALUE_SETS))(
@@ -408,7 +437,9 @@ describe('on the embedded control plane', () => {
     expect(await can('create', 'pods', '-n', 'team-c')).toBe('yes');
     expect(await cannot('watch', 'messagequeueclusters.mysqlmq.io', '-n', 'default')).toBe(true);
     expect(await cannot('watch', 'messagequeueclusters.mysqlmq.io', '--all-namespaces')).toBe(true);
-    expect(await can('update', 'leases.coordination.k8s.io', '-n', ns)).toBe('yes');
+    // Leader election is off: nothing at all in the release namespace.
+    expect(await cannot('update', 'leases.coordination.k8s.io/mysqlmq-operator-leader', '-n', ns)).toBe(true);
+    expect(await cannot('create', 'pods', '-n', ns)).toBe(true);
     await helm(['uninstall', release, '--namespace', ns], { kubeconfig: kube.kubeconfigPath });
     expect(
       await ok(['get', 'role,rolebinding,deployment,serviceaccount', '-n', 'team-c', '-o', 'name']),

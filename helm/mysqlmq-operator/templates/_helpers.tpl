@@ -54,42 +54,66 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
-RBAC rules of the operator.
-=============================================================================================
-PROVISIONAL: the lead derives this list from the code (every verb the operator uses) and a
-test compares the two. Until then it is the list below; keep it least-privilege.
-=============================================================================================
+RBAC rules of the operator in the namespaces it manages (a ClusterRole, or a Role per watched
+namespace). Derived from the code and checked against it: test/e2e/helm-install.test.ts installs
+this chart, records every API request the operators make (MQ_K8S_AUDIT_LOG) and fails when a
+request is not granted here, or when a rule here is used by no request and by no code path listed
+in that test's UNEXERCISED table. Change both together. A server-side apply needs patch, and
+create as well when it creates the object.
 */}}
 {{- define "mysqlmq-operator.rules" -}}
-# The custom resource: read, add/remove the finalizer, write status.
+# The custom resource: watch cache (list, watch), finalizer (merge patch), status (merge patch).
 - apiGroups: [mysqlmq.io]
   resources: [messagequeueclusters]
-  verbs: [get, list, watch, update, patch]
+  verbs: [list, watch, patch]
 - apiGroups: [mysqlmq.io]
   resources: [messagequeueclusters/status]
-  verbs: [get, update, patch]
+  verbs: [patch]
+# ownerReferences with blockOwnerDeletion: needed where OwnerReferencesPermissionEnforcement runs.
 - apiGroups: [mysqlmq.io]
   resources: [messagequeueclusters/finalizers]
   verbs: [update]
-# What a cluster owns: MariaDB pods, their volumes, Services, my.cnf and routing ConfigMaps,
-# the credentials Secret (and reading the brokers' auth Secret).
+# MariaDB instance Pods: created when missing, relabelled after a failover, deleted to replace a
+# Failed one or to roll a spec change.
 - apiGroups: [""]
-  resources: [pods, persistentvolumeclaims, services, configmaps, secrets]
-  verbs: [get, list, watch, create, update, patch, delete]
+  resources: [pods]
+  verbs: [list, watch, create, patch, delete]
+# Data volumes: server-side apply; deleted on cluster deletion under pvcDeletionPolicy: Delete.
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, watch, create, patch, delete]
+# Services, my.cnf and routing ConfigMaps: server-side apply (garbage-collected with the cluster).
+- apiGroups: [""]
+  resources: [services, configmaps]
+  verbs: [list, watch, create, patch]
+# The generated credentials Secret (created once, read back) and the brokers' auth Secret (get).
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get, list, watch, create]
 # Events for `kubectl describe mqc`.
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-# Brokers.
+  verbs: [create]
+# Brokers: server-side apply.
 - apiGroups: [apps]
   resources: [deployments]
-  verbs: [get, list, watch, create, update, patch, delete]
-# PodDisruptionBudgets (policy/v1 or policy/v1beta1, whichever the server offers).
+  verbs: [list, watch, create, patch]
+# PodDisruptionBudgets (policy/v1 or policy/v1beta1, whichever the server offers): server-side apply.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, update, patch, delete]
-# Leader election.
+  verbs: [list, watch, create, patch]
+{{- end }}
+
+{{/*
+Leader election (runtime/leader-election.ts), in the release namespace only: the Lease named in
+src/operator/main.ts is read and renewed by name; create cannot be limited to a name.
+*/}}
+{{- define "mysqlmq-operator.leaderElectionRules" -}}
 - apiGroups: [coordination.k8s.io]
   resources: [leases]
-  verbs: [get, list, watch, create, update, patch, delete]
+  verbs: [create]
+- apiGroups: [coordination.k8s.io]
+  resources: [leases]
+  resourceNames: [mysqlmq-operator-leader]
+  verbs: [get, update]
 {{- end }}

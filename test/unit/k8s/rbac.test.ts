@@ -19,6 +19,7 @@ import {
   formatPermissions,
   parseResourcePath,
   rbacUseOf,
+  rbacUsesOf,
   rbacVerbOf,
   ruleAllows,
   usesIn,
@@ -124,6 +125,25 @@ describe('parseResourcePath / rbacUseOf', () => {
     ).toMatchObject({ verb: 'watch', name: 'p' });
     expect(rbacUseOf('GET', '/api/v1/pods', { fieldSelector: 'spec.nodeName=n' })?.name).toBeUndefined();
     expect(rbacUseOf('GET', '/version')).toBeUndefined();
+  });
+
+  it('a server-side apply also needs create (it creates a missing object); other patches do not', () => {
+    const path = '/api/v1/namespaces/ns/configmaps/c';
+    const uses = rbacUsesOf(
+      'PATCH',
+      path,
+      { fieldManager: 'm', force: true },
+      'application/apply-patch+yaml',
+    );
+    expect(uses.map((u) => `${u.resource}/${u.name} ${u.verb}`)).toEqual([
+      'configmaps/c patch',
+      'configmaps/c create',
+    ]);
+    expect(rbacUsesOf('PATCH', path, undefined, 'application/merge-patch+json').map((u) => u.verb)).toEqual([
+      'patch',
+    ]);
+    expect(rbacUsesOf('POST', '/api/v1/namespaces/ns/events', undefined, 'application/json')).toHaveLength(1);
+    expect(rbacUsesOf('GET', '/version')).toEqual([]);
   });
 
   it('auditedRequest merges a query string in the path with the query object', () => {
@@ -348,10 +368,21 @@ describe('request audit hook', () => {
     const rest = new KubeRest(kubeConfig(base), 5000, hook);
     await rest.request({ path: '/api/v1/namespaces/ns/pods' });
     await rest.request({ path: '/version' });
+    await rest.request({
+      method: 'PATCH',
+      path: '/api/v1/namespaces/ns/configmaps/c',
+      query: { fieldManager: 'm', force: true },
+      contentType: 'application/apply-patch+yaml',
+      body: { apiVersion: 'v1', kind: 'ConfigMap' },
+    });
     writeFileSync(file, '{"method":"GET","pa', { flag: 'a' }); // a torn last line
-    expect(readAuditedRequests(file)).toHaveLength(2);
+    expect(readAuditedRequests(file)).toHaveLength(3);
+    expect(readAuditedRequests(file)[2]).toMatchObject({ contentType: 'application/apply-patch+yaml' });
+    const configMap = { apiGroup: '', resource: 'configmaps', namespace: 'ns', name: 'c' };
     expect(readRequestAudit(file)).toEqual([
       { apiGroup: '', resource: 'pods', verb: 'list', namespace: 'ns' },
+      { ...configMap, verb: 'patch' },
+      { ...configMap, verb: 'create' },
     ]);
   });
 });
