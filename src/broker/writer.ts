@@ -18,7 +18,7 @@ export interface PublishResult {
 export interface WriterOptions {
   maxBatchMessages: number;
   maxBatchBytes: number;
-  /** Batches in flight per writable shard: one commits while the next fills (group commit). */
+  /** Batches under way per writable shard: one commits while the next fills (group commit). */
   inflightPerShard: number;
   /** A commit slower than this is abandoned and the batch goes to the next shard. */
   commitTimeoutMs: number;
@@ -40,6 +40,8 @@ interface PendingPublish {
 export class BatchingWriter {
   private readonly pending = new Map<string, PendingPublish[]>();
   private inflight = 0;
+  /** Batches under way per shard. */
+  private readonly busy = new Map<string, number>();
   private closed = false;
   private drained?: () => void;
 
@@ -72,12 +74,18 @@ export class BatchingWriter {
     await new Promise<void>((resolve) => (this.drained = resolve));
   }
 
+  /**
+   * Sends batches while some writable shard has fewer than `inflightPerShard` of them under way; the
+   * rest waits and grows into larger batches. With no writable shard at all, batches fail at once.
+   */
   private pump(): void {
-    const limit = Math.max(1, this.router.writableShards().length) * this.options.inflightPerShard;
-    while (this.inflight < limit && this.pending.size > 0) {
+    while (this.pending.size > 0) {
+      const order = this.router.writeOrder();
+      const first = order.findIndex((s) => (this.busy.get(s.name) ?? 0) < this.options.inflightPerShard);
+      if (order.length > 0 && first < 0) return;
       const batch = this.takeBatch();
       this.inflight++;
-      void this.flush(batch).finally(() => {
+      void this.flush(batch, [...order.slice(first), ...order.slice(0, first)]).finally(() => {
         this.inflight--;
         this.pump();
         if (this.inflight === 0 && this.pending.size === 0) this.drained?.();
@@ -107,15 +115,19 @@ export class BatchingWriter {
     return batch;
   }
 
-  private async flush(batch: PendingPublish[]): Promise<void> {
+  /** Commits the batch on the first of `shards` that takes it. */
+  private async flush(batch: PendingPublish[], shards: ShardView[]): Promise<void> {
     const topic = batch[0].topic;
     const payloads = batch.flatMap((p) => p.payloads);
     const tried: string[] = [];
-    for (const shard of this.router.writeOrder()) {
+    for (const shard of shards) {
       tried.push(shard.name);
       const started = performance.now();
+      this.busy.set(shard.name, (this.busy.get(shard.name) ?? 0) + 1);
       try {
-        const firstId = await this.insert(shard, topic, payloads);
+        const firstId = await this.insert(shard, topic, payloads).finally(() =>
+          this.busy.set(shard.name, this.busy.get(shard.name)! - 1),
+        );
         this.metrics.batchCommitSeconds.observe({ shard: shard.name }, (performance.now() - started) / 1000);
         this.metrics.batchSize.observe(payloads.length);
         this.metrics.publishedMessages.inc({ shard: shard.name }, payloads.length);
