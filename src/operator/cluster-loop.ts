@@ -156,7 +156,15 @@ export class ClusterLoop {
       shard,
     });
     for (const o of outcomes) {
-      for (const e of o.decision.events) void this.deps.events.record(cr, e.type, e.reason, e.message);
+      // The state machine's events describe what its actions did: when an action failed, report
+      // the failure instead (repeats of the same failure are deduplicated).
+      if (o.actionError) {
+        void this.deps.events.record(cr, 'Warning', 'ShardActionFailed', `${o.shard}: ${o.actionError}`);
+      } else {
+        for (const e of o.decision.events) {
+          void this.deps.events.record(cr, e.type, e.reason, e.message, { transition: true });
+        }
+      }
       const primary = o.instances.find((i) => i.index === o.decision.memory.primaryIndex);
       const bad = !primary?.probe || !primary.podReady;
       if (bad && !this.firstBadAt.has(o.shard)) this.firstBadAt.set(o.shard, now.getTime());

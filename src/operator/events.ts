@@ -20,10 +20,20 @@ export class EventRecorder {
     private readonly component = 'mysqlmq-operator',
   ) {}
 
-  async record(cr: DefaultedCluster, type: EventType, reason: string, message: string): Promise<void> {
+  /**
+   * `transition`: the event reports a state change that happened again (a second failover of the
+   * same pod), never a repeated observation, so it is always written.
+   */
+  async record(
+    cr: DefaultedCluster,
+    type: EventType,
+    reason: string,
+    message: string,
+    opts: { transition?: boolean } = {},
+  ): Promise<void> {
     const key = `${cr.metadata.uid}/${type}/${reason}/${message}`;
     const now = Date.now();
-    if ((this.recent.get(key) ?? 0) > now - 60_000) return;
+    if (!opts.transition && (this.recent.get(key) ?? 0) > now - 60_000) return;
     this.recent.set(key, now);
     if (this.recent.size > 5000) this.recent.clear();
     const at = new Date(now).toISOString();

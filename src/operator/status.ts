@@ -22,8 +22,10 @@ export interface StatusInput {
 }
 
 const READY_PHASES = new Set(['Healthy', 'Unprotected']);
+// Recovering counts as degraded: the shard is back but not yet protected by its standby.
 const DEGRADED_PHASES = new Set([
   'FailedOver',
+  'Recovering',
   'Unavailable',
   'StandbyUnavailable',
   'Unprotected',

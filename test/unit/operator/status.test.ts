@@ -1,0 +1,184 @@
+import { describe, expect, it } from 'vitest';
+import type { MessageQueueClusterStatus } from '../../../src/operator/api/types.js';
+import type { ShardPhase } from '../../../src/operator/shards/decide.js';
+import type { ShardOutcome } from '../../../src/operator/shards/manager.js';
+import { computeStatus, memoryFromStatus } from '../../../src/operator/status.js';
+
+const now = new Date('2026-12-01T12:00:00Z');
+const later = new Date('2026-12-01T12:05:00Z');
+
+function outcome(
+  shard: number,
+  phase: ShardPhase,
+  over: { readsFrom?: 'primary' | 'standby' | 'none'; write?: boolean } = {},
+): ShardOutcome {
+  const readsFrom = over.readsFrom ?? 'primary';
+  const host = (n: number) => ({ host: `127.0.0.${shard * 2 + n + 1}`, port: 3306 });
+  return {
+    shard: `shard-${shard}`,
+    instances: [0, 1].map((index) => ({
+      index,
+      podName: `c-shard-${shard}-${index}`,
+      podPhase: 'Running',
+      podReady: true,
+      deleting: false,
+    })),
+    decision: {
+      memory: {
+        primaryIndex: 0,
+        bootstrapped: true,
+        readsFrom,
+        primaryProbeFailures: 0,
+        phase,
+        lastTransitionTime: now.toISOString(),
+        ...(phase === 'FailedOver' ? { failedOverAt: now.toISOString() } : {}),
+      },
+      actions: [],
+      route: {
+        write: over.write === false ? null : 'primary',
+        read: readsFrom === 'none' ? null : readsFrom,
+        requireStandbyAck: true,
+      },
+      message: `${phase} message`,
+      events: [],
+      lagTransactions: 0,
+      lagSeconds: 0,
+      semiSync: 'active',
+    },
+    route: {
+      name: `shard-${shard}`,
+      write: over.write === false ? null : host(0),
+      read: readsFrom === 'none' ? null : readsFrom === 'primary' ? host(0) : host(1),
+      requireStandbyAck: true,
+    },
+  };
+}
+
+const base = {
+  generation: 3,
+  specProblems: [],
+  shardsTotal: 2,
+  brokers: { ready: 2, desired: 2, selector: 'app=x' },
+  routingVersion: 7,
+};
+
+const condition = (s: MessageQueueClusterStatus, type: string) => s.conditions?.find((c) => c.type === type);
+
+describe('computeStatus', () => {
+  it('is Ready when every shard is healthy and every broker ready', () => {
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now,
+    });
+    expect(s).toMatchObject({
+      phase: 'Ready',
+      observedGeneration: 3,
+      shardsReady: 2,
+      writableShards: 2,
+      brokersReady: 2,
+    });
+    expect(condition(s, 'Ready')).toMatchObject({ status: 'True', reason: 'ClusterReady' });
+    expect(condition(s, 'Degraded')).toMatchObject({ status: 'False', reason: 'AsExpected' });
+    expect(s.shards![0]).toMatchObject({
+      primaryPod: 'c-shard-0-0',
+      standbyPod: 'c-shard-0-1',
+      readsFrom: 'primary',
+      writable: true,
+    });
+  });
+
+  it('says which shard failed over, and stays Available while another shard takes writes', () => {
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'FailedOver', { readsFrom: 'standby', write: false }), outcome(1, 'Healthy')],
+      now,
+    });
+    expect(s.phase).toBe('Degraded');
+    expect(s.writableShards).toBe(1);
+    expect(s.lastFailoverTime).toBe(now.toISOString());
+    expect(condition(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'FailedOver' });
+    expect(condition(s, 'Degraded')?.message).toContain('shard-0: FailedOver message');
+    expect(condition(s, 'Available')).toMatchObject({ status: 'True' });
+    expect(s.shards![0]).toMatchObject({ readsFrom: 'standby', writable: false });
+  });
+
+  it('counts a recovering shard as degraded until its standby protects it again', () => {
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Recovering', { write: false }), outcome(1, 'Healthy')],
+      now,
+    });
+    expect(s.phase).toBe('Degraded');
+    expect(condition(s, 'Progressing')).toMatchObject({ status: 'True', reason: 'ShardsProgressing' });
+  });
+
+  it('moves a condition lastTransitionTime only when its status changes', () => {
+    const first = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now,
+    });
+    const same = computeStatus({
+      ...base,
+      previous: first,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now: later,
+    });
+    expect(condition(same, 'Ready')?.lastTransitionTime).toBe(now.toISOString());
+    const changed = computeStatus({
+      ...base,
+      previous: first,
+      outcomes: [outcome(0, 'Unavailable', { readsFrom: 'none', write: false }), outcome(1, 'Healthy')],
+      now: later,
+    });
+    expect(condition(changed, 'Ready')).toMatchObject({
+      status: 'False',
+      lastTransitionTime: later.toISOString(),
+    });
+    expect(condition(changed, 'Available')).toMatchObject({ status: 'False', reason: 'NotServing' });
+  });
+
+  it('reports spec problems as InvalidSpec and keeps what the shards last reported', () => {
+    const healthy = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now,
+    });
+    const s = computeStatus({
+      ...base,
+      previous: healthy,
+      specProblems: ['spec.shards cannot shrink'],
+      outcomes: undefined,
+      now: later,
+    });
+    expect(s.phase).toBe('Failed');
+    expect(condition(s, 'Ready')).toMatchObject({
+      status: 'False',
+      reason: 'InvalidSpec',
+      message: 'spec.shards cannot shrink',
+    });
+    expect(s.shards).toEqual(healthy.shards);
+  });
+
+  it('gives a restarted operator back what the last one decided', () => {
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'FailedOver', { readsFrom: 'standby', write: false }), outcome(1, 'Healthy')],
+      now,
+    });
+    expect(memoryFromStatus(s.shards![0]!)).toMatchObject({
+      primaryIndex: 0,
+      bootstrapped: true,
+      readsFrom: 'standby',
+      phase: 'FailedOver',
+      failedOverAt: now.toISOString(),
+    });
+  });
+});
