@@ -99,7 +99,16 @@ export async function attachStandby(
       Number(status.Master_Port) === primary.port &&
       status.Slave_IO_Running === 'Yes' &&
       status.Slave_SQL_Running === 'Yes';
-    if (following) return;
+    if (following) {
+      // A replica that connected while semi-sync was off (on either side) replicates asynchronously
+      // until its IO thread reconnects: the primary would wait for an acknowledgement forever.
+      const [semi] = await queryRows(conn, `SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_slave_status'`);
+      if (semi?.Value === 'ON') return;
+      await conn.query(`SET GLOBAL rpl_semi_sync_slave_enabled = ON`);
+      await conn.query('STOP SLAVE IO_THREAD');
+      await conn.query('START SLAVE IO_THREAD');
+      return;
+    }
     if (status) await conn.query('STOP SLAVE');
     // Semi-sync is negotiated when the IO thread connects, so enable it before START SLAVE.
     await conn.query(`SET GLOBAL rpl_semi_sync_slave_enabled = ON`);
