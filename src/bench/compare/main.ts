@@ -1,3 +1,4 @@
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { describeMachine } from '../machine.js';
 import { type PhaseOptions, Progress, measure } from './harness.js';
@@ -133,6 +134,7 @@ export async function runCompare(argv: string[]): Promise<number> {
   if (o.profile) return runProfile(o, o.profile);
 
   const started = Date.now();
+  const loadAtStart = loadavg();
   const command = `npm run bench -- --compare${argv
     .filter((a) => a !== '--compare')
     .map((a) => ` ${a}`)
@@ -208,6 +210,7 @@ export async function runCompare(argv: string[]): Promise<number> {
     results,
     targets: targetChecks(results),
     durationSeconds: (Date.now() - started) / 1000,
+    loadAverage: { start: loadAtStart, end: loadavg() },
   };
   console.log('');
   console.log(consoleSummary(report));

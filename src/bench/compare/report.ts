@@ -40,6 +40,12 @@ export function consoleSummary(report: CompareReport): string {
   ].join('\n');
 }
 
+function loadText(report: CompareReport): string {
+  if (!report.loadAverage) return 'not recorded';
+  const fmt = (l: number[]) => l.map((x) => x.toFixed(1)).join(' / ');
+  return `(1 / 5 / 15 min) ${fmt(report.loadAverage.start)} when the run started, ${fmt(report.loadAverage.end)} when it ended`;
+}
+
 /** The docs/benchmarks.md section. */
 export function markdownSection(report: CompareReport): string {
   const t = titles(report);
@@ -56,7 +62,9 @@ export function markdownSection(report: CompareReport): string {
 
 - Date: ${report.date} (the run took ${Math.round(report.durationSeconds)} s)
 - Machine: ${report.machine}; everything below ran on it at once: the benchmark client process,
-  the servers, and (for mysqlmq) 4 \`mariadbd\`. The machine is shared, so expect noise of ±20 %.
+  the servers, and (for mysqlmq) 4 \`mariadbd\`. The machine is shared with other work: load average
+  ${loadText(report)}. Repeated runs of the same code on this machine have differed by up to 2-3x in
+  throughput and latency when other work ran, much less in CPU time per message.
 - Command: \`${report.command}\`
 - Method, the same for every system, one system after another, at each message size:
   1. **produced**: acknowledged publishes per second at full load, ${fmtInt(Number(o.window))} publishes outstanding,
@@ -72,9 +80,10 @@ export function markdownSection(report: CompareReport): string {
      phases): the largest single process and the sum. mysqlmq: its broker processes only (the
      shards' \`mariadbd\` peaked at: ${storage || 'n/a'}); RabbitMQ: \`beam.smp\`; NATS:
      \`nats-server\`; Redis: \`redis-server\`. The ceiling has no broker.
-- On 2 cores every system here is bound by CPU shared with the client process (at 120,000 msg/s
-  the ceiling's 4 \`mariadbd\` take about one core and its client process most of the other), so
-  each number moves with the machine's load; compare ratios within one run only.
+- On 2 cores every system here is bound by CPU shared with the client process (the CPU table
+  below shows where it goes; for mysqlmq and the ceiling, the shards' \`mariadbd\` take the most
+  per message produced), so each number moves with the machine's load; compare ratios within one
+  run only.
 
 ### Durability of an acknowledged message
 

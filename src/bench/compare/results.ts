@@ -83,4 +83,6 @@ export interface CompareReport {
   results: RunResult[];
   targets: TargetCheck[];
   durationSeconds: number;
+  /** os.loadavg() when the run started and ended: how busy the shared machine was. */
+  loadAverage?: { start: number[]; end: number[] };
 }
