@@ -18,7 +18,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -26,6 +25,7 @@ import winston from 'winston';
 import { createLogger } from '../common/logger.js';
 import { type Kube, REPO_ROOT, apiServerReady, startKube } from '../local/kube-control-plane.js';
 import { TestKubelet } from '../local/kubelet/index.js';
+import { freePort, kubectl } from '../local/kubectl.js';
 
 /** Pod IPs of the embedded cluster. Tests use 127.0.2x, .40, .50, .60, .71 and 127.77/127.1. */
 const ADDRESS_PREFIX = '127.0.30';
@@ -43,37 +43,6 @@ const OPERATOR_MAIN = join(REPO_ROOT, 'dist/operator/main.js');
 const CLI = 'node dist/cli/main.js';
 
 class Interrupted extends Error {}
-
-/** kubectl with an optional kubeconfig; stdout, or an error carrying stderr. */
-async function kubectl(kubeconfig: string | undefined, args: string[], input?: string): Promise<string> {
-  const p = spawn('kubectl', [...(kubeconfig ? ['--kubeconfig', kubeconfig] : []), ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-  });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  p.stdin.end(input ?? '');
-  const code = await new Promise<number | null>((resolve, reject) => {
-    p.on('error', reject);
-    p.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${code}): ${err.trim()}`);
-  return out;
-}
-
-/** A TCP port nobody listens on at 127.0.0.1 right now. */
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function tail(file: string, lines = 30): string {
   try {

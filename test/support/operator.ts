@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import winston from 'winston';
 import { createLogger } from '../../src/common/logger.js';
 import { TestKubelet } from '../../src/local/kubelet/index.js';
+import { kubectl as runKubectl } from '../../src/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { type Kube, startKube } from './kube.js';
 
@@ -100,17 +101,7 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
     mariadbOverrides: { innodb_buffer_pool_size: '32M', innodb_log_file_size: '16M' },
   });
   const kubeconfig = kube.kubeconfigPath;
-  const kubectl = async (args: string[], input?: string) => {
-    const p = spawn('kubectl', ['--kubeconfig', kubeconfig, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    p.stdin.end(input ?? '');
-    const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
-    if (code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (${code}): ${err.trim()}`);
-    return out;
-  };
+  const kubectl = (args: string[], input?: string) => runKubectl(kubeconfig, args, input);
   await kubectl(['apply', '-f', join(REPO, 'crds')]);
   await waitFor(
     'the CRD to be established',

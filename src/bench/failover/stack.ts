@@ -7,12 +7,12 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import winston from 'winston';
 import { type Logger, createLogger } from '../../common/logger.js';
 import { type Kube, REPO_ROOT, startKube } from '../../local/kube-control-plane.js';
 import { TestKubelet } from '../../local/kubelet/index.js';
+import { freePort, kubectl } from '../../local/kubectl.js';
 import { Reflector } from '../../local/kubelet/reflector.js';
 import type { MessageQueueCluster } from '../../operator/api/types.js';
 
@@ -51,35 +51,6 @@ export interface StackOptions {
   /** Written to `<stateDir>/operator.log`; parsed by the trials. */
   operatorLogLevel: string;
   step(text: string): void;
-}
-
-/** kubectl against a kubeconfig; stdout, or an error carrying stderr. */
-export async function kubectl(kubeconfig: string, args: string[], input?: string): Promise<string> {
-  const p = spawn('kubectl', ['--kubeconfig', kubeconfig, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  p.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  p.stdin.end(input ?? '');
-  const code = await new Promise<number | null>((resolve, reject) => {
-    p.on('error', reject);
-    p.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`kubectl ${args.join(' ')} failed (exit ${code}): ${err.trim()}`);
-  return out;
-}
-
-/** A TCP port nobody listens on at 127.0.0.1 right now. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 export class Stack {
