@@ -71,6 +71,8 @@ interface Run {
   last: number;
   messages: FetchedMessage[];
   bytes: number;
+  /** When a reader last took from it (ms since the epoch). */
+  used: number;
 }
 
 /** Where a shard read's messages came from. */
@@ -92,7 +94,7 @@ interface Flight {
  * committed rows never change, and a gap the rule stepped over is one it would step over again.
  * A reader whose position lies in the range of a query under way waits for that query rather
  * than sending its own (at the tail, groups stand a few messages apart). Oldest runs go first past
- * `maxBytes`.
+ * `maxBytes`, and runs nobody read from for a while go (`dropIdle`).
  */
 export class FetchCache {
   /** Per key, runs sorted by `after`. */
@@ -122,6 +124,7 @@ export class FetchCache {
     while (out.length < limit) {
       const run = this.find(key, at);
       if (!run) break;
+      run.used = Date.now();
       let i = firstAfter(run.messages, at);
       while (i < run.messages.length && out.length < limit) out.push(run.messages[i++]);
       at = out[out.length - 1].id;
@@ -176,7 +179,7 @@ export class FetchCache {
       run.last = messages[messages.length - 1].id;
       run.bytes += bytes;
     } else {
-      run = { key, after, last: messages[messages.length - 1].id, messages, bytes };
+      run = { key, after, last: messages[messages.length - 1].id, messages, bytes, used: Date.now() };
       runs.splice(insertionIndex(runs, after), 0, run);
       this.age.push(run);
     }
@@ -185,14 +188,21 @@ export class FetchCache {
     this.evict();
   }
 
+  /** Drops runs no reader took from for `idleMs`: the groups that read them have moved on. */
+  dropIdle(now: number, idleMs: number): void {
+    for (const run of this.age.filter((r) => now - r.used >= idleMs)) this.remove(run);
+  }
+
   private evict(): void {
-    while (this.bytes > this.maxBytes && this.age.length > 0) {
-      const run = this.age.shift()!;
-      this.bytes -= run.bytes;
-      const runs = this.runs.get(run.key)!;
-      runs.splice(runs.indexOf(run), 1);
-      if (runs.length === 0) this.runs.delete(run.key);
-    }
+    while (this.bytes > this.maxBytes && this.age.length > 0) this.remove(this.age[0]);
+  }
+
+  private remove(run: Run): void {
+    this.age.splice(this.age.indexOf(run), 1);
+    this.bytes -= run.bytes;
+    const runs = this.runs.get(run.key)!;
+    runs.splice(runs.indexOf(run), 1);
+    if (runs.length === 0) this.runs.delete(run.key);
   }
 
   /** A run that holds messages after `position` and starts at or before it. */

@@ -49,6 +49,9 @@ export interface ShardOffsets {
   error?: string;
 }
 
+/** Cached messages no reader took for this long are dropped. */
+const CACHE_IDLE_MS = 5000;
+
 export interface FetcherOptions {
   leaseTtlMs: number;
   /** How often a waiting fetch looks for messages written through other brokers. */
@@ -81,6 +84,7 @@ export class Fetcher {
   /** Average payload size of the last read, per cache key: how many rows fit `maxBytes`. */
   private readonly rowBytes = new Map<string, number>();
   readonly cache: FetchCache;
+  private readonly idleSweep: NodeJS.Timeout;
   private readonly offsetWriter: OffsetWriter;
   private closed = false;
 
@@ -94,6 +98,9 @@ export class Fetcher {
   ) {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
+    // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
+    this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
+    this.idleSweep.unref();
   }
 
   /** Wakes fetches waiting on `topic`; the writer calls it after each commit. */
@@ -107,6 +114,7 @@ export class Fetcher {
   /** Answers every waiting fetch with what it has (shutdown). */
   close(): void {
     this.closed = true;
+    clearInterval(this.idleSweep);
     for (const topic of [...this.waiters.keys()]) this.notify(topic);
   }
 

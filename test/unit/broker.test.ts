@@ -223,6 +223,20 @@ describe('the fetch cache', () => {
     expect(cache.take('k', 0, 10)).toEqual([]);
     expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
   });
+
+  it('drops what no reader took for a while', async () => {
+    const cache = new FetchCache(1 << 20);
+    await cache.read('old', 0, 10, async () => run([1, 2]));
+    await cache.read('new', 0, 10, async () => run([1, 2]));
+    const now = Date.now();
+    cache.take('new', 0, 10);
+    cache.dropIdle(now + 4000, 5000);
+    expect(ids(cache.take('old', 0, 10))).toEqual([1, 2]);
+    cache.dropIdle(Date.now() + 5000, 5000);
+    expect(cache.take('old', 0, 10)).toEqual([]);
+    expect(cache.take('new', 0, 10)).toEqual([]);
+    expect(cache.sizeBytes).toBe(0);
+  });
 });
 
 describe('fetch answers', () => {
