@@ -164,8 +164,9 @@ async function record(r: {
 - Machine: ${r.machine}
 - Command: \`${r.command}\`
 - Setup: 2 shards, each a primary and a standby \`mariadbd\` on loopback, \`sync_binlog=1\`,
-  \`innodb_flush_log_at_trx_commit=1\`, semi-sync \`AFTER_SYNC\` required; 2 broker processes;
-  producers and consumers through the SDK in one client process on the same 2 cores.
+  \`innodb_flush_log_at_trx_commit=1\`, semi-sync \`AFTER_SYNC\` required; 2 broker processes
+  (\`node ${BROKER_NODE_OPTIONS.join(' ')}\`); producers and consumers through the SDK in one client
+  process on the same 2 cores.
 
 | measure | result | target (issue 2) | design load |
 |---|---|---|---|
