@@ -1,3 +1,4 @@
+import { BROKER_NODE_OPTIONS } from '../../broker/node-options.js';
 import { type RoutingDocument, parseRouting } from '../../broker/routing.js';
 import {
   ANNOTATION_CONFIG_HASH,
@@ -97,6 +98,8 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         ],
         ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
         env: [
+          // V8 heap limits that keep the broker's memory flat under load (src/broker/node-options.ts).
+          { name: 'NODE_OPTIONS', value: BROKER_NODE_OPTIONS.join(' ') },
           { name: 'MQ_DB_USER', value: BROKER_USER },
           { name: 'MQ_DB_PASSWORD', valueFrom: { secretKeyRef: { name: secret, key: 'broker-password' } } },
           { name: 'MQ_ADMIN_TOKEN', valueFrom: { secretKeyRef: { name: secret, key: 'admin-token' } } },
