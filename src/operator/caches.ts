@@ -10,30 +10,11 @@ import {
   MANAGED_BY,
   type MessageQueueCluster,
 } from './api/types.js';
+import { OWNED_KINDS } from './desired/cluster.js';
 import type { PdbApiVersion } from './desired/meta.js';
 
-/** What the reconciler reads from the watch caches, per kind. */
-export type CachedKind =
-  | 'MessageQueueCluster'
-  | 'Pod'
-  | 'PersistentVolumeClaim'
-  | 'Service'
-  | 'ConfigMap'
-  | 'Secret'
-  | 'Deployment'
-  | 'PodDisruptionBudget';
-
-const OWNED: {
-  kind: Exclude<CachedKind, 'MessageQueueCluster' | 'PodDisruptionBudget'>;
-  apiVersion: string;
-}[] = [
-  { kind: 'Pod', apiVersion: 'v1' },
-  { kind: 'PersistentVolumeClaim', apiVersion: 'v1' },
-  { kind: 'Service', apiVersion: 'v1' },
-  { kind: 'ConfigMap', apiVersion: 'v1' },
-  { kind: 'Secret', apiVersion: 'v1' },
-  { kind: 'Deployment', apiVersion: 'apps/v1' },
-];
+/** What the reconciler reads from the watch caches: the clusters and the kinds they own. */
+export type CachedKind = typeof KIND | (typeof OWNED_KINDS)[number]['kind'];
 
 /**
  * One informer per (kind, watched namespace): the clusters themselves, and everything the operator
@@ -61,8 +42,11 @@ export class Caches {
       );
     add('MessageQueueCluster', API_VERSION);
     const owned = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
-    for (const { kind, apiVersion } of OWNED) add(kind, apiVersion, owned);
-    if (pdbApiVersion) add('PodDisruptionBudget', pdbApiVersion, owned);
+    for (const { kind, apiVersion } of OWNED_KINDS) {
+      // PodDisruptionBudgets come in the version discovery found, or not at all.
+      const version = kind === 'PodDisruptionBudget' ? pdbApiVersion : apiVersion;
+      if (version) add(kind, version, owned);
+    }
   }
 
   start(): void {

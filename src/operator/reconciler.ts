@@ -15,6 +15,7 @@ import {
   FINALIZER,
   LABEL_COMPONENT,
   LABEL_ROLE,
+  LABEL_SHARD,
   type MessageQueueClusterSpec,
 } from './api/types.js';
 import { validateSpec, validateSpecUpdate } from './api/validate.js';
@@ -127,7 +128,6 @@ export class ClusterReconciler {
       authSecretVersion: await this.authSecretVersion(cr, signal),
     });
 
-    let progressing = false;
     for (const obj of desired) {
       if (obj.kind === 'Secret') continue; // created once by ensureCredentials, never rewritten
       if (obj.kind === 'Pod') continue; // immutable spec: handled by reconcilePods
@@ -136,10 +136,10 @@ export class ClusterReconciler {
       }
       await this.apply(cr, obj, signal);
     }
-    progressing = (await this.reconcilePods(cr, desired, loop.latest, signal)) || progressing;
+    const podsProgressing = await this.reconcilePods(cr, desired, loop.latest, signal);
 
     const status = await this.writeStatus(cr, [], signal);
-    progressing ||= status.phase !== 'Ready';
+    const progressing = podsProgressing || status.phase !== 'Ready';
     return { requeueAfterMs: progressing ? PROGRESS_MS : RESYNC_MS };
   }
 
@@ -209,7 +209,7 @@ export class ClusterReconciler {
       KubeObject & { spec?: { storageClassName?: string; resources?: { requests?: { storage?: string } } } }
     >('PersistentVolumeClaim', cr.metadata.namespace, cr.metadata.name);
     if (!pvcs.length) return undefined;
-    const shards = new Set(pvcs.map((p) => p.metadata?.labels?.['mysqlmq.io/shard'])).size;
+    const shards = new Set(pvcs.map((p) => p.metadata?.labels?.[LABEL_SHARD])).size;
     const first = pvcs[0]!.spec;
     return {
       shards,

@@ -6,6 +6,7 @@
  * Ready again, and its Events tell what happened.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { clusterManifest } from '../../src/local/cluster-manifest.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import {
   type Env,
@@ -102,22 +103,23 @@ beforeAll(async () => {
   env = await startEnv('127.0.61');
   await env.kubectl(['create', 'namespace', NS]);
   operator = env.startOperator();
-  await env.apply(`apiVersion: mysqlmq.io/v1alpha1
-kind: MessageQueueCluster
-metadata:
-  name: ${NAME}
-  namespace: ${NS}
-spec:
-  shards: 2
-  mysql:
-    storage:
-      size: 1Gi
-  brokers:
-    replicas: 2
-  failover:
-    probePeriodSeconds: 1
-    failureThreshold: 3
-`);
+  await env.apply(
+    clusterManifest(
+      NS,
+      NAME,
+      `
+shards: 2
+mysql:
+  storage:
+    size: 1Gi
+brokers:
+  replicas: 2
+failover:
+  probePeriodSeconds: 1
+  failureThreshold: 3
+`,
+    ),
+  );
   await waitReady();
 }, 600_000);
 
@@ -190,21 +192,22 @@ describe('faults under load', () => {
   }, 900_000);
 
   it('a frozen standby under durability preferred: writes continue, status says they are unprotected', async () => {
-    await env.apply(`apiVersion: mysqlmq.io/v1alpha1
-kind: MessageQueueCluster
-metadata:
-  name: relaxed
-  namespace: ${NS}
-spec:
-  shards: 1
-  mysql:
-    durability: preferred
-    semiSyncTimeoutSeconds: 1
-    storage:
-      size: 1Gi
-  brokers:
-    replicas: 1
-`);
+    await env.apply(
+      clusterManifest(
+        NS,
+        'relaxed',
+        `
+shards: 1
+mysql:
+  durability: preferred
+  semiSyncTimeoutSeconds: 1
+  storage:
+    size: 1Gi
+brokers:
+  replicas: 1
+`,
+      ),
+    );
     const relaxed = () => env.getCluster(NS, 'relaxed');
     await waitFor(
       'cluster relaxed to be Ready',

@@ -22,6 +22,7 @@ import { readRequestAudit } from '../../src/k8s/audit.js';
 import type { RbacUse } from '../../src/k8s/rbac.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { CHART_DIR, type HelmValues, helm } from '../support/helm.js';
+import { clusterManifest } from '../../src/local/cluster-manifest.js';
 import { type Env, conditionOf, startEnv, waitFor } from '../support/operator.js';
 import {
   type NamespacedPermission,
@@ -124,21 +125,6 @@ function operatorLog(pod: string, namespace = SYSTEM_NS): string {
   } catch {
     return '';
   }
-}
-
-function clusterYaml(namespace: string, name: string, spec: string): string {
-  return `apiVersion: mysqlmq.io/v1alpha1
-kind: MessageQueueCluster
-metadata:
-  name: ${name}
-  namespace: ${namespace}
-spec:
-${spec
-  .trim()
-  .split('\n')
-  .map((l) => `  ${l}`)
-  .join('\n')}
-`;
 }
 
 // One shard and small volumes: the point here is the operator's packaging, not the data plane.
@@ -362,7 +348,7 @@ describe('helm install of the operator (cluster-wide, 2 replicas, leader electio
 
   it('the leader, with only the chart RBAC, makes a MessageQueueCluster Ready; messages flow', async () => {
     await env.kubectl(['create', 'namespace', NS]);
-    await env.apply(clusterYaml(NS, NAME, SPEC));
+    await env.apply(clusterManifest(NS, NAME, SPEC));
     const cr = await waitClusterReady(NS, NAME);
     expect(cr.metadata.finalizers).toContain('mysqlmq.io/finalizer');
     expect(cr.status?.phase).toBe('Ready');
@@ -458,8 +444,8 @@ describe('helm install watching one namespace (watchNamespaces)', () => {
     await waitFor('the operator to lead', async () => (await leaseHolderPod(systemNs)) === pod, 60_000);
 
     // A cluster outside the watched namespace is not the operator's: no finalizer, no status.
-    await env.apply(clusterYaml(NS, 'ignored', SPEC));
-    await env.apply(clusterYaml(watched, NAME, SPEC));
+    await env.apply(clusterManifest(NS, 'ignored', SPEC));
+    await env.apply(clusterManifest(watched, NAME, SPEC));
     const cr = await waitClusterReady(watched, NAME);
     expect(cr.status?.writableShards).toBe(1);
     await roundTrip(watched, NAME, 'scoped');
@@ -473,7 +459,7 @@ describe('helm install watching one namespace (watchNamespaces)', () => {
     const mysqlPods = () => podsIn(watched, `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
     const hashBefore = (await mysqlPods())[0]!.metadata.annotations!['mysqlmq.io/config-hash'];
     await env.apply(
-      clusterYaml(
+      clusterManifest(
         watched,
         NAME,
         SPEC.replace('    size: 1Gi\n', '    size: 1Gi\n  config:\n    max_connections: "300"\n'),

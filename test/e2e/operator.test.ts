@@ -7,6 +7,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
+import { clusterManifest } from '../../src/local/cluster-manifest.js';
 import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
 const NS = 'e2e';
@@ -15,20 +16,7 @@ const NAME = 'orders';
 let env: Env;
 let operator: OperatorProcess;
 
-function clusterYaml(spec: string, name = NAME): string {
-  return `apiVersion: mysqlmq.io/v1alpha1
-kind: MessageQueueCluster
-metadata:
-  name: ${name}
-  namespace: ${NS}
-spec:
-${spec
-  .trim()
-  .split('\n')
-  .map((l) => `  ${l}`)
-  .join('\n')}
-`;
-}
+const clusterYaml = (spec: string, name = NAME) => clusterManifest(NS, name, spec);
 
 const BASE_SPEC = `
 shards: 2

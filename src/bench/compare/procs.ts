@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 
 /** Processes on this machine, read from /proc (Linux). Nothing here signals or changes them. */
 
@@ -105,17 +105,7 @@ export class RssSampler {
   }
 }
 
-/** A TCP port nobody listens on at `host` right now (the kernel picks it). */
-export function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, host, () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from '../../local/kubectl.js';
 
 /** True when something accepts TCP connections at host:port. */
 export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<boolean> {
