@@ -190,8 +190,13 @@ describe('operator end to end', () => {
   }, 900_000);
 
   it('rolls out a spec edit: brokers by their Deployment, MariaDB pods one at a time', async () => {
-    const before = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
-    const hashBefore = before[0]!.metadata.annotations!['mysqlmq.io/config-hash'];
+    // The hash covers each instance's own my.cnf (server-id), so every Pod has its own.
+    const hashBefore = new Map(
+      (await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`)).map((p) => [
+        p.metadata.name,
+        p.metadata.annotations!['mysqlmq.io/config-hash'],
+      ]),
+    );
     await env.apply(
       clusterYaml(
         BASE_SPEC.replace('    size: 1Gi\n', '    size: 1Gi\n  config:\n    max_connections: "300"\n'),
@@ -203,7 +208,9 @@ describe('operator end to end', () => {
         const now = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`);
         return (
           now.length === 4 &&
-          now.every((p) => p.metadata.annotations!['mysqlmq.io/config-hash'] !== hashBefore) &&
+          now.every(
+            (p) => p.metadata.annotations!['mysqlmq.io/config-hash'] !== hashBefore.get(p.metadata.name),
+          ) &&
           now.every((p) => p.status?.containerStatuses?.every((c) => c.ready))
         );
       },
