@@ -146,6 +146,9 @@ export class ClusterLoop {
       durability: spec.mysql.durability,
       failureThreshold: spec.failover.failureThreshold,
       promoteStandbyForReads: spec.failover.promoteStandbyForReads,
+      promoteForWritesAfterMs: spec.failover.promoteForWrites
+        ? spec.failover.promoteForWritesDelaySeconds * 1000
+        : null,
       semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
     });
     this.outcomes = outcomes;

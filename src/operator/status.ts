@@ -25,6 +25,7 @@ const READY_PHASES = new Set(['Healthy', 'Unprotected']);
 // Recovering counts as degraded: the shard is back but not yet protected by its standby.
 const DEGRADED_PHASES = new Set([
   'FailedOver',
+  'Promoting',
   'Recovering',
   'Unavailable',
   'StandbyUnavailable',
@@ -50,6 +51,8 @@ export function shardStatusOf(o: ShardOutcome): ShardStatus {
     semiSync: o.decision.semiSync,
     lastTransitionTime: m.lastTransitionTime,
     ...(m.failedOverAt ? { failedOverAt: m.failedOverAt } : {}),
+    ...(m.failedOverProtected !== undefined ? { failedOverProtected: m.failedOverProtected } : {}),
+    ...(m.standbyMustRejoin ? { standbyMustRejoin: true } : {}),
     message: o.actionError ? `${o.decision.message}; ${o.actionError}` : o.decision.message,
   };
 }
@@ -64,6 +67,8 @@ export function memoryFromStatus(s: ShardStatus): ShardMemory {
     phase: (s.phase ?? 'Provisioning') as ShardMemory['phase'],
     lastTransitionTime: s.lastTransitionTime,
     failedOverAt: s.failedOverAt,
+    failedOverProtected: s.failedOverProtected,
+    standbyMustRejoin: s.standbyMustRejoin,
   };
 }
 

@@ -45,3 +45,22 @@ export function hasDiverged(reference: Gtid[], candidate: Gtid[]): boolean {
     return c.seq === r.seq && c.server !== r.server;
   });
 }
+
+/**
+ * True when every transaction up to `position` (an instance's `gtid_binlog_pos`) is in the binlog
+ * whose `gtid_binlog_state` is `state`. The state keeps the last sequence number per domain and
+ * server, and in strict mode one server's transactions are numbered in order, so the test is exact:
+ * a former primary whose last transaction its successor never received has diverged from it.
+ */
+export function binlogHolds(state: Gtid[], position: Gtid[]): boolean {
+  return position.every((p) => {
+    if (p.seq === 0) return true;
+    const s = state.find((g) => g.domain === p.domain && g.server === p.server);
+    return s !== undefined && s.seq >= p.seq;
+  });
+}
+
+/** A GTID list as people read it in status and Events. */
+export function describeGtidList(list: Gtid[]): string {
+  return list.map((g) => `${g.domain}-${g.server}-${g.seq}`).join(',') || 'empty';
+}

@@ -7,6 +7,8 @@ export interface InstanceProbe {
   serverId: number;
   gtidBinlogPos: Gtid[];
   gtidCurrentPos: Gtid[];
+  /** The last GTID per domain and server in the binlog: what a successor must hold (`binlogHolds`). */
+  gtidBinlogState: Gtid[];
   semiSyncPrimaryEnabled: boolean;
   /** ON while the primary waits for acknowledgements; OFF once it fell back to async. */
   semiSyncPrimaryActive: boolean;
@@ -28,6 +30,7 @@ export async function probeInstance(endpoint: Endpoint, admin: Credentials): Pro
     const [vars] = await queryRows(
       conn,
       `SELECT @@read_only AS ro, @@server_id AS sid, @@gtid_binlog_pos AS binlog, @@gtid_current_pos AS current,
+              @@gtid_binlog_state AS binlogState,
               @@rpl_semi_sync_master_enabled AS ssEnabled`,
     );
     const status = new Map(
@@ -42,6 +45,7 @@ export async function probeInstance(endpoint: Endpoint, admin: Credentials): Pro
       serverId: Number(vars.sid),
       gtidBinlogPos: parseGtidList(String(vars.binlog ?? '')),
       gtidCurrentPos: parseGtidList(String(vars.current ?? '')),
+      gtidBinlogState: parseGtidList(String(vars.binlogState ?? '')),
       semiSyncPrimaryEnabled: Number(vars.ssEnabled) === 1,
       semiSyncPrimaryActive: status.get('Rpl_semi_sync_master_status') === 'ON',
       semiSyncStandbys: Number(status.get('Rpl_semi_sync_master_clients') ?? 0),

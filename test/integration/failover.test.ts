@@ -6,6 +6,7 @@ import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { generateSecrets } from '../../src/local/cluster.js';
+import { queryRows, withAdmin } from '../../src/shard/connection.js';
 import { LocalMariaDb } from '../../src/local/mariadbd.js';
 import {
   type ManagerPolicy,
@@ -26,6 +27,7 @@ const policy: ManagerPolicy = {
   durability: 'required',
   failureThreshold: 3,
   promoteStandbyForReads: true,
+  promoteForWritesAfterMs: null,
   semiSyncTimeoutMs: 5000,
 };
 const log = createLogger('test', 'error');
@@ -54,8 +56,8 @@ function observe(): ObservedShard[] {
   }));
 }
 
-async function tick(): Promise<ShardOutcome[]> {
-  last = await manager.tick(observe(), policy);
+async function tick(p = policy): Promise<ShardOutcome[]> {
+  last = await manager.tick(observe(), p);
   const doc = routingDocument(last, nextRoutingVersion(version));
   if (JSON.stringify(doc.shards) !== JSON.stringify(broker?.router.routing.shards)) {
     version = doc.version;
@@ -64,9 +66,13 @@ async function tick(): Promise<ShardOutcome[]> {
   return last;
 }
 
-async function tickUntil(check: (o: ShardOutcome[]) => boolean, timeoutMs = 30_000): Promise<number> {
+async function tickUntil(
+  check: (o: ShardOutcome[]) => boolean,
+  timeoutMs = 30_000,
+  p = policy,
+): Promise<number> {
   const start = Date.now();
-  while (!check(await tick())) {
+  while (!check(await tick(p))) {
     if (Date.now() - start > timeoutMs)
       throw new Error(
         `not reached: ${JSON.stringify(last.map((o) => [o.decision.memory.phase, o.decision.message, o.actionError]))}`,
@@ -203,4 +209,102 @@ describe('promotion for reads and recovery on real MariaDB', () => {
     await primary.restart();
     await tickUntil((o) => phase(o, 1) === 'Healthy');
   });
+});
+
+describe('promotion for writes on real MariaDB', () => {
+  const promoting: ManagerPolicy = { ...policy, promoteForWritesAfterMs: 1000 };
+  const reasons: string[] = [];
+  const record = (o: ShardOutcome[]) => {
+    if (!o[0].actionError) reasons.push(...o[0].decision.events.map((e) => e.reason));
+  };
+  const primaryIndex = () => last[0].decision.memory.primaryIndex;
+  const sql = (db: LocalMariaDb, text: string) =>
+    withAdmin(db.endpoint, secrets.admin, (c) => queryRows(c, text));
+
+  /** Freezes shard-0's primary (SIGSTOP: it looks alive to the kubelet) until its standby is promoted. */
+  async function freezeUntilPromoted(): Promise<{ former: LocalMariaDb; promoted: LocalMariaDb }> {
+    const [former, promoted] = [dbs[0][primaryIndex()], dbs[0][1 - primaryIndex()]];
+    former.signal('SIGSTOP');
+    await tickUntil(
+      (o) => {
+        record(o);
+        return o[0].decision.memory.primaryIndex !== dbs[0].indexOf(former) && !o[0].actionError;
+      },
+      30_000,
+      promoting,
+    );
+    expect(last[0].route.read?.host).toBe(promoted.endpoint.host);
+    expect(last[0].route.write).toBeNull();
+    expect(reasons).toContain('PromotedForWrites');
+    expect((await sql(promoted, 'SHOW SLAVE STATUS')).length).toBe(0);
+    return { former, promoted };
+  }
+
+  async function rejoinedAndHealthy(former: LocalMariaDb, promoted: LocalMariaDb): Promise<void> {
+    await tickUntil(
+      (o) => {
+        record(o);
+        return phase(o, 0) === 'Healthy';
+      },
+      60_000,
+      promoting,
+    );
+    expect(last[0].route.write?.host).toBe(promoted.endpoint.host);
+    const [formerState] = await sql(former, 'SELECT @@read_only AS ro');
+    expect(Number(formerState!.ro)).toBe(1);
+    const [replica] = await sql(former, 'SHOW SLAVE STATUS');
+    expect(replica).toMatchObject({ Master_Host: promoted.endpoint.host, Slave_SQL_Running: 'Yes' });
+  }
+
+  it(
+    'promotes the standby of a hung primary, then wipes and re-replicates the diverged former primary',
+    { timeout: 180_000 },
+    async () => {
+      const producer = new Producer({ brokers: [broker.url] });
+      await producer.createTopic('promote');
+      const load = startLoad('promote');
+      await new Promise((r) => setTimeout(r, 500));
+
+      const { former, promoted } = await freezeUntilPromoted();
+      // Durability "required": no writes until a standby acknowledges; the other shard takes them.
+      await tickUntil((o) => phase(o, 0) === 'StandbyUnavailable', 10_000, promoting);
+      const before = load.acked.length;
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(load.acked.length).toBeGreaterThan(before);
+
+      // The former primary wakes up believing it is the primary and writes a transaction its successor
+      // never receives (the way an unacknowledged commit survives a crash).
+      former.signal('SIGCONT');
+      await sql(former, 'SET GLOBAL rpl_semi_sync_master_enabled = OFF');
+      await sql(former, 'CREATE TABLE mq.written_after_promotion (i INT PRIMARY KEY)');
+
+      await rejoinedAndHealthy(former, promoted);
+      expect(reasons).toContain('StandbyRebuilt');
+      const leftover = await sql(
+        former,
+        `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_name = 'written_after_promotion'`,
+      );
+      expect(Number(leftover[0]!.n)).toBe(0);
+
+      await new Promise((r) => setTimeout(r, 500));
+      await load.stop();
+      expect(load.failures).toBe(0);
+      for (const group of ['promote-a', 'promote-b']) {
+        const seen = await consumeEverything('promote', group, load.acked);
+        expect(load.acked.filter((v) => !seen.has(v))).toEqual([]);
+      }
+      // Writes reach the new primary again.
+      await producer.send('promote', 'after');
+      await producer.close();
+    },
+  );
+
+  it('promotes back; a former primary that holds nothing extra rejoins with its data', async () => {
+    reasons.length = 0;
+    const { former, promoted } = await freezeUntilPromoted();
+    former.signal('SIGCONT');
+    await rejoinedAndHealthy(former, promoted);
+    expect(reasons).toContain('StandbyRejoined');
+    expect(reasons).not.toContain('StandbyRebuilt');
+  }, 120_000);
 });

@@ -238,6 +238,8 @@ export interface ShardStatus {
   bootstrapped?: boolean;
   primaryProbeFailures?: number;
   failedOverAt?: string;
+  failedOverProtected?: boolean;
+  standbyMustRejoin?: boolean;
 }
 
 export interface MessageQueueClusterStatus {

@@ -22,18 +22,7 @@ const BROKER_BATCH_BYTES = 8 << 20;
 /** MariaDB's redo log alone takes 256 MiB (src/shard/mycnf.ts): less cannot even start. */
 const MIN_STORAGE_BYTES = 512 * 2 ** 20;
 
-export interface ValidateOptions {
-  /**
-   * Whether this operator version can promote a standby for writes. src/operator/shards/decide.ts
-   * promotes for reads only, so `promoteForWrites: true` is refused rather than silently ignored.
-   */
-  promoteForWritesSupported?: boolean;
-}
-
-export function validateSpec(
-  spec: MessageQueueClusterSpec | undefined,
-  opts: ValidateOptions = {},
-): string[] {
+export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[] {
   const s = withDefaults(spec);
   return [
     ...checkRanges(s),
@@ -41,7 +30,7 @@ export function validateSpec(
     ...checkStorage(s),
     ...checkResources('spec.mysql.resources', s.mysql.resources),
     ...checkResources('spec.brokers.resources', s.brokers.resources),
-    ...checkFailover(s, opts),
+    ...checkFailover(s),
     ...checkPodTemplate(s),
   ];
 }
@@ -201,20 +190,10 @@ function checkResources(field: string, r: ResourceRequirements): string[] {
   return problems;
 }
 
-function checkFailover(s: DefaultedSpec, opts: ValidateOptions): string[] {
+function checkFailover(s: DefaultedSpec): string[] {
   const f = s.failover;
   if (!f.promoteForWrites) return [];
-  if (!opts.promoteForWritesSupported) {
-    return [
-      'spec.failover.promoteForWrites is not supported by this operator version: a standby is promoted for reads only; set it to false',
-    ];
-  }
   const problems: string[] = [];
-  if (s.mysql.durability !== 'required') {
-    problems.push(
-      'spec.failover.promoteForWrites needs spec.mysql.durability "required": only then does the standby hold every acknowledged message; under "preferred" a promotion can lose messages',
-    );
-  }
   if (!f.promoteStandbyForReads) {
     problems.push(
       'spec.failover.promoteForWrites needs spec.failover.promoteStandbyForReads: a standby that takes writes serves reads too',

@@ -1,4 +1,4 @@
-import { hasDiverged, transactionsBehind } from '../../shard/gtid.js';
+import { binlogHolds, describeGtidList, hasDiverged, transactionsBehind } from '../../shard/gtid.js';
 import type { InstanceProbe } from '../../shard/probe.js';
 
 /**
@@ -31,6 +31,14 @@ export interface ShardMemory {
   phase: ShardPhase;
   lastTransitionTime?: string;
   failedOverAt?: string;
+  /**
+   * Whether the standby held every acknowledged transaction when the primary failed: always under
+   * durability "required", and under "preferred" only if semi-sync was active. Promotion for writes
+   * needs it.
+   */
+  failedOverProtected?: boolean;
+  /** The standby is a former primary that must be fenced and rejoined (or rebuilt) before it follows. */
+  standbyMustRejoin?: boolean;
 }
 
 export type ShardPhase =
@@ -39,6 +47,7 @@ export type ShardPhase =
   | 'StandbyUnavailable'
   | 'Unprotected'
   | 'FailedOver'
+  | 'Promoting'
   | 'Recovering'
   | 'Diverged'
   | 'Unavailable';
@@ -47,10 +56,19 @@ export interface ShardPolicy {
   durability: 'required' | 'preferred';
   failureThreshold: number;
   promoteStandbyForReads: boolean;
+  /** How long a failed primary may stay down before its standby becomes the primary; null: never. */
+  promoteForWritesAfterMs: number | null;
 }
 
 export type ShardAction =
-  { kind: 'bootstrap' } | { kind: 'enableSemiSync' } | { kind: 'attachStandby' } | { kind: 'openWrites' };
+  | { kind: 'bootstrap' }
+  | { kind: 'enableSemiSync' }
+  | { kind: 'attachStandby' }
+  | { kind: 'openWrites' }
+  /** Make the (new) primary one: apply what it received, stop replicating; fence the old one. */
+  | { kind: 'promote' }
+  /** Fence the former primary and make it follow; `rebuild` wipes and re-replicates it first. */
+  | { kind: 'rejoinStandby'; rebuild: boolean };
 
 export interface ShardRouteChoice {
   write: 'primary' | null;
@@ -153,6 +171,7 @@ export function decideShard(
     const readsFrom: ReadsFrom = readFromStandby ? 'standby' : 'none';
     if (previous.readsFrom === 'primary') {
       memory.failedOverAt = now.toISOString();
+      memory.failedOverProtected = requireStandbyAck || previous.phase === 'Healthy';
       events.push({
         type: 'Warning',
         reason: readFromStandby ? 'FailedOver' : 'ShardUnavailable',
@@ -164,11 +183,33 @@ export function decideShard(
       });
     }
     memory.readsFrom = readsFrom;
+    const promotion = readFromStandby ? promotionFor(memory, policy, now) : 'off';
+    if (promotion === 'due') {
+      memory.primaryIndex = standby.index;
+      memory.readsFrom = 'primary';
+      memory.primaryProbeFailures = 0;
+      memory.standbyMustRejoin = true;
+      events.push({
+        type: 'Warning',
+        reason: 'PromotedForWrites',
+        message: `${shard}: primary ${primary.podName} has been down since ${memory.failedOverAt}; standby ${standby.podName} is now the primary. ${primary.podName} is fenced and rejoins as the standby when it returns`,
+      });
+      return finish(
+        'Promoting',
+        { write: null, read: 'primary', requireStandbyAck },
+        `promoting ${standby.podName} to primary; ${primary.podName} (${describeDown(primary)}) is fenced until it rejoins as the standby`,
+        [{ kind: 'promote' }],
+      );
+    }
+    const refusal =
+      promotion === 'unsafe'
+        ? `; not promoted for writes: writes were not protected by semi-sync when it failed (durability "preferred"), so the standby may lack acknowledged messages`
+        : '';
     return finish(
       readFromStandby ? 'FailedOver' : 'Unavailable',
       { write: null, read: readFromStandby ? 'standby' : null, requireStandbyAck },
       readFromStandby
-        ? `primary ${primary.podName} is down (${describeDown(primary)}); reads from standby ${standby.podName}, no writes`
+        ? `primary ${primary.podName} is down (${describeDown(primary)}); reads from standby ${standby.podName}, no writes${refusal}`
         : `primary ${primary.podName} is down (${describeDown(primary)}) and no standby serves reads`,
     );
   }
@@ -203,14 +244,35 @@ export function decideShard(
     return finish(
       'Diverged',
       { write: null, read: 'standby', requireStandbyAck },
-      `${primary.podName} returned lacking transactions that ${standby.podName} holds (primary ${formatGtid(p.gtidBinlogPos)}, standby ${formatGtid(s.gtidCurrentPos)}). Reads stay on the standby. To recover, rebuild ${primary.podName} from the standby (delete its PVC and pod) once a backup of its data is taken.`,
+      `${primary.podName} returned lacking transactions that ${standby.podName} holds (primary ${describeGtidList(p.gtidBinlogPos)}, standby ${describeGtidList(s.gtidCurrentPos)}). Reads stay on the standby. To recover, rebuild ${primary.podName} from the standby (delete its PVC and pod) once a backup of its data is taken.`,
     );
   }
 
   const actions: ShardAction[] = [];
   if (!p.semiSyncPrimaryEnabled) actions.push({ kind: 'enableSemiSync' });
   const following = s?.replica?.ioRunning && s.replica.sqlRunning && s.replica.sourceHost === primary.podIP;
-  if (s && !following) actions.push({ kind: 'attachStandby' });
+  if (s && !following && previous.standbyMustRejoin) {
+    // The former primary is back. Whatever it holds beyond what its successor received was never
+    // acknowledged (AFTER_SYNC semi-sync); it is wiped rather than replicated around.
+    const rebuild = !binlogHolds(p.gtidBinlogState, s.gtidBinlogPos);
+    actions.push({ kind: 'rejoinStandby', rebuild });
+    events.push(
+      rebuild
+        ? {
+            type: 'Warning',
+            reason: 'StandbyRebuilt',
+            message: `${shard}: former primary ${standby.podName} holds transactions ${primary.podName} never received (${describeGtidList(s.gtidBinlogPos)}, none acknowledged); it is wiped and replicates ${primary.podName} from the start`,
+          }
+        : {
+            type: 'Normal',
+            reason: 'StandbyRejoined',
+            message: `${shard}: former primary ${standby.podName} is fenced and follows ${primary.podName} as its standby`,
+          },
+    );
+  } else if (s && !following) {
+    actions.push({ kind: 'attachStandby' });
+  }
+  if (following) memory.standbyMustRejoin = false;
   const caughtUp =
     s !== undefined && following === true && transactionsBehind(p.gtidBinlogPos, s.gtidCurrentPos) === 0;
   const protectedBySemiSync = p.semiSyncPrimaryEnabled && p.semiSyncPrimaryActive && p.semiSyncStandbys >= 1;
@@ -264,6 +326,16 @@ export function decideShard(
   );
 }
 
+/**
+ * Whether a failed-over shard's standby should now become its primary: `off` when the policy says
+ * never or the delay has not passed, `unsafe` when the standby may lack acknowledged messages.
+ */
+function promotionFor(memory: ShardMemory, policy: ShardPolicy, now: Date): 'off' | 'unsafe' | 'due' {
+  if (policy.promoteForWritesAfterMs === null || !memory.failedOverAt) return 'off';
+  if (now.getTime() - Date.parse(memory.failedOverAt) < policy.promoteForWritesAfterMs) return 'off';
+  return memory.failedOverProtected ? 'due' : 'unsafe';
+}
+
 function replicationLag(
   primary: InstanceView,
   standby: InstanceView,
@@ -288,8 +360,4 @@ function describeDown(i: InstanceView): string {
   if (!i.podReady) return `${i.podName}: pod not ready`;
   if (!i.probe) return `${i.podName}: MySQL probe failed${i.probeError ? `: ${i.probeError}` : ''}`;
   return `${i.podName}: up`;
-}
-
-function formatGtid(list: { domain: number; server: number; seq: number }[]): string {
-  return list.map((g) => `${g.domain}-${g.server}-${g.seq}`).join(',') || 'empty';
 }

@@ -13,6 +13,7 @@ import {
 } from '../../shard/bootstrap.js';
 import type { Endpoint } from '../../shard/connection.js';
 import { probeInstance } from '../../shard/probe.js';
+import { promoteStandby, rejoinAsStandby, tryFence } from '../../shard/promote.js';
 import {
   type InstanceView,
   type ShardAction,
@@ -152,6 +153,17 @@ export class ShardManager {
         return attachStandby(standby, primary, this.secrets);
       case 'openWrites':
         return setReadOnly(primary, this.secrets.admin, false);
+      case 'promote':
+        // The old primary (now at the standby's place) is usually unreachable; when it answers, it
+        // is fenced now rather than when it returns.
+        if (standby && !(await tryFence(standby, this.secrets, 1000)))
+          this.log.info('former primary not reachable to fence; it is fenced when it returns', {
+            instance: standby.host,
+          });
+        return promoteStandby(primary, this.secrets.admin, semiSync);
+      case 'rejoinStandby':
+        if (!standby) throw new Error('standby has no address');
+        return rejoinAsStandby(standby, primary, this.secrets, action.rebuild);
     }
   }
 }

@@ -177,6 +177,8 @@ describe('the CRD', () => {
         'bootstrapped',
         'primaryProbeFailures',
         'failedOverAt',
+        'failedOverProtected',
+        'standbyMustRejoin',
       ].sort(),
     );
     const conditions = status.properties.conditions;

@@ -78,30 +78,23 @@ describe('validateSpec', () => {
     ).toEqual([]);
   });
 
-  it('refuses promoteForWrites while this operator cannot do it', () => {
-    expect(validateSpec({ failover: { promoteForWrites: true } })[0]).toMatch(/not supported/);
-  });
-
-  it('checks promoteForWrites against durability and detection time when supported', () => {
-    const opts = { promoteForWritesSupported: true };
-    expect(validateSpec({ failover: { promoteForWrites: true } }, opts)).toEqual([]);
-    const problems = validateSpec(
-      {
-        mysql: { durability: 'preferred' },
-        failover: {
-          promoteForWrites: true,
-          promoteStandbyForReads: false,
-          probePeriodSeconds: 10,
-          failureThreshold: 10,
-          promoteForWritesDelaySeconds: 60,
-        },
+  it('checks promoteForWrites against reads promotion and detection time', () => {
+    expect(validateSpec({ failover: { promoteForWrites: true } })).toEqual([]);
+    expect(
+      validateSpec({ mysql: { durability: 'preferred' }, failover: { promoteForWrites: true } }),
+    ).toEqual([]);
+    const problems = validateSpec({
+      failover: {
+        promoteForWrites: true,
+        promoteStandbyForReads: false,
+        probePeriodSeconds: 10,
+        failureThreshold: 10,
+        promoteForWritesDelaySeconds: 60,
       },
-      opts,
-    );
-    expect(problems).toHaveLength(3);
-    expect(problems[0]).toMatch(/durability "required"/);
-    expect(problems[1]).toMatch(/promoteStandbyForReads/);
-    expect(problems[2]).toMatch(/at least 100 seconds/);
+    });
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/promoteStandbyForReads/);
+    expect(problems[1]).toMatch(/at least 100 seconds/);
   });
 
   it('refuses reserved and malformed pod labels', () => {

@@ -9,7 +9,12 @@ import {
 import { parseGtidList } from '../../../src/shard/gtid.js';
 import type { InstanceProbe } from '../../../src/shard/probe.js';
 
-const policy: ShardPolicy = { durability: 'required', failureThreshold: 3, promoteStandbyForReads: true };
+const policy: ShardPolicy = {
+  durability: 'required',
+  failureThreshold: 3,
+  promoteStandbyForReads: true,
+  promoteForWritesAfterMs: null,
+};
 const now = new Date('2026-11-23T12:00:00Z');
 
 function primaryProbe(over: Partial<InstanceProbe> = {}): InstanceProbe {
@@ -18,6 +23,7 @@ function primaryProbe(over: Partial<InstanceProbe> = {}): InstanceProbe {
     serverId: 1,
     gtidBinlogPos: parseGtidList('0-1-100'),
     gtidCurrentPos: parseGtidList('0-1-100'),
+    gtidBinlogState: parseGtidList('0-1-100'),
     semiSyncPrimaryEnabled: true,
     semiSyncPrimaryActive: true,
     semiSyncStandbys: 1,
@@ -31,6 +37,7 @@ function standbyProbe(over: Partial<InstanceProbe> = {}): InstanceProbe {
     serverId: 2,
     gtidBinlogPos: parseGtidList('0-1-100'),
     gtidCurrentPos: parseGtidList('0-1-100'),
+    gtidBinlogState: parseGtidList('0-1-100'),
     semiSyncPrimaryEnabled: false,
     semiSyncPrimaryActive: false,
     semiSyncStandbys: 0,
@@ -214,5 +221,133 @@ describe('standby failure', () => {
     expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: false });
     expect(d.memory.phase).toBe('Unprotected');
     expect(d.message).toContain('not acknowledging');
+  });
+});
+
+describe('promotion for writes', () => {
+  const promoting: ShardPolicy = { ...policy, promoteForWritesAfterMs: 60_000 };
+  const minutesAgo = (m: number) => new Date(now.getTime() - m * 60_000).toISOString();
+  const failedOver = (over: Partial<ShardMemory> = {}): ShardMemory => ({
+    ...healthy,
+    readsFrom: 'standby',
+    phase: 'FailedOver',
+    failedOverAt: minutesAgo(2),
+    failedOverProtected: true,
+    ...over,
+  });
+  const primaryDown = instance(0, { podReady: false, probe: undefined });
+
+  it('records at failover whether the standby held every acknowledged message', () => {
+    expect(decide([primaryDown, instance(1)], healthy, promoting).memory.failedOverProtected).toBe(true);
+    const preferred = { ...promoting, durability: 'preferred' as const };
+    const unprotected = { ...healthy, phase: 'Unprotected' as const };
+    expect(decide([primaryDown, instance(1)], unprotected, preferred).memory.failedOverProtected).toBe(false);
+    expect(decide([primaryDown, instance(1)], healthy, preferred).memory.failedOverProtected).toBe(true);
+  });
+
+  it('is off by default and waits for the delay', () => {
+    expect(decide([primaryDown, instance(1)], failedOver(), policy).memory.phase).toBe('FailedOver');
+    const early = decide(
+      [primaryDown, instance(1)],
+      failedOver({ failedOverAt: minutesAgo(0.5) }),
+      promoting,
+    );
+    expect(early.memory.phase).toBe('FailedOver');
+    expect(early.actions).toEqual([]);
+  });
+
+  it('promotes the standby once the primary has been down past the delay', () => {
+    const d = decide([primaryDown, instance(1)], failedOver(), promoting);
+    expect(d.actions).toEqual([{ kind: 'promote' }]);
+    expect(d.memory).toMatchObject({ primaryIndex: 1, readsFrom: 'primary', standbyMustRejoin: true });
+    expect(d.memory.phase).toBe('Promoting');
+    // "primary" is now instance 1, the standby that already served reads; no writes until it is one.
+    expect(d.route).toEqual({ write: null, read: 'primary', requireStandbyAck: true });
+    expect(d.events.map((e) => e.reason)).toEqual(['PromotedForWrites']);
+  });
+
+  it('never promotes a standby that may lack acknowledged messages', () => {
+    const d = decide([primaryDown, instance(1)], failedOver({ failedOverProtected: false }), {
+      ...promoting,
+      durability: 'preferred',
+    });
+    expect(d.actions).toEqual([]);
+    expect(d.memory.primaryIndex).toBe(0);
+    expect(d.message).toContain('not promoted for writes');
+  });
+
+  describe('after promotion', () => {
+    const promoted: ShardMemory = {
+      ...healthy,
+      primaryIndex: 1,
+      phase: 'Promoting',
+      failedOverAt: minutesAgo(2),
+      failedOverProtected: true,
+      standbyMustRejoin: true,
+    };
+    // Instance 1 after `promote`: replicates from nobody, semi-sync enabled, still read-only.
+    const newPrimary = (over: Partial<InstanceProbe> = {}) =>
+      instance(1, {
+        probe: standbyProbe({
+          replica: undefined,
+          semiSyncPrimaryEnabled: true,
+          semiSyncPrimaryActive: true,
+          gtidBinlogPos: parseGtidList('0-2-110'),
+          gtidCurrentPos: parseGtidList('0-2-110'),
+          gtidBinlogState: parseGtidList('0-1-100,0-2-110'),
+          ...over,
+        }),
+      });
+    const formerPrimary = (binlog: string) =>
+      instance(0, {
+        probe: primaryProbe({ gtidBinlogPos: parseGtidList(binlog), semiSyncStandbys: 0 }),
+      });
+
+    it('keeps writes closed under "required" while the former primary is away', () => {
+      const d = decide([primaryDown, newPrimary()], promoted, promoting);
+      expect(d.route).toEqual({ write: null, read: 'primary', requireStandbyAck: true });
+      expect(d.memory.phase).toBe('StandbyUnavailable');
+    });
+
+    it('opens writes at once under "preferred", saying they are unprotected', () => {
+      const d = decide([primaryDown, newPrimary()], promoted, { ...promoting, durability: 'preferred' });
+      expect(d.actions).toEqual([{ kind: 'openWrites' }]);
+      expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: false });
+      expect(d.memory.phase).toBe('Unprotected');
+    });
+
+    it('fences the returning former primary and has it follow when it holds nothing extra', () => {
+      const d = decide([formerPrimary('0-1-100'), newPrimary()], promoted, promoting);
+      expect(d.actions).toEqual([{ kind: 'rejoinStandby', rebuild: false }]);
+      expect(d.events.map((e) => e.reason)).toEqual(['StandbyRejoined']);
+      expect(d.route.write).toBeNull();
+    });
+
+    it('rebuilds a former primary that holds a transaction its successor never received', () => {
+      const d = decide([formerPrimary('0-1-101'), newPrimary()], promoted, promoting);
+      expect(d.actions).toEqual([{ kind: 'rejoinStandby', rebuild: true }]);
+      expect(d.events[0]).toMatchObject({ type: 'Warning', reason: 'StandbyRebuilt' });
+      expect(d.events[0]!.message).toContain('0-1-101');
+    });
+
+    it('is an ordinary healthy shard once the former primary follows', () => {
+      const following = instance(0, {
+        probe: standbyProbe({
+          serverId: 1,
+          gtidBinlogPos: parseGtidList('0-2-110'),
+          gtidCurrentPos: parseGtidList('0-2-110'),
+          replica: { ...standbyProbe().replica!, sourceHost: '127.1.0.2' },
+        }),
+      });
+      const d = decide(
+        [following, newPrimary({ readOnly: false, semiSyncStandbys: 1 })],
+        { ...promoted, phase: 'StandbyUnavailable' },
+        promoting,
+      );
+      expect(d.actions).toEqual([]);
+      expect(d.memory.standbyMustRejoin).toBe(false);
+      expect(d.memory.phase).toBe('Healthy');
+      expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
+    });
   });
 });
