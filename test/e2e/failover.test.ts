@@ -22,6 +22,18 @@ const NS = 'faults';
 const NAME = 'q';
 const GROUPS = ['billing', 'audit', 'search'];
 
+const SPEC = `
+shards: 2
+mysql:
+  storage:
+    size: 1Gi
+brokers:
+  replicas: 2
+failover:
+  probePeriodSeconds: 1
+  failureThreshold: 3
+`;
+
 let env: Env;
 let operator: OperatorProcess;
 let round = 0;
@@ -103,23 +115,7 @@ beforeAll(async () => {
   env = await startEnv('127.0.61');
   await env.kubectl(['create', 'namespace', NS]);
   operator = env.startOperator();
-  await env.apply(
-    clusterManifest(
-      NS,
-      NAME,
-      `
-shards: 2
-mysql:
-  storage:
-    size: 1Gi
-brokers:
-  replicas: 2
-failover:
-  probePeriodSeconds: 1
-  failureThreshold: 3
-`,
-    ),
-  );
+  await env.apply(clusterManifest(NS, NAME, SPEC));
   await waitReady();
 }, 600_000);
 
@@ -189,6 +185,44 @@ describe('faults under load', () => {
       await sleep(2000);
       operator = env.startOperator();
     });
+  }, 900_000);
+
+  it('a primary hung past promoteForWritesDelaySeconds: its standby becomes the primary, the old one rejoins as standby', async () => {
+    await env.apply(
+      clusterManifest(NS, NAME, `${SPEC}  promoteForWrites: true\n  promoteForWritesDelaySeconds: 30\n`),
+    );
+    const [primary, standby] = [await podWithRole(0, 'primary'), await podWithRole(0, 'standby')];
+    await underLoad(async () => {
+      // SIGSTOP: the pod stays Ready (its port accepts connections); only the operator's probe sees it.
+      await env.kubelet.killContainer(NS, primary, 'mariadb', 'SIGSTOP');
+      try {
+        await waitFor(
+          'shard-0 to promote its standby after the delay',
+          async () => {
+            const shard = (await cluster()).status?.shards?.[0];
+            return shard?.primaryPod === standby && shard.phase === 'StandbyUnavailable';
+          },
+          90_000,
+          250,
+        );
+        await waitFor('role labels to follow', async () => (await podWithRole(0, 'primary')) === standby);
+      } finally {
+        await env.kubelet.killContainer(NS, primary, 'mariadb', 'SIGCONT');
+      }
+    });
+    const shard = (await cluster()).status!.shards![0]!;
+    expect(shard).toMatchObject({
+      primaryPod: standby,
+      standbyPod: primary,
+      writable: true,
+      phase: 'Healthy',
+    });
+    expect(shard.standbyMustRejoin).toBeUndefined();
+    const reasons = await eventReasons();
+    expect(reasons).toContain('PromotedForWrites');
+    const rejoin = reasons.filter((r) => r === 'StandbyRejoined' || r === 'StandbyRebuilt');
+    console.info(`former primary came back: ${rejoin.join(', ')}`);
+    expect(rejoin).not.toEqual([]);
   }, 900_000);
 
   it('a frozen standby under durability preferred: writes continue, status says they are unprotected', async () => {
