@@ -28,7 +28,7 @@ import {
   summarize,
   trialLine,
 } from './failover/report.js';
-import { clusterManifest } from '../local/cluster-manifest.js';
+import { LOCAL_CLUSTER_SPEC, clusterManifest } from '../local/cluster-manifest.js';
 import { Stack } from './failover/stack.js';
 import { type TrialContext, type TrialRecord, clusterSteady, runTrial } from './failover/trial.js';
 import { Workload } from './failover/workload.js';
@@ -74,21 +74,7 @@ const JITTER_MS = Number(values.jitter);
 const MIN_UPTIME_S = Number(values['min-uptime']);
 const TIMEOUT_S = Number(values.timeout);
 
-const CLUSTER_YAML = clusterManifest(
-  NS,
-  NAME,
-  `
-shards: 2
-mysql:
-  storage:
-    size: 1Gi
-brokers:
-  replicas: 2
-failover:
-  probePeriodSeconds: 1
-  failureThreshold: 3
-`,
-);
+const CLUSTER_YAML = clusterManifest(NS, NAME, LOCAL_CLUSTER_SPEC);
 
 const started = Date.now();
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(6);

@@ -14,3 +14,16 @@ spec:
 ${indented}
 `;
 }
+
+/** The small cluster local runs use: 2 shards of 1Gi, 2 brokers, a MySQL probe every second. */
+export const LOCAL_CLUSTER_SPEC = `
+shards: 2
+mysql:
+  storage:
+    size: 1Gi
+brokers:
+  replicas: 2
+failover:
+  probePeriodSeconds: 1
+  failureThreshold: 3
+`;

@@ -6,7 +6,7 @@
  * Ready again, and its Events tell what happened.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { clusterManifest } from '../../src/local/cluster-manifest.js';
+import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../src/local/cluster-manifest.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import {
   type Env,
@@ -21,18 +21,6 @@ import { Workload, type WorkloadResult } from '../support/workload.js';
 const NS = 'faults';
 const NAME = 'q';
 const GROUPS = ['billing', 'audit', 'search'];
-
-const SPEC = `
-shards: 2
-mysql:
-  storage:
-    size: 1Gi
-brokers:
-  replicas: 2
-failover:
-  probePeriodSeconds: 1
-  failureThreshold: 3
-`;
 
 let env: Env;
 let operator: OperatorProcess;

@@ -7,7 +7,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { clusterManifest } from '../../src/local/cluster-manifest.js';
+import { LOCAL_CLUSTER_SPEC as BASE_SPEC, clusterManifest } from '../../src/local/cluster-manifest.js';
 import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
 const NS = 'e2e';
@@ -17,17 +17,6 @@ let env: Env;
 let operator: OperatorProcess;
 
 const clusterYaml = (spec: string, name = NAME) => clusterManifest(NS, name, spec);
-
-const BASE_SPEC = `
-shards: 2
-mysql:
-  storage:
-    size: 1Gi
-brokers:
-  replicas: 2
-failover:
-  probePeriodSeconds: 1
-`;
 
 interface PodJson {
   metadata: {
