@@ -46,6 +46,12 @@ export function clusterLoopMetrics(registry: Registry) {
       buckets: [0.25, 0.5, 1, 2, 3, 5, 10, 30],
       registers,
     }),
+    promotions: new Counter({
+      name: 'mysqlmq_promotions_total',
+      help: 'Standbys made the primary of their shard because the primary stayed down (promoteForWrites)',
+      labelNames,
+      registers,
+    }),
     shardWritable: new Gauge({
       name: 'mysqlmq_shard_writable',
       help: '1 when the shard takes writes',
@@ -166,6 +172,7 @@ export class ClusterLoop {
       } else {
         for (const e of o.decision.events) {
           void this.deps.events.record(cr, e.type, e.reason, e.message, { transition: true });
+          if (e.reason === 'PromotedForWrites') this.deps.metrics.promotions.inc(labels(o.shard));
         }
       }
       const primary = o.instances.find((i) => i.index === o.decision.memory.primaryIndex);

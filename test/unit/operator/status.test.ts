@@ -181,4 +181,31 @@ describe('computeStatus', () => {
       failedOverAt: now.toISOString(),
     });
   });
+
+  it('shows a promoted standby as the primary and carries the pending rejoin across a restart', () => {
+    const promoted = outcome(0, 'StandbyUnavailable', { write: false });
+    Object.assign(promoted.decision.memory, {
+      primaryIndex: 1,
+      failedOverAt: now.toISOString(),
+      failedOverProtected: true,
+      standbyMustRejoin: true,
+    });
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [promoted, outcome(1, 'Healthy')],
+      now,
+    });
+    expect(s.shards![0]).toMatchObject({
+      primaryPod: 'c-shard-0-1',
+      standbyPod: 'c-shard-0-0',
+      standbyMustRejoin: true,
+    });
+    expect(condition(s, 'Degraded')?.status).toBe('True');
+    expect(memoryFromStatus(s.shards![0]!)).toMatchObject({
+      primaryIndex: 1,
+      failedOverProtected: true,
+      standbyMustRejoin: true,
+    });
+  });
 });
