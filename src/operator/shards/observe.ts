@@ -1,3 +1,4 @@
+import { names } from '../desired/meta.js';
 import type { ObservedShard } from './manager.js';
 
 /** The parts of a Pod the shard loop reads (plain JSON or a client-node object alike). */
@@ -6,19 +7,12 @@ export interface PodLike {
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
 }
 
-export const SHARD_LABEL = 'mysqlmq.io/shard';
-export const INSTANCE_LABEL = 'mysqlmq.io/instance';
-
-export const shardName = (index: number) => `shard-${index}`;
-export const instancePodName = (cluster: string, shard: number, instance: number) =>
-  `${cluster}-${shardName(shard)}-${instance}`;
-
 /** Turns the cluster's MariaDB pods into what the shard state machine observes. Pure. */
 export function observeShards(cluster: string, shards: number, pods: PodLike[]): ObservedShard[] {
   return Array.from({ length: shards }, (_, s) => ({
-    name: shardName(s),
+    name: names.shard(s),
     instances: [0, 1].map((index) => {
-      const podName = instancePodName(cluster, s, index);
+      const podName = names.pod(cluster, s, index);
       const pod = pods.find((p) => p.metadata?.name === podName);
       return {
         index,
