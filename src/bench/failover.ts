@@ -29,6 +29,7 @@ import {
   trialLine,
 } from './failover/report.js';
 import { LOCAL_CLUSTER_SPEC, clusterManifest } from '../local/cluster-manifest.js';
+import { eventReasons } from '../local/kubectl.js';
 import { Stack } from './failover/stack.js';
 import { type TrialContext, type TrialRecord, clusterSteady, runTrial } from './failover/trial.js';
 import { Workload } from './failover/workload.js';
@@ -263,19 +264,10 @@ async function main(): Promise<number> {
     const result = await workload.stop();
     workload = undefined;
     const opMetrics = await stack.operatorMetrics();
-    const eventReasons: Record<string, number> = {};
+    const eventCounts: Record<string, number> = {};
     try {
-      const out = await stack.kubectl([
-        'get',
-        'events',
-        '-n',
-        NS,
-        '--field-selector',
-        `involvedObject.name=${NAME}`,
-        '-o',
-        'jsonpath={range .items[*]}{.reason}{"\\n"}{end}',
-      ]);
-      for (const r of out.split('\n').filter(Boolean)) eventReasons[r] = (eventReasons[r] ?? 0) + 1;
+      for (const r of await eventReasons((args) => stack.kubectl(args), NS, NAME))
+        eventCounts[r] = (eventCounts[r] ?? 0) + 1;
     } catch {
       // reported as none
     }
@@ -306,7 +298,7 @@ async function main(): Promise<number> {
         failoverSecondsCount: metricSum(opMetrics, 'mysqlmq_failover_duration_seconds_count'),
       },
       brokerMetrics: await brokerMetrics(brokers),
-      eventReasons,
+      eventReasons: eventCounts,
       trials,
     };
     console.log(`\n${consoleSummary(report)}\n`);

@@ -23,6 +23,25 @@ export async function kubectl(
   return out;
 }
 
+/** The reasons of the Events about the object `name` in `namespace`, one per Event. */
+export async function eventReasons(
+  run: (args: string[]) => Promise<string>,
+  namespace: string,
+  name: string,
+): Promise<string[]> {
+  const out = await run([
+    'get',
+    'events',
+    '-n',
+    namespace,
+    '--field-selector',
+    `involvedObject.name=${name}`,
+    '-o',
+    'jsonpath={range .items[*]}{.reason}{"\\n"}{end}',
+  ]);
+  return out.split('\n').filter(Boolean);
+}
+
 /** A TCP port nobody listens on at `host` right now (the kernel picks it). */
 export function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../src/local/cluster-manifest.js';
+import { eventReasons } from '../../src/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import {
   type Env,
@@ -61,19 +62,7 @@ async function waitReady(timeoutMs = 240_000): Promise<void> {
   );
 }
 
-async function eventReasons(): Promise<string[]> {
-  const out = await env.kubectl([
-    'get',
-    'events',
-    '-n',
-    NS,
-    '--field-selector',
-    `involvedObject.name=${NAME}`,
-    '-o',
-    'jsonpath={range .items[*]}{.reason}{"\\n"}{end}',
-  ]);
-  return out.trim().split('\n');
-}
+const clusterEvents = () => eventReasons((args) => env.kubectl(args), NS, NAME);
 
 /** Runs the workload around `fault`, then checks the invariants every fault must keep. */
 async function underLoad(fault: () => Promise<void>): Promise<WorkloadResult> {
@@ -124,7 +113,7 @@ describe('faults under load', () => {
         100,
       );
     });
-    const reasons = await eventReasons();
+    const reasons = await clusterEvents();
     expect(reasons).toContain('FailedOver');
     expect(reasons.some((r) => /Recovered|Healthy/.test(r))).toBe(true);
     expect((await cluster()).status?.lastFailoverTime).toBeDefined();
@@ -206,7 +195,7 @@ describe('faults under load', () => {
       phase: 'Healthy',
     });
     expect(shard.standbyMustRejoin).toBeUndefined();
-    const reasons = await eventReasons();
+    const reasons = await clusterEvents();
     expect(reasons).toContain('PromotedForWrites');
     const rejoin = reasons.filter((r) => r === 'StandbyRejoined' || r === 'StandbyRebuilt');
     console.info(`former primary came back: ${rejoin.join(', ')}`);

@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -12,6 +12,7 @@ import {
   connect,
 } from 'nats';
 import { findPids, freePort, portOpen, waitFor } from '../procs.js';
+import { type OwnServer, stopOwnServer } from './own-server.js';
 import { type BenchSystem, type Delivered, type Session, SkipSystem } from '../system.js';
 
 export interface NatsOptions {
@@ -43,7 +44,7 @@ export class NatsSystem implements BenchSystem {
     'messages; one server, no replica (R1)';
   readonly setup: string;
   private nc?: NatsConnection;
-  private own?: { child: ChildProcess; dir: string };
+  private own?: OwnServer;
   private port: number;
   private serverVersion = 'unknown';
   private sessions = 0;
@@ -194,15 +195,8 @@ export class NatsSystem implements BenchSystem {
   async stop(): Promise<void> {
     await this.nc?.close().catch(() => undefined);
     this.nc = undefined;
-    if (this.own) {
-      const { child, dir } = this.own;
-      this.own = undefined;
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await rm(dir, { recursive: true, force: true });
-    }
+    const own = this.own;
+    this.own = undefined;
+    if (own) await stopOwnServer(own);
   }
 }

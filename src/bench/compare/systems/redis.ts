@@ -1,9 +1,10 @@
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { freePort, sleep, waitFor } from '../procs.js';
+import { type OwnServer, stopOwnServer } from './own-server.js';
 import { type BenchSystem, type Delivered, type Session, SkipSystem } from '../system.js';
 
 export interface RedisOptions {
@@ -29,7 +30,7 @@ export class RedisSystem implements BenchSystem {
     'appendonly yes, appendfsync always: the AOF is written and fsynced before replies leave ' +
     '(one fsync per event-loop turn, a group commit); one server, no replica';
   readonly setup: string;
-  private own?: { child: ChildProcess; dir: string; port: number };
+  private own?: OwnServer & { port: number };
   private admin?: Redis;
   private serverVersion = 'unknown';
   private sessions = 0;
@@ -183,15 +184,8 @@ export class RedisSystem implements BenchSystem {
   async stop(): Promise<void> {
     this.admin?.disconnect();
     this.admin = undefined;
-    if (this.own) {
-      const { child, dir } = this.own;
-      this.own = undefined;
-      if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-        const exited = new Promise((resolve) => child.once('exit', resolve));
-        child.kill('SIGTERM');
-        await exited;
-      }
-      await rm(dir, { recursive: true, force: true });
-    }
+    const own = this.own;
+    this.own = undefined;
+    if (own) await stopOwnServer(own);
   }
 }
