@@ -93,14 +93,10 @@ export class ShardManager {
       }
     }
     // A failed action leaves the shard as it was, except that it takes no writes meanwhile.
-    if (actionError) {
-      this.memory.set(observed.name, {
-        ...this.memoryOf(observed.name),
-        primaryProbeFailures: decision.memory.primaryProbeFailures,
-      });
-    } else {
-      this.memory.set(observed.name, decision.memory);
-    }
+    const kept = actionError
+      ? { ...this.memoryOf(observed.name), primaryProbeFailures: decision.memory.primaryProbeFailures }
+      : decision.memory;
+    this.memory.set(observed.name, kept);
     const choice = decision.route;
     const route: ShardRoute = {
       name: observed.name,
@@ -113,7 +109,9 @@ export class ShardManager {
             : null,
       requireStandbyAck: choice.requireStandbyAck,
     };
-    return { shard: observed.name, decision, instances, actionError, route };
+    // Status (and an operator that restarts from it) must see what is true: after a failed
+    // promotion, say, the old primary is still the primary.
+    return { shard: observed.name, decision: { ...decision, memory: kept }, instances, actionError, route };
   }
 
   private async probe(view: ObservedShard['instances'][number]): Promise<InstanceView> {
