@@ -15,7 +15,7 @@
 import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { type RbacUse, impliedUses } from './rbac.js';
+import { type RbacUse, rbacUsesOf } from './rbac.js';
 import {
   type AuditedRequest,
   type KubeRest,
@@ -61,9 +61,7 @@ export function readAuditedRequests(file: string): AuditedRequest[] {
  * server-side apply also needs `create`, see `rbacUsesOf`); non-resource URLs are left out.
  */
 export function readRequestAudit(file: string): RbacUse[] {
-  return readAuditedRequests(file).flatMap((r) =>
-    r.use ? [r.use, ...impliedUses(r.use, r.contentType)] : [],
-  );
+  return readAuditedRequests(file).flatMap((r) => rbacUsesOf(r));
 }
 
 const AUDITED = Symbol('mysqlmq.audited');

@@ -189,22 +189,18 @@ export function rbacUseOf(method: string, path: string, query?: QueryLike): Rbac
 export const APPLY_PATCH_CONTENT_TYPE = 'application/apply-patch+yaml';
 
 /**
- * Every permission a request may need: its own use (`rbacUseOf`) and, for a server-side apply
- * (PATCH with Content-Type application/apply-patch+yaml), `create` on the same object as well: an
- * apply that finds no object creates it, and the apiserver then authorizes the verb `create` too
- * (handlers/patch.go: `withAuthorization(..., createAuthorizerAttributes)`; refused as
- * `... is forbidden: ` with no reason). Empty for a non-resource URL.
+ * Every permission a recorded request (`auditedRequest`) may need: its own use and, for a
+ * server-side apply (PATCH with Content-Type application/apply-patch+yaml), `create` on the same
+ * object as well: an apply that finds no object creates it, and the apiserver then authorizes the
+ * verb `create` too (handlers/patch.go: `withAuthorization(..., createAuthorizerAttributes)`;
+ * refused as `... is forbidden: ` with no reason). Empty for a non-resource URL.
  */
-export function rbacUsesOf(method: string, path: string, query?: QueryLike, contentType?: string): RbacUse[] {
-  const use = rbacUseOf(method, path, query);
+export function rbacUsesOf(req: { use: RbacUse | undefined; contentType?: string }): RbacUse[] {
+  const { use } = req;
   if (!use) return [];
-  return [use, ...impliedUses(use, contentType)];
-}
-
-/** What a recorded use needs beyond its own verb (see `rbacUsesOf`). */
-export function impliedUses(use: RbacUse, contentType: string | undefined): RbacUse[] {
-  const mediaType = contentType?.split(';')[0]?.trim().toLowerCase();
-  return use.verb === 'patch' && mediaType === APPLY_PATCH_CONTENT_TYPE ? [{ ...use, verb: 'create' }] : [];
+  const mediaType = req.contentType?.split(';')[0]?.trim().toLowerCase();
+  const isApply = use.verb === 'patch' && mediaType === APPLY_PATCH_CONTENT_TYPE;
+  return isApply ? [use, { ...use, verb: 'create' }] : [use];
 }
 
 /** `pods` or `pods/status`, as PolicyRule.resources names it. */

@@ -73,10 +73,13 @@ export function auditedRequest(
   const bare = q >= 0 ? path.slice(0, q) : path;
   let qs = typeof query === 'string' ? query.replace(/^\?/, '') : buildQuery(query).slice(1);
   if (q >= 0) qs = [path.slice(q + 1), qs].filter(Boolean).join('&');
-  const out: AuditedRequest = { method: method.toUpperCase(), path: bare, query: qs, use: undefined };
-  if (contentType) out.contentType = contentType;
-  out.use = rbacUseOf(method, bare, qs);
-  return out;
+  return {
+    method: method.toUpperCase(),
+    path: bare,
+    query: qs,
+    ...(contentType ? { contentType } : {}),
+    use: rbacUseOf(method, bare, qs),
+  };
 }
 
 /** Calls the hook, never letting it throw into the request path. */

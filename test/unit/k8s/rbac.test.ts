@@ -130,20 +130,19 @@ describe('parseResourcePath / rbacUseOf', () => {
   it('a server-side apply also needs create (it creates a missing object); other patches do not', () => {
     const path = '/api/v1/namespaces/ns/configmaps/c';
     const uses = rbacUsesOf(
-      'PATCH',
-      path,
-      { fieldManager: 'm', force: true },
-      'application/apply-patch+yaml',
+      auditedRequest('PATCH', path, { fieldManager: 'm', force: true }, 'application/apply-patch+yaml'),
     );
     expect(uses.map((u) => `${u.resource}/${u.name} ${u.verb}`)).toEqual([
       'configmaps/c patch',
       'configmaps/c create',
     ]);
-    expect(rbacUsesOf('PATCH', path, undefined, 'application/merge-patch+json').map((u) => u.verb)).toEqual([
-      'patch',
-    ]);
-    expect(rbacUsesOf('POST', '/api/v1/namespaces/ns/events', undefined, 'application/json')).toHaveLength(1);
-    expect(rbacUsesOf('GET', '/version')).toEqual([]);
+    expect(
+      rbacUsesOf(auditedRequest('PATCH', path, undefined, 'application/merge-patch+json')).map((u) => u.verb),
+    ).toEqual(['patch']);
+    expect(
+      rbacUsesOf(auditedRequest('POST', '/api/v1/namespaces/ns/events', undefined, 'application/json')),
+    ).toHaveLength(1);
+    expect(rbacUsesOf(auditedRequest('GET', '/version'))).toEqual([]);
   });
 
   it('auditedRequest merges a query string in the path with the query object', () => {
