@@ -15,6 +15,12 @@ if (process.argv.includes('--compare')) {
   process.exit(await runCompare(process.argv.slice(2)));
 }
 
+// `npm run bench -- --commit-latency`: the shards alone, paced INSERTs at the comparison's load.
+if (process.argv.includes('--commit-latency')) {
+  const { runCommitLatency } = await import('./commit-latency.js');
+  process.exit(await runCommitLatency(process.argv.slice(2)));
+}
+
 /**
  * `npm run bench`: produce and consume through the brokers of a local 2-shard cluster with durable
  * settings (sync_binlog=1, innodb_flush_log_at_trx_commit=1, lossless semi-sync to a standby), then
