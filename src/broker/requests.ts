@@ -1,4 +1,5 @@
 import { MqError, badRequest } from '../common/errors.js';
+import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
 import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from './routing.js';
@@ -17,7 +18,7 @@ export const FETCH_LIMITS = { maxMessages: 10_000, maxBytes: 64 << 20, waitMs: 3
 export function parseJson(body: Buffer): unknown {
   if (body.length === 0) throw badRequest('malformed_json', 'request body is empty; send a JSON object');
   try {
-    return JSON.parse(body.toString('utf8'));
+    return parseJsonLines(body);
   } catch (err) {
     throw badRequest('malformed_json', `request body is not valid JSON: ${(err as Error).message}`);
   }

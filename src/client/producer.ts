@@ -1,3 +1,4 @@
+import { encodeJsonLines } from '../common/json-lines.js';
 import { Transport, type TransportOptions, topicPath } from './transport.js';
 
 export interface ProducerOptions extends TransportOptions {
@@ -155,10 +156,17 @@ export class Producer {
   }
 }
 
-function encode(values: (Buffer | string)[]): { messages: { value: string }[]; encoding?: 'base64' } {
-  if (values.every((v) => typeof v === 'string')) return { messages: values.map((value) => ({ value })) };
-  return {
-    encoding: 'base64',
-    messages: values.map((v) => ({ value: (typeof v === 'string' ? Buffer.from(v) : v).toString('base64') })),
-  };
+/** The publish body, one message per line (json-lines.ts): never one large string. */
+function encode(values: (Buffer | string)[]): Buffer {
+  if (values.every((v) => typeof v === 'string')) {
+    return encodeJsonLines(
+      'messages',
+      values.map((value) => `{"value":${JSON.stringify(value)}}`),
+    );
+  }
+  return encodeJsonLines(
+    'messages',
+    values.map((v) => `{"value":"${(typeof v === 'string' ? Buffer.from(v) : v).toString('base64')}"}`),
+    { encoding: 'base64' },
+  );
 }

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import https from 'node:https';
+import { parseJsonLines } from '../common/json-lines.js';
 
 /** Errors the SDK raises: a broker's `{code, message}` answer, or every broker unreachable. */
 export class MqClientError extends Error {
@@ -48,7 +49,9 @@ export class Transport {
   ): Promise<T> {
     const deadline = Date.now() + this.timeoutMs;
     const brokers = this.options.brokers;
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    // A Buffer is a body already encoded as JSON (a publish: see Producer).
+    const payload =
+      body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     let lastError: unknown;
     for (let attempt = 0; ; attempt++) {
       const base = brokers[this.next++ % brokers.length];
@@ -100,7 +103,7 @@ export class Transport {
           res.on('end', () => {
             clearTimeout(timer);
             try {
-              resolve(answer<T>(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8')));
+              resolve(answer<T>(res.statusCode ?? 0, Buffer.concat(chunks)));
             } catch (err) {
               reject(err);
             }
@@ -125,16 +128,17 @@ export class Transport {
 }
 
 /** A broker's answer: its JSON, or its `{code, message}` error thrown as MqClientError. */
-function answer<T>(status: number, text: string): T {
+function answer<T>(status: number, body: Buffer): T {
   if (status === 204) return undefined as T;
   let parsed: unknown;
   try {
-    parsed = text ? JSON.parse(text) : undefined;
+    // Fetch answers come one message per line; large ones are parsed in pieces (json-lines.ts).
+    parsed = body.length ? parseJsonLines(body) : undefined;
   } catch {
     throw new MqClientError(
       status >= 500 ? status : 502,
       'bad_response',
-      `broker sent non-JSON: ${text.slice(0, 200)}`,
+      `broker sent non-JSON: ${body.toString('utf8', 0, 200)}`,
     );
   }
   if (status < 200 || status >= 300) {

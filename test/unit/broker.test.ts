@@ -240,7 +240,7 @@ describe('the fetch cache', () => {
 });
 
 describe('fetch answers', () => {
-  it('are the bytes JSON.stringify gives, whatever the payload holds', () => {
+  it('are the JSON of the answer, one message per line, whatever the payload holds', () => {
     const stored = [
       { shard: 'shard-0', id: 7, publishedAt: 0, payload: Buffer.from('quote " back \\ nl \n é 🎉 \u0001') },
       { shard: 'shard-1', id: 9, publishedAt: 1700000000123, payload: Buffer.from([0xff, 0, 1]) },
@@ -250,17 +250,19 @@ describe('fetch answers', () => {
     for (const encoding of ['utf8', 'base64'] as const) {
       const messages = stored.map((m) => fetchedMessage(m.shard, m.id, m.publishedAt, m.payload, encoding));
       expect(messages.map((m) => m.size)).toEqual(stored.map((m) => m.payload.length));
-      const expected = JSON.stringify({
-        messages: stored.map((m) => ({
-          shard: m.shard,
-          id: m.id,
-          publishedAt: m.publishedAt,
-          value: m.payload.toString(encoding),
-        })),
-        positions,
-        heldElsewhere,
-      });
-      expect(fetchAnswerBody({ messages, positions, heldElsewhere }).toString()).toBe(expected);
+      const expected = stored.map((m) => ({
+        shard: m.shard,
+        id: m.id,
+        publishedAt: m.publishedAt,
+        value: m.payload.toString(encoding),
+      }));
+      const body = fetchAnswerBody({ messages, positions, heldElsewhere }).toString();
+      expect(JSON.parse(body)).toEqual({ messages: expected, positions, heldElsewhere });
+      // Each message's JSON exactly as JSON.stringify writes it, on a line of its own.
+      const lines = body.split('\n');
+      expect(lines.slice(1, -1).map((l) => l.replace(/,$/, ''))).toEqual(
+        expected.map((m) => JSON.stringify(m)),
+      );
     }
     expect(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [] }).toString()).toBe(
       '{"messages":[],"positions":{},"heldElsewhere":[]}',
