@@ -5,7 +5,7 @@
  * publish-acknowledge latency measured here. Run as deployed and, to see where the time goes, with
  * asynchronous replication and without fsync.
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -20,7 +20,7 @@ import { MIN_PAYLOAD_BYTES, stampedPayload } from './compare/payload.js';
 import { sleep } from './compare/procs.js';
 import { type LatencySummary, Samples } from './compare/stats.js';
 import { fmtInt, fmtMs, markdownTable } from './compare/table.js';
-import { describeMachine, replaceSection } from './machine.js';
+import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
 
 /** Apart from the tests (127.0.2x), the demo (127.0.30/31) and the other benchmarks (127.0.40/45/50). */
 const PREFIX = '127.0.52';
@@ -269,10 +269,8 @@ export async function runCommitLatency(argv: string[]): Promise<number> {
     connections,
     results,
   };
-  await mkdir('docs/bench-results', { recursive: true });
-  await writeFile(RESULTS_JSON, JSON.stringify(report, null, 2) + '\n');
-  const doc = await readFile('docs/benchmarks.md', 'utf8');
-  await writeFile('docs/benchmarks.md', replaceSection(doc, 'commit-latency', commitLatencySection(report)));
+  await writeBenchmarkJson(RESULTS_JSON, report);
+  await writeBenchmarkSection('commit-latency', commitLatencySection(report));
   console.log(`wrote docs/benchmarks.md (section commit-latency) and ${RESULTS_JSON}`);
   return 0;
 }

@@ -14,11 +14,11 @@
  * --report-only (rewrite the docs/benchmarks.md section from docs/bench-results/failover.json, no run).
  * Ctrl-C stops everything (operator, kubelet with every mariadbd and broker, control plane).
  */
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { describeMachine, replaceSection } from './machine.js';
+import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
 import {
   type FailoverReport,
   RESULTS_JSON,
@@ -156,17 +156,10 @@ async function tail(file: string, lines = 20): Promise<string> {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
-async function writeSection(report: FailoverReport): Promise<void> {
-  // Re-read right before writing: other sections of this file change independently.
-  const path = 'docs/benchmarks.md';
-  const doc = await readFile(path, 'utf8').catch(() => '# Benchmarks\n');
-  await writeFile(path, replaceSection(doc, SECTION, markdownSection(report)));
-}
-
 async function main(): Promise<number> {
   if (values['report-only']) {
     const report = JSON.parse(await readFile(RESULTS_JSON, 'utf8')) as FailoverReport;
-    await writeSection(report);
+    await writeBenchmarkSection(SECTION, markdownSection(report));
     console.log(consoleSummary(report));
     return 0;
   }
@@ -304,9 +297,8 @@ async function main(): Promise<number> {
     console.log(`\n${consoleSummary(report)}\n`);
     await writeFile(join(stateDir, 'failover.json'), JSON.stringify(report, null, 2) + '\n');
     if (!values['no-write']) {
-      await mkdir('docs/bench-results', { recursive: true });
-      await writeFile(RESULTS_JSON, JSON.stringify(report, null, 2) + '\n');
-      await writeSection(report);
+      await writeBenchmarkJson(RESULTS_JSON, report);
+      await writeBenchmarkSection(SECTION, markdownSection(report));
       step(`wrote docs/benchmarks.md and ${RESULTS_JSON}`);
     }
     if (report.summary.failedTrials > 0 || result.lost > 0 || result.failedPublishes > 0) exitCode = 1;

@@ -1,5 +1,10 @@
 import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
+import { dirname } from 'node:path';
+
+/** Where every benchmark writes its section. */
+export const BENCHMARKS_MD = 'docs/benchmarks.md';
 
 /** One line describing the machine a benchmark ran on. */
 export function describeMachine(): string {
@@ -33,4 +38,17 @@ export function replaceSection(doc: string, name: string, body: string): string 
   const stop = doc.indexOf(end);
   if (start >= 0 && stop > start) return doc.slice(0, start) + block + doc.slice(stop + end.length);
   return `${doc.trimEnd()}\n\n${block}\n`;
+}
+
+/** Rewrites one benchmark's section of docs/benchmarks.md, leaving the others as they are. */
+export async function writeBenchmarkSection(name: string, body: string): Promise<void> {
+  // Read right before writing: other sections of the file change independently.
+  const doc = await readFile(BENCHMARKS_MD, 'utf8').catch(() => '# Benchmarks\n');
+  await writeFile(BENCHMARKS_MD, replaceSection(doc, name, body));
+}
+
+/** Keeps a benchmark's raw results as JSON (under docs/bench-results/). */
+export async function writeBenchmarkJson(path: string, results: unknown): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, JSON.stringify(results, null, 2) + '\n');
 }

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -7,7 +7,13 @@ import { BROKER_NODE_OPTIONS } from '../broker/node-options.js';
 import { Consumer, Producer } from '../client/index.js';
 import { BrokerProcess } from '../local/broker-process.js';
 import { LocalShards } from '../local/cluster.js';
-import { describeMachine, replaceSection, residentMiB } from './machine.js';
+import {
+  BENCHMARKS_MD,
+  describeMachine,
+  residentMiB,
+  writeBenchmarkJson,
+  writeBenchmarkSection,
+} from './machine.js';
 
 // `npm run bench -- --compare`: mysqlmq beside the INSERT ceiling, RabbitMQ, NATS and Redis.
 if (process.argv.includes('--compare')) {
@@ -160,10 +166,7 @@ async function record(r: {
   groups: number;
   messages: number;
 }): Promise<void> {
-  await mkdir('docs/bench-results', { recursive: true });
-  await writeFile('docs/bench-results/dataplane.json', JSON.stringify(r, null, 2) + '\n');
-  const path = 'docs/benchmarks.md';
-  const doc = await readFile(path, 'utf8').catch(() => '# Benchmarks\n');
+  await writeBenchmarkJson('docs/bench-results/dataplane.json', r);
   const body = `## Data plane: produce and consume through the brokers
 
 - Date: ${r.date}
@@ -181,8 +184,8 @@ async function record(r: {
 | broker resident memory, peak (MiB) | ${r.brokerPeakRssMiB} | | |
 
 Raw result: \`docs/bench-results/dataplane.json\`.`;
-  await writeFile(path, replaceSection(doc, 'dataplane', body));
-  console.log(`==> wrote ${path}`);
+  await writeBenchmarkSection('dataplane', body);
+  console.log(`==> wrote ${BENCHMARKS_MD}`);
 }
 
 main().catch((err) => {

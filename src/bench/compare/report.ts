@@ -1,5 +1,4 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { replaceSection } from '../machine.js';
+import { writeBenchmarkJson, writeBenchmarkSection } from '../machine.js';
 import type { CompareReport } from './results.js';
 import {
   CPU_HEADERS,
@@ -16,7 +15,6 @@ import {
 } from './table.js';
 
 export const RESULTS_JSON = 'docs/bench-results/compare.json';
-export const BENCHMARKS_MD = 'docs/benchmarks.md';
 
 function titles(report: CompareReport): Map<string, string> {
   return new Map(report.systems.map((s) => [s.name, s.title]));
@@ -133,8 +131,6 @@ Raw results: \`${RESULTS_JSON}\`.`.replace(/\n{3,}/g, '\n\n');
 }
 
 export async function writeReport(report: CompareReport): Promise<void> {
-  await mkdir('docs/bench-results', { recursive: true });
-  await writeFile(RESULTS_JSON, JSON.stringify(report, null, 2) + '\n');
-  const doc = await readFile(BENCHMARKS_MD, 'utf8').catch(() => '# Benchmarks\n');
-  await writeFile(BENCHMARKS_MD, replaceSection(doc, 'compare', markdownSection(report)));
+  await writeBenchmarkJson(RESULTS_JSON, report);
+  await writeBenchmarkSection('compare', markdownSection(report));
 }
