@@ -118,8 +118,10 @@ interface Load {
   stop(): Promise<void>;
 }
 
-function startLoad(topic: string): Load {
+/** Creates `topic` and publishes to it without pause until stopped; returns after a head start. */
+async function startLoad(topic: string): Promise<Load> {
   const producer = new Producer({ brokers: [broker.url], lingerMs: 2 });
+  await producer.createTopic(topic);
   const load: Load = { acked: [], failures: 0, stop: async () => undefined };
   let running = true;
   let n = 0;
@@ -140,6 +142,7 @@ function startLoad(topic: string): Load {
     running = false;
     await loop;
   };
+  await new Promise((r) => setTimeout(r, 500));
   return load;
 }
 
@@ -162,10 +165,7 @@ describe('promotion for reads and recovery on real MariaDB', () => {
     'serves reads from the standby after kill -9 of a primary, loses nothing, and recovers',
     { timeout: 180_000 },
     async () => {
-      const producer = new Producer({ brokers: [broker.url] });
-      await producer.createTopic('failover');
-      const load = startLoad('failover');
-      await new Promise((r) => setTimeout(r, 500));
+      const load = await startLoad('failover');
 
       const primary = dbs[0][0];
       await primary.kill();
@@ -260,10 +260,7 @@ describe('promotion for writes on real MariaDB', () => {
     'promotes the standby of a hung primary, then wipes and re-replicates the diverged former primary',
     { timeout: 180_000 },
     async () => {
-      const producer = new Producer({ brokers: [broker.url] });
-      await producer.createTopic('promote');
-      const load = startLoad('promote');
-      await new Promise((r) => setTimeout(r, 500));
+      const load = await startLoad('promote');
 
       const { former, promoted } = await freezeUntilPromoted();
       // Durability "required": no writes until a standby acknowledges; the other shard takes them.
@@ -294,6 +291,7 @@ describe('promotion for writes on real MariaDB', () => {
         expect(load.acked.filter((v) => !seen.has(v))).toEqual([]);
       }
       // Writes reach the new primary again.
+      const producer = new Producer({ brokers: [broker.url] });
       await producer.send('promote', 'after');
       await producer.close();
     },
