@@ -61,7 +61,12 @@ async function ensureSchema(conn: mysql.Connection): Promise<void> {
     `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name IN (?)`,
     [QUEUE_DATABASE, SCHEMA_TABLES],
   );
-  if (Number(tables[0]?.n) === SCHEMA_TABLES.length) return;
+  const settings = await queryRows(
+    conn,
+    `SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND table_name = 'topics' AND column_name = 'settings'`,
+    [QUEUE_DATABASE],
+  );
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && settings.length > 0) return;
   for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
 }
 

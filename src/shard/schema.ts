@@ -14,8 +14,11 @@ export const SCHEMA_STATEMENTS = [
   `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.topics (
      id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
      name VARCHAR(128) NOT NULL UNIQUE,
-     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+     settings LONGTEXT NULL
    ) ENGINE=InnoDB`,
+  // Shards bootstrapped before per-topic settings existed (src/api/topic-settings.ts).
+  `ALTER TABLE ${QUEUE_DATABASE}.topics ADD COLUMN IF NOT EXISTS settings LONGTEXT NULL`,
   // committed_id: the group has processed every message of this shard's topic up to it.
   // owner/lease_until: the consumer that may read this shard for the group until then (DB clock, ms).
   `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.group_offsets (
