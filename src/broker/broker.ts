@@ -20,7 +20,7 @@ import {
   parseJson,
   parsePublish,
 } from './requests.js';
-import { type RoutingDocument, parseRouting } from './routing.js';
+import { type RoutingDocument, parseRouting } from '../api/routing.js';
 import { ShardPools } from './shard-pools.js';
 import { ShardRouter } from './shard-router.js';
 import { TopicCatalog } from './topic-catalog.js';

@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from './broker.js';
-import { parseRouting } from './routing.js';
+import { parseRouting } from '../api/routing.js';
 
 /**
  * The broker process. Flags for what differs per deployment, environment variables for secrets

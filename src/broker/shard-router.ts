@@ -1,7 +1,7 @@
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { ShardPools } from './shard-pools.js';
-import { type RoutingDocument, type ShardRoute } from './routing.js';
+import { type RoutingDocument, type ShardRoute } from '../api/routing.js';
 import { type WriteProbe, writeEligible } from './shard-health.js';
 
 export interface ShardView {

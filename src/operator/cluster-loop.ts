@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { RoutingDocument } from '../broker/routing.js';
+import type { RoutingDocument } from '../api/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { ShardSecrets } from '../shard/bootstrap.js';

@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { type RoutingDocument, parseRouting } from '../broker/routing.js';
+import { type RoutingDocument, parseRouting } from '../api/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';

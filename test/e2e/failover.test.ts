@@ -6,8 +6,8 @@
  * Ready again, and its Events tell what happened.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../src/local/cluster-manifest.js';
-import { eventReasons } from '../../src/local/kubectl.js';
+import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
+import { eventReasons } from '../../tools/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import {
   type Env,

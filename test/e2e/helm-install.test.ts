@@ -22,7 +22,7 @@ import { readRequestAudit } from '../../src/k8s/audit.js';
 import type { RbacUse } from '../../src/k8s/rbac.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { CHART_DIR, type HelmValues, helm } from '../support/helm.js';
-import { clusterManifest } from '../../src/local/cluster-manifest.js';
+import { clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, conditionOf, startEnv, waitFor } from '../support/operator.js';
 import {
   type NamespacedPermission,

@@ -7,7 +7,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { LOCAL_CLUSTER_SPEC as BASE_SPEC, clusterManifest } from '../../src/local/cluster-manifest.js';
+import { LOCAL_CLUSTER_SPEC as BASE_SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
 const NS = 'e2e';

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { BROKER_DEFAULTS } from '../../src/broker/broker.js';
 import { Consumer, Producer, type PublishAck } from '../../src/client/index.js';
-import type { LocalShards } from '../../src/local/cluster.js';
+import type { LocalShards } from '../../tools/local/cluster.js';
 import { startBroker, startShards } from '../support/dataplane.js';
 
 /**

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
-import type { LocalShards } from '../../src/local/cluster.js';
+import type { LocalShards } from '../../tools/local/cluster.js';
 import { startBroker, startShards } from '../support/dataplane.js';
 
 /** The broker renders its own INSERTs: every byte must come back as it was published. */

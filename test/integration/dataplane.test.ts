@@ -2,7 +2,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
-import type { LocalShards } from '../../src/local/cluster.js';
+import type { LocalShards } from '../../tools/local/cluster.js';
 import { setReadOnly } from '../../src/shard/bootstrap.js';
 import { probeInstance } from '../../src/shard/probe.js';
 import { startBroker, startShards } from '../support/dataplane.js';

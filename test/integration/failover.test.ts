@@ -5,9 +5,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
-import { generateSecrets } from '../../src/local/cluster.js';
+import { generateSecrets } from '../../tools/local/cluster.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
-import { LocalMariaDb } from '../../src/local/mariadbd.js';
+import { LocalMariaDb } from '../../tools/local/mariadbd.js';
 import {
   type ManagerPolicy,
   type ObservedShard,

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from '../../src/broker/broker.js';
 import { createLogger } from '../../src/common/logger.js';
-import { LocalShards } from '../../src/local/cluster.js';
+import { LocalShards } from '../../tools/local/cluster.js';
 
 export const ADMIN_TOKEN = 'test-admin-token';
 

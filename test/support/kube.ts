@@ -8,4 +8,4 @@
  *
  * Set MQ_KEEP_KUBE=1 to keep the state dir (logs, etcd data) after stop().
  */
-export { type Kube, type StartKubeOptions, startKube } from '../../src/local/kube-control-plane.js';
+export { type Kube, type StartKubeOptions, startKube } from '../../tools/local/kube-control-plane.js';

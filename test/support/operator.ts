@@ -12,8 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import winston from 'winston';
 import { createLogger } from '../../src/common/logger.js';
-import { TestKubelet } from '../../src/local/kubelet/index.js';
-import { kubectl as runKubectl } from '../../src/local/kubectl.js';
+import { TestKubelet } from '../../tools/local/kubelet/index.js';
+import { kubectl as runKubectl } from '../../tools/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { type Kube, startKube } from './kube.js';
 

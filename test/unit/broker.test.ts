@@ -11,7 +11,7 @@ import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
-import { parseRouting } from '../../src/broker/routing.js';
+import { parseRouting } from '../../src/api/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
 
 const msg = (id: number, size = 10, shard = 'a') =>

@@ -1,5 +1,5 @@
-import { BROKER_NODE_OPTIONS } from '../../broker/node-options.js';
-import { type RoutingDocument, parseRouting } from '../../broker/routing.js';
+import { BROKER_NODE_OPTIONS } from '../../api/node-options.js';
+import { type RoutingDocument, parseRouting } from '../../api/routing.js';
 import {
   ANNOTATION_CONFIG_HASH,
   ANNOTATION_ROUTING_VERSION,

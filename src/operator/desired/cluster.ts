@@ -1,4 +1,4 @@
-import type { RoutingDocument } from '../../broker/routing.js';
+import type { RoutingDocument } from '../../api/routing.js';
 import type { DefaultedCluster } from '../api/types.js';
 import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './brokers.js';
 import { type Credentials, credentialsSecret } from './credentials.js';

@@ -1,4 +1,4 @@
-import type { RoutingDocument, ShardRoute } from '../../broker/routing.js';
+import type { RoutingDocument, ShardRoute } from '../../api/routing.js';
 import { withDeadline } from '../../common/deadline.js';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';

@@ -1,4 +1,4 @@
-import type { RoutingDocument } from '../../broker/routing.js';
+import type { RoutingDocument } from '../../api/routing.js';
 import { errorMessage } from '../../common/errors.js';
 
 export interface PushResult {

@@ -20,7 +20,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
 import { createLogger } from '../../../src/common/logger.js';
-import { TestKubelet } from '../../../src/local/kubelet/index.js';
+import { TestKubelet } from '../../../tools/local/kubelet/index.js';
 import { renderMyCnf } from '../../../src/shard/mycnf.js';
 import { type Kube, startKube } from '../../support/kube.js';
 

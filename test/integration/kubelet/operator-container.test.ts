@@ -25,8 +25,8 @@ import {
   operatorArgs,
   operatorExtraEnv,
   readinessCheck,
-} from '../../../src/local/kubelet/containers.js';
-import { type ObjectLookup, resolveEnv } from '../../../src/local/kubelet/env.js';
+} from '../../../tools/local/kubelet/containers.js';
+import { type ObjectLookup, resolveEnv } from '../../../tools/local/kubelet/env.js';
 import {
   SERVICE_ACCOUNT_TOKEN_TYPE,
   automountsToken,
@@ -37,8 +37,8 @@ import {
   podServiceAccountName,
   serviceAccountKubeconfig,
   writeServiceAccountFiles,
-} from '../../../src/local/kubelet/service-account.js';
-import type { PodVolumes } from '../../../src/local/kubelet/volumes.js';
+} from '../../../tools/local/kubelet/service-account.js';
+import type { PodVolumes } from '../../../tools/local/kubelet/volumes.js';
 import { type Kube, startKube } from '../../support/kube.js';
 
 /** The operator container as helm/mysqlmq-operator renders it (default values). */

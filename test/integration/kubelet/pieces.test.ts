@@ -3,16 +3,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Container } from '@kubernetes/client-node';
 import { describe, expect, it } from 'vitest';
-import { AddressPool } from '../../../src/local/kubelet/addresses.js';
+import { AddressPool } from '../../../tools/local/kubelet/addresses.js';
 import {
   brokerArgs,
   brokerPort,
   localBrokerArgs,
   readinessCheck,
-} from '../../../src/local/kubelet/containers.js';
-import { expandVars } from '../../../src/local/kubelet/env.js';
-import type { PodVolumes } from '../../../src/local/kubelet/volumes.js';
-import { LocalMariaDb } from '../../../src/local/mariadbd.js';
+} from '../../../tools/local/kubelet/containers.js';
+import { expandVars } from '../../../tools/local/kubelet/env.js';
+import type { PodVolumes } from '../../../tools/local/kubelet/volumes.js';
+import { LocalMariaDb } from '../../../tools/local/mariadbd.js';
 import { renderMyCnf } from '../../../src/shard/mycnf.js';
 
 describe('AddressPool', () => {

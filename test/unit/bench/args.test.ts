@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseCompareArgs } from '../../../src/bench/compare/main.js';
+import { parseCompareArgs } from '../../../tools/bench/compare/main.js';
 
 describe('npm run bench -- --compare flags', () => {
   it('defaults to every system at 256 B and 1 KiB with 10 groups at 10,000 msg/s', () => {

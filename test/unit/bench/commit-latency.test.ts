@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { VARIANTS, type VariantResult, commitLatencySection } from '../../../src/bench/commit-latency.js';
+import { VARIANTS, type VariantResult, commitLatencySection } from '../../../tools/bench/commit-latency.js';
 
 const lat = (p50: number, p99: number, max: number) => ({ count: 100, p50, p99, max, mean: p50 });
 

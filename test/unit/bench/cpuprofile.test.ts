@@ -6,7 +6,7 @@ import {
   selfTimeByOrigin,
   shortLocation,
   topSelfTime,
-} from '../../../src/bench/compare/cpuprofile.js';
+} from '../../../tools/bench/compare/cpuprofile.js';
 
 const frame = (functionName: string, url = '', lineNumber = 0) => ({
   functionName,

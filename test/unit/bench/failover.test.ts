@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { distribution, secs } from '../../../src/bench/failover/report.js';
-import { parseOperatorLog, shardHealthy, signalOf } from '../../../src/bench/failover/trial.js';
-import { BitSet } from '../../../src/bench/failover/workload.js';
+import { distribution, secs } from '../../../tools/bench/failover/report.js';
+import { parseOperatorLog, shardHealthy, signalOf } from '../../../tools/bench/failover/trial.js';
+import { BitSet } from '../../../tools/bench/failover/workload.js';
 import type { MessageQueueCluster } from '../../../src/operator/api/types.js';
 
 describe('signalOf (what triggered a failover, from the operator decision text)', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseMemoryMetrics } from '../../../src/bench/compare/memory.js';
+import { parseMemoryMetrics } from '../../../tools/bench/compare/memory.js';
 
 describe('broker memory from /metrics', () => {
   it('reads resident memory, the V8 heap, its spaces and external memory in MiB', () => {

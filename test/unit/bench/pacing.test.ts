@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { dueBy, nextSends, pacingPlan, scheduledAt } from '../../../src/bench/compare/pacing.js';
+import { dueBy, nextSends, pacingPlan, scheduledAt } from '../../../tools/bench/compare/pacing.js';
 
 describe('pacing schedule', () => {
   it('makes message i due at i / rate, the first at once', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MIN_PAYLOAD_BYTES, readStamp, stampedPayload } from '../../../src/bench/compare/payload.js';
+import { MIN_PAYLOAD_BYTES, readStamp, stampedPayload } from '../../../tools/bench/compare/payload.js';
 
 describe('stamped payloads', () => {
   it('are exactly the requested size in bytes and carry their time stamp', () => {

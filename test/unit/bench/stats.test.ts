@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Samples, percentile, perSecond } from '../../../src/bench/compare/stats.js';
+import { Samples, percentile, perSecond } from '../../../tools/bench/compare/stats.js';
 
 describe('percentile (nearest rank)', () => {
   const hundred = Array.from({ length: 100 }, (_, i) => i + 1);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RunResult } from '../../../src/bench/compare/results.js';
+import type { RunResult } from '../../../tools/bench/compare/results.js';
 import {
   cpuRows,
   fmtInt,
@@ -11,7 +11,7 @@ import {
   resultRows,
   targetChecks,
   textTable,
-} from '../../../src/bench/compare/table.js';
+} from '../../../tools/bench/compare/table.js';
 
 const lat = (p50: number, p99: number) => ({ count: 10, p50, p99, max: p99, mean: p50 });
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import type { RoutingDocument } from '../../../src/broker/routing.js';
+import type { RoutingDocument } from '../../../src/api/routing.js';
 import {
   brokerDeployment,
   brokerPdb,

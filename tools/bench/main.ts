@@ -3,8 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { BROKER_NODE_OPTIONS } from '../broker/node-options.js';
-import { Consumer, Producer } from '../client/index.js';
+import { BROKER_NODE_OPTIONS } from '../../src/api/node-options.js';
+import { Consumer, Producer } from '../../src/client/index.js';
 import { BrokerProcess } from '../local/broker-process.js';
 import { LocalShards } from '../local/cluster.js';
 import {

@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
-import type { Credentials, Endpoint } from '../shard/connection.js';
-import { renderMyCnf } from '../shard/mycnf.js';
+import type { Credentials, Endpoint } from '../../src/shard/connection.js';
+import { renderMyCnf } from '../../src/shard/mycnf.js';
 
 const run = promisify(execFile);
 

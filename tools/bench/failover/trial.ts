@@ -7,7 +7,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
-import type { MessageQueueCluster, ShardStatus } from '../../operator/api/types.js';
+import type { MessageQueueCluster, ShardStatus } from '../../../src/operator/api/types.js';
 import { type Observed, type PodJson, type Stack, podReady } from './stack.js';
 
 export type Signal = 'pod NotReady' | 'MySQL probe failures' | 'unknown';

@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import type { RoutingDocument } from '../broker/routing.js';
-import type { Credentials } from '../shard/connection.js';
+import type { RoutingDocument } from '../../src/api/routing.js';
+import type { Credentials } from '../../src/shard/connection.js';
 
 const BROKER_MAIN = fileURLToPath(new URL('../broker/main.js', import.meta.url));
 

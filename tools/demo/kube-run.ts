@@ -22,7 +22,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import winston from 'winston';
-import { createLogger } from '../common/logger.js';
+import { createLogger } from '../../src/common/logger.js';
 import { type Kube, REPO_ROOT, apiServerReady, startKube } from '../local/kube-control-plane.js';
 import { TestKubelet } from '../local/kubelet/index.js';
 import { freePort, kubectl } from '../local/kubectl.js';

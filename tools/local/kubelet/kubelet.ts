@@ -8,7 +8,7 @@ import {
   type V1Pod,
   VersionApi,
 } from '@kubernetes/client-node';
-import { type Logger, createLogger } from '../../common/logger.js';
+import { type Logger, createLogger } from '../../../src/common/logger.js';
 import { AddressPool } from './addresses.js';
 import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound, sleep } from './api.js';
 import { defaultBrokerMain, defaultOperatorMain } from './containers.js';

@@ -1,5 +1,5 @@
 import { type KubeConfig, Watch } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from '../../../src/common/logger.js';
 import { apiErrorMessage as errorMessage, errorCode, getJson } from './api.js';
 
 export interface KubeObject {

@@ -9,12 +9,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import winston from 'winston';
-import { type Logger, createLogger } from '../../common/logger.js';
+import { type Logger, createLogger } from '../../../src/common/logger.js';
 import { type Kube, REPO_ROOT, startKube } from '../../local/kube-control-plane.js';
 import { TestKubelet } from '../../local/kubelet/index.js';
 import { freePort, kubectl } from '../../local/kubectl.js';
 import { Reflector } from '../../local/kubelet/reflector.js';
-import type { MessageQueueCluster } from '../../operator/api/types.js';
+import type { MessageQueueCluster } from '../../../src/operator/api/types.js';
 
 export const OPERATOR_MAIN = join(REPO_ROOT, 'dist/operator/main.js');
 const CRD = 'messagequeueclusters.mysqlmq.io';

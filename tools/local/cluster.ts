@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { RoutingDocument } from '../broker/routing.js';
-import { type ShardSecrets, bootstrapShard } from '../shard/bootstrap.js';
+import type { RoutingDocument } from '../../src/api/routing.js';
+import { type ShardSecrets, bootstrapShard } from '../../src/shard/bootstrap.js';
 import { LocalMariaDb } from './mariadbd.js';
 
 export interface LocalShard {

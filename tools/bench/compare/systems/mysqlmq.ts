@@ -1,6 +1,6 @@
 import { join } from 'node:path';
-import { Consumer, Producer } from '../../../client/index.js';
-import { BROKER_NODE_OPTIONS } from '../../../broker/node-options.js';
+import { Consumer, Producer } from '../../../../src/client/index.js';
+import { BROKER_NODE_OPTIONS } from '../../../../src/api/node-options.js';
 import { BrokerProcess } from '../../../local/broker-process.js';
 import { describeMachine } from '../../machine.js';
 import { sleep } from '../procs.js';

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from '../../../src/common/logger.js';
 import { apiErrorMessage, errorCode, kubeTime, sleep } from './api.js';
 import {
   CONTAINER_KINDS,

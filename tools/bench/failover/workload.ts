@@ -3,7 +3,7 @@
  * through the SDK. Every message is `<tag>-<producer>-<seq>`; bitmaps record what was acknowledged
  * and what each group received, so a run of hours counts loss exactly in little memory.
  */
-import { Consumer, Producer } from '../../client/index.js';
+import { Consumer, Producer } from '../../../src/client/index.js';
 import { Samples } from '../compare/stats.js';
 
 /** A growable set of non-negative integers. */

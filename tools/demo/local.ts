@@ -2,7 +2,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Consumer, Producer } from '../client/index.js';
+import { Consumer, Producer } from '../../src/client/index.js';
 import { BrokerProcess } from '../local/broker-process.js';
 import { LocalShards } from '../local/cluster.js';
 

@@ -7,7 +7,7 @@ import {
   V1MicroTime,
   setHeaderOptions,
 } from '@kubernetes/client-node';
-import type { Logger } from '../../common/logger.js';
+import type { Logger } from '../../../src/common/logger.js';
 import { apiErrorMessage, isAlreadyExists, isNotFound, kubeMicroTime, kubeTime } from './api.js';
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);

@@ -1,9 +1,9 @@
 import mysql from 'mysql2/promise';
-import { readableCount } from '../../../broker/gaps.js';
-import { insertSql } from '../../../broker/queue-store.js';
-import { queryFormat } from '../../../broker/shard-pools.js';
-import { withAdmin } from '../../../shard/connection.js';
-import { createMessageTableSql, messageTable } from '../../../shard/schema.js';
+import { readableCount } from '../../../../src/broker/gaps.js';
+import { insertSql } from '../../../../src/broker/queue-store.js';
+import { queryFormat } from '../../../../src/broker/shard-pools.js';
+import { withAdmin } from '../../../../src/shard/connection.js';
+import { createMessageTableSql, messageTable } from '../../../../src/shard/schema.js';
 import { sleep } from '../procs.js';
 import type { BenchSystem, Delivered, Session } from '../system.js';
 import type { SharedShards } from './cluster.js';
