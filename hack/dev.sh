@@ -38,12 +38,12 @@ case "$cmd" in
     install_deps
     npm run build --silent
     # install.sh (the cached kube-apiserver build) runs from kube-run only when no cluster answers.
-    exec node dist/demo/kube-run.js "$@"
+    exec npx tsx tools/demo/kube-run.ts "$@"
     ;;
   demo-local)
     install_deps
     npm run build --silent
-    exec node dist/demo/local.js "$@"
+    exec npx tsx tools/demo/local.ts "$@"
     ;;
   test)
     install_deps
@@ -51,6 +51,7 @@ case "$cmd" in
     # about 5 minutes the first time on 2 cores, cached outside the repository afterwards.
     bash hack/kube/install.sh
     npm run build --silent
+    npm run typecheck --silent
     npm run lint --silent
     npm test
     ;;

@@ -23,7 +23,8 @@ import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import winston from 'winston';
 import { createLogger } from '../../src/common/logger.js';
-import { type Kube, REPO_ROOT, apiServerReady, startKube } from '../local/kube-control-plane.js';
+import { type Kube, apiServerReady, startKube } from '../local/kube-control-plane.js';
+import { REPO_ROOT } from '../local/paths.js';
 import { TestKubelet } from '../local/kubelet/index.js';
 import { freePort, kubectl } from '../local/kubectl.js';
 
@@ -430,7 +431,7 @@ async function main(): Promise<number> {
   });
   if (values.help) {
     console.log(
-      'usage: node dist/demo/kube-run.js [--embedded] [--once]\n' +
+      'usage: bash hack/dev.sh run [--embedded] [--once]\n' +
         '  With a reachable cluster ($KUBECONFIG or ~/.kube/config answering /readyz): installs the CRD\n' +
         '  and runs the operator against it in the foreground. Otherwise (or with --embedded): starts an\n' +
         '  embedded control plane and test kubelet, the operator, applies examples/basic.yaml, waits for\n' +

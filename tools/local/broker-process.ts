@@ -1,10 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
 import type { RoutingDocument } from '../../src/api/routing.js';
 import type { Credentials } from '../../src/shard/connection.js';
+import { productMain } from './paths.js';
 
-const BROKER_MAIN = fileURLToPath(new URL('../broker/main.js', import.meta.url));
+const BROKER_MAIN = productMain('broker');
 
 export interface BrokerProcessOptions {
   host: string;

@@ -22,13 +22,11 @@ import {
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
+import { REPO_ROOT } from './paths.js';
 
 const run = promisify(execFile);
-/** The repository: this file is src/local/ or dist/local/. */
-export const REPO_ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const HACK = join(REPO_ROOT, 'hack/kube');
 
 export interface Kube {

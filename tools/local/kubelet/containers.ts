@@ -1,12 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { mkdir, open, readFile, readdir } from 'node:fs/promises';
 import { get as httpGet } from 'node:http';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { V1Container, V1Probe } from '@kubernetes/client-node';
 import { LocalMariaDb } from '../mariadbd.js';
+import { productMain } from '../paths.js';
 import { ContainerConfigError, expandVars } from './env.js';
 import type { PodVolumes } from './volumes.js';
 
@@ -56,23 +55,14 @@ export interface StartContext {
   mariadbOverrides: Record<string, string>;
 }
 
-/** dist/<program>/main.js, also when this module runs from the TypeScript sources (vitest). */
-function defaultMain(program: 'broker' | 'operator'): string {
-  const here = fileURLToPath(import.meta.url);
-  const candidates = [fileURLToPath(new URL(`../../${program}/main.js`, import.meta.url))];
-  const src = /^(.*)[/\\]src[/\\]local[/\\]kubelet[/\\][^/\\]+$/.exec(here);
-  if (src) candidates.push(join(src[1]!, 'dist', program, 'main.js'));
-  return candidates.find((c) => existsSync(c)) ?? candidates[candidates.length - 1]!;
-}
-
 /** dist/broker/main.js of this repository. */
 export function defaultBrokerMain(): string {
-  return defaultMain('broker');
+  return productMain('broker');
 }
 
 /** dist/operator/main.js of this repository (what the image's /app/dist/operator/main.js is). */
 export function defaultOperatorMain(): string {
-  return defaultMain('operator');
+  return productMain('operator');
 }
 
 /** Processes still running when this process exits are killed, so nothing outlives a test run. */
