@@ -10,19 +10,13 @@
  *   if (hook) installRequestAudit(hook, { kc, rest });
  *
  * Install it before the first request. The file has one JSON object per line
- * ({method, path, query, use}); `readRequestAudit(file)` returns the RBAC uses in it.
+ * ({method, path, query, use}); the tests read it with `readRequestAudit(file)` of
+ * test/support/rbac.ts.
  */
-import { appendFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { type RbacUse, rbacUsesOf } from './rbac.js';
-import {
-  type AuditedRequest,
-  type KubeRest,
-  type RequestAuditHook,
-  auditedRequest,
-  reportRequest,
-} from './rest.js';
+import { type KubeRest, type RequestAuditHook, auditedRequest, reportRequest } from './rest.js';
 
 /** The environment variable naming the JSON-lines file every API request is appended to. */
 export const AUDIT_LOG_ENV = 'MQ_K8S_AUDIT_LOG';
@@ -40,28 +34,6 @@ export function jsonlAuditHook(file: string): RequestAuditHook {
 export function requestAuditFromEnv(env: NodeJS.ProcessEnv = process.env): RequestAuditHook | undefined {
   const file = env[AUDIT_LOG_ENV];
   return file ? jsonlAuditHook(file) : undefined;
-}
-
-/** Parses a file written by `jsonlAuditHook`: every request, in order. A torn last line is skipped. */
-export function readAuditedRequests(file: string): AuditedRequest[] {
-  const out: AuditedRequest[] = [];
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      out.push(JSON.parse(line) as AuditedRequest);
-    } catch {
-      // a line cut short by a killed process
-    }
-  }
-  return out;
-}
-
-/**
- * The RBAC uses of the requests recorded in a `jsonlAuditHook` file, with what each implies (a
- * server-side apply also needs `create`, see `rbacUsesOf`); non-resource URLs are left out.
- */
-export function readRequestAudit(file: string): RbacUse[] {
-  return readAuditedRequests(file).flatMap((r) => rbacUsesOf(r));
 }
 
 const AUDITED = Symbol('mysqlmq.audited');

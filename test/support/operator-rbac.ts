@@ -3,21 +3,15 @@
  * against it, so the chart's rules are derived from (and tested against) what the code does.
  *
  * In an end-to-end test: run the operator with MQ_K8S_AUDIT_LOG=/some/file (its main installs
- * `installRequestAudit(requestAuditFromEnv())`, see src/k8s/audit.ts), exercise it, then
+ * `installRequestAudit(requestAuditFromEnv())`, see src/k8s/audit.ts), exercise it, then (./rbac.ts)
  *
  *   const rbac = await renderOperatorRbac({ values: { watchNamespaces: ['a'] } });
  *   const result = checkOperatorRbac(rbac, readRequestAudit(file));
  *   expect(formatPermissions(result.missing)).toEqual([]);   // nothing would be Forbidden
  *   expect(formatPermissions(result.unused)).toEqual([]);    // nothing granted in vain
  */
-import {
-  type PolicyRule,
-  type RbacCheck,
-  type RbacPermission,
-  type RbacUse,
-  checkRbac,
-  usesIn,
-} from '../../src/k8s/rbac.js';
+import type { RbacUse } from '../../src/k8s/rbac.js';
+import { type PolicyRule, type RbacCheck, type RbacPermission, checkRbac, usesIn } from './rbac.js';
 import { type HelmValues, type ManifestObject, helmTemplate, parseManifests } from './helm.js';
 
 export interface RenderedRole {

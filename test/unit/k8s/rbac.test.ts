@@ -5,25 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  AUDIT_LOG_ENV,
-  installRequestAudit,
-  readAuditedRequests,
-  readRequestAudit,
-  requestAuditFromEnv,
-} from '../../../src/k8s/audit.js';
+import { AUDIT_LOG_ENV, installRequestAudit, requestAuditFromEnv } from '../../../src/k8s/audit.js';
+import { type RbacUse, parseResourcePath, rbacUseOf, rbacVerbOf } from '../../../src/k8s/rbac.js';
 import {
   type PolicyRule,
-  type RbacUse,
   checkRbac,
   formatPermissions,
-  parseResourcePath,
-  rbacUseOf,
   rbacUsesOf,
-  rbacVerbOf,
+  readAuditedRequests,
+  readRequestAudit,
   ruleAllows,
   usesIn,
-} from '../../../src/k8s/rbac.js';
+} from '../../support/rbac.js';
 import { type AuditedRequest, KubeRest, auditedRequest } from '../../../src/k8s/rest.js';
 
 describe('rbacVerbOf', () => {
