@@ -1,4 +1,5 @@
 import { badRequest } from '../common/errors.js';
+import { asObject, onlyKeys } from './json-shape.js';
 import type { Endpoint } from '../shard/connection.js';
 
 /**
@@ -66,19 +67,4 @@ function endpointOrNull(raw: unknown, where: string): Endpoint | null {
     throw badRequest('invalid_routing', `${where}.port must be 1-65535`);
   }
   return { host: e.host, port: port as number };
-}
-
-export function asObject(value: unknown, where: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw badRequest('invalid_request', `${where} must be a JSON object`);
-  }
-  return value as Record<string, unknown>;
-}
-
-export function onlyKeys(obj: Record<string, unknown>, allowed: string[], where: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw badRequest('unknown_field', `${where}: unknown field "${key}" (allowed: ${allowed.join(', ')})`);
-    }
-  }
 }

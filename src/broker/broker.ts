@@ -2,6 +2,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { getHeapStatistics } from 'node:v8';
+import { DEFAULT_MAX_MESSAGE_BYTES, WRITE_BATCH_BYTES } from '../api/limits.js';
 import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
@@ -51,12 +52,14 @@ export interface BrokerConfig {
 export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   host: '127.0.0.1',
   port: 8080,
-  maxMessageBytes: 1 << 20,
+  maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   maxMessagesPerPublish: 10_000,
-  // Batches and answers of about a megabyte already amortise their per-statement and per-request
-  // costs; larger ones only raised the broker's memory (each is held several times over: string,
-  // packet, socket).
-  writer: { maxBatchMessages: 5000, maxBatchBytes: 1 << 20, inflightPerShard: 3, commitTimeoutMs: 2000 },
+  writer: {
+    maxBatchMessages: 5000,
+    maxBatchBytes: WRITE_BATCH_BYTES,
+    inflightPerShard: 3,
+    commitTimeoutMs: 2000,
+  },
   maxPublishBytesInFlight: 8 << 20,
   fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20 },
   probeIntervalMs: 500,

@@ -2,7 +2,7 @@ import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
 import type { Payload } from './queue-store.js';
-import { asObject, onlyKeys } from '../api/routing.js';
+import { asObject, onlyKeys } from '../api/json-shape.js';
 
 /** Request bodies as the broker accepts them; every parser is pure and throws a 4xx MqError. */
 export type Encoding = 'utf8' | 'base64';

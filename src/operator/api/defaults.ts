@@ -1,3 +1,4 @@
+import { DEFAULT_MAX_MESSAGE_BYTES } from '../../api/limits.js';
 import {
   API_VERSION,
   type DefaultedCluster,
@@ -23,7 +24,7 @@ export const DEFAULTS = {
     replicas: 2,
     image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0',
     port: 8080,
-    maxMessageBytes: 1_048_576,
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   },
   failover: {
     probePeriodSeconds: 1,

@@ -1,3 +1,4 @@
+import { WRITE_BATCH_BYTES, minMaxAllowedPacket } from '../../api/limits.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
 import { withDefaults } from './defaults.js';
 import {
@@ -17,8 +18,6 @@ import {
 /** The longest cluster name whose derived names fit: `NAME-shard-63-standby` is a 63-character DNS label. */
 export const MAX_CLUSTER_NAME_LENGTH = 46;
 
-/** The broker's write batch (src/broker/broker.ts `writer.maxBatchBytes`). */
-const BROKER_BATCH_BYTES = 8 << 20;
 /** MariaDB's redo log alone takes 256 MiB (src/shard/mycnf.ts): less cannot even start. */
 const MIN_STORAGE_BYTES = 512 * 2 ** 20;
 
@@ -143,12 +142,12 @@ function checkMyCnf(s: DefaultedSpec): string[] {
   );
   if (packet) {
     const bytes = parseMyCnfSize(packet[1]);
-    const needed = 2 * Math.max(s.brokers.maxMessageBytes, BROKER_BATCH_BYTES);
+    const needed = minMaxAllowedPacket(s.brokers.maxMessageBytes);
     if (bytes === undefined) {
       problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
     } else if (bytes < needed) {
       problems.push(
-        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their 8 MiB write batch)`,
+        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their ${WRITE_BATCH_BYTES / 2 ** 20} MiB write batch)`,
       );
     }
   }

@@ -51,7 +51,7 @@ describe('validateSpec', () => {
 
   it('keeps max_allowed_packet large enough for the brokers', () => {
     expect(validateSpec({ mysql: { config: { max_allowed_packet: '64M' } } })).toEqual([]);
-    expect(validateSpec({ mysql: { config: { max_allowed_packet: '4M' } } })[0]).toMatch(/at least 16M/);
+    expect(validateSpec({ mysql: { config: { max_allowed_packet: '1M' } } })[0]).toMatch(/at least 2M/);
     expect(
       validateSpec({
         mysql: { config: { 'max-allowed-packet': '16M' } },
