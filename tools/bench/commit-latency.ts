@@ -17,7 +17,7 @@ import { withAdmin } from '../../src/shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../src/shard/schema.js';
 import { dueBy } from './compare/pacing.js';
 import { MIN_PAYLOAD_BYTES, stampedPayload } from './compare/payload.js';
-import { sleep } from './compare/procs.js';
+import { sleep } from '../../src/common/deadline.js';
 import { type LatencySummary, Samples } from './compare/stats.js';
 import { fmtInt, fmtMs, markdownTable } from './compare/table.js';
 import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';

@@ -33,6 +33,8 @@ import { eventReasons } from '../local/kubectl.js';
 import { Stack } from './failover/stack.js';
 import { type TrialContext, type TrialRecord, clusterSteady, runTrial } from './failover/trial.js';
 import { Workload } from './failover/workload.js';
+import { sleep } from '../../src/common/deadline.js';
+import { waitFor } from '../local/wait.js';
 
 const NS = 'bench';
 const NAME = 'fo';
@@ -80,7 +82,6 @@ const CLUSTER_YAML = clusterManifest(NS, NAME, LOCAL_CLUSTER_SPEC);
 const started = Date.now();
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(6);
 const step = (text: string) => console.log(`==> ${elapsed()}  ${text}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 class Interrupted extends Error {}
 let interrupted = false;
@@ -109,14 +110,7 @@ async function waitUntil(
   timeoutMs: number,
   everyMs = 250,
 ) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    checkpoint();
-    if (await fn()) return;
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
-    await sleep(everyMs);
-  }
+  await waitFor(what, fn, timeoutMs, everyMs, checkpoint);
 }
 
 /** Sum of a Prometheus metric's samples whose line matches `filter`. */

@@ -15,32 +15,27 @@
  * Flags: --embedded (ignore any configured cluster), --once (embedded: stop as soon as the cluster
  * is Ready and the instructions are printed; exit 1 if it never gets there).
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { homedir, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
-import winston from 'winston';
-import { createLogger } from '../../src/common/logger.js';
-import { type Kube, apiServerReady, startKube } from '../local/kube-control-plane.js';
-import { REPO_ROOT } from '../local/paths.js';
-import { TestKubelet } from '../local/kubelet/index.js';
+import { sleep } from '../../src/common/deadline.js';
+import { apiServerReady } from '../local/kube-control-plane.js';
 import { freePort, kubectl } from '../local/kubectl.js';
+import { REPO_ROOT } from '../local/paths.js';
+import { EmbeddedStack, OPERATOR_MAIN, type OperatorProcess, installCrd } from '../local/stack.js';
 
 /** Pod IPs of the embedded cluster. Tests use 127.0.2x, .40, .50, .60, .71 and 127.77/127.1. */
 const ADDRESS_PREFIX = '127.0.30';
-const NODES = ['node-a', 'node-b'];
 const EXAMPLE = 'examples/basic.yaml';
 const CLUSTER = 'basic';
-const CRD = 'messagequeueclusters.mysqlmq.io';
 const READY_TIMEOUT_MS = 10 * 60_000;
 
 const started = Date.now();
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(5);
 const step = (text: string) => console.log(`==> ${text}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const OPERATOR_MAIN = join(REPO_ROOT, 'dist/operator/main.js');
 const CLI = 'node dist/cli/main.js';
 
 class Interrupted extends Error {}
@@ -66,11 +61,6 @@ function configuredKubeconfig(): string | undefined {
   if (env && env.split(':').some((f) => f && existsSync(f))) return env;
   const home = join(homedir(), '.kube', 'config');
   return existsSync(home) ? home : undefined;
-}
-
-async function installCrd(kubeconfig: string | undefined): Promise<void> {
-  await kubectl(kubeconfig, ['apply', '-f', join(REPO_ROOT, 'crds')]);
-  await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${CRD}`]);
 }
 
 /** Where the operator serves /metrics and /healthz: the caller's env, else free ports on loopback. */
@@ -129,38 +119,6 @@ async function runAgainstCluster(kubeconfig: string): Promise<number> {
 
 // --- no cluster: the embedded one ---------------------------------------------------------------
 
-interface OperatorChild {
-  child: ChildProcess;
-  exited: Promise<string>;
-  logFile: string;
-}
-
-function startOperator(
-  stateDir: string,
-  kubeconfig: string,
-  ep: { host: string; metricsPort: string; healthPort: string },
-): OperatorChild {
-  const logFile = join(stateDir, 'operator.log');
-  const fd = openSync(logFile, 'a');
-  const child = spawn(process.execPath, [OPERATOR_MAIN], {
-    env: {
-      ...process.env,
-      KUBECONFIG: kubeconfig,
-      POD_IP: ep.host,
-      METRICS_PORT: ep.metricsPort,
-      HEALTH_PORT: ep.healthPort,
-      WATCH_NAMESPACES: process.env.WATCH_NAMESPACES ?? '',
-    },
-    detached: true,
-    stdio: ['ignore', fd, fd],
-  });
-  closeSync(fd);
-  const exited = new Promise<string>((resolve) =>
-    child.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)),
-  );
-  return { child, exited, logFile };
-}
-
 interface ClusterJson {
   metadata: { generation?: number };
   spec?: { brokers?: { port?: number } };
@@ -214,54 +172,46 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
 
   step(`${reason}: starting an embedded Kubernetes on this machine`);
   const stateDir = await mkdtemp(join(tmpdir(), 'mysqlmq-run-'));
-  let kube: Kube | undefined;
-  let kubelet: TestKubelet | undefined;
-  let operator: OperatorChild | undefined;
-  process.once('exit', () => {
-    if (operator?.child.exitCode === null && operator.child.signalCode === null)
-      operator.child.kill('SIGKILL');
-  });
+  let stack: EmbeddedStack | undefined;
+  let operator: OperatorProcess | undefined;
   let exitCode = 0;
   try {
     step(
       'installing kube-apiserver and kube-controller-manager (hack/kube/install.sh): built from ' +
         "Debian's source package and cached, about 5 minutes the first time, instant afterwards",
     );
-    kube = await startKube({
-      stateDir: join(stateDir, 'kube'),
-      keepStateDir: true,
-      detached: true,
-      onInstallOutput: (chunk) => process.stdout.write(indent(chunk) + '\n'),
-    });
-    checkpoint();
-    const kubeconfig = kube.kubeconfigPath;
-    step(`control plane up (etcd, kube-apiserver, kube-controller-manager); state in ${stateDir}`);
-
-    const kubeletLog = createLogger('test-kubelet', 'info');
-    kubeletLog.clear();
-    kubeletLog.add(new winston.transports.File({ filename: join(stateDir, 'kubelet.log') }));
-    step(`starting the test kubelet: nodes ${NODES.join(', ')}, pod IPs ${ADDRESS_PREFIX}.x`);
-    kubelet = await TestKubelet.start({
-      kc: kube.kc,
-      stateDir: join(stateDir, 'kubelet'),
+    stack = await EmbeddedStack.start({
+      stateDir,
       addressPrefix: ADDRESS_PREFIX,
-      nodes: NODES,
-      log: kubeletLog,
       // Small InnoDB buffers: four mariadbd share a laptop or a 2-core machine.
       mariadbOverrides: { innodb_buffer_pool_size: '64M', innodb_log_file_size: '32M' },
+      kube: {
+        stateDir: join(stateDir, 'kube'),
+        keepStateDir: true,
+        detached: true,
+        onInstallOutput: (chunk) => process.stdout.write(indent(chunk) + '\n'),
+      },
+      step,
+      checkpoint,
     });
-    checkpoint();
-
-    step('installing the CRD (kubectl apply -f crds/)');
-    await installCrd(kubeconfig);
-    checkpoint();
+    const kubeconfig = stack.kubeconfig;
+    step(`embedded cluster up (nodes node-a, node-b; pod IPs ${ADDRESS_PREFIX}.x); state in ${stateDir}`);
 
     const ep = await operatorEndpoints();
     step(`starting the operator (node dist/operator/main.js; log ${join(stateDir, 'operator.log')})`);
-    operator = startOperator(stateDir, kubeconfig, ep);
+    operator = stack.startOperator({
+      logFile: join(stateDir, 'operator.log'),
+      detached: true,
+      env: {
+        POD_IP: ep.host,
+        METRICS_PORT: ep.metricsPort,
+        HEALTH_PORT: ep.healthPort,
+        WATCH_NAMESPACES: process.env.WATCH_NAMESPACES ?? '',
+      },
+    });
     const op = operator;
     let operatorGone: string | undefined;
-    void op.exited.then((how) => {
+    void op.exitedHow.then((how) => {
       operatorGone = how;
       if (!stopping) {
         console.log(`==> the operator exited unexpectedly (${how}); its last log lines:`);
@@ -391,30 +341,7 @@ ${once ? '--once: stopping now.' : 'Press Ctrl-C to stop the operator, the kubel
     }
   } finally {
     stopping = true;
-    const op = operator;
-    const stopOperator = async () => {
-      if (!op) return;
-      if (op.child.exitCode === null && op.child.signalCode === null) {
-        step('stopping the operator');
-        op.child.kill('SIGTERM');
-        const killer = setTimeout(() => op.child.kill('SIGKILL'), 25_000);
-        await op.exited;
-        clearTimeout(killer);
-      }
-    };
-    const stopKubelet = async () => {
-      if (!kubelet) return;
-      step('stopping the test kubelet and every mariadbd and broker process it runs');
-      await kubelet.stop();
-    };
-    // The operator does not need the pods to stop, nor the kubelet the operator: both at once.
-    await Promise.all([stopOperator(), stopKubelet()]).catch((err: unknown) =>
-      console.error(`==> stopping failed: ${(err as Error).message}`),
-    );
-    if (kube) {
-      step('stopping the control plane (kube-controller-manager, kube-apiserver, etcd)');
-      await kube.stop().catch((err: unknown) => console.error(`==> ${(err as Error).message}`));
-    }
+    await stack?.stop('SIGTERM');
     await rm(stateDir, { recursive: true, force: true });
     step(`stopped; removed ${stateDir}`);
   }

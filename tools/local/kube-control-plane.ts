@@ -25,6 +25,7 @@ import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { REPO_ROOT } from './paths.js';
+import { sleep } from '../../src/common/deadline.js';
 
 const run = promisify(execFile);
 const HACK = join(REPO_ROOT, 'hack/kube');
@@ -91,8 +92,6 @@ async function sh(
 export async function installKube(onOutput?: (chunk: string) => void): Promise<void> {
   await sh('install.sh', [], 30 * 60_000, { onStderr: onOutput });
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Running and not a zombie (an exited child of a dead start.sh stays a zombie until reaped). */
 function alive(pid: number): boolean {

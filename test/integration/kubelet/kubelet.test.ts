@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { Writable } from 'node:stream';
 import {
   AppsV1Api,
@@ -19,8 +16,10 @@ import {
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import winston from 'winston';
+import { sleep } from '../../../src/common/deadline.js';
 import { createLogger } from '../../../src/common/logger.js';
 import { TestKubelet } from '../../../tools/local/kubelet/index.js';
+import { waitFor } from '../../../tools/local/wait.js';
 import { renderMyCnf } from '../../../src/shard/mycnf.js';
 import { type Kube, startKube } from '../../support/kube.js';
 
@@ -37,42 +36,6 @@ let stateDir: string;
 let core: CoreV1Api;
 let apps: AppsV1Api;
 const logLines: string[] = [];
-
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Broker containers run dist/broker/main.js: build it when a test run starts without it. */
-async function ensureBuilt(): Promise<void> {
-  const main = join(REPO, 'dist/broker/main.js');
-  if (existsSync(main)) return;
-  // tsc emits even when some other file fails to type-check; only the output matters here.
-  await promisify(execFile)('npx', ['tsc', '-p', join(REPO, 'tsconfig.json')], { cwd: REPO }).catch(
-    () => undefined,
-  );
-  if (!existsSync(main)) throw new Error(`${main} is missing: run npm run build`);
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function waitFor<T>(
-  what: string,
-  fn: () => Promise<T | undefined>,
-  timeoutMs = 30_000,
-  everyMs = 200,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await fn();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline)
-      throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(everyMs);
-  }
-}
 
 const isReady = (pod: V1Pod) =>
   pod.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false;
@@ -210,7 +173,6 @@ function mariadbPod(shard: number, instance: number): V1Pod {
 }
 
 beforeAll(async () => {
-  await ensureBuilt();
   kube = await startKube();
   core = kube.kc.makeApiClient(CoreV1Api);
   apps = kube.kc.makeApiClient(AppsV1Api);

@@ -1,6 +1,7 @@
 import { nextSends, pacingPlan, scheduledAt } from './pacing.js';
 import { readStamp, stampedPayload } from './payload.js';
-import { CpuMeter, RssSampler, sleep } from './procs.js';
+import { sleep } from '../../../src/common/deadline.js';
+import { CpuMeter, RssSampler } from './procs.js';
 import type { PhaseCpu, RunResult } from './results.js';
 import { Samples, perSecond } from './stats.js';
 import type { BenchSystem, Session } from './system.js';

@@ -120,29 +120,3 @@ export function portOpen(host: string, port: number, timeoutMs = 1000): Promise<
     socket.once('error', () => done(false));
   });
 }
-
-export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** Retries `attempt` until it returns a value or the time is up; then throws its last error. */
-export async function waitFor<T>(
-  what: string,
-  timeoutMs: number,
-  attempt: () => Promise<T | undefined>,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await attempt();
-      if (value !== undefined) return value;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(
-        `${what}: not ready after ${timeoutMs} ms${last ? ` (${(last as Error).message})` : ''}`,
-      );
-    }
-    await sleep(200);
-  }
-}

@@ -1,24 +1,15 @@
 /**
- * The embedded stack of the failover benchmark, as `make run` starts it (src/demo/kube-run.ts):
- * the control plane of hack/kube, the test kubelet (pods as local processes on loopback IPs), the
- * CRD, the operator as a child process (`node dist/operator/main.js`) and one cluster. Watches of
- * the cluster's pods and of the cluster object keep their latest state here, with the time each
- * change arrived.
+ * The failover benchmark's view of the embedded stack (tools/local/stack.ts, as `make run` starts
+ * it) with the operator and one cluster. Watches of the cluster's pods and of the cluster object
+ * keep their latest state here, with the time each change arrived.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync } from 'node:fs';
 import { join } from 'node:path';
-import winston from 'winston';
 import { type Logger, createLogger } from '../../../src/common/logger.js';
-import { type Kube, startKube } from '../../local/kube-control-plane.js';
-import { REPO_ROOT } from '../../local/paths.js';
-import { TestKubelet } from '../../local/kubelet/index.js';
-import { freePort, kubectl } from '../../local/kubectl.js';
-import { Reflector } from '../../local/kubelet/reflector.js';
 import type { MessageQueueCluster } from '../../../src/operator/api/types.js';
-
-export const OPERATOR_MAIN = join(REPO_ROOT, 'dist/operator/main.js');
-const CRD = 'messagequeueclusters.mysqlmq.io';
+import { freePort } from '../../local/kubectl.js';
+import type { TestKubelet } from '../../local/kubelet/index.js';
+import { Reflector } from '../../local/kubelet/reflector.js';
+import { EmbeddedStack, type OperatorProcess } from '../../local/stack.js';
 
 export interface PodJson {
   metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
@@ -55,10 +46,8 @@ export interface StackOptions {
 }
 
 export class Stack {
-  kube?: Kube;
-  kubelet?: TestKubelet;
-  operator?: ChildProcess;
-  operatorExited?: Promise<string>;
+  stack?: EmbeddedStack;
+  operator?: OperatorProcess;
   operatorLog = '';
   metricsUrl = '';
   /** Latest pod objects of the namespace, by name. */
@@ -75,12 +64,12 @@ export class Stack {
     this.log = createLogger('bench-failover', 'warn');
   }
 
-  get kubeconfig(): string {
-    return this.kube!.kubeconfigPath;
+  get kubelet(): TestKubelet | undefined {
+    return this.stack?.kubelet;
   }
 
   kubectl(args: string[], input?: string): Promise<string> {
-    return kubectl(this.kubeconfig, args, input);
+    return this.stack!.kubectl(args, input);
   }
 
   onPod(listener: (name: string, o: Observed<PodJson>) => void): () => void {
@@ -96,35 +85,21 @@ export class Stack {
   /** Control plane, kubelet, CRD, operator; `checkpoint` throws when the run was interrupted. */
   async start(checkpoint: () => void): Promise<void> {
     const { stateDir, step } = this.opts;
-    if (!existsSync(OPERATOR_MAIN)) throw new Error(`${OPERATOR_MAIN} is missing: run npm run build first`);
-    step('starting the control plane (etcd, kube-apiserver, kube-controller-manager)');
-    this.kube = await startKube({
-      stateDir: join(stateDir, 'kube'),
-      keepStateDir: true,
-      // Its own process group: a Ctrl-C reaches this program only, which stops it in order.
-      detached: true,
-      onInstallOutput: (chunk) => process.stdout.write(chunk),
-    });
-    checkpoint();
-
-    const kubeletLog = createLogger('test-kubelet', 'info');
-    kubeletLog.clear();
-    kubeletLog.add(new winston.transports.File({ filename: join(stateDir, 'kubelet.log') }));
-    step(`starting the test kubelet: nodes node-a, node-b; pod IPs ${this.opts.addressPrefix}.x`);
-    this.kubelet = await TestKubelet.start({
-      kc: this.kube.kc,
-      stateDir: join(stateDir, 'kubelet'),
+    this.stack = await EmbeddedStack.start({
+      stateDir,
       addressPrefix: this.opts.addressPrefix,
-      nodes: ['node-a', 'node-b'],
-      log: kubeletLog,
       // As `make run`: four mariadbd share a 2-core machine.
       mariadbOverrides: { innodb_buffer_pool_size: '64M', innodb_log_file_size: '32M' },
+      kube: {
+        stateDir: join(stateDir, 'kube'),
+        keepStateDir: true,
+        // Its own process group: a Ctrl-C reaches this program only, which stops it in order.
+        detached: true,
+        onInstallOutput: (chunk) => process.stdout.write(chunk),
+      },
+      step,
+      checkpoint,
     });
-    checkpoint();
-
-    step('installing the CRD');
-    await this.kubectl(['apply', '-f', join(REPO_ROOT, 'crds')]);
-    await this.kubectl(['wait', '--for=condition=Established', '--timeout=60s', `crd/${CRD}`]);
     await this.kubectl(['create', 'namespace', this.opts.namespace]);
     checkpoint();
 
@@ -133,32 +108,20 @@ export class Stack {
     this.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
     this.operatorLog = join(stateDir, 'operator.log');
     step(`starting the operator (node dist/operator/main.js; log ${this.operatorLog})`);
-    const fd = openSync(this.operatorLog, 'a');
-    const child = spawn(process.execPath, [OPERATOR_MAIN], {
+    this.operator = this.stack.startOperator({
+      logFile: this.operatorLog,
+      detached: true,
       env: {
-        ...process.env,
-        KUBECONFIG: this.kubeconfig,
-        POD_IP: '127.0.0.1',
         METRICS_PORT: String(metricsPort),
         HEALTH_PORT: String(healthPort),
         WATCH_NAMESPACES: this.opts.namespace,
         MQ_LOG_LEVEL: this.opts.operatorLogLevel,
       },
-      detached: true,
-      stdio: ['ignore', fd, fd],
-    });
-    closeSync(fd);
-    this.operator = child;
-    this.operatorExited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)),
-    );
-    process.once('exit', () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     });
 
     const ns = this.opts.namespace;
     this.podReflector = new Reflector({
-      kc: this.kube.kc,
+      kc: this.stack.kube.kc,
       path: `/api/v1/namespaces/${ns}/pods`,
       log: this.log,
       onChange: (key, pod) => {
@@ -170,7 +133,7 @@ export class Stack {
       },
     });
     this.clusterReflector = new Reflector<MessageQueueCluster>({
-      kc: this.kube.kc,
+      kc: this.stack.kube.kc,
       path: `/apis/mysqlmq.io/v1alpha1/namespaces/${ns}/messagequeueclusters`,
       log: this.log,
       onChange: (key, cr) => {
@@ -187,27 +150,7 @@ export class Stack {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       await Promise.all([this.podReflector?.stop(), this.clusterReflector?.stop()]);
-      const op = this.operator;
-      const stopOperator = async () => {
-        if (!op || op.exitCode !== null || op.signalCode !== null) return;
-        this.opts.step('stopping the operator');
-        op.kill('SIGTERM');
-        const killer = setTimeout(() => op.kill('SIGKILL'), 25_000);
-        await this.operatorExited;
-        clearTimeout(killer);
-      };
-      const stopKubelet = async () => {
-        if (!this.kubelet) return;
-        this.opts.step('stopping the test kubelet and every mariadbd and broker it runs');
-        await this.kubelet.stop();
-      };
-      await Promise.all([stopOperator(), stopKubelet()]).catch((err: unknown) =>
-        console.error(`==> stopping failed: ${(err as Error).message}`),
-      );
-      if (this.kube) {
-        this.opts.step('stopping the control plane');
-        await this.kube.stop().catch((err: unknown) => console.error(`==> ${(err as Error).message}`));
-      }
+      await this.stack?.stop('SIGTERM');
     })();
     return this.stopping;
   }

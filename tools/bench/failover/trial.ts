@@ -9,6 +9,7 @@ import { readFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
 import type { MessageQueueCluster, ShardStatus } from '../../../src/operator/api/types.js';
 import { type Observed, type PodJson, type Stack, podReady } from './stack.js';
+import { sleep } from '../../../src/common/deadline.js';
 
 export type Signal = 'pod NotReady' | 'MySQL probe failures' | 'unknown';
 
@@ -91,8 +92,6 @@ export interface TrialContext {
   workload: { ackedCount: number; failedCount: number; takeMaxLatency(): number };
   interrupted(): boolean;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Which signal made the operator fail over, from the text of its decision (decide.ts describeDown). */
 export function signalOf(message: string | undefined): Signal {

@@ -5,6 +5,7 @@
  */
 import { Consumer, Producer } from '../../../src/client/index.js';
 import { Samples } from '../compare/stats.js';
+import { sleep } from '../../../src/common/deadline.js';
 
 /** A growable set of non-negative integers. */
 export class BitSet {
@@ -95,7 +96,6 @@ export interface WorkloadResult {
 }
 
 const MAX_OUTSTANDING = 2000;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Workload {
   private readonly acked: BitSet[] = [];

@@ -90,5 +90,3 @@ export async function getJson<T>(kc: KubeConfig, path: string): Promise<T> {
     req.end();
   });
 }
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -10,7 +10,8 @@ import {
 } from '@kubernetes/client-node';
 import { type Logger, createLogger } from '../../../src/common/logger.js';
 import { AddressPool } from './addresses.js';
-import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound, sleep } from './api.js';
+import { sleep } from '../../../src/common/deadline.js';
+import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound } from './api.js';
 import { defaultBrokerMain, defaultOperatorMain } from './containers.js';
 import { ObjectLookup } from './env.js';
 import { NodeAgent, mergePatch } from './nodes.js';

@@ -3,7 +3,8 @@ import { constants } from 'node:os';
 import { join } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../../src/common/logger.js';
-import { apiErrorMessage, errorCode, kubeTime, sleep } from './api.js';
+import { sleep } from '../../../src/common/deadline.js';
+import { apiErrorMessage, errorCode, kubeTime } from './api.js';
 import {
   CONTAINER_KINDS,
   type ContainerKind,

@@ -4,7 +4,7 @@ import { insertSql } from '../../../../src/broker/queue-store.js';
 import { queryFormat } from '../../../../src/broker/shard-pools.js';
 import { withAdmin } from '../../../../src/shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../../../src/shard/schema.js';
-import { sleep } from '../procs.js';
+import { sleep } from '../../../../src/common/deadline.js';
 import type { BenchSystem, Delivered, Session } from '../system.js';
 import type { SharedShards } from './cluster.js';
 

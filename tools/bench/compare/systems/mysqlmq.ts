@@ -3,7 +3,7 @@ import { Consumer, Producer } from '../../../../src/client/index.js';
 import { BROKER_NODE_OPTIONS } from '../../../../src/api/node-options.js';
 import { BrokerProcess } from '../../../local/broker-process.js';
 import { describeMachine } from '../../machine.js';
-import { sleep } from '../procs.js';
+import { sleep } from '../../../../src/common/deadline.js';
 import type { BenchSystem, Delivered, Session } from '../system.js';
 import { COMPARE_PREFIX, type SharedShards } from './cluster.js';
 

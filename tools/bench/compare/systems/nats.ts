@@ -11,7 +11,8 @@ import {
   StorageType,
   connect,
 } from 'nats';
-import { findPids, freePort, portOpen, waitFor } from '../procs.js';
+import { waitFor } from '../../../local/wait.js';
+import { findPids, freePort, portOpen } from '../procs.js';
 import { type OwnServer, stopOwnServer } from './own-server.js';
 import { type BenchSystem, type Delivered, type Session, SkipSystem } from '../system.js';
 
@@ -79,7 +80,7 @@ export class NatsSystem implements BenchSystem {
         );
         this.own = { child, dir };
         const failed = new Promise<never>((_, reject) => child.once('error', reject));
-        this.nc = await Promise.race([failed, waitFor('nats-server', 20_000, () => this.tryConnect())]);
+        this.nc = await Promise.race([failed, waitFor('nats-server', () => this.tryConnect(), 20_000, 200)]);
       } catch (err) {
         await this.stop();
         throw new SkipSystem(`nats-server could not be started: ${(err as Error).message}`);

@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import amqp from 'amqplib';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
-import { findPids, portOpen, waitFor } from '../procs.js';
+import { waitFor } from '../../../local/wait.js';
+import { findPids, portOpen } from '../procs.js';
 import { type BenchSystem, type Delivered, type Session, SkipSystem } from '../system.js';
 
 export interface RabbitOptions {
@@ -54,13 +55,13 @@ export class RabbitMqSystem implements BenchSystem {
           child.once('error', reject);
           child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit code ${code}`))));
         });
-        await waitFor('RabbitMQ', 90_000, async () => ((await portOpen(host, port)) ? true : undefined));
+        await waitFor('RabbitMQ', () => portOpen(host, port), 90_000, 200);
       } catch (err) {
         throw new SkipSystem(`RabbitMQ could not be started: ${(err as Error).message}`);
       }
     }
     try {
-      this.admin = await waitFor('RabbitMQ', 30_000, () => amqp.connect(this.options.url));
+      this.admin = await waitFor('RabbitMQ', () => amqp.connect(this.options.url), 30_000, 200);
     } catch (err) {
       throw new SkipSystem(`cannot connect to RabbitMQ at ${this.options.url}: ${(err as Error).message}`);
     }

@@ -3,7 +3,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { freePort, sleep, waitFor } from '../procs.js';
+import { sleep } from '../../../../src/common/deadline.js';
+import { waitFor } from '../../../local/wait.js';
+import { freePort } from '../procs.js';
 import { type OwnServer, stopOwnServer } from './own-server.js';
 import { type BenchSystem, type Delivered, type Session, SkipSystem } from '../system.js';
 
@@ -72,18 +74,28 @@ export class RedisSystem implements BenchSystem {
       const failed = new Promise<never>((_, reject) => child.once('error', reject));
       this.admin = await Promise.race([
         failed,
-        waitFor('redis-server', 20_000, async () => {
-          const r = new Redis({ host: this.options.host, port, lazyConnect: true, maxRetriesPerRequest: 0 });
-          r.on('error', () => undefined);
-          try {
-            await r.connect();
-            await r.ping();
-            return r;
-          } catch (err) {
-            r.disconnect();
-            throw err;
-          }
-        }),
+        waitFor(
+          'redis-server',
+          async () => {
+            const r = new Redis({
+              host: this.options.host,
+              port,
+              lazyConnect: true,
+              maxRetriesPerRequest: 0,
+            });
+            r.on('error', () => undefined);
+            try {
+              await r.connect();
+              await r.ping();
+              return r;
+            } catch (err) {
+              r.disconnect();
+              throw err;
+            }
+          },
+          20_000,
+          200,
+        ),
       ]);
       const info = String(await this.admin.info('server'));
       this.serverVersion = /redis_version:(\S+)/.exec(info)?.[1] ?? 'unknown';
