@@ -8,7 +8,6 @@ import type { KubeRest } from '../k8s/rest.js';
 import { type KubeObject, refOf, resourcePath } from '../k8s/resources.js';
 import { defaultCluster } from './api/defaults.js';
 import {
-  ANNOTATION_CONFIG_HASH,
   COMPONENT_BROKER,
   COMPONENT_MYSQL,
   type DefaultedCluster,
@@ -39,6 +38,7 @@ import {
 } from './desired/index.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
+import { planPods } from './pod-plan.js';
 import { computeStatus } from './status.js';
 
 export interface ReconcilerDeps {
@@ -359,10 +359,8 @@ export class ClusterReconciler {
   }
 
   /**
-   * Instance Pods: create the missing, relabel roles after a failover, replace Failed ones, and
-   * roll a changed spec one Pod at a time, standbys first, only while every shard is healthy (a
-   * restarted primary goes through the failover path: reads from its standby, writes to the
-   * other shards). Returns whether something is still on its way.
+   * Instance Pods: observe (cache and the shard loop's latest tick), plan (`planPods`, pure),
+   * execute the actions in order. Returns whether something is still on its way.
    */
   private async reconcilePods(
     cr: DefaultedCluster,
@@ -370,84 +368,73 @@ export class ClusterReconciler {
     latest: ClusterLoop['latest'],
     signal: AbortSignal,
   ): Promise<boolean> {
-    const { outcomes } = latest;
     const { namespace } = cr.metadata;
-    let progressing = false;
-    const stale: { pod: Pod; role: string }[] = [];
-    for (const want of desired.filter((o) => o.kind === 'Pod')) {
-      const pod = this.deps.caches.get<Pod>('Pod', namespace, want.metadata.name);
-      const ref = refOf(want);
-      if (!pod) {
-        progressing = true;
-        try {
-          await this.deps.rest.request({
-            method: 'POST',
-            path: resourcePath({ ...ref, name: undefined }),
-            body: want,
-            signal,
-          });
-          void this.deps.events.record(
-            cr,
-            'Normal',
-            'Created',
-            `created Pod ${want.metadata.name} (${want.metadata.labels[LABEL_ROLE]})`,
-          );
-        } catch (err) {
-          if (!isConflict(err)) throw err;
-        }
-        continue;
-      }
-      if (pod.metadata.deletionTimestamp) {
-        progressing = true;
-        continue;
-      }
-      if (pod.status?.phase === 'Failed' || pod.status?.phase === 'Succeeded') {
-        progressing = true;
-        void this.deps.events.record(
-          cr,
-          'Warning',
-          'ReplacingPod',
-          `Pod ${pod.metadata.name} is ${pod.status.phase}; deleting it so it is created again on the same volume`,
-        );
-        await this.deleteIgnoringMissing(ref, signal);
-        continue;
-      }
-      const role = want.metadata.labels[LABEL_ROLE]!;
-      if (pod.metadata.labels?.[LABEL_ROLE] !== role) {
-        await mergePatch(this.deps.rest, ref, { metadata: { labels: { [LABEL_ROLE]: role } } }, { signal });
-      }
-      if (
-        pod.metadata.annotations?.[ANNOTATION_CONFIG_HASH] !==
-        want.metadata.annotations?.[ANNOTATION_CONFIG_HASH]
-      ) {
-        stale.push({ pod, role });
-      }
-    }
-    if (!stale.length) return progressing;
-
-    // Settled: every shard healthy as seen by a shard-loop tick that started after the last roll
-    // (a tick from before it would still show the deleted Pod as healthy).
     const key = `${namespace}/${cr.metadata.name}`;
-    const settled =
-      !progressing &&
+    const wanted = desired.filter((o) => o.kind === 'Pod');
+    const observed = new Map<string, Pod>();
+    for (const want of wanted) {
+      const pod = this.deps.caches.get<Pod>('Pod', namespace, want.metadata.name);
+      if (pod) observed.set(want.metadata.name, pod);
+    }
+    const { outcomes } = latest;
+    const shardsSettled =
       latest.observedAt > (this.lastRollAt.get(key) ?? 0) + ROLL_SETTLE_MS &&
       outcomes !== undefined &&
       outcomes.length === cr.spec.shards &&
       outcomes.every((o) => o.decision.memory.phase === 'Healthy' && o.instances.every((i) => i.podReady));
-    if (!settled) return true;
-    const next = stale.find((s) => s.role === 'standby') ?? stale[0]!;
-    void this.deps.events.record(
-      cr,
-      'Normal',
-      'RollingPod',
-      `restarting ${next.role} Pod ${next.pod.metadata.name} to apply a changed spec (${stale.length} Pods to go)`,
-    );
-    this.lastRollAt.set(key, Date.now());
-    await this.deleteIgnoringMissing(
-      { apiVersion: 'v1', kind: 'Pod', namespace, name: next.pod.metadata.name },
-      signal,
-    );
-    return true;
+    const plan = planPods({ desired: wanted, observed, shardsSettled });
+
+    const podRef = (name: string) => ({ apiVersion: 'v1', kind: 'Pod', namespace, name });
+    for (const action of plan.actions) {
+      switch (action.kind) {
+        case 'create':
+          try {
+            await this.deps.rest.request({
+              method: 'POST',
+              path: resourcePath({ ...refOf(action.pod), name: undefined }),
+              body: action.pod,
+              signal,
+            });
+            void this.deps.events.record(
+              cr,
+              'Normal',
+              'Created',
+              `created Pod ${action.pod.metadata.name} (${action.role})`,
+            );
+          } catch (err) {
+            if (!isConflict(err)) throw err;
+          }
+          break;
+        case 'replace':
+          void this.deps.events.record(
+            cr,
+            'Warning',
+            'ReplacingPod',
+            `Pod ${action.name} is ${action.phase}; deleting it so it is created again on the same volume`,
+          );
+          await this.deleteIgnoringMissing(podRef(action.name), signal);
+          break;
+        case 'relabel':
+          await mergePatch(
+            this.deps.rest,
+            podRef(action.name),
+            { metadata: { labels: { [LABEL_ROLE]: action.role } } },
+            { signal },
+          );
+          break;
+        case 'roll':
+          void this.deps.events.record(
+            cr,
+            'Normal',
+            'RollingPod',
+            `restarting ${action.role} Pod ${action.name} to apply a changed spec (${action.stale} Pods to go)`,
+          );
+          this.lastRollAt.set(key, Date.now());
+          await this.deleteIgnoringMissing(podRef(action.name), signal);
+          break;
+      }
+    }
+    return plan.progressing;
   }
 
   private async writeStatus(cr: DefaultedCluster, specProblems: string[], signal: AbortSignal) {

@@ -1,0 +1,88 @@
+import { ANNOTATION_CONFIG_HASH, LABEL_ROLE } from './api/types.js';
+import type { DesiredObject } from './desired/index.js';
+import type { PodLike } from './shards/observe.js';
+
+/**
+ * The instance Pod policy, as a pure function of the desired Pods and the Pods the cache holds:
+ * create the missing, replace Failed ones, relabel roles after a failover, and roll a changed spec
+ * one Pod at a time, standbys first, only while every shard is healthy (a restarted primary goes
+ * through the failover path: reads from its standby, writes to the other shards). The reconciler
+ * observes, calls this, and executes the actions in order; every branch is unit-tested.
+ */
+
+/** A Pod as the cache holds it: what the plan reads. */
+export interface ObservedPod extends PodLike {
+  metadata: {
+    name: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: unknown;
+  };
+}
+
+export interface PodPlanInput {
+  /** The cluster's instance Pods as they should be, in order (shard by shard). */
+  desired: readonly DesiredObject[];
+  /** The Pods that exist, by name. */
+  observed: ReadonlyMap<string, ObservedPod>;
+  /**
+   * Every shard is Healthy with both Pods ready, as seen by a shard-loop tick that started long
+   * enough after the last roll (a tick from before it would still show the deleted Pod as healthy).
+   */
+  shardsSettled: boolean;
+}
+
+export type PodAction =
+  /** POST the desired Pod (a conflict means it exists already). */
+  | { kind: 'create'; pod: DesiredObject; role: string }
+  /** Delete a Pod that ended (Failed or Succeeded) so it is created again on the same volume. */
+  | { kind: 'replace'; name: string; phase: string }
+  /** Merge-patch the role label after a failover swapped primary and standby. */
+  | { kind: 'relabel'; name: string; role: string }
+  /** Delete a Pod whose config hash is stale; `stale` counts the stale Pods including this one. */
+  | { kind: 'roll'; name: string; role: string; stale: number };
+
+export interface PodPlan {
+  actions: PodAction[];
+  /** Something is still on its way (the reconciler requeues sooner). */
+  progressing: boolean;
+}
+
+export function planPods({ desired, observed, shardsSettled }: PodPlanInput): PodPlan {
+  const actions: PodAction[] = [];
+  let progressing = false;
+  const stale: { name: string; role: string }[] = [];
+  for (const want of desired) {
+    const name = want.metadata.name;
+    const role = want.metadata.labels[LABEL_ROLE]!;
+    const pod = observed.get(name);
+    if (!pod) {
+      progressing = true;
+      actions.push({ kind: 'create', pod: want, role });
+      continue;
+    }
+    if (pod.metadata.deletionTimestamp) {
+      progressing = true;
+      continue;
+    }
+    const phase = pod.status?.phase;
+    if (phase === 'Failed' || phase === 'Succeeded') {
+      progressing = true;
+      actions.push({ kind: 'replace', name, phase });
+      continue;
+    }
+    if (pod.metadata.labels?.[LABEL_ROLE] !== role) actions.push({ kind: 'relabel', name, role });
+    if (
+      pod.metadata.annotations?.[ANNOTATION_CONFIG_HASH] !==
+      want.metadata.annotations?.[ANNOTATION_CONFIG_HASH]
+    ) {
+      stale.push({ name, role });
+    }
+  }
+  if (!stale.length) return { actions, progressing };
+  // A roll waits for a quiet cluster: nothing else on its way and every shard settled.
+  if (progressing || !shardsSettled) return { actions, progressing: true };
+  const next = stale.find((s) => s.role === 'standby') ?? stale[0]!;
+  actions.push({ kind: 'roll', name: next.name, role: next.role, stale: stale.length });
+  return { actions, progressing: true };
+}
