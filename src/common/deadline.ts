@@ -20,3 +20,24 @@ export async function withDeadline<T>(
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** Sleeps that `wake()` ends early (a loop's pause that a stop or a change cuts short). */
+export class WakeableSleep {
+  private current: (() => void) | undefined;
+
+  sleep(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.current = done;
+    }).finally(() => (this.current = undefined));
+  }
+
+  /** Ends the sleep in progress, if any. */
+  wake(): void {
+    this.current?.();
+  }
+}

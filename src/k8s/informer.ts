@@ -22,6 +22,7 @@
  * Treat cached objects as read-only (handlers and get() share them).
  */
 import { ApiException } from '@kubernetes/client-node';
+import { WakeableSleep } from '../common/deadline.js';
 import { createLogger, type Logger } from '../common/logger.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
 import { errorSummary, isGone } from './client.js';
@@ -99,7 +100,7 @@ export class Informer<T extends KubeObject> {
   private generation = 0;
   private loop: Promise<void> | undefined;
   private current: AbortController | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new WakeableSleep();
   private resyncTimer: NodeJS.Timeout | undefined;
   private resourceVersion: string | undefined;
   private syncedFlag = false;
@@ -202,7 +203,7 @@ export class Informer<T extends KubeObject> {
     this.generation++;
     if (this.resyncTimer) clearTimeout(this.resyncTimer);
     this.current?.abort();
-    this.wake?.();
+    this.pause.wake();
     const loop = this.loop;
     this.loop = undefined;
     await loop;
@@ -254,20 +255,9 @@ export class Informer<T extends KubeObject> {
           });
         }
       }
-      if (delay > 0 && this.generation === gen) await this.sleep(delay);
+      if (delay > 0 && this.generation === gen) await this.pause.sleep(delay);
     }
     this.watching = false;
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wake = done;
-    }).finally(() => (this.wake = undefined));
   }
 
   /** LIST every page, replace the cache and emit add/update/delete for the differences. */

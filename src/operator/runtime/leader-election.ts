@@ -21,6 +21,7 @@
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import { WakeableSleep } from '../../common/deadline.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { errorSummary, isConflict, isNotFound } from '../../k8s/client.js';
 
@@ -297,7 +298,7 @@ export class LeaderElector {
   private leadAbort: AbortController | undefined;
   private leadWork: Promise<void> | undefined;
   private deadlineTimer: NodeJS.Timeout | undefined;
-  private wake: (() => void) | undefined;
+  private readonly pause = new WakeableSleep();
   private runPromise: Promise<void> | undefined;
   private lastHolder: string | undefined;
 
@@ -340,7 +341,7 @@ export class LeaderElector {
   async stop(): Promise<void> {
     if (this.stopped) return this.runPromise;
     this.stopped = true;
-    this.wake?.();
+    this.pause.wake();
     if (this.leading) {
       this.endLeading();
       await this.waitForWork();
@@ -357,7 +358,7 @@ export class LeaderElector {
     while (!this.stopped) {
       const r = await this.attempt(false);
       if (r === 'ok') break;
-      await this.sleep(this.t.retryPeriodMs * (1 + this.random() * JITTER_FACTOR));
+      await this.pause.sleep(this.t.retryPeriodMs * (1 + this.random() * JITTER_FACTOR));
     }
     if (this.stopped) {
       // stop() raced with a successful acquire: hand the lease back at once.
@@ -368,7 +369,7 @@ export class LeaderElector {
     // Renew.
     let immediate = false;
     while (this.leading && !this.stopped) {
-      if (!immediate) await this.sleep(this.t.retryPeriodMs);
+      if (!immediate) await this.pause.sleep(this.t.retryPeriodMs);
       immediate = false;
       if (!this.leading || this.stopped) break;
       const started = this.now();
@@ -478,7 +479,7 @@ export class LeaderElector {
     this.leading = false;
     if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
     this.leadAbort?.abort(new Error('leadership ended'));
-    this.wake?.();
+    this.pause.wake();
   }
 
   private lose(why: string): void {
@@ -509,17 +510,6 @@ export class LeaderElector {
     } catch (err) {
       this.log.warn('lease release failed (it will expire)', { error: errorSummary(err) });
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise<void>((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() {
-        clearTimeout(t);
-        resolve();
-      }
-      this.wake = done;
-    }).finally(() => (this.wake = undefined));
   }
 }
 
