@@ -17,7 +17,6 @@ export const KIND = 'MessageQueueCluster';
 export const PLURAL = 'messagequeueclusters';
 export const SINGULAR = 'messagequeuecluster';
 export const SHORT_NAME = 'mqc';
-export const CRD_NAME = `${PLURAL}.${GROUP}`;
 
 /** Held on every cluster until its cleanup (per `pvcDeletionPolicy`) is done. */
 export const FINALIZER = 'mysqlmq.io/finalizer';

@@ -4,7 +4,6 @@
  *
  *   outcome                      queue action              reconcile_total{result}
  *   thrown error                 addRateLimited            error   (+ reconcile_errors_total)
- *   thrown TerminalError         forget (no retry)         error   (+ reconcile_errors_total)
  *   { requeueAfterMs > 0 }       forget + addAfter         requeue_after
  *   { requeue: true }            addRateLimited            requeue
  *   anything else                forget                    success
@@ -33,11 +32,6 @@ export interface ReconcileResult {
  */
 export type ReconcileFn = (key: string, signal: AbortSignal) => Promise<ReconcileResult | void>;
 
-/** An error retrying cannot fix (invalid spec, …): logged and counted, never requeued. */
-export class TerminalError extends Error {
-  override name = 'TerminalError';
-}
-
 export type ReconcileResultLabel = 'success' | 'error' | 'requeue' | 'requeue_after';
 
 export interface RequeueDecision {
@@ -51,10 +45,7 @@ export interface RequeueDecision {
 export function decideRequeue(
   outcome: { error: unknown } | { result: ReconcileResult | void },
 ): RequeueDecision {
-  if ('error' in outcome) {
-    if (outcome.error instanceof TerminalError) return { action: 'forget', result: 'error', isError: true };
-    return { action: 'rateLimited', result: 'error', isError: true };
-  }
+  if ('error' in outcome) return { action: 'rateLimited', result: 'error', isError: true };
   const r = outcome.result ?? {};
   const after = r.requeueAfterMs;
   if (typeof after === 'number' && Number.isFinite(after) && after > 0) {
@@ -158,7 +149,6 @@ export class Controller {
         controller: this.name,
         key,
         error: errorSummary(error),
-        terminal: error instanceof TerminalError,
         retries: this.queue.numRequeues(key),
       });
     } finally {

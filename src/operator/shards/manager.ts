@@ -179,7 +179,3 @@ export function routingDocument(outcomes: ShardOutcome[], version: number): Rout
 export function nextRoutingVersion(previous: number, now = Date.now()): number {
   return Math.max(previous + 1, now);
 }
-
-export function sameRoutes(a: ShardRoute[], b: ShardRoute[]): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}

@@ -1,6 +1,6 @@
 import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { Controller, decideRequeue, TerminalError } from '../../../src/operator/runtime/controller.js';
+import { Controller, decideRequeue } from '../../../src/operator/runtime/controller.js';
 import { createLogger } from '../../../src/common/logger.js';
 
 const quiet = createLogger('test', 'error');
@@ -8,7 +8,6 @@ const quiet = createLogger('test', 'error');
 describe('decideRequeue', () => {
   it.each([
     [{ error: new Error('boom') }, { action: 'rateLimited', result: 'error', isError: true }],
-    [{ error: new TerminalError('bad spec') }, { action: 'forget', result: 'error', isError: true }],
     [
       { result: { requeueAfterMs: 30_000 } },
       { action: 'after', delayMs: 30_000, result: 'requeue_after', isError: false },
@@ -128,26 +127,24 @@ describe('Controller', () => {
     await c.stop();
   });
 
-  it('a TerminalError is counted but never retried; a synchronous throw is caught', async () => {
+  it('a synchronous throw is caught, counted and retried with backoff', async () => {
     const registry = new Registry();
     let n = 0;
     const c = new Controller({
       name: 'term',
       registry,
       logger: quiet,
-      reconcile: ((key: string) => {
+      reconcile: (() => {
         n++;
-        if (key === 'sync') throw new Error('sync throw');
-        return Promise.reject(new TerminalError('invalid spec'));
+        throw new Error('sync throw');
       }) as never,
     });
     c.start();
-    c.enqueue('t');
     c.enqueue('sync');
     await vi.advanceTimersByTimeAsync(60_000);
-    // 't' ran once; 'sync' ran at 0, 1, 3, 7, 15, 31 s
-    expect(n).toBe(1 + 6);
-    expect(await metricValue(registry, 'mysqlmq_reconcile_errors_total', { controller: 'term' })).toBe(7);
+    // 'sync' ran at 0, 1, 3, 7, 15, 31 s
+    expect(n).toBe(6);
+    expect(await metricValue(registry, 'mysqlmq_reconcile_errors_total', { controller: 'term' })).toBe(6);
     await c.stop();
   });
 
