@@ -1,5 +1,5 @@
 /**
- * The throw-away Kubernetes control plane of the tests. It lives in src/local/kube-control-plane.ts
+ * The throw-away Kubernetes control plane of the tests. It lives in tools/local/kube-control-plane.ts
  * (`make run` uses it too); this re-export keeps the tests' imports unchanged.
  *
  *   const kube = await startKube();        // ~6 s once the binaries are cached

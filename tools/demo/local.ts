@@ -11,7 +11,7 @@ import { LocalShards } from '../local/cluster.js';
  * seconds: a 2-shard data plane (primary + semi-sync standby per shard, each its own mariadbd on a
  * loopback address, bootstrapped by the shard layer directly) and 2 broker processes, a short
  * produce/consume round trip through the SDK, then it waits for Ctrl-C and stops every child.
- * `--once` stops at once. (`make run` runs the operator: src/demo/kube-run.ts.)
+ * `--once` stops at once. (`make run` runs the operator: tools/demo/kube-run.ts.)
  */
 const ADDRESS_PREFIX = '127.0.31';
 const once = process.argv.includes('--once');

@@ -1,7 +1,7 @@
 /**
  * A Kubernetes control plane on loopback (etcd + kube-apiserver + kube-controller-manager as plain
  * processes), through hack/kube/{install,start,stop}.sh. Used by the tests (test/support/kube.ts)
- * and by `make run` (src/demo/kube-run.ts).
+ * and by `make run` (tools/demo/kube-run.ts).
  *
  *   const kube = await startKube();        // ~6 s once the binaries are cached
  *   ... kube.kc ...

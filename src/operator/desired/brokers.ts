@@ -98,7 +98,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         ],
         ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
         env: [
-          // V8 heap limits that keep the broker's memory flat under load (src/broker/node-options.ts).
+          // V8 heap limits that keep the broker's memory flat under load (src/api/node-options.ts).
           { name: 'NODE_OPTIONS', value: BROKER_NODE_OPTIONS.join(' ') },
           { name: 'MQ_DB_USER', value: BROKER_USER },
           { name: 'MQ_DB_PASSWORD', valueFrom: { secretKeyRef: { name: secret, key: 'broker-password' } } },

@@ -267,7 +267,7 @@ function bullets(r: FailoverReport): string {
       `from ${s.load1.min} to ${s.load1.max}` +
       `${s.load1.max > 3 ? ' (other test suites shared the machine during the run)' : ''}.`,
     `Command: \`${r.command}\``,
-    `Setup: the embedded control plane of \`make run\` (src/local/kube-control-plane.ts), the test ` +
+    `Setup: the embedded control plane of \`make run\` (tools/local/kube-control-plane.ts), the test ` +
       `kubelet running pods as local processes on ${o.addressPrefix}.x, the operator as a child process, and ` +
       `${r.cluster}. Under a continuous load through the SDK (${o.producers} producers offering ${int(o.rate)} ` +
       `msg/s in all, the design load of issue 2; ${o.groups} consumer groups, one consumer each, committing after ` +
