@@ -1,5 +1,5 @@
 import type { CoreV1Api, V1ConfigMap, V1Container, V1Pod, V1Secret } from '@kubernetes/client-node';
-import { isNotFound } from './api.js';
+import { isNotFound } from '../../../src/k8s/client.js';
 
 /** A container cannot be created yet (a missing Secret or key); a kubelet keeps retrying. */
 export class ContainerConfigError extends Error {

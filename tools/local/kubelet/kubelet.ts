@@ -11,7 +11,8 @@ import {
 import { type Logger, createLogger } from '../../../src/common/logger.js';
 import { AddressPool } from './addresses.js';
 import { sleep } from '../../../src/common/deadline.js';
-import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound } from './api.js';
+import { errorSummary, isConflict, isNotFound } from '../../../src/k8s/client.js';
+import { errorCode } from './api.js';
 import { defaultBrokerMain, defaultOperatorMain } from './containers.js';
 import { ObjectLookup } from './env.js';
 import { NodeAgent, mergePatch } from './nodes.js';
@@ -141,7 +142,7 @@ export class TestKubelet {
     try {
       kubeletVersion = (await this.kc.makeApiClient(VersionApi).getCode()).gitVersion;
     } catch (err) {
-      this.log.warn('could not read the apiserver version', { error: apiErrorMessage(err) });
+      this.log.warn('could not read the apiserver version', { error: errorSummary(err) });
     }
     for (const name of names) {
       const agent = new NodeAgent({
@@ -165,7 +166,7 @@ export class TestKubelet {
       log: this.log,
       onChange: (key, pvc) =>
         void this.onPvc(key, pvc).catch((err: unknown) =>
-          this.log.warn('pvc handling failed', { pvc: key, error: apiErrorMessage(err) }),
+          this.log.warn('pvc handling failed', { pvc: key, error: errorSummary(err) }),
         ),
     });
     await this.pvcReflector.start();
@@ -301,7 +302,7 @@ export class TestKubelet {
       if (!isNotFound(err) && errorCode(err) !== 409) {
         this.log.warn('deleting a finished pod failed', {
           pod: pod.metadata?.name,
-          error: apiErrorMessage(err),
+          error: errorSummary(err),
         });
       }
     }
@@ -416,7 +417,7 @@ export class TestKubelet {
     } catch (err) {
       const code = errorCode(err);
       if (code === 404 || code === 409) return; // gone, or bound meanwhile
-      this.log.warn('binding failed; retrying', { pod: key, error: apiErrorMessage(err) });
+      this.log.warn('binding failed; retrying', { pod: key, error: errorSummary(err) });
       void sleep(1000).then(() => {
         if (!this.stopped) this.enqueueSchedule(key);
       });
@@ -441,7 +442,7 @@ export class TestKubelet {
       if (uid && this.options.provisionVolumes !== false) {
         await this.core.deletePersistentVolume({ name: `pvc-${uid}` }).catch((err: unknown) => {
           if (!isNotFound(err))
-            this.log.warn('deleting a pv failed', { pv: `pvc-${uid}`, error: apiErrorMessage(err) });
+            this.log.warn('deleting a pv failed', { pv: `pvc-${uid}`, error: errorSummary(err) });
         });
       }
       return;
@@ -473,8 +474,7 @@ export class TestKubelet {
       });
       this.log.info('pv provisioned', { pvc: key, pv: `pvc-${uid}` });
     } catch (err) {
-      if (!isAlreadyExists(err))
-        this.log.warn('provisioning a pv failed', { pvc: key, error: apiErrorMessage(err) });
+      if (!isConflict(err)) this.log.warn('provisioning a pv failed', { pvc: key, error: errorSummary(err) });
     }
   }
 

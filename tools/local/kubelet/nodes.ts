@@ -8,7 +8,8 @@ import {
   setHeaderOptions,
 } from '@kubernetes/client-node';
 import type { Logger } from '../../../src/common/logger.js';
-import { apiErrorMessage, isAlreadyExists, isNotFound, kubeMicroTime, kubeTime } from './api.js';
+import { errorSummary, isConflict, isNotFound } from '../../../src/k8s/client.js';
+import { kubeMicroTime, kubeTime } from './api.js';
 
 export const mergePatch = () => setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 
@@ -74,7 +75,7 @@ export class NodeAgent {
       this.uid = node.metadata?.uid;
       log.info('node registered', { node: name });
     } catch (err) {
-      if (!isAlreadyExists(err)) throw err;
+      if (!isConflict(err)) throw err;
       const node = await core.patchNode({ name, body: { metadata: { labels } } }, mergePatch());
       this.uid = node.metadata?.uid;
       log.info('node already registered; taking it over', { node: name });
@@ -100,7 +101,7 @@ export class NodeAgent {
     } catch (err) {
       this.options.log.warn('node heartbeat failed', {
         node: this.options.name,
-        error: apiErrorMessage(err),
+        error: errorSummary(err),
       });
     }
   }
@@ -191,7 +192,7 @@ export class NodeAgent {
           },
         })
         .catch((e: unknown) => {
-          if (!isAlreadyExists(e)) throw e;
+          if (!isConflict(e)) throw e;
         });
     }
   }

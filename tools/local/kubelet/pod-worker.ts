@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod } from '@kubernetes/client-node';
 import type { Logger } from '../../../src/common/logger.js';
 import { sleep } from '../../../src/common/deadline.js';
-import { apiErrorMessage, errorCode, kubeTime } from './api.js';
+import { errorSummary } from '../../../src/k8s/client.js';
+import { errorCode, kubeTime } from './api.js';
 import {
   CONTAINER_KINDS,
   type ContainerKind,
@@ -180,9 +181,9 @@ export class PodWorker {
   /** Starts the pod once `after` (the previous pod of the same name, if any) is gone. */
   start(after?: Promise<void>): void {
     this.run(after).catch((err: unknown) => {
-      this.log.error('pod set-up failed', { error: apiErrorMessage(err) });
+      this.log.error('pod set-up failed', { error: errorSummary(err) });
       for (const c of this.containers) {
-        c.state = { waiting: { reason: 'CreateContainerError', message: apiErrorMessage(err) } };
+        c.state = { waiting: { reason: 'CreateContainerError', message: errorSummary(err) } };
       }
       this.flush();
     });
@@ -224,7 +225,7 @@ export class PodWorker {
         this.setupMessage = undefined;
         break;
       } catch (err) {
-        this.setupMessage = `MountVolume.SetUp failed: ${apiErrorMessage(err)}`;
+        this.setupMessage = `MountVolume.SetUp failed: ${errorSummary(err)}`;
         if (attempt === 0) this.log.warn('volumes not ready; retrying', { error: this.setupMessage });
         for (const c of this.containers)
           c.state = { waiting: { reason: 'ContainerCreating', message: this.setupMessage } };
@@ -289,7 +290,7 @@ export class PodWorker {
         });
       } catch (err) {
         const config = err instanceof ContainerConfigError;
-        const message = apiErrorMessage(err);
+        const message = errorSummary(err);
         const reason = config ? 'CreateContainerConfigError' : 'CreateContainerError';
         if (c.state.waiting?.message !== message)
           this.log.warn('container cannot start', { container: c.name, reason, detail: message });
@@ -419,7 +420,7 @@ export class PodWorker {
       } catch (err) {
         const code = errorCode(err);
         if (code === 404 || code === 409) return; // gone, or already a different pod of that name
-        this.log.warn('deleting the pod object failed; retrying', { error: apiErrorMessage(err) });
+        this.log.warn('deleting the pod object failed; retrying', { error: errorSummary(err) });
         await sleep(1000);
       }
     }
@@ -603,9 +604,9 @@ export class PodWorker {
           // Gone, or replaced by a new pod of the same name: the watch retires this worker soon.
           this.apiGone = code === 404 || this.apiGone;
           this.lastSent = text;
-          if (code !== 404) this.log.debug('status write refused', { error: apiErrorMessage(err) });
+          if (code !== 404) this.log.debug('status write refused', { error: errorSummary(err) });
         } else {
-          this.log.warn('status write failed; retrying', { error: apiErrorMessage(err) });
+          this.log.warn('status write failed; retrying', { error: errorSummary(err) });
         }
       } finally {
         this.flushing = undefined;

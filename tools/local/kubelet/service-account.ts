@@ -2,7 +2,7 @@ import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { CoreV1Api, KubeConfig, V1Pod, V1Secret, V1ServiceAccount } from '@kubernetes/client-node';
-import { isNotFound } from './api.js';
+import { isNotFound } from '../../../src/k8s/client.js';
 import { ContainerConfigError } from './env.js';
 
 /**

@@ -1,7 +1,7 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, normalize, sep } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import { isNotFound } from './api.js';
+import { isNotFound } from '../../../src/k8s/client.js';
 import { ContainerConfigError, type ObjectLookup, configMapData, secretData } from './env.js';
 
 /** Where a PVC's data lives: `<stateDir>/pvc/<namespace>/<claimName>`, kept until the PVC is deleted. */
