@@ -1,5 +1,5 @@
 /**
- * Kubeconfig loading, typed API client construction and ApiException helpers.
+ * Kubeconfig loading and ApiException helpers (requests go through ./rest.ts).
  *
  * This is the only place (together with the other `src/k8s/*` modules) that knows how
  * @kubernetes/client-node 1.4 reports errors, so the rest of the operator talks about
@@ -8,15 +8,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import {
-  ApiException,
-  AppsV1Api,
-  CoordinationV1Api,
-  CoreV1Api,
-  CustomObjectsApi,
-  KubeConfig,
-  PolicyV1Api,
-} from '@kubernetes/client-node';
+import { ApiException, KubeConfig } from '@kubernetes/client-node';
 
 export { ApiException, KubeConfig };
 
@@ -101,27 +93,6 @@ export function assertUsable(kc: KubeConfig, source = 'kubeconfig'): void {
   if (url.protocol !== 'https:' && url.protocol !== 'http:') {
     throw new Error(`${source}: cluster "${cluster.name}" server must be http(s), got ${url.protocol}`);
   }
-}
-
-/** The typed clients the operator uses, all sharing one KubeConfig. */
-export interface KubeClients {
-  kc: KubeConfig;
-  core: CoreV1Api;
-  apps: AppsV1Api;
-  policy: PolicyV1Api;
-  coordination: CoordinationV1Api;
-  custom: CustomObjectsApi;
-}
-
-export function makeClients(kc: KubeConfig): KubeClients {
-  return {
-    kc,
-    core: kc.makeApiClient(CoreV1Api),
-    apps: kc.makeApiClient(AppsV1Api),
-    policy: kc.makeApiClient(PolicyV1Api),
-    coordination: kc.makeApiClient(CoordinationV1Api),
-    custom: kc.makeApiClient(CustomObjectsApi),
-  };
 }
 
 // ---------------------------------------------------------------------------------------------

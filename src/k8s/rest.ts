@@ -83,7 +83,7 @@ export function auditedRequest(
 }
 
 /** Calls the hook, never letting it throw into the request path. */
-export function reportRequest(hook: RequestAuditHook | undefined, req: () => AuditedRequest): void {
+function reportRequest(hook: RequestAuditHook | undefined, req: () => AuditedRequest): void {
   if (!hook) return;
   try {
     hook(req());

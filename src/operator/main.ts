@@ -12,7 +12,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { installRequestAudit, requestAuditFromEnv } from '../k8s/audit.js';
-import { loadKubeConfig, makeClients } from '../k8s/client.js';
+import { loadKubeConfig } from '../k8s/client.js';
 import { KubeRest } from '../k8s/rest.js';
 import { Caches } from './caches.js';
 import { clusterLoopMetrics } from './cluster-loop.js';
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   const rest = new KubeRest(kc);
   // MQ_K8S_AUDIT_LOG: record every API request (the tests derive the chart's RBAC from it).
   const audit = requestAuditFromEnv(env);
-  if (audit) installRequestAudit(audit, { rest, kc });
+  if (audit) installRequestAudit(audit, { rest });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
 
@@ -142,7 +142,7 @@ async function main(): Promise<void> {
     const namespace = env.POD_NAMESPACE;
     if (!namespace) throw new Error('--leader-elect needs POD_NAMESPACE (the namespace of the Lease)');
     elector = new LeaderElector({
-      client: coordinationLeaseClient(makeClients(kc).coordination, namespace, LEASE_NAME),
+      client: coordinationLeaseClient(rest, namespace, LEASE_NAME),
       identity: env.POD_NAME ? `${env.POD_NAME}_${defaultIdentity().split('_').pop()}` : undefined,
       leaseDurationMs: parseDuration(env.LEADER_ELECT_LEASE_DURATION, 15_000),
       renewDeadlineMs: parseDuration(env.LEADER_ELECT_RENEW_DEADLINE, 10_000),

@@ -3,7 +3,7 @@
  * against it, so the chart's rules are derived from (and tested against) what the code does.
  *
  * In an end-to-end test: run the operator with MQ_K8S_AUDIT_LOG=/some/file (its main installs
- * `installRequestAudit(requestAuditFromEnv())`, see src/k8s/audit.ts), exercise it, then (./rbac.ts)
+ * `installRequestAudit(requestAuditFromEnv(), { rest })`, see src/k8s/audit.ts), exercise it, then (./rbac.ts)
  *
  *   const rbac = await renderOperatorRbac({ values: { watchNamespaces: ['a'] } });
  *   const result = checkOperatorRbac(rbac, readRequestAudit(file));

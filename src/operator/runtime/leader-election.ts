@@ -20,10 +20,11 @@
  */
 import { hostname } from 'node:os';
 import { randomUUID } from 'node:crypto';
-import { type CoordinationV1Api, type V1Lease, V1MicroTime } from '@kubernetes/client-node';
+import type { V1Lease } from '@kubernetes/client-node';
 import { WakeableSleep } from '../../common/deadline.js';
 import { createLogger, type Logger } from '../../common/logger.js';
 import { errorSummary, isConflict, isNotFound } from '../../k8s/client.js';
+import type { KubeRest } from '../../k8s/rest.js';
 
 // ---- the lease record and pure decisions ------------------------------------------------------
 
@@ -172,9 +173,7 @@ export interface LeaseClient {
 }
 
 function toMs(t: unknown): number | undefined {
-  // client-node 1.4 types MicroTime fields as V1MicroTime (a Date), but its deserializer has
-  // no V1MicroTime entry and hands back the raw string: accept both.
-  if (t instanceof Date) return t.getTime();
+  // The Lease arrives as plain JSON: MicroTime fields are strings (client-node types them as Date).
   if (typeof t === 'string' && t) {
     const ms = Date.parse(t);
     return Number.isNaN(ms) ? undefined : ms;
@@ -193,23 +192,23 @@ function fromLease(l: V1Lease): LeaseRecord {
   };
 }
 
-function toSpec(r: LeaseRecord): V1Lease['spec'] {
+/** A Kubernetes MicroTime: RFC 3339 with 6 fractional digits (the apiserver rejects 3). */
+const microTime = (ms: number) => new Date(ms).toISOString().replace(/Z$/, '000Z');
+
+/** The Lease spec as JSON (MicroTime fields as strings, which client-node's types call Date). */
+function toSpec(r: LeaseRecord): Record<string, unknown> {
   return {
     holderIdentity: r.holderIdentity,
     leaseDurationSeconds: r.leaseDurationSeconds,
-    // V1MicroTime serializes with 6 fractional digits; a plain Date (3 digits) is rejected.
-    acquireTime: r.acquireTimeMs !== undefined ? new V1MicroTime(r.acquireTimeMs) : undefined,
-    renewTime: r.renewTimeMs !== undefined ? new V1MicroTime(r.renewTimeMs) : undefined,
+    ...(r.acquireTimeMs !== undefined ? { acquireTime: microTime(r.acquireTimeMs) } : {}),
+    ...(r.renewTimeMs !== undefined ? { renewTime: microTime(r.renewTimeMs) } : {}),
     leaseTransitions: r.leaseTransitions,
   };
 }
 
-/** A LeaseClient over client-node's CoordinationV1Api (read / create / replace). */
-export function coordinationLeaseClient(
-  api: CoordinationV1Api,
-  namespace: string,
-  name: string,
-): LeaseClient {
+/** A LeaseClient over the operator's REST client (read / create / replace). */
+export function coordinationLeaseClient(rest: KubeRest, namespace: string, name: string): LeaseClient {
+  const collection = `/apis/coordination.k8s.io/v1/namespaces/${namespace}/leases`;
   // Like client-go's LeaseLock, keep the last Lease read so a PUT preserves its labels and
   // annotations instead of wiping them.
   let last: V1Lease | undefined;
@@ -217,7 +216,7 @@ export function coordinationLeaseClient(
   return {
     async get() {
       try {
-        last = await api.readNamespacedLease({ name, namespace });
+        last = await rest.request<V1Lease>({ path: `${collection}/${name}` });
       } catch (err) {
         if (isNotFound(err)) return undefined;
         throw err;
@@ -225,17 +224,17 @@ export function coordinationLeaseClient(
       return { record: fromLease(last), resourceVersion: rvOf(last) };
     },
     async create(record) {
-      const body: V1Lease = {
+      const body = {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: { name, namespace },
         spec: toSpec(record),
       };
-      last = await api.createNamespacedLease({ namespace, body });
+      last = await rest.request<V1Lease>({ method: 'POST', path: collection, body });
       return rvOf(last);
     },
     async update(record, resourceVersion) {
-      const body: V1Lease = {
+      const body = {
         apiVersion: 'coordination.k8s.io/v1',
         kind: 'Lease',
         metadata: {
@@ -247,7 +246,7 @@ export function coordinationLeaseClient(
         },
         spec: toSpec(record),
       };
-      last = await api.replaceNamespacedLease({ name, namespace, body });
+      last = await rest.request<V1Lease>({ method: 'PUT', path: `${collection}/${name}`, body });
       return rvOf(last);
     },
   };

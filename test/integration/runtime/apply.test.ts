@@ -1,7 +1,13 @@
 /**
  * Server-side apply, merge patch and error helpers against a real kube-apiserver (1.20).
  */
-import { PatchStrategy, setHeaderOptions, V1MicroTime } from '@kubernetes/client-node';
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  PatchStrategy,
+  setHeaderOptions,
+  V1MicroTime,
+} from '@kubernetes/client-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   applyObject,
@@ -10,13 +16,7 @@ import {
   mergePatch,
   mergePatchStatus,
 } from '../../../src/k8s/apply.js';
-import {
-  apiErrorReason,
-  errorSummary,
-  isApiError,
-  makeClients,
-  type KubeClients,
-} from '../../../src/k8s/client.js';
+import { apiErrorReason, errorSummary, isApiError } from '../../../src/k8s/client.js';
 import { KubeRest } from '../../../src/k8s/rest.js';
 import { refOf, resourcePath } from '../../../src/k8s/resources.js';
 import { startKube, type Kube } from '../../support/kube.js';
@@ -61,12 +61,13 @@ const crd = {
 
 let kube: Kube;
 let rest: KubeRest;
-let c: KubeClients;
+/** client-node's typed clients, to compare with what KubeRest does. */
+let c: { core: CoreV1Api; custom: CustomObjectsApi };
 
 beforeAll(async () => {
   kube = await startKube();
   rest = new KubeRest(kube.kc);
-  c = makeClients(kube.kc);
+  c = { core: kube.kc.makeApiClient(CoreV1Api), custom: kube.kc.makeApiClient(CustomObjectsApi) };
   await applyObject(rest, { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } });
   await applyObject(rest, crd);
   // The CRD is served only once Established.

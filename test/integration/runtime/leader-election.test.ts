@@ -46,7 +46,7 @@ interface Candidate {
 
 function candidate(lease: string, identity: string): Candidate {
   const c: Candidate = { log: [], cut: false } as unknown as Candidate;
-  const real = coordinationLeaseClient(api, NS, lease);
+  const real = coordinationLeaseClient(rest, NS, lease);
   const guard = <T>(f: () => Promise<T>) => (c.cut ? Promise.reject(new Error('partitioned')) : f());
   const client: LeaseClient = {
     get: () => guard(() => real.get()),
