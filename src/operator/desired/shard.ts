@@ -231,9 +231,12 @@ export function shardService(cr: DefaultedCluster, shard: number, role: Role): D
 
 /**
  * PDB `NAME-shard-i` on the standby: a drain may evict it while the shard is Healthy
- * (maxUnavailable 1), and not while the primary is away or the standby is not in sync
- * (maxUnavailable 0), so a shard is never emptied by voluntary disruptions. The primary has its
+ * (minAvailable 0), and not while the primary is away or the standby is not in sync
+ * (minAvailable 1), so a shard is never emptied by voluntary disruptions. The primary has its
  * own PDB: the eviction API refuses a pod that two PDBs select, so each selects one role.
+ * Integer minAvailable, not maxUnavailable: with maxUnavailable the disruption controller counts
+ * the pods expected from their owner's scale subresource, which on a MessageQueueCluster is the
+ * broker replicas.
  */
 export function shardPdb(
   cr: DefaultedCluster,
@@ -248,14 +251,14 @@ export function shardPdb(
       labels: { [LABEL_SHARD]: names.shard(shard) },
     }),
     spec: {
-      maxUnavailable: standbyEvictable ? 1 : 0,
+      minAvailable: standbyEvictable ? 0 : 1,
       selector: { matchLabels: { ...shardSelector(cr, shard), [LABEL_ROLE]: 'standby' } },
     },
   };
 }
 
 /**
- * PDB `NAME-shard-i-primary`, maxUnavailable 0 on the pod labelled primary: `kubectl drain`
+ * PDB `NAME-shard-i-primary`, minAvailable 1 on the pod labelled primary: `kubectl drain`
  * cannot evict a primary. It retries, and meanwhile the operator sees the node cordoned and
  * switches the shard over; the former primary, now the standby, is then evicted like any standby.
  */
@@ -267,7 +270,7 @@ export function primaryPdb(cr: DefaultedCluster, shard: number, apiVersion: PdbA
       labels: { [LABEL_SHARD]: names.shard(shard) },
     }),
     spec: {
-      maxUnavailable: 0,
+      minAvailable: 1,
       selector: { matchLabels: { ...shardSelector(cr, shard), [LABEL_ROLE]: 'primary' } },
     },
   };

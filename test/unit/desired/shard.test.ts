@@ -241,13 +241,13 @@ describe('shard Services and PDB', () => {
   });
 
   it('lets a drain evict the standby of a Healthy shard only, in the API version given', () => {
-    expect(shardPdb(cluster(), 3, 'policy/v1beta1').spec).toMatchObject({ maxUnavailable: 0 });
+    expect(shardPdb(cluster(), 3, 'policy/v1beta1').spec).toMatchObject({ minAvailable: 1 });
     const pdb = shardPdb(cluster(), 3, 'policy/v1beta1', true);
     expect(pdb.apiVersion).toBe('policy/v1beta1');
     expect(pdb.kind).toBe('PodDisruptionBudget');
     expect(pdb.metadata.name).toBe('mq-shard-3');
     expect(pdb.spec).toEqual({
-      maxUnavailable: 1,
+      minAvailable: 0,
       selector: {
         matchLabels: {
           'mysqlmq.io/cluster': 'mq',
@@ -262,7 +262,7 @@ describe('shard Services and PDB', () => {
 
   it('never lets a drain evict the primary: the operator switches it over first', () => {
     expect(primaryPdb(cluster(), 3, 'policy/v1').spec).toEqual({
-      maxUnavailable: 0,
+      minAvailable: 1,
       selector: {
         matchLabels: {
           'mysqlmq.io/cluster': 'mq',
