@@ -33,14 +33,30 @@ export interface SwitchoverOptions {
   standbyAckMs?: number;
 }
 
+/** Milliseconds each step took, for the log: where a long pause went. */
+export interface SwitchoverSteps {
+  fence: number;
+  catchUp: number;
+  promote: number;
+  rejoin: number;
+  openWrites: number;
+}
+
 export async function switchover(
   from: Endpoint,
   to: Endpoint,
   secrets: ShardSecrets,
   semiSync: SemiSyncPolicy,
   opts: SwitchoverOptions = {},
-): Promise<void> {
+): Promise<SwitchoverSteps> {
   const { catchUpMs = 1500, standbyAckMs = 5000 } = opts;
+  const steps: SwitchoverSteps = { fence: 0, catchUp: 0, promote: 0, rejoin: 0, openWrites: 0 };
+  let mark = Date.now();
+  const lap = (step: keyof SwitchoverSteps) => {
+    const now = Date.now();
+    steps[step] = now - mark;
+    mark = now;
+  };
   try {
     // `read_only` waits for commits under way; after it no broker commit can complete on `from`
     // (one in flight gets an error and its broker resends the batch to another shard), so its
@@ -50,6 +66,7 @@ export async function switchover(
       const [row] = await queryRows(conn, 'SELECT @@gtid_binlog_pos AS pos');
       return String(row?.pos ?? '');
     });
+    lap('fence');
     await withAdmin(to, secrets.admin, async (conn) => {
       const [wait] = await queryRows(conn, 'SELECT MASTER_GTID_WAIT(?, ?) AS result', [
         last,
@@ -61,7 +78,9 @@ export async function switchover(
         );
       }
     });
+    lap('catchUp');
     await promoteStandby(to, secrets.admin, semiSync);
+    lap('promote');
   } catch (err) {
     // Both instances hold the same transactions: the caller reopens writes on `from` and
     // re-attaches `to` to it if promotion got as far as detaching it.
@@ -78,12 +97,15 @@ export async function switchover(
       await conn.query('SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos');
     });
     await attachStandby(from, to, secrets);
+    lap('rejoin');
     const acknowledged = await waitForSemiSyncStandby(to, secrets.admin, standbyAckMs);
     if (!acknowledged && semiSync.waitWithoutStandby) {
       throw new Error(`the former primary did not connect as a semi-sync standby within ${standbyAckMs} ms`);
     }
     await setReadOnly(to, secrets.admin, false);
+    lap('openWrites');
   } catch (err) {
     throw new SwitchoverError(`promoted, but: ${errorMessage(err)}`, true);
   }
+  return steps;
 }

@@ -205,7 +205,12 @@ export class ShardManager {
       case 'switchover':
         // The roles are already swapped in the decision: `standby` is the primary being replaced.
         if (!standby) throw new Error('the primary has no address');
-        return switchover(standby, primary, this.secrets, semiSync);
+        this.log.info('switchover done', {
+          from: standby.host,
+          to: primary.host,
+          stepsMs: await switchover(standby, primary, this.secrets, semiSync),
+        });
+        return;
     }
   }
 }
