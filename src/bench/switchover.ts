@@ -9,9 +9,9 @@
  * section "Planned switchover (issue 11)" of docs/benchmarks.md and docs/bench-results/switchover.json.
  *
  * Flags: --trials N (20), --rate MSG_PER_S (1000), --producers (3), --groups (2), --pause S (3),
- * --prefix (127.0.46: pod IPs), --no-write.
+ * --prefix (127.0.46: pod IPs), --no-write, --report-only (rewrite the section from the JSON).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -38,6 +38,7 @@ const { values } = parseArgs({
     pause: { type: 'string', default: '3' },
     prefix: { type: 'string', default: '127.0.46' },
     'no-write': { type: 'boolean', default: false },
+    'report-only': { type: 'boolean', default: false },
   },
 });
 const TRIALS = Number(values.trials);
@@ -105,7 +106,7 @@ function markdown(r: SwitchoverReport): string {
   const paused = ok.map((t) => t.writesPausedMs).sort((a, b) => a - b);
   const reported = ok.map((t) => t.reportedAfterMs).sort((a, b) => a - b);
   const dist = (v: number[]) =>
-    v.length ? `${percentile(v, 0.5)} / ${percentile(v, 0.95)} / ${v[v.length - 1]}` : '-';
+    v.length ? `${percentile(v, 50)} / ${percentile(v, 95)} / ${v[v.length - 1]}` : '-';
   const w = r.workload;
   return `## Planned switchover (issue 11)
 
@@ -124,7 +125,7 @@ Numbers are from a shared 2-core machine under other people's load: noisy.
   p50 / p95 / max: ${dist(reported)} ms.
 - Acknowledged messages lost over the whole run: **${w.lost}** (of ${w.acked} acknowledged);
   publishes failed: **${w.failedPublishes}**; publish-acknowledgement latency p50 / p99 / max:
-  ${w.ackLatencyMs.p50} / ${w.ackLatencyMs.p99} / ${w.ackLatencyMs.max} ms. Redeliveries per group:
+  ${Math.round(w.ackLatencyMs.p50)} / ${Math.round(w.ackLatencyMs.p99)} / ${Math.round(w.ackLatencyMs.max)} ms. Redeliveries per group:
   ${JSON.stringify(w.duplicates)}.
 
 | trial | shard | from → to | result | writes paused ms | reported after ms |
@@ -134,6 +135,11 @@ ${r.trials.map((t) => `| ${t.trial} | ${t.shard} | ${t.from} → ${t.to} | ${t.r
 }
 
 async function main(): Promise<number> {
+  if (values['report-only']) {
+    const report = JSON.parse(await readFile(RESULTS_JSON, 'utf8')) as SwitchoverReport;
+    await writeBenchmarkSection(SECTION, markdown(report));
+    return 0;
+  }
   const stateDir = await mkdtemp(join(tmpdir(), 'mysqlmq-bench-switchover-'));
   const stack = new Stack({
     stateDir,
