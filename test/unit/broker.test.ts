@@ -10,7 +10,13 @@ import {
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
-import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
+import {
+  parseCommit,
+  parseCreateTopic,
+  parseFetch,
+  parsePublish,
+  parseTopicPatch,
+} from '../../src/broker/requests.js';
 import { parseRouting } from '../../src/broker/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
 
@@ -321,8 +327,26 @@ describe('request parsing', () => {
     expect(parseFetch({ consumer: 'c1', commit: { 'shard-0': 4 } }).commit).toEqual({ 'shard-0': 4 });
     expect(() => parseFetch({ consumer: 'c1', commit: { 'shard-0': -1 } })).toThrow(/commit.shard-0/);
   });
-  it('requires offsets on commit', () => {
+  it('requires offsets and the committing consumer on commit', () => {
     expect(() => parseCommit({})).toThrow(/offsets is required/);
-    expect(parseCommit({ offsets: { 'shard-0': 12 } })).toEqual({ 'shard-0': 12 });
+    expect(() => parseCommit({ offsets: { 'shard-0': 12 } })).toThrow(/consumer must be/);
+    expect(parseCommit({ consumer: 'c1', offsets: { 'shard-0': 12 } })).toEqual({
+      consumer: 'c1',
+      offsets: { 'shard-0': 12 },
+    });
+  });
+  it('takes handler failures with a fetch, and settings a topic may have', () => {
+    expect(
+      parseFetch({ consumer: 'c1', failed: [{ shard: 'shard-0', id: 3, error: 'boom' }] }).failed,
+    ).toEqual([{ shard: 'shard-0', id: 3, error: 'boom' }]);
+    expect(() => parseFetch({ consumer: 'c1', failed: [{ shard: 'shard-0' }] })).toThrow(/failed\[0\]/);
+    expect(parseCreateTopic({ name: 't', settings: { maxDeliveries: 5 } })).toEqual({
+      name: 't',
+      settings: { maxDeliveries: 5 },
+    });
+    expect(parseTopicPatch({ settings: { maxDeliveries: null } }, 't')).toEqual({ maxDeliveries: null });
+    expect(() => parseTopicPatch({ settings: { maxDeliveries: 0 } }, 't')).toThrow(/positive integer/);
+    expect(() => parseTopicPatch({ settings: { ttl: 1 } }, 't')).toThrow(/unknown field/);
+    expect(() => parseTopicPatch({ settings: { maxDeliveries: 3 } }, 'x'.repeat(126))).toThrow(/\.dlq/);
   });
 });
