@@ -331,17 +331,32 @@ export class Fetcher {
       // Counted on the shard's primary only: while it is down, failed messages are delivered again.
       const shard = shards.get(f.shard);
       if (!shard) continue;
-      const max = await this.deadLetters.maxDeliveries(shard, topic);
-      if (max === undefined) continue;
-      const { owner, topicId } = await this.leaseHolder(shard, group, topic, consumer);
-      if (owner !== consumer) continue;
-      const committed = this.leases.get(leaseKey(group, topic, shard.name))?.committed ?? 0;
-      if (f.id <= committed) continue;
-      const db = this.pools.get(shard.route.write!);
-      const count = await countDelivery(db, group, topicId!, f.id, committed, f.error ?? 'handler failed');
-      if (count.attempts >= max)
-        await this.deadLetter(shard, topicId!, topic, group, f.id, 'handler_failed', count);
+      try {
+        await this.recordFailure(shard, group, topic, consumer, f);
+      } catch (err) {
+        // A report that cannot be counted now only means one more delivery of that message.
+        this.log.warn('handler failure not counted', { shard: f.shard, id: f.id, error: errorMessage(err) });
+      }
     }
+  }
+
+  private async recordFailure(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+    f: HandlerFailure,
+  ): Promise<void> {
+    const max = await this.deadLetters.maxDeliveries(shard, topic);
+    if (max === undefined) return;
+    const { owner, topicId } = await this.leaseHolder(shard, group, topic, consumer);
+    if (owner !== consumer || topicId === undefined) return;
+    const committed = this.leases.get(leaseKey(group, topic, shard.name))?.committed ?? 0;
+    if (f.id <= committed) return;
+    const db = this.pools.get(shard.route.write!);
+    const count = await countDelivery(db, group, topicId, f.id, committed, f.error ?? 'handler failed');
+    if (count.attempts >= max)
+      await this.deadLetter(shard, topicId, topic, group, f.id, 'handler_failed', count);
   }
 
   /** Copies the message to `<topic>.dlq`, then commits the group past it. */

@@ -1,10 +1,17 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../src/local/cluster.js';
 import { ADMIN_TOKEN, post, startBroker, startShards } from '../support/dataplane.js';
 
-/** Consumer.run commits each handled batch along with the next fetch, and what is left at the end. */
+const run = promisify(execFile);
+
+/**
+ * Consumer groups through one broker: what Consumer.run commits and redelivers, who may commit
+ * what, and dead letters (maxDeliveries).
+ */
 let cluster: LocalShards;
 let broker: Broker;
 
@@ -162,10 +169,8 @@ describe('dead letters', () => {
 
   it('sets aside a message its handler always throws for; the rest of its shard keeps flowing', async () => {
     const topic = 'poison';
-    expect(
-      (await post(`${broker.url}/v1/topics`, { name: topic, settings: { maxDeliveries: 3 } })).status,
-    ).toBe(201);
     const producer = new Producer({ brokers: [broker.url] });
+    expect(await producer.createTopic(topic, { maxDeliveries: 3 })).toEqual({ name: topic, created: true });
     // One publish: every message on one shard, the poison one in the middle.
     const values = Array.from({ length: 20 }, (_, i) => (i === 7 ? 'poison' : `ok${i}`));
     await producer.sendBatch(topic, values);
@@ -198,6 +203,26 @@ describe('dead letters', () => {
     });
     const metrics = await (await fetch(`${broker.url}/metrics`)).text();
     expect(metrics).toContain('mq_broker_dead_lettered_messages_total{topic="poison",group="g"} 1');
+  });
+
+  it('takes maxDeliveries from mqctl topics create (built: dist/cli)', async () => {
+    const { stdout } = await run(process.execPath, [
+      'dist/cli/main.js',
+      '--brokers',
+      broker.url,
+      'topics',
+      'create',
+      'from-cli',
+      '--max-deliveries',
+      '4',
+    ]);
+    expect(stdout).toContain('created topic from-cli');
+    const res = await fetch(`${broker.url}/v1/topics/from-cli`, {
+      method: 'PATCH',
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+      body: JSON.stringify({ settings: {} }),
+    });
+    expect(await res.json()).toEqual({ name: 'from-cli', settings: { maxDeliveries: 4 } });
   });
 
   it('sets aside a message fetched and never committed maxDeliveries times', async () => {

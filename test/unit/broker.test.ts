@@ -10,6 +10,7 @@ import {
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
+import { deadLetterBody } from '../../src/broker/dead-letters.js';
 import {
   parseCommit,
   parseCreateTopic,
@@ -348,5 +349,27 @@ describe('request parsing', () => {
     expect(() => parseTopicPatch({ settings: { maxDeliveries: 0 } }, 't')).toThrow(/positive integer/);
     expect(() => parseTopicPatch({ settings: { ttl: 1 } }, 't')).toThrow(/unknown field/);
     expect(() => parseTopicPatch({ settings: { maxDeliveries: 3 } }, 'x'.repeat(126))).toThrow(/\.dlq/);
+  });
+});
+
+describe('dead letters', () => {
+  const base = {
+    topic: 'orders',
+    group: 'billing',
+    shard: 'shard-1',
+    reason: 'handler_failed' as const,
+    deliveries: 5,
+    error: 'boom',
+  };
+  it('carry the message, where it came from and why it was set aside', () => {
+    const body = JSON.parse(
+      deadLetterBody({ ...base, message: { id: 7, publishedAt: 1000, payload: Buffer.from('héllo') } }),
+    );
+    expect(body).toEqual({ ...base, id: 7, publishedAt: 1000, encoding: 'utf8', value: 'héllo' });
+  });
+  it('keep bytes that are not UTF-8 in base64', () => {
+    const payload = Buffer.from([0xff, 0x00, 0xfe]);
+    const body = JSON.parse(deadLetterBody({ ...base, message: { id: 1, publishedAt: 0, payload } }));
+    expect(body).toMatchObject({ encoding: 'base64', value: payload.toString('base64') });
   });
 });
