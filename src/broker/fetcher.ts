@@ -167,7 +167,27 @@ export class Fetcher {
     if (reads.every((r) => r.kind === 'failed')) {
       throw unavailable('no_readable_shard', 'every shard failed to answer the fetch');
     }
-    return mergeShardReads(reads, req);
+    const result = mergeShardReads(reads, req);
+    await Promise.all(reads.map((r) => this.countFromCommitted(r, result, req)));
+    return result;
+  }
+
+  /**
+   * A read from the committed offset delivers the shard's first uncommitted message again: counted
+   * for maxDeliveries once it is in the answer; past the limit it leaves the answer for the
+   * dead-letter topic (the shard's position in the answer is already past it).
+   */
+  private async countFromCommitted(r: ShardRead, result: FetchResult, req: FetchRequest): Promise<void> {
+    if (r.kind !== 'read' || !r.fromCommitted || r.messages.length === 0) return;
+    const first = r.messages[0].id;
+    if ((result.positions[r.shard] ?? -1) < first) return;
+    try {
+      if (await this.overDeliveryLimit(r.fromCommitted.shard, r.fromCommitted.topicId, req, first, r.start)) {
+        result.messages = result.messages.filter((m) => m.shard !== r.shard || m.id !== first);
+      }
+    } catch (err) {
+      this.log.warn('delivery not counted', { shard: r.shard, id: first, error: errorMessage(err) });
+    }
   }
 
   private async readShard(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
@@ -176,7 +196,7 @@ export class Fetcher {
       if (topicId === undefined) return { kind: 'empty', shard: shard.name };
       const from = await this.startPosition(shard, topicId, req);
       if (from === undefined) return { kind: 'held', shard: shard.name };
-      let start = from.start;
+      const start = from.start;
       const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
       // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
       const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
@@ -185,16 +205,9 @@ export class Fetcher {
         this.readDb(shard, key, topicId, start, rows, req.encoding),
       );
       this.metrics.fetchShardReads.inc({ source: read.source });
-      let messages = read.messages;
-      if (from.committed && shard.writable && messages.length > 0) {
-        const first = messages[0].id;
-        if (await this.overDeliveryLimit(shard, topicId, req, first, start)) {
-          // Set aside; the answer moves the consumer past it.
-          messages = messages.slice(1);
-          start = first;
-        }
-      }
-      return { kind: 'read', shard: shard.name, start, messages };
+      // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
+      const fromCommitted = from.committed && shard.writable ? { shard, topicId } : undefined;
+      return { kind: 'read', shard: shard.name, start, messages: read.messages, fromCommitted };
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
@@ -574,7 +587,14 @@ export class Fetcher {
 const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
 type ShardRead =
-  | { kind: 'read'; shard: string; start: number; messages: FetchedMessage[] }
+  | {
+      kind: 'read';
+      shard: string;
+      start: number;
+      messages: FetchedMessage[];
+      /** Set when the read started at the group's committed offset on the shard's primary. */
+      fromCommitted?: { shard: ShardView; topicId: number };
+    }
   | { kind: 'empty' | 'held' | 'failed'; shard: string };
 
 /**
