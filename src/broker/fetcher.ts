@@ -523,29 +523,33 @@ export class Fetcher {
    */
   async leave(group: string, topic: string, consumer: string): Promise<void> {
     await Promise.all(
-      this.router.readableShards().map(async (shard) => {
+      this.router.shards().map(async (shard) => {
         this.leases.delete(leaseKey(group, topic, shard.name));
-        const topicId = await this.catalog.idOnReadable(shard, topic);
-        if (topicId === undefined) return;
-        if (shard.writable) {
-          try {
-            await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
-            return;
-          } catch (err) {
-            this.log.warn('lease release failed; keeping it on another shard', {
-              shard: shard.name,
-              error: errorMessage(err),
-            });
-          }
-        } else {
-          const lease = await readLease(this.pools.get(shard.route.read!), group, topicId).catch(
-            () => undefined,
-          );
-          if (lease && (lease.owner !== consumer || lease.remainingMs <= 0)) return;
-        }
-        await this.pending.saveRelease(shard.name, group, topic, consumer);
+        if (!(await this.released(shard, group, topic, consumer)))
+          await this.pending.saveRelease(shard.name, group, topic, consumer);
       }),
     );
+  }
+
+  /** Releases the consumer's lease on the shard; false when the release must wait for its primary. */
+  private async released(shard: ShardView, group: string, topic: string, consumer: string): Promise<boolean> {
+    if (!shard.readable) return false;
+    try {
+      const topicId = await this.catalog.idOnReadable(shard, topic);
+      if (topicId === undefined) return true;
+      if (shard.writable) {
+        await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
+        return true;
+      }
+      const lease = await readLease(this.pools.get(shard.route.read!), group, topicId);
+      return !lease || lease.owner !== consumer || lease.remainingMs <= 0;
+    } catch (err) {
+      this.log.warn('lease release failed; keeping it on another shard', {
+        shard: shard.name,
+        error: errorMessage(err),
+      });
+      return false;
+    }
   }
 
   /**
