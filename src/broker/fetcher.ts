@@ -465,7 +465,8 @@ export class Fetcher {
 
   /**
    * Who holds the shard's lease for the group: `consumer` when it holds it or could take it (then
-   * it does). While the primary is away no lease can be taken: anyone but an unexpired holder's rival.
+   * it does). While the primary is away no lease can be taken: any consumer may commit unless
+   * another holds an unexpired lease.
    */
   private async leaseHolder(
     shard: ShardView,
@@ -483,6 +484,7 @@ export class Fetcher {
       topicId = await this.catalog.idOnWritable(shard, topic);
     } else if (shard.writable) {
       topicId = await this.catalog.idOnWritable(shard, topic);
+      await this.pending.apply(shard, group, topic, topicId);
       const lease = await acquireLease(
         this.pools.get(shard.route.write!),
         group,

@@ -184,7 +184,7 @@ export async function savePendingOffset(
   );
 }
 
-export async function readPendingOffset(
+async function readPendingOffset(
   db: Db,
   originShard: string,
   group: string,
