@@ -127,11 +127,10 @@ export class Consumer {
       const before = { ...this.positions };
       const messages = await this.poll();
       if (messages.length === 0) continue;
-      if (await this.handle(handler, messages, before)) {
-        failures = 0;
-      } else if (!this.stopped) {
-        await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures++)));
-      }
+      const handled = await this.handle(handler, messages, before);
+      if (handled > 0) failures = 0;
+      // Nothing went through: pause before the failed message comes again.
+      else if (!this.stopped) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures++)));
     }
     try {
       await this.commit();
@@ -140,52 +139,56 @@ export class Consumer {
     }
   }
 
-  /** Runs the handler on a batch; false when it threw for some message (its shard was set back). */
+  /**
+   * Runs the handler on a batch; returns how many of its messages went through. A shard whose
+   * message the handler threw for is set back to just before it.
+   */
   private async handle(
     handler: (messages: Message[]) => Promise<void> | void,
     messages: Message[],
     before: Record<string, number>,
-  ): Promise<boolean> {
+  ): Promise<number> {
     const suspect = messages.some((m) => this.suspects.get(m.shard) === m.id);
     if (!suspect) {
       try {
         await handler(messages);
         for (const m of messages) this.processed[m.shard] = m.id;
-        return true;
+        return messages.length;
       } catch (err) {
         this.options.onError?.(err, messages);
-        if (messages.length === 1) return this.failedAt(messages[0], err, before);
-        // Stopping: no search for the culprit, the whole batch comes again.
-        if (this.stopped) {
+        // Stopping, or a batch of one: no search for the culprit, the batch comes again.
+        if (this.stopped || messages.length === 1) {
+          if (messages.length === 1) this.reportFailure(messages[0], err);
           for (const m of messages) this.setBack(m.shard, before[m.shard]);
-          return false;
+          return 0;
         }
       }
     }
     // One at a time: each shard stops at its first failure and goes back to just before it.
     const done = { ...before };
     const failedShards = new Set<string>();
+    let handled = 0;
     for (const m of messages) {
       if (failedShards.has(m.shard)) continue;
       try {
         await handler([m]);
         this.processed[m.shard] = done[m.shard] = m.id;
         this.suspects.delete(m.shard);
+        handled++;
       } catch (err) {
         if (suspect) this.options.onError?.(err, [m]);
         failedShards.add(m.shard);
-        this.failedAt(m, err, done);
+        this.reportFailure(m, err);
+        this.setBack(m.shard, done[m.shard]);
       }
     }
-    return failedShards.size === 0;
+    return handled;
   }
 
-  /** The handler threw for `m` alone: report it, and read its shard again from just before it. */
-  private failedAt(m: Message, err: unknown, before: Record<string, number>): false {
+  /** The handler threw for `m` alone: told to the broker with the next fetch, and `m` comes alone. */
+  private reportFailure(m: Message, err: unknown): void {
     this.failed.push({ shard: m.shard, id: m.id, error: err instanceof Error ? err.message : String(err) });
     this.suspects.set(m.shard, m.id);
-    this.setBack(m.shard, before[m.shard]);
-    return false;
   }
 
   /** Reads `shard` again after `position` (from the committed offset when undefined). */
