@@ -5,7 +5,7 @@ import { BROKER_DEFAULTS } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../src/local/cluster.js';
 import { bootstrapShard } from '../../src/shard/bootstrap.js';
-import { startBroker, startShards } from '../support/dataplane.js';
+import { post, startBroker, startShards } from '../support/dataplane.js';
 
 /**
  * Consumer groups across a primary's kill -9 and return, on real mariadbd: offsets committed while
@@ -126,6 +126,13 @@ describe('a primary down and back', () => {
       expect(new Set(held.map((m) => m.shard))).toEqual(new Set(['shard-0', 'shard-1']));
 
       await killShard0Primary();
+      // The standby still shows whose shard it is: nobody else commits for it meanwhile.
+      const shard0 = held.filter((m) => m.shard === 'shard-0').at(-1)!;
+      const intruder = await post(`${broker.url}/v1/topics/${topic}/groups/h/offsets`, {
+        consumer: 'intruder',
+        offsets: { 'shard-0': shard0.id },
+      });
+      expect(intruder).toMatchObject({ status: 409, body: { code: 'not_lease_holder' } });
       await first.close();
       await recoverShard0();
       const recovered = Date.now();
