@@ -184,12 +184,7 @@ export async function savePendingOffset(
   );
 }
 
-async function readPendingOffset(
-  db: Db,
-  originShard: string,
-  group: string,
-  topic: string,
-): Promise<number> {
+async function readPendingOffset(db: Db, originShard: string, group: string, topic: string): Promise<number> {
   const [row] = await rows(
     db,
     'SELECT committed_id FROM mq.pending_offsets WHERE origin_shard = ? AND group_name = ? AND topic = ?',
