@@ -20,6 +20,7 @@ import { Consumer, Producer } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { LocalShards } from '../local/cluster.js';
 import { replaceSection } from './machine.js';
+import { sleep } from '../../src/common/deadline.js';
 
 const CHART_FILES = 'helm/mysqlmq-operator/files';
 const DOC = 'docs/observability.md';
@@ -31,7 +32,6 @@ const { values } = parseArgs({
   },
 });
 const prefix = values.prefix!;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Check {
   where: string;

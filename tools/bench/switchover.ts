@@ -21,6 +21,7 @@ import { Stack } from './failover/stack.js';
 import { type TrialContext, clusterSteady } from './failover/trial.js';
 import { Workload, type WorkloadResult } from './failover/workload.js';
 import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
+import { sleep } from '../../src/common/deadline.js';
 
 const NS = 'bench';
 const NAME = 'so';
@@ -45,7 +46,6 @@ const TRIALS = Number(values.trials);
 const RATE = Number(values.rate);
 const started = Date.now();
 const step = (text: string) => console.log(`==> ${Math.round((Date.now() - started) / 1000)}s  ${text}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function waitUntil(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number) {
   const deadline = Date.now() + timeoutMs;
