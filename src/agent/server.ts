@@ -1,0 +1,71 @@
+import { type Server, createServer } from 'node:http';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { type BackupSource, streamBackup } from '../shard/clone.js';
+import { authorized } from './token.js';
+
+/** The path a rebuilding instance pulls its copy from. */
+export const CLONE_PATH = '/v1/clone';
+export const AGENT_PORT = 9080;
+
+export interface AgentServerOptions {
+  source: BackupSource;
+  token: string;
+  log: Logger;
+}
+
+/**
+ * The agent's HTTP server, next to a MariaDB instance's data directory: `GET /v1/clone` streams a
+ * hot physical backup (xbstream) of the local server to an instance being rebuilt; `GET /healthz`.
+ * One copy at a time: a second request gets 409 (a copy costs disk reads and the source's redo log
+ * must be kept while it runs). A copy that fails half way ends the response abruptly, so the
+ * receiver can never mistake it for a complete one.
+ */
+export function agentServer(options: AgentServerOptions): Server {
+  let busy = false;
+  const { log } = options;
+  return createServer((req, res) => {
+    const json = (status: number, body: unknown) => {
+      res.writeHead(status, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(body));
+    };
+    const path = new URL(req.url ?? '/', 'http://agent').pathname;
+    if (req.method === 'GET' && path === '/healthz') return json(200, { ok: true });
+    if (path !== CLONE_PATH) return json(404, { code: 'not_found', message: `no route ${path}` });
+    if (req.method !== 'GET') return json(405, { code: 'method_not_allowed', message: 'use GET' });
+    if (!authorized(req.headers.authorization, options.token))
+      return json(401, { code: 'unauthorized', message: 'a valid agent token is required' });
+    if (busy) return json(409, { code: 'busy', message: 'a copy is already being streamed; retry later' });
+    busy = true;
+    const started = Date.now();
+    const peer = req.socket.remoteAddress;
+    log.info('clone started', { peer });
+    void (async () => {
+      try {
+        const backup = await streamBackup(options.source);
+        res.on('close', () => {
+          if (!res.writableFinished) backup.abort();
+        });
+        res.writeHead(200, { 'content-type': 'application/octet-stream' });
+        let bytes = 0;
+        backup.stream.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (!res.write(chunk)) {
+            backup.stream.pause();
+            res.once('drain', () => backup.stream.resume());
+          }
+        });
+        await new Promise<void>((resolve) => backup.stream.once('end', resolve));
+        const { gtid } = await backup.done;
+        res.end();
+        log.info('clone streamed', { peer, bytes, gtid, ms: Date.now() - started });
+      } catch (err) {
+        log.warn('clone failed', { peer, error: errorMessage(err) });
+        if (res.headersSent) res.destroy();
+        else json(500, { code: 'backup_failed', message: errorMessage(err) });
+      } finally {
+        busy = false;
+      }
+    })();
+  });
+}
