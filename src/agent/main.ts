@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { dataDirState, planSeed, pullAndSeed } from './seed.js';
-import { AGENT_PORT, agentServer } from './server.js';
+import { AGENT_PORT } from './contract.js';
+import { agentServer } from './server.js';
 import { agentToken } from './token.js';
 
 /**

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { type SeedMarker, readSeedMarker, seedDataDir } from '../shard/clone.js';
-import { CLONE_PATH } from './server.js';
+import { CLONE_PATH } from './contract.js';
 
 /**
  * The init step of a MariaDB pod: before mariadbd starts, fill the data directory with a physical

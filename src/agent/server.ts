@@ -2,11 +2,8 @@ import { type Server, createServer } from 'node:http';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { type BackupSource, streamBackup } from '../shard/clone.js';
+import { CLONE_PATH } from './contract.js';
 import { authorized } from './token.js';
-
-/** The path a rebuilding instance pulls its copy from. */
-export const CLONE_PATH = '/v1/clone';
-export const AGENT_PORT = 9080;
 
 export interface AgentServerOptions {
   source: BackupSource;

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AGENT_PORT } from '../agent/contract.js';
 import type { RoutingDocument } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -7,6 +8,7 @@ import type { DefaultedCluster } from './api/types.js';
 import type { EventRecorder } from './events.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
+import type { ShardMemory } from './shards/decide.js';
 import { pushRouting } from './shards/routing-publisher.js';
 import { memoryFromStatus, shardStatusOf } from './status.js';
 
@@ -114,6 +116,11 @@ export class ClusterLoop {
     return this.manager.memoryOf(shard).primaryIndex;
   }
 
+  /** What the shard loop remembers of a shard (bootstrapped, a rebuild in progress). */
+  memoryOf(shard: string): ShardMemory {
+    return this.manager.memoryOf(shard);
+  }
+
   start(): void {
     if (this.running || this.stopped) return;
     this.running = true;
@@ -156,6 +163,7 @@ export class ClusterLoop {
         ? spec.failover.promoteForWritesDelaySeconds * 1000
         : null,
       semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
+      cloneAgentPort: AGENT_PORT,
     });
     this.outcomes = outcomes;
     this.observedAt = observedAt;

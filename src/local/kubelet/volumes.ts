@@ -87,7 +87,11 @@ export class PodVolumes {
         namespace: this.namespace,
       });
       uid = pvc.metadata?.uid;
+      // As the scheduler refuses a claim being deleted: the pod waits for the claim made again.
+      if (pvc.metadata?.deletionTimestamp)
+        throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" is being deleted`);
     } catch (err) {
+      if (err instanceof ContainerConfigError) throw err;
       if (isNotFound(err)) throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" not found`);
       throw err;
     }

@@ -3,7 +3,16 @@ import type { DefaultedCluster } from '../api/types.js';
 import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './brokers.js';
 import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
-import { INSTANCES, dataPvc, mycnfConfigMap, mysqlPod, roleOf, shardPdb, shardService } from './shard.js';
+import {
+  INSTANCES,
+  type SeedAnnotations,
+  dataPvc,
+  mycnfConfigMap,
+  mysqlPod,
+  roleOf,
+  shardPdb,
+  shardService,
+} from './shard.js';
 
 /** What the desired state depends on besides the cluster itself (all observed or decided elsewhere). */
 export interface DesiredInputs {
@@ -17,6 +26,8 @@ export interface DesiredInputs {
   pdbApiVersion?: PdbApiVersion;
   /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
   authSecretVersion?: string;
+  /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
+  seeds?: Readonly<Record<string, SeedAnnotations>>;
 }
 
 /** The kinds a cluster owns (what the operator watches and cleans up). */
@@ -50,7 +61,10 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
   }
   for (const s of shards) {
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;
-    for (const n of INSTANCES) objects.push(mysqlPod(cr, s, n, roleOf(n, primary)));
+    for (const n of INSTANCES) {
+      const seed = inputs.seeds?.[names.pod(cr.metadata.name, s, n)];
+      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
+    }
   }
   objects.push(
     routingConfigMap(cr, inputs.routing),
