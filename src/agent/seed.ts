@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
 import { type SeedMarker, readSeedMarker, seedDataDir } from '../shard/clone.js';
-import { CLONE_PATH } from './contract.js';
+import { CLONE_GTID_PATH, CLONE_PATH } from './contract.js';
 
 /**
  * The init step of a MariaDB pod: before mariadbd starts, fill the data directory with a physical
@@ -39,8 +39,13 @@ export async function dataDirState(dataDir: string): Promise<DataDirState> {
   return { initialised: existsSync(join(dataDir, 'mysql')), seededId: marker?.id };
 }
 
-/** Opens the clone stream of the agent at `source` (`host:port`). */
-function openClone(source: string, token: string, idleTimeoutMs: number): Promise<IncomingMessage> {
+/** A GET to the agent at `source` (`host:port`): the response when 200, else its error message. */
+function agentGet(
+  source: string,
+  path: string,
+  token: string,
+  idleTimeoutMs: number,
+): Promise<IncomingMessage> {
   const m = /^(.+):(\d+)$/.exec(source);
   if (!m) return Promise.reject(new Error(`seed source "${source}" is not host:port`));
   return new Promise((resolve, reject) => {
@@ -48,7 +53,7 @@ function openClone(source: string, token: string, idleTimeoutMs: number): Promis
       {
         host: m[1],
         port: Number(m[2]),
-        path: CLONE_PATH,
+        path,
         method: 'GET',
         headers: { authorization: `Bearer ${token}` },
         timeout: idleTimeoutMs,
@@ -86,10 +91,19 @@ export interface PullOptions extends SeedRequest {
 
 /** Pulls a copy from the source's agent into `dataDir` (replacing what is there). */
 export async function pullAndSeed(options: PullOptions): Promise<SeedMarker> {
-  const stream = await openClone(options.source, options.token, options.idleTimeoutMs ?? 120_000);
+  const timeout = options.idleTimeoutMs ?? 120_000;
+  const stream = await agentGet(options.source, CLONE_PATH, options.token, timeout);
   return seedDataDir(stream, options.dataDir, {
     id: options.id,
     source: options.source,
     workDir: options.workDir,
+    gtidAt: async (at) => {
+      const query = new URLSearchParams({ file: at.file, position: String(at.position) });
+      const res = await agentGet(options.source, `${CLONE_GTID_PATH}?${query}`, options.token, timeout);
+      let body = '';
+      res.setEncoding('utf8');
+      for await (const chunk of res) body += chunk as string;
+      return (JSON.parse(body) as { gtid: string }).gtid;
+    },
   });
 }

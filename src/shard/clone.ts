@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Credentials, Endpoint } from './connection.js';
+import { type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
 import { parseGtidList } from './gtid.js';
 
 /**
@@ -15,10 +16,10 @@ import { parseGtidList } from './gtid.js';
  * binlogs are purged.
  */
 
-/** A backup in flight: its xbstream bytes, and its end (the GTID position the copy is consistent at). */
+/** A backup in flight: its xbstream bytes, and its end. */
 export interface BackupRun {
   stream: Readable;
-  done: Promise<{ gtid: string }>;
+  done: Promise<void>;
   /** Stops the backup (the client went away). */
   abort(): void;
 }
@@ -67,13 +68,19 @@ function exitOf(child: ChildProcess): Promise<number> {
   });
 }
 
-/** The "GTID of the last change" mariadb-backup reports once it has locked the binlog position. */
-export function gtidFromBackupLog(log: string): string | undefined {
-  const matches = [...log.matchAll(/GTID of the last change '([^']*)'/g)];
-  return matches.length ? matches[matches.length - 1]![1] : undefined;
-}
-
-/** Starts a hot backup of a running instance, as an xbstream on `stream`. */
+/**
+ * Starts a hot backup of a running instance, as an xbstream on `stream`.
+ *
+ * Without backup locks (`--no-lock`): `BACKUP STAGE BLOCK_COMMIT` waits for every running commit,
+ * and on a primary whose standby is gone (the usual reason for a copy) commits under durability
+ * "required" wait for a standby acknowledgement forever, so the copy would never finish. The copy's
+ * position is then InnoDB's own record of the last binlog position it committed (the redo log
+ * carries it with each commit; `--prepare` writes it to `xtrabackup_binlog_pos_innodb`), turned
+ * into a GTID by the source (`gtidAtBinlogPosition`). Statements on other engines and DDL are not
+ * covered by that position: the queue's tables are InnoDB, and its DDL is idempotent
+ * (`CREATE TABLE IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`), so replaying a statement the copy
+ * already holds is harmless.
+ */
 export async function streamBackup(source: BackupSource): Promise<BackupRun> {
   const defaults = await credentialsFile(source.workDir, source.admin);
   const target = join(source.workDir, 'target');
@@ -84,6 +91,7 @@ export async function streamBackup(source: BackupSource): Promise<BackupRun> {
     [
       `--defaults-extra-file=${defaults}`,
       '--backup',
+      '--no-lock',
       '--stream=xbstream',
       `--host=${source.endpoint.host}`,
       `--port=${source.endpoint.port}`,
@@ -97,15 +105,16 @@ export async function streamBackup(source: BackupSource): Promise<BackupRun> {
   const done = exitOf(child).then(async (code) => {
     await rm(defaults, { force: true });
     if (code !== 0) throw new Error(`mariadb-backup --backup failed (exit ${code}): ${tail.lines()}`);
-    return { gtid: gtidFromBackupLog(tail.all) ?? '' };
   });
   // Awaited by the caller once the stream has ended; a failure before that is not unhandled.
   done.catch(() => undefined);
   return { stream: child.stdout!, done, abort: () => child.kill('SIGTERM') };
 }
 
-/** The file mariadb-backup writes with the binlog file, position and GTID the copy is consistent at. */
-export const BINLOG_INFO_FILE = 'xtrabackup_binlog_info';
+/** Written by `--prepare`: the binlog file and position of the last transaction InnoDB committed. */
+export const INNODB_BINLOG_POS_FILE = 'xtrabackup_binlog_pos_innodb';
+/** Written by `--backup`: proves the stream was a complete backup. */
+export const CHECKPOINTS_FILE = 'xtrabackup_checkpoints';
 /** Written last into a seeded data directory: which seed request it satisfies. */
 export const SEED_MARKER_FILE = '.mysqlmq-seed.json';
 
@@ -116,10 +125,30 @@ export interface SeedMarker {
   finishedAt: string;
 }
 
-/** `mysql-bin.000003\t1234\t0-1-17` -> `0-1-17` (empty when the source had no binlog position). */
-export function gtidFromBinlogInfo(text: string): string {
-  const fields = text.trim().split(/\s+/);
-  return fields.length >= 3 ? fields.slice(2).join('') : '';
+export interface BinlogPosition {
+  file: string;
+  position: number;
+}
+
+/** `./mysql-bin.000003\t1234` -> {file: 'mysql-bin.000003', position: 1234}. */
+export function parseInnodbBinlogPos(text: string): BinlogPosition | undefined {
+  const m = /^(?:.*\/)?([^/\s]+)\s+(\d+)\s*$/.exec(text.trim());
+  return m ? { file: m[1]!, position: Number(m[2]) } : undefined;
+}
+
+/** The GTID position of a binlog file and offset, on the server that wrote that binlog. */
+export async function gtidAtBinlogPosition(
+  endpoint: Endpoint,
+  admin: Credentials,
+  at: BinlogPosition,
+): Promise<string> {
+  const rows = await withAdmin(endpoint, admin, (conn) =>
+    queryRows(conn, 'SELECT BINLOG_GTID_POS(?, ?) AS gtid', [at.file, at.position]),
+  );
+  const gtid = rows[0]?.gtid;
+  if (gtid === null || gtid === undefined)
+    throw new Error(`the source no longer has binlog ${at.file} (purged?): the copy's position is unknown`);
+  return String(gtid);
 }
 
 /**
@@ -154,6 +183,8 @@ async function emptyDirectory(dir: string): Promise<void> {
 export interface SeedOptions {
   /** The request this seed satisfies (kept in the marker). */
   id: string;
+  /** Turns the copy's binlog position into a GTID on the source (`gtidAtBinlogPosition` there). */
+  gtidAt(at: BinlogPosition): Promise<string>;
   /** Where the stream came from, for the marker and messages. */
   source: string;
   /** A scratch directory outside the data directory. */
@@ -187,16 +218,21 @@ export async function seedDataDir(
   }
   const code = await extracted;
   if (code !== 0) throw new Error(`mbstream -x failed (exit ${code}): ${tail.lines()}`);
-  const info = await readFile(join(dataDir, BINLOG_INFO_FILE), 'utf8').catch(() => undefined);
-  if (info === undefined)
-    throw new Error(`the stream from ${options.source} is not a complete backup (no ${BINLOG_INFO_FILE})`);
+  if (!existsSync(join(dataDir, CHECKPOINTS_FILE)))
+    throw new Error(`the stream from ${options.source} is not a complete backup (no ${CHECKPOINTS_FILE})`);
   await run('mariadb-backup', [
     '--prepare',
     `--target-dir=${dataDir}`,
     `--use-memory=${options.prepareMemory ?? '256M'}`,
   ]);
-  const gtid = gtidFromBinlogInfo(info);
+  // No InnoDB commit with a binlog position yet (a shard without messages): replicate from the start.
+  const at = parseInnodbBinlogPos(
+    await readFile(join(dataDir, INNODB_BINLOG_POS_FILE), 'utf8').catch(() => ''),
+  );
+  const gtid = at ? await options.gtidAt(at) : '';
   await mkdir(options.workDir, { recursive: true });
+  const bootstrapLog = join(options.workDir, 'seed-bootstrap.err');
+  await rm(bootstrapLog, { force: true });
   await run(
     'mariadbd',
     [
@@ -205,11 +241,18 @@ export async function seedDataDir(
       `--datadir=${dataDir}`,
       `--user=${userInfo().username}`,
       '--skip-networking',
+      '--tc-heuristic-recover=ROLLBACK',
       `--socket=${join(options.workDir, 'seed.sock')}`,
-      `--log-error=${join(options.workDir, 'seed-bootstrap.err')}`,
+      `--log-error=${bootstrapLog}`,
     ],
     gtidSlavePosSql(gtid),
-  );
+  ).catch(async (err: Error) => {
+    const log = await readFile(bootstrapLog, 'utf8').catch(() => '');
+    const errors = log.split('\n').filter((l) => /ERROR/.test(l));
+    throw new Error(
+      `setting the copy's replication position (${gtid}) failed: ${errors.slice(-3).join(' | ') || err.message}`,
+    );
+  });
   const marker: SeedMarker = {
     id: options.id,
     source: options.source,

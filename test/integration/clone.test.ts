@@ -10,7 +10,12 @@ import { agentToken } from '../../src/agent/token.js';
 import { createLogger } from '../../src/common/logger.js';
 import { generateSecrets } from '../../src/local/cluster.js';
 import { LocalMariaDb } from '../../src/local/mariadbd.js';
-import { attachStandby, bootstrapShard } from '../../src/shard/bootstrap.js';
+import {
+  REQUIRED_SEMI_SYNC,
+  attachStandby,
+  bootstrapShard,
+  configurePrimarySemiSync,
+} from '../../src/shard/bootstrap.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
 
 /**
@@ -150,5 +155,41 @@ describe('rebuild by physical clone', () => {
     expect(planSeed(await dataDirState(dataDir), { source: agentAddress, id: '' })).toMatchObject({
       seed: false,
     });
+  }, 180_000);
+
+  it('copies a "required" primary whose commit waits for the lost standby, and loses nothing', async () => {
+    await configurePrimarySemiSync(primary.endpoint, secrets.admin, REQUIRED_SEMI_SYNC);
+    await standby.kill();
+    const dataDir = join(dir, 's', 'data');
+    await rm(dataDir, { recursive: true, force: true });
+    // Written to the binlog, waiting for an acknowledgement no standby can give (AFTER_SYNC): it is
+    // not committed in InnoDB, so not in the copy; replication must bring it. A copy under backup
+    // locks would wait for this commit forever.
+    const waiting = withAdmin(primary.endpoint, secrets.admin, (c) =>
+      c.query(`INSERT INTO mq.bulk (body) VALUES ('waiting for the standby')`),
+    );
+    await new Promise((r) => setTimeout(r, 300));
+    const marker = await pullAndSeed({
+      source: agentAddress,
+      id: 'rebuild-2',
+      token,
+      dataDir,
+      workDir: join(dir, 'seed-work'),
+    });
+    expect(marker.id).toBe('rebuild-2');
+    await standby.restart();
+    await attachStandby(standby.endpoint, primary.endpoint, secrets);
+    await waiting; // acknowledged by the rebuilt standby
+    const want = await count(primary);
+    let got = await count(standby);
+    for (let i = 0; i < 300 && (got.n !== want.n || got.crc !== want.crc); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      got = await count(standby);
+    }
+    expect(got).toEqual(want);
+    const rows = await withAdmin(standby.endpoint, secrets.admin, (c) =>
+      queryRows(c, `SELECT COUNT(*) AS n FROM mq.bulk WHERE body = 'waiting for the standby'`),
+    );
+    expect(Number(rows[0]!.n)).toBe(1);
   }, 180_000);
 });

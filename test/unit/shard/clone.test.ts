@@ -1,18 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { planSeed } from '../../../src/agent/seed.js';
 import { agentToken, authorized } from '../../../src/agent/token.js';
-import { gtidFromBackupLog, gtidFromBinlogInfo, gtidSlavePosSql } from '../../../src/shard/clone.js';
+import { gtidSlavePosSql, parseInnodbBinlogPos } from '../../../src/shard/clone.js';
 
 describe('clone helpers', () => {
-  it('reads the GTID a copy is consistent at', () => {
-    expect(gtidFromBinlogInfo('mysql-bin.000003\t3906\t0-1-12\n')).toBe('0-1-12');
-    expect(gtidFromBinlogInfo('mysql-bin.000003\t3906\t0-1-12,1-3-4')).toBe('0-1-12,1-3-4');
-    expect(gtidFromBinlogInfo('mysql-bin.000003\t3906')).toBe('');
-    expect(
-      gtidFromBackupLog(
-        "[00] MySQL binlog position: filename 'mysql-bin.000001', position '3906', GTID of the last change '0-1-12'\n",
-      ),
-    ).toBe('0-1-12');
+  it('reads the binlog position InnoDB committed last', () => {
+    expect(parseInnodbBinlogPos('./mysql-bin.000003\t3892\n')).toEqual({
+      file: 'mysql-bin.000003',
+      position: 3892,
+    });
+    expect(parseInnodbBinlogPos('mysql-bin.000001 4')).toEqual({ file: 'mysql-bin.000001', position: 4 });
+    expect(parseInnodbBinlogPos('')).toBeUndefined();
   });
 
   it('replaces the copied replication position with the copy’s GTID, one row per domain', () => {
