@@ -1,5 +1,5 @@
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, normalize, sep } from 'node:path';
+import { basename, dirname, join, normalize, sep } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { isNotFound } from './api.js';
 import { ContainerConfigError, type ObjectLookup, configMapData, secretData } from './env.js';
@@ -144,7 +144,19 @@ export class PodVolumes {
     return { files, mode };
   }
 
-  private async sync(v: V1Volume): Promise<boolean> {
+  /**
+   * One sync at a time: the pod's probe tick refreshes volumes while `materialise` may still run
+   * (an init container runs meanwhile), and two writers of one file would mix up contents.
+   */
+  private syncing: Promise<unknown> = Promise.resolve();
+
+  private sync(v: V1Volume): Promise<boolean> {
+    const next = this.syncing.then(() => this.syncNow(v));
+    this.syncing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncNow(v: V1Volume): Promise<boolean> {
     const projected = await this.project(v);
     if (!projected) return false;
     const root = join(this.podDir, 'volumes', v.name);
@@ -157,7 +169,7 @@ export class PodVolumes {
       if (previous && previous.equals(content)) continue;
       const file = inside(root, path);
       await mkdir(dirname(file), { recursive: true });
-      const tmp = join(dirname(file), `..${process.pid}.tmp`);
+      const tmp = join(dirname(file), `..${basename(file)}.${process.pid}.tmp`);
       await writeFile(tmp, content, { mode: projected.mode });
       await rename(tmp, file);
       changed = true;
