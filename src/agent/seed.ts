@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { type IncomingMessage, request } from 'node:http';
 import { join } from 'node:path';
-import { type SeedMarker, readSeedMarker, seedDataDir } from '../shard/clone.js';
+import { SEED_INCOMPLETE_FILE, type SeedMarker, readSeedMarker, seedDataDir } from '../shard/clone.js';
 import { CLONE_GTID_PATH, CLONE_PATH } from './contract.js';
 
 /**
@@ -23,10 +23,14 @@ export interface DataDirState {
   initialised: boolean;
   /** The id of the last completed seed, if any. */
   seededId?: string;
+  /** A seed started and did not finish: the directory holds a partial copy. */
+  incomplete?: boolean;
 }
 
 /** Whether to seed, and why. Pure. */
 export function planSeed(state: DataDirState, req: SeedRequest): { seed: boolean; reason: string } {
+  // Whatever the request, mariadbd must never start on a partial copy.
+  if (state.incomplete) return { seed: true, reason: 'an earlier seed did not finish' };
   if (!req.source) return { seed: false, reason: 'no seed source: the data directory is used as it is' };
   if (req.id && state.seededId !== req.id)
     return { seed: true, reason: `rebuild ${req.id} requested: the data directory is replaced` };
@@ -36,7 +40,11 @@ export function planSeed(state: DataDirState, req: SeedRequest): { seed: boolean
 
 export async function dataDirState(dataDir: string): Promise<DataDirState> {
   const marker = await readSeedMarker(dataDir);
-  return { initialised: existsSync(join(dataDir, 'mysql')), seededId: marker?.id };
+  return {
+    initialised: existsSync(join(dataDir, 'mysql')),
+    seededId: marker?.id,
+    incomplete: existsSync(join(dataDir, SEED_INCOMPLETE_FILE)),
+  };
 }
 
 /** A GET to the agent at `source` (`host:port`): the response when 200, else its error message. */
@@ -91,6 +99,7 @@ export interface PullOptions extends SeedRequest {
 
 /** Pulls a copy from the source's agent into `dataDir` (replacing what is there). */
 export async function pullAndSeed(options: PullOptions): Promise<SeedMarker> {
+  if (!options.source) throw new Error('the data directory holds a partial copy and no seed source is given');
   const timeout = options.idleTimeoutMs ?? 120_000;
   const stream = await agentGet(options.source, CLONE_PATH, options.token, timeout);
   return seedDataDir(stream, options.dataDir, {

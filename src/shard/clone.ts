@@ -92,6 +92,8 @@ export async function streamBackup(source: BackupSource): Promise<BackupRun> {
       `--defaults-extra-file=${defaults}`,
       '--backup',
       '--no-lock',
+      // Its SHOW MASTER STATUS waits behind commits waiting for an acknowledgement, like the locks.
+      '--binlog-info=OFF',
       '--stream=xbstream',
       `--host=${source.endpoint.host}`,
       `--port=${source.endpoint.port}`,
@@ -117,6 +119,8 @@ export const INNODB_BINLOG_POS_FILE = 'xtrabackup_binlog_pos_innodb';
 export const CHECKPOINTS_FILE = 'xtrabackup_checkpoints';
 /** Written last into a seeded data directory: which seed request it satisfies. */
 export const SEED_MARKER_FILE = '.mysqlmq-seed.json';
+/** Present while a seed runs: a data directory holding it is a partial copy, never to be started. */
+export const SEED_INCOMPLETE_FILE = '.mysqlmq-seed-incomplete';
 
 export interface SeedMarker {
   id: string;
@@ -205,6 +209,7 @@ export async function seedDataDir(
   options: SeedOptions,
 ): Promise<SeedMarker> {
   await emptyDirectory(dataDir);
+  await writeFile(join(dataDir, SEED_INCOMPLETE_FILE), `${options.id} from ${options.source}\n`);
   const extract = spawn('mbstream', ['-x', '-C', dataDir], { stdio: ['pipe', 'ignore', 'pipe'] });
   const tail = new OutputTail();
   extract.stderr!.on('data', (c: Buffer) => tail.add(c));
@@ -260,6 +265,7 @@ export async function seedDataDir(
     finishedAt: new Date().toISOString(),
   };
   await writeFile(join(dataDir, SEED_MARKER_FILE), JSON.stringify(marker) + '\n');
+  await rm(join(dataDir, SEED_INCOMPLETE_FILE));
   return marker;
 }
 

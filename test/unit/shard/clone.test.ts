@@ -31,6 +31,8 @@ describe('clone helpers', () => {
     expect(planSeed({ initialised: true }, { source: src, id: '' }).seed).toBe(false);
     expect(planSeed({ initialised: true, seededId: 'a' }, { source: src, id: 'b' }).seed).toBe(true);
     expect(planSeed({ initialised: true, seededId: 'b' }, { source: src, id: 'b' }).seed).toBe(false);
+    // A copy that broke off half way is never started, whatever the request says.
+    expect(planSeed({ initialised: true, incomplete: true }, { source: src, id: '' }).seed).toBe(true);
   });
 
   it('checks the agent token', () => {
