@@ -281,7 +281,11 @@ export function decideShard(
     policy.cloneAgentPort !== null && primary.podIP ? `${primary.podIP}:${policy.cloneAgentPort}` : null;
   const rebuilding = previous.rebuild?.index === standby.index ? previous.rebuild : undefined;
   const rebuilt = rebuilding !== undefined && standby.seedId === rebuilding.id && s !== undefined;
-  const cannotFollow = s && !following && !rebuilt && source ? whyCannotFollow(p, s, previous) : undefined;
+  // A rebuilt standby is asked again only if it fails to replicate (a copy that does not fit).
+  const cannotFollow =
+    s && !following && source && (!rebuilt || s.replica?.lastError)
+      ? whyCannotFollow(p, s, previous)
+      : undefined;
   if (rebuilding && !rebuilt) {
     // The reconciler replaces the standby's pod; a request whose source moved is made again.
     if (source && rebuilding.source !== source && !standby.podReady) {
@@ -438,6 +442,9 @@ export function whyCannotFollow(
   const error = s.replica && !s.replica.ioRunning ? s.replica.lastError : '';
   if (/\b1236\b/.test(error))
     return `cannot replicate: its primary no longer has the binlogs it needs (${error})`;
+  // Replication retries transient errors itself; a stopped SQL thread means the data disagrees.
+  if (s.replica && !s.replica.sqlRunning && s.replica.lastError)
+    return `cannot apply its primary's transactions (${s.replica.lastError})`;
   if (s.gtidCurrentPos.length === 0 && p.gtidBinlogPos.length > 0)
     return 'lost its data (empty data directory)';
   return undefined;

@@ -399,6 +399,29 @@ describe('rebuild by physical clone', () => {
     );
   });
 
+  it('rebuilds a standby whose SQL thread stopped on an error, also a rebuilt one', () => {
+    const broken = notFollowing({
+      gtidBinlogPos: parseGtidList('0-1-90'),
+      gtidCurrentPos: parseGtidList('0-1-90'),
+      replica: {
+        ...standbyProbe().replica!,
+        ioRunning: true,
+        sqlRunning: false,
+        lastError: "Error 'Table 'm_9' already exists' on query",
+      },
+    });
+    const first = decide([primaryWithoutStandby, broken], healthy, cloning).memory;
+    expect(first.rebuild?.reason).toContain('cannot apply');
+    const again = decideShard(
+      'shard-0',
+      [primaryWithoutStandby, { ...broken, seedId: first.rebuild!.id }],
+      first,
+      cloning,
+      new Date(now.getTime() + 60_000),
+    );
+    expect(again.memory.rebuild?.id).not.toBe(first.rebuild!.id);
+  });
+
   it('attaches a standby that can follow instead of rebuilding it', () => {
     const behind = notFollowing({
       gtidBinlogPos: parseGtidList('0-1-40'),
