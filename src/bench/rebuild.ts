@@ -14,7 +14,7 @@
 import type { Server } from 'node:http';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pullAndSeed } from '../agent/seed.js';
@@ -51,6 +51,7 @@ async function main(): Promise<void> {
     },
   });
   const gib = Number(values.gb);
+  const loadAtStart = loadavg()[0]!;
   const secrets = generateSecrets();
   const log = createLogger('bench-rebuild', 'warn');
   const dir = await mkdtemp(join(tmpdir(), 'mq-bench-rebuild-'));
@@ -137,6 +138,7 @@ async function main(): Promise<void> {
       replayMs,
       cloneMs,
       cloneCopyAndPrepareMs: seededMs,
+      loadAverage: [loadAtStart, loadavg()[0]!],
     };
     if (!values['no-write']) {
       await writeBenchmarkJson(RESULTS_JSON, results);
@@ -158,14 +160,15 @@ function markdown(r: {
   replayMs: number;
   cloneMs: number;
   cloneCopyAndPrepareMs: number;
+  loadAverage: number[];
 }): string {
   const s = (ms: number) => (ms / 1000).toFixed(1);
   return [
     `\`node dist/bench/rebuild.js --gb ${r.gib}\`, ${r.date.slice(0, 10)}, ${r.machine}. A primary holding`,
-    `${(r.dataBytes / 2 ** 30).toFixed(2)} GiB on disk (${r.gib} GiB of 1 kB messages); a standby whose data directory is`,
+    `${(r.dataBytes / 2 ** 30).toFixed(2)} GiB on disk, data files and binlogs (${r.gib} GiB of 1 kB messages); a standby whose data directory is`,
     'empty is brought to the same GTID position both ways, one after the other in the same run, on',
-    "real mariadbd processes (no Kubernetes). The machine is shared with other engineers' test runs:",
-    'the numbers are noisy, the ratio is what matters.',
+    "real mariadbd processes (no Kubernetes). The machine is shared with other engineers' test runs",
+    `(load average ${r.loadAverage.map((l) => l.toFixed(0)).join(' and ')} on 2 cores at the start and the end): the numbers are noisy, the ratio is what matters.`,
     '',
     '| rebuild | time to healthy (s) |',
     '| --- | ---: |',
