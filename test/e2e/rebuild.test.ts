@@ -125,7 +125,7 @@ async function underLoad(fault: () => Promise<void>): Promise<void> {
 }
 
 beforeAll(async () => {
-  env = await startEnv('127.0.62');
+  env = await startEnv('127.0.66');
   await env.kubectl(['create', 'namespace', NS]);
   env.startOperator();
   await env.apply(clusterManifest(NS, NAME, SPEC));
