@@ -1,7 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { userInfo } from 'node:os';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -244,7 +243,8 @@ export async function seedDataDir(
       '--no-defaults',
       '--bootstrap',
       `--datadir=${dataDir}`,
-      `--user=${userInfo().username}`,
+      // mariadbd refuses to run as root unless told so; any other uid (999 in the pod) runs as itself.
+      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
       '--skip-networking',
       '--tc-heuristic-recover=ROLLBACK',
       `--socket=${join(options.workDir, 'seed.sock')}`,
