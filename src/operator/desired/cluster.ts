@@ -9,6 +9,7 @@ import {
   dataPvc,
   mycnfConfigMap,
   mysqlPod,
+  primaryPdb,
   roleOf,
   shardPdb,
   shardService,
@@ -22,6 +23,8 @@ export interface DesiredInputs {
   routing: RoutingDocument;
   /** Which instance (0|1) is each shard's primary, by shard name (`shard-0`); missing: 0. */
   primaryIndex?: Readonly<Record<string, number>>;
+  /** Shards (by name) whose standby a drain may evict now: the shard is Healthy. Missing: not. */
+  standbyEvictable?: Readonly<Record<string, boolean>>;
   /** From discovery (`pdbApiVersion(apiVersions)`); undefined: no PDBs. */
   pdbApiVersion?: PdbApiVersion;
   /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
@@ -57,7 +60,10 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
     objects.push(mycnfConfigMap(cr, s));
     for (const n of INSTANCES) objects.push(dataPvc(cr, s, n));
     objects.push(shardService(cr, s, 'primary'), shardService(cr, s, 'standby'));
-    if (inputs.pdbApiVersion) objects.push(shardPdb(cr, s, inputs.pdbApiVersion));
+    if (inputs.pdbApiVersion) {
+      const evictable = inputs.standbyEvictable?.[names.shard(s)] ?? false;
+      objects.push(shardPdb(cr, s, inputs.pdbApiVersion, evictable), primaryPdb(cr, s, inputs.pdbApiVersion));
+    }
   }
   for (const s of shards) {
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;

@@ -10,6 +10,7 @@ export interface PodLike {
     annotations?: Record<string, string>;
     deletionTimestamp?: unknown;
   };
+  spec?: { nodeName?: string };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
 }
 
