@@ -1,10 +1,11 @@
+import { ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../agent/contract.js';
 import { ANNOTATION_CONFIG_HASH, LABEL_ROLE } from './api/types.js';
 import type { DesiredObject } from './desired/index.js';
 import type { PodLike } from './shards/observe.js';
 
 /**
  * The instance Pod policy, as a pure function of the desired Pods and the Pods the cache holds:
- * create the missing, replace Failed ones, relabel roles after a failover, and roll a changed spec
+ * create the missing, replace Failed ones, delete the ones the shard loop asked to rebuild, relabel roles after a failover, and roll a changed spec
  * one Pod at a time, standbys first, only while every shard is healthy (a restarted primary goes
  * through the failover path: reads from its standby, writes to the other shards). The reconciler
  * observes, calls this, and executes the actions in order; every branch is unit-tested.
@@ -37,6 +38,8 @@ export type PodAction =
   | { kind: 'create'; pod: DesiredObject; role: string }
   /** Delete a Pod that ended (Failed or Succeeded) so it is created again on the same volume. */
   | { kind: 'replace'; name: string; phase: string }
+  /** Delete a Pod the shard loop asked to rebuild (seed id `id`, copied from `source`). */
+  | { kind: 'rebuild'; name: string; id: string; source: string | undefined }
   /** Merge-patch the role label after a failover swapped primary and standby. */
   | { kind: 'relabel'; name: string; role: string }
   /** Delete a Pod whose config hash is stale; `stale` counts the stale Pods including this one. */
@@ -69,6 +72,13 @@ export function planPods({ desired, observed, shardsSettled }: PodPlanInput): Po
     if (phase === 'Failed' || phase === 'Succeeded') {
       progressing = true;
       actions.push({ kind: 'replace', name, phase });
+      continue;
+    }
+    const rebuildId = want.metadata.annotations?.[ANNOTATION_SEED_ID];
+    if (rebuildId && pod.metadata.annotations?.[ANNOTATION_SEED_ID] !== rebuildId) {
+      progressing = true;
+      const source = want.metadata.annotations?.[ANNOTATION_SEED_SOURCE];
+      actions.push({ kind: 'rebuild', name, id: rebuildId, source });
       continue;
     }
     if (pod.metadata.labels?.[LABEL_ROLE] !== role) actions.push({ kind: 'relabel', name, role });

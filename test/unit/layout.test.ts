@@ -12,8 +12,9 @@ function tsFiles(dir: string): string[] {
 }
 
 describe('the product is only src/', () => {
-  it('src/ holds the product alone: operator, broker, SDK, CLI and what they share', () => {
+  it('src/ holds the product alone: operator, broker, pod agent, SDK, CLI and what they share', () => {
     expect(readdirSync(join(REPO, 'src')).sort()).toEqual([
+      'agent',
       'api',
       'broker',
       'cli',

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../../../src/agent/contract.js';
 import { ANNOTATION_CONFIG_HASH, LABEL_ROLE } from '../../../src/operator/api/types.js';
 import type { DesiredObject } from '../../../src/operator/desired/index.js';
 import { type ObservedPod, planPods } from '../../../src/operator/pod-plan.js';
@@ -150,5 +151,37 @@ describe('planPods', () => {
       { kind: 'relabel', name: 'c-shard-0-0', role: 'primary' },
       { kind: 'roll', name: 'c-shard-0-0', role: 'primary', stale: 1 },
     ]);
+  });
+
+  it('deletes a Pod the shard loop asked to rebuild, once per seed id', () => {
+    const rebuilt: DesiredObject = {
+      ...standby!,
+      metadata: {
+        ...standby!.metadata,
+        annotations: {
+          ...standby!.metadata.annotations,
+          [ANNOTATION_SEED_ID]: 'r1',
+          [ANNOTATION_SEED_SOURCE]: '10.0.0.1:8081',
+        },
+      },
+    };
+    const plan = planPods({
+      desired: [primary!, rebuilt],
+      observed: observe(running(primary!), running(standby!)),
+      shardsSettled: true,
+    });
+    expect(plan).toEqual({
+      actions: [{ kind: 'rebuild', name: 'c-shard-0-1', id: 'r1', source: '10.0.0.1:8081' }],
+      progressing: true,
+    });
+    const seeded = running(standby!);
+    seeded.metadata.annotations![ANNOTATION_SEED_ID] = 'r1';
+    expect(
+      planPods({
+        desired: [primary!, rebuilt],
+        observed: observe(running(primary!), seeded),
+        shardsSettled: true,
+      }),
+    ).toEqual({ actions: [], progressing: false });
   });
 });

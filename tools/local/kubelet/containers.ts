@@ -10,9 +10,10 @@ import { ContainerConfigError, expandVars } from './env.js';
 import type { PodVolumes } from './volumes.js';
 
 /** The container kinds this kubelet can run, by container name. */
-export type ContainerKind = 'mariadb' | 'broker' | 'operator';
+export type ContainerKind = 'mariadb' | 'broker' | 'operator' | 'agent' | 'seed';
 
-export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator'];
+/** `agent` is the MariaDB pod's sidecar, `seed` its init step (both dist/agent/main.js). */
+export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator', 'agent', 'seed'];
 
 export function containerKind(container: V1Container): ContainerKind | undefined {
   return (CONTAINER_KINDS as readonly string[]).includes(container.name)
@@ -47,6 +48,8 @@ export interface StartContext {
   brokerMain: string;
   /** The operator script (`node <operatorMain> ...`), for `operator` containers. */
   operatorMain: string;
+  /** The agent script, for `agent` and `seed` containers. */
+  agentMain: string;
   /**
    * For `operator` containers: the kubeconfig of the pod's ServiceAccount (KUBECONFIG), or
    * undefined when the pod mounts no token (automountServiceAccountToken: false).
@@ -58,6 +61,11 @@ export interface StartContext {
 /** dist/broker/main.js of this repository. */
 export function defaultBrokerMain(): string {
   return productMain('broker');
+}
+
+/** dist/agent/main.js of this repository (the image's /app/dist/agent/main.js). */
+export function defaultAgentMain(): string {
+  return productMain('agent');
 }
 
 /** dist/operator/main.js of this repository (what the image's /app/dist/operator/main.js is). */
@@ -294,8 +302,17 @@ async function startOperator(ctx: StartContext): Promise<ContainerProcess> {
   return startNodeProcess(ctx, localOperatorArgv(ctx), operatorExtraEnv(ctx));
 }
 
+/**
+ * `agent` and `seed` containers: `node <agentMain> serve|seed [flags]`, mounted paths mapped to local
+ * ones and `--host` to the pod IP. mariadb-backup and mbstream come from this machine.
+ */
+async function startAgent(ctx: StartContext): Promise<ContainerProcess> {
+  return startNodeProcess(ctx, [ctx.agentMain, ...localBrokerArgs(ctx)]);
+}
+
 export async function startContainer(kind: ContainerKind, ctx: StartContext): Promise<ContainerProcess> {
   if (kind === 'mariadb') return startMariaDb(ctx);
+  if (kind === 'agent' || kind === 'seed') return startAgent(ctx);
   return kind === 'operator' ? startOperator(ctx) : startBroker(ctx);
 }
 
@@ -333,7 +350,7 @@ export function readinessCheck(kind: ContainerKind, container: V1Container): Rea
     return { kind: 'tcp', port, timeoutMs };
   }
   // Like a kubelet, a container without a readiness probe is ready once it runs.
-  if (kind === 'operator') return { kind: 'running' };
+  if (kind === 'operator' || kind === 'agent' || kind === 'seed') return { kind: 'running' };
   return { kind: 'http', port: brokerPort(container), path: '/readyz', timeoutMs };
 }
 
