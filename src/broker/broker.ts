@@ -6,6 +6,7 @@ import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
+import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
@@ -19,6 +20,7 @@ import {
   parseFetch,
   parseJson,
   parsePublish,
+  parseReset,
 } from './requests.js';
 import { type RoutingDocument, parseRouting } from './routing.js';
 import { ShardPools } from './shard-pools.js';
@@ -77,6 +79,7 @@ export class Broker {
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
+  private readonly groups: GroupAdmin;
   private readonly server: Server;
   private readonly routes: [string, RegExp, Handler][];
   private routingTimer?: NodeJS.Timeout;
@@ -104,6 +107,7 @@ export class Broker {
       this.metrics,
       log,
     );
+    this.groups = new GroupAdmin(this.router, this.pools, this.catalog, this.fetcher);
     this.writer = new BatchingWriter(
       this.router,
       this.pools,
@@ -140,6 +144,17 @@ export class Broker {
         'GET /v1/topics/groups/offsets',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
         (q, res, p) => this.offsets(q, res, p),
+      ],
+      ['GET /v1/topics/groups', /^\/v1\/topics\/([^/]+)\/groups$/, (q, res, p) => this.listGroups(q, res, p)],
+      [
+        'POST /v1/topics/groups/reset',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/reset$/,
+        (q, res, p) => this.resetGroup(q, res, p),
+      ],
+      [
+        'DELETE /v1/topics/groups',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)$/,
+        (q, res, p) => this.deleteGroup(q, res, p),
       ],
       [
         'DELETE /v1/topics/groups/consumers',
@@ -309,7 +324,7 @@ export class Broker {
     await this.catalog.requireTopic(topic);
     // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
     const committed = Object.keys(body.commit).length
-      ? this.fetcher.commit(group, topic, body.commit).then(
+      ? this.fetcher.commit(group, topic, body.commit, body.generations).then(
           () => undefined,
           (err: unknown) => asMqError(err),
         )
@@ -322,9 +337,9 @@ export class Broker {
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
-    const offsets = parseCommit(await this.body(req));
+    const { offsets, generations } = parseCommit(await this.body(req));
     await this.catalog.requireTopic(topic);
-    await this.fetcher.commit(group, topic, offsets);
+    await this.fetcher.commit(group, topic, offsets, generations);
     sendJson(res, 200, { committed: offsets });
   }
 
@@ -333,6 +348,30 @@ export class Broker {
     const group = checkGroupName(groupParam);
     await this.catalog.requireTopic(topic);
     sendJson(res, 200, { topic, group, shards: await this.fetcher.offsets(group, topic) });
+  }
+
+  private async listGroups(_req: IncomingMessage, res: ServerResponse, [topicParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    sendJson(res, 200, { groups: await this.groups.list(topic) });
+  }
+
+  // Reset and delete need the broker token like every /v1 call (per-user rights come later).
+  private async resetGroup(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const { to, force } = parseReset(await this.body(req));
+    const offsets = await this.groups.reset(topic, group, to, force);
+    this.log.info('consumer group reset', { topic, group, to, force, offsets });
+    sendJson(res, 200, { topic, group, offsets });
+  }
+
+  private async deleteGroup(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const force = new URL(req.url ?? '/', 'http://broker').searchParams.get('force') === 'true';
+    await this.groups.delete(topic, group, force);
+    this.log.info('consumer group deleted', { topic, group, force });
+    res.writeHead(204).end();
   }
 
   private async leave(

@@ -27,6 +27,8 @@ export interface FetchRequest {
   consumer: string;
   /** Last id the consumer has seen per shard; absent shards start after the committed offset. */
   positions: Record<string, number>;
+  /** The group's generation per shard the positions belong to (from an earlier answer). */
+  generations: Record<string, number>;
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
@@ -39,6 +41,11 @@ export interface FetchResult {
   positions: Record<string, number>;
   /** Shards another consumer of the group holds: drop their positions. */
   heldElsewhere: string[];
+  /**
+   * The group's generation on each shard read. When it differs from the one the consumer sent, the
+   * group was reset: its positions and uncommitted offsets of that shard are void.
+   */
+  generations: Record<string, number>;
 }
 
 export interface ShardOffsets {
@@ -68,6 +75,7 @@ interface CachedLease {
   consumer: string;
   expiresAt: number;
   committed: number;
+  generation: number;
 }
 
 /**
@@ -159,8 +167,9 @@ export class Fetcher {
     try {
       const topicId = await this.catalog.idOnReadable(shard, req.topic);
       if (topicId === undefined) return { kind: 'empty', shard: shard.name };
-      const start = await this.startPosition(shard, topicId, req);
-      if (start === undefined) return { kind: 'held', shard: shard.name };
+      const position = await this.startPosition(shard, topicId, req);
+      if (position === undefined) return { kind: 'held', shard: shard.name };
+      const { start, generation } = position;
       const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
       // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
       const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
@@ -169,7 +178,7 @@ export class Fetcher {
         this.readDb(shard, key, topicId, start, rows, req.encoding),
       );
       this.metrics.fetchShardReads.inc({ source });
-      return { kind: 'read', shard: shard.name, start, messages };
+      return { kind: 'read', shard: shard.name, start, generation, messages };
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
@@ -222,19 +231,29 @@ export class Fetcher {
     return now - seen.since >= this.options.maxGapAgeMs ? this.options.maxGapAgeMs : Infinity;
   }
 
-  /** Where the consumer reads this shard from, or undefined while another consumer holds it. */
+  /**
+   * Where the consumer reads this shard from and the group's generation there, or undefined while
+   * another consumer holds it. A position from another generation (the group was reset since) is
+   * ignored: the read starts after the committed offset.
+   */
   private async startPosition(
     shard: ShardView,
     topicId: number,
     req: FetchRequest,
-  ): Promise<number | undefined> {
+  ): Promise<{ start: number; generation: number } | undefined> {
     const key = `${req.group}\u0000${req.topic}\u0000${shard.name}`;
-    const given = req.positions[shard.name];
+    const positionIn = (generation: number) => {
+      const sent = req.generations[shard.name];
+      return sent === undefined || sent === generation ? req.positions[shard.name] : undefined;
+    };
     if (!shard.writable) {
       // No lease can be written while the primary is away; reads go on from the standby.
-      if (given !== undefined) return given;
       const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
-      return Math.max(lease?.committedId ?? 0, await this.pendingOffset(shard.name, req.group, req.topic));
+      const generation = lease?.generation ?? 0;
+      const given = positionIn(generation);
+      if (given !== undefined) return { start: given, generation };
+      const pending = await this.pendingOffset(shard.name, req.group, req.topic);
+      return { start: Math.max(lease?.committedId ?? 0, pending), generation };
     }
     const now = Date.now();
     const cached = this.leases.get(key);
@@ -254,9 +273,16 @@ export class Fetcher {
         consumer: req.consumer,
         expiresAt: now + lease.remainingMs,
         committed: lease.committedId,
+        generation: lease.generation,
       });
     }
-    return given ?? this.leases.get(key)!.committed;
+    const { committed, generation } = this.leases.get(key)!;
+    return { start: positionIn(generation) ?? committed, generation };
+  }
+
+  /** Drops what this broker remembers of the group's leases (after a reset or delete). */
+  forgetLeases(group: string, topic: string): void {
+    for (const shard of this.router.shards()) this.leases.delete(`${group}\u0000${topic}\u0000${shard.name}`);
   }
 
   /** The highest offset kept for `origin` on the other shards while it took no writes. */
@@ -274,7 +300,12 @@ export class Fetcher {
    * Records that the group processed everything up to the given id on each shard. A shard whose
    * primary is down cannot take the write; its offset is kept on the first writable shard instead.
    */
-  async commit(group: string, topic: string, offsets: Record<string, number>): Promise<void> {
+  async commit(
+    group: string,
+    topic: string,
+    offsets: Record<string, number>,
+    generations: Record<string, number> = {},
+  ): Promise<void> {
     const shards = new Map(this.router.shards().map((s) => [s.name, s]));
     const unknown = Object.keys(offsets).find((name) => !shards.has(name));
     if (unknown) throw badRequest('unknown_shard', `shard "${unknown}" is not in the routing`);
@@ -289,9 +320,11 @@ export class Fetcher {
           return;
         }
         const topicId = await this.catalog.idOnWritable(shard, topic);
-        await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
+        const generation = generations[name];
+        await this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation });
         const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
-        if (cached) cached.committed = Math.max(cached.committed, id);
+        if (cached && (generation === undefined || generation === cached.generation))
+          cached.committed = Math.max(cached.committed, id);
       }),
     );
   }
@@ -338,7 +371,7 @@ export class Fetcher {
 }
 
 type ShardRead =
-  | { kind: 'read'; shard: string; start: number; messages: FetchedMessage[] }
+  | { kind: 'read'; shard: string; start: number; generation: number; messages: FetchedMessage[] }
   | { kind: 'empty' | 'held' | 'failed'; shard: string };
 
 /**
@@ -349,11 +382,12 @@ export function mergeShardReads(
   reads: ShardRead[],
   req: Pick<FetchRequest, 'maxMessages' | 'maxBytes'>,
 ): FetchResult {
-  const result: FetchResult = { messages: [], positions: {}, heldElsewhere: [] };
+  const result: FetchResult = { messages: [], positions: {}, heldElsewhere: [], generations: {} };
   const lists = reads.flatMap((r) => {
     if (r.kind === 'held') result.heldElsewhere.push(r.shard);
     if (r.kind !== 'read') return [];
     result.positions[r.shard] = r.start;
+    result.generations[r.shard] = r.generation;
     return [{ shard: r.shard, messages: r.messages }];
   });
   let bytes = 0;

@@ -1,6 +1,7 @@
 import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
+import type { ResetTarget } from './group-admin.js';
 import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from './routing.js';
 
@@ -98,6 +99,8 @@ export function parsePublish(body: unknown, limits: RequestLimits): Publish {
 export interface FetchBody {
   consumer: string;
   positions: Record<string, number>;
+  /** The generation per shard the positions and the offsets to commit belong to. */
+  generations: Record<string, number>;
   /** Offsets to commit along with this fetch (the group processed up to them). */
   commit: Record<string, number>;
   maxMessages: number;
@@ -108,7 +111,11 @@ export interface FetchBody {
 
 export function parseFetch(body: unknown): FetchBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['consumer', 'positions', 'commit', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'], 'body');
+  onlyKeys(
+    obj,
+    ['consumer', 'positions', 'generations', 'commit', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'],
+    'body',
+  );
   if (typeof obj.consumer !== 'string' || obj.consumer.length === 0 || obj.consumer.length > 128) {
     throw badRequest(
       'invalid_consumer',
@@ -118,6 +125,7 @@ export function parseFetch(body: unknown): FetchBody {
   return {
     consumer: obj.consumer,
     positions: parseShardIds(obj.positions ?? {}, 'positions'),
+    generations: parseShardIds(obj.generations ?? {}, 'generations'),
     commit: parseShardIds(obj.commit ?? {}, 'commit'),
     maxMessages: boundedInt(
       obj.maxMessages,
@@ -132,12 +140,21 @@ export function parseFetch(body: unknown): FetchBody {
   };
 }
 
-export function parseCommit(body: unknown): Record<string, number> {
+export interface CommitBody {
+  offsets: Record<string, number>;
+  /** The generation per shard the offsets were read under (from the fetch answer); optional. */
+  generations: Record<string, number>;
+}
+
+export function parseCommit(body: unknown): CommitBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['offsets'], 'body');
+  onlyKeys(obj, ['offsets', 'generations'], 'body');
   if (obj.offsets === undefined)
     throw badRequest('invalid_offsets', 'offsets is required: {"shard-name": lastId}');
-  return parseShardIds(obj.offsets, 'offsets');
+  return {
+    offsets: parseShardIds(obj.offsets, 'offsets'),
+    generations: parseShardIds(obj.generations ?? {}, 'generations'),
+  };
 }
 
 function parseShardIds(value: unknown, where: string): Record<string, number> {
@@ -158,4 +175,36 @@ function boundedInt(value: unknown, name: string, min: number, max: number, fall
     throw badRequest('invalid_parameter', `${name} must be an integer from ${min} to ${max}`);
   }
   return value as number;
+}
+
+export interface ResetBody {
+  to: ResetTarget;
+  force: boolean;
+}
+
+export function parseReset(body: unknown): ResetBody {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['to', 'force'], 'body');
+  if (obj.force !== undefined && typeof obj.force !== 'boolean')
+    throw badRequest('invalid_reset', 'force must be true or false');
+  return { to: parseResetTarget(obj.to), force: obj.force === true };
+}
+
+const RESET_USAGE =
+  'to must be "earliest", "latest", {"timestamp": ms since the epoch} or {"offsets": {"shard-0": id}}';
+
+function parseResetTarget(to: unknown): ResetTarget {
+  if (to === 'earliest' || to === 'latest') return to;
+  if (typeof to !== 'object' || to === null || Array.isArray(to))
+    throw badRequest('invalid_reset', RESET_USAGE);
+  const obj = to as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (keys.length !== 1) throw badRequest('invalid_reset', RESET_USAGE);
+  if (keys[0] === 'timestamp') {
+    if (!Number.isSafeInteger(obj.timestamp) || (obj.timestamp as number) < 0)
+      throw badRequest('invalid_reset', 'to.timestamp must be a non-negative integer (ms since the epoch)');
+    return { timestamp: obj.timestamp as number };
+  }
+  if (keys[0] === 'offsets') return { offsets: parseShardIds(obj.offsets, 'offsets') };
+  throw badRequest('invalid_reset', RESET_USAGE);
 }

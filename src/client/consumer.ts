@@ -25,6 +25,8 @@ interface FetchResponse {
   messages: { shard: string; id: number; publishedAt: number; value: string }[];
   positions: Record<string, number>;
   heldElsewhere: string[];
+  /** The group's generation per shard read (absent from brokers older than group resets). */
+  generations?: Record<string, number>;
   /** Present when the offsets sent along (`commit`) could not be committed. */
   commitError?: { status: number; code: string; message: string };
 }
@@ -38,6 +40,8 @@ export class Consumer {
   readonly consumerId: string;
   private readonly transport: Transport;
   private positions: Record<string, number> = {};
+  /** The group's generation per shard that positions and offsets belong to; a reset changes it. */
+  private generations: Record<string, number> = {};
   /** Delivered by `poll`, not committed yet. */
   private uncommitted: Record<string, number> = {};
   /** What `run`'s handler finished: committed along with the next fetch, saving a round trip. */
@@ -59,6 +63,7 @@ export class Consumer {
       {
         consumer: this.consumerId,
         positions: this.positions,
+        generations: this.generations,
         commit,
         maxMessages,
         maxBytes: this.options.maxBytes,
@@ -69,10 +74,11 @@ export class Consumer {
     );
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
     if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
-    for (const shard of res.heldElsewhere) {
-      delete this.positions[shard];
-      delete this.uncommitted[shard];
-      delete this.processed[shard];
+    for (const shard of res.heldElsewhere) this.forget(shard);
+    for (const [shard, generation] of Object.entries(res.generations ?? {})) {
+      // The group was reset: what this consumer read before is void (the broker ignores it too).
+      if (this.generations[shard] !== generation) this.forget(shard);
+      this.generations[shard] = generation;
     }
     for (const m of res.messages) this.uncommitted[m.shard] = m.id;
     Object.assign(this.positions, res.positions);
@@ -91,6 +97,7 @@ export class Consumer {
     try {
       await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
         offsets,
+        generations: this.generations,
       });
     } catch (err) {
       // Keep what failed unless a newer delivery replaced it meanwhile.
@@ -123,6 +130,12 @@ export class Consumer {
     } catch (err) {
       if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
     }
+  }
+
+  private forget(shard: string): void {
+    delete this.positions[shard];
+    delete this.uncommitted[shard];
+    delete this.processed[shard];
   }
 
   /** Forgets offsets the group has now committed (unless newer ones replaced them meanwhile). */
