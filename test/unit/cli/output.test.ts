@@ -64,7 +64,7 @@ describe('reset flags', () => {
 describe('progress', () => {
   it('draws a bar fitted to the terminal, and a spinner when the total is unknown', () => {
     expect(barLine('produce t', 250, 1000, 60)).toBe(
-      `produce t [${'#'.repeat(8)}${'.'.repeat(22)}]  25%  250/1000`,
+      `produce t [${'#'.repeat(8)}${'.'.repeat(24)}]  25%  250/1000`,
     );
     expect(barLine('x', 5, 4, 40)).toContain('100%');
     expect(spinnerLine('switchover', 1, 2500, 0, 'waiting')).toBe('switchover / 2.5s  waiting');
