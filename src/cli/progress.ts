@@ -44,7 +44,8 @@ export class Progress {
   }
 
   private draw(detail?: string): void {
-    const width = this.stream.columns ?? 80;
+    // A pseudo-terminal without a size reports 0 columns.
+    const width = this.stream.columns || 80;
     this.drawn = true;
     const line =
       this.total === undefined || this.total <= 0

@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
@@ -266,5 +269,30 @@ describe('mqctl groups', () => {
     );
     expect(refused).toMatchObject({ code: 1 });
     expect((refused as { stderr: string }).stderr).toContain('exactly one of --to-earliest');
+  });
+
+  it('produce --file shows a progress bar on a terminal and nothing of it on a pipe', async () => {
+    const topic = 'mqctl-produce';
+    await producer.createTopic(topic);
+    const dir = await mkdtemp(join(tmpdir(), 'mqctl-'));
+    const file = join(dir, 'lines.txt');
+    await writeFile(file, range('line', 20).join('\n') + '\n');
+    const args = ['--brokers', broker.url, 'produce', topic, '--file', file, '--batch', '5'];
+    const piped = await promisify(execFile)(process.execPath, [
+      '--import',
+      'tsx',
+      'src/cli/main.ts',
+      ...args,
+    ]);
+    expect(piped.stderr).toBe('acknowledged 20 message(s)\n');
+    expect(piped.stdout).toBe('');
+    // script(1) runs it on a pseudo-terminal, as a person at a terminal would.
+    const command = [process.execPath, '--import', 'tsx', 'src/cli/main.ts', ...args].join(' ');
+    const onTty = await promisify(execFile)('script', ['-qec', command, '/dev/null']);
+    expect(onTty.stdout).toMatch(/produce mqctl-produce \[[#.]+\] +\d+% +\d+\/20/);
+    expect(onTty.stdout).toContain('\r\x1b[2K');
+    expect(onTty.stdout).toContain('acknowledged 20 message(s)');
+    await rm(dir, { recursive: true, force: true });
+    expect(await readOnce(topic, 'g')).toHaveLength(40);
   });
 });
