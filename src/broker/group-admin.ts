@@ -193,7 +193,8 @@ async function offsetFor(
   const id = target.offsets[shard.name];
   const newest = await highestMessageId(db, topicId);
   if (id > newest) {
-    throw badRequest(
+    throw new MqError(
+      422,
       'offset_out_of_range',
       `offset ${id} for ${shard.name} is past its newest message ${newest}`,
     );

@@ -61,12 +61,15 @@ async function ensureSchema(conn: mysql.Connection): Promise<void> {
     `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name IN (?)`,
     [QUEUE_DATABASE, SCHEMA_TABLES],
   );
-  const settings = await queryRows(
+  // Columns added after the first release: their ALTERs run on shards bootstrapped before them.
+  const added = await queryRows(
     conn,
-    `SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND table_name = 'topics' AND column_name = 'settings'`,
+    `SELECT 1 FROM information_schema.columns WHERE table_schema = ?
+       AND ((table_name = 'topics' AND column_name = 'settings')
+         OR (table_name = 'group_offsets' AND column_name = 'generation'))`,
     [QUEUE_DATABASE],
   );
-  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && settings.length > 0) return;
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && added.length === 2) return;
   for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
 }
 
