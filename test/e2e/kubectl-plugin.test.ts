@@ -40,7 +40,7 @@ beforeAll(async () => {
     240_000,
     500,
   );
-});
+}, 600_000);
 
 afterAll(async () => {
   await env?.stop();
@@ -194,5 +194,12 @@ describe('kubectl mqc', () => {
 
     const again = await failure('switchover', NAME, 'shard-0', '--no-wait');
     expect(again.stderr).toContain('a switchover of shard-1 is already pending');
+
+    // Waiting: with no operator to act, it gives up after --timeout and says the request stays.
+    await env.kubectl(['annotate', 'mqc', NAME, '-n', NS, 'mysqlmq.io/switchover-']);
+    const waited = await failure('switchover', NAME, 'shard-0', '--timeout', '2');
+    expect(waited.stderr).toContain('no Switchover event after 2s; the request stays on the cluster');
+    const after = (await env.getCluster(NS, NAME)).metadata.annotations ?? {};
+    expect(after['mysqlmq.io/switchover']).toBe('shard-0');
   });
 });

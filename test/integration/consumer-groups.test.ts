@@ -220,6 +220,29 @@ describe('resetting a group', () => {
   });
 });
 
+describe('who may change a group', () => {
+  it('reset and delete need the broker token when the broker has one', async () => {
+    const topic = 'groups-auth';
+    await topicWith(topic, range('t', 2));
+    expect(await readOnce(topic, 'g')).toHaveLength(2);
+    const guarded = await startBroker(cluster, { authToken: 'broker-secret' });
+    try {
+      const anonymous = new Admin({ brokers: [guarded.url] });
+      for (const attempt of [
+        anonymous.resetGroup(topic, 'g', 'earliest'),
+        anonymous.deleteGroup(topic, 'g'),
+      ]) {
+        const err = await refusal(attempt);
+        expect([err.status, err.code]).toEqual([401, 'unauthorized']);
+      }
+      const withToken = new Admin({ brokers: [guarded.url], token: 'broker-secret' });
+      expect(await withToken.resetGroup(topic, 'g', 'earliest')).toEqual({ 'shard-0': 0, 'shard-1': 0 });
+    } finally {
+      await guarded.close();
+    }
+  });
+});
+
 describe('deleting a group', () => {
   it('forgets it on every shard: it is no longer listed and a new consumer starts from the beginning', async () => {
     const topic = 'groups-delete';
