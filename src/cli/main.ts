@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { createReadStream } from 'node:fs';
+import { createReadStream, fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
@@ -36,7 +36,8 @@ const COMMAND_HELP: Record<string, string> = {
   produce: `mqctl produce TOPIC [MESSAGE...] [--file PATH] [--batch N]
   Publishes each MESSAGE, or each line of PATH or of standard input when none is given, and prints
   how many were acknowledged. A message is acknowledged once committed on a primary and its standby.
-  On a terminal a progress bar shows how far it got (a bar for --file, a counter for stdin).
+  On a terminal a progress bar shows how far it got (a bar for --file or stdin redirected from a
+  file, a counter for a pipe).
   --file PATH  one message per line of PATH
   --batch N    messages per publish request when reading lines (default 500)`,
   consume: `mqctl consume TOPIC --group G [--max N] [--follow] [--wait-ms MS] [--no-commit]
@@ -125,7 +126,12 @@ async function main(argv: string[]): Promise<number> {
       if (args.length > 1) {
         count += (await producer.sendBatch(topic, args.slice(1))).length;
       } else {
-        const total = values.file ? await countLines(values.file) : undefined;
+        const total = values.file
+          ? await countLines(values.file)
+          : // stdin redirected from a file (`< events.txt`): /dev/stdin reopens it, so it can be counted.
+            process.stderr.isTTY && fstatSync(0).isFile()
+            ? await countLines('/dev/stdin')
+            : undefined;
         const progress = new Progress(`produce ${topic}`, total);
         const input = values.file ? createReadStream(values.file) : process.stdin;
         const send = async (messages: string[]) => {

@@ -327,7 +327,11 @@ describe('mqctl groups', () => {
     expect(onTty.stdout).toMatch(/produce mqctl-produce \[[#.]+\] +\d+% +\d+\/20/);
     expect(onTty.stdout).toContain('\r\x1b[2K');
     expect(onTty.stdout).toContain('acknowledged 20 message(s)');
+    // Standard input redirected from the file: counted too, so a bar rather than a counter.
+    const redirected = `${command.replace(` --file ${file}`, '')} < ${file}`;
+    const fromStdin = await promisify(execFile)('script', ['-qec', redirected, '/dev/null']);
+    expect(fromStdin.stdout).toMatch(/produce mqctl-produce \[[#.]+\] +\d+% +\d+\/20/);
     await rm(dir, { recursive: true, force: true });
-    expect(await readOnce(topic, 'g')).toHaveLength(40);
+    expect(await readOnce(topic, 'g')).toHaveLength(60);
   });
 });
