@@ -1,6 +1,7 @@
 import { MqError, badRequest, errorMessage, notFound, unavailable } from '../common/errors.js';
 import type { Fetcher } from './fetcher.js';
 import {
+  deleteDeliveryCounts,
   deleteGroupOffset,
   deletePendingOffsets,
   earliestOffset,
@@ -108,9 +109,12 @@ export class GroupAdmin {
       shards.map((shard, i) => offsetFor(target, shard, this.pools.get(shard.route.write!), ids[i])),
     );
     await Promise.all(
-      shards.map((shard, i) =>
-        resetGroupOffset(this.pools.get(shard.route.write!), group, ids[i], offsets[i]),
-      ),
+      shards.map(async (shard, i) => {
+        const db = this.pools.get(shard.route.write!);
+        await resetGroupOffset(db, group, ids[i], offsets[i]);
+        // Deliveries counted before the reset would dead-letter redelivered messages early.
+        await deleteDeliveryCounts(db, group, ids[i]);
+      }),
     );
     await this.forgetPending(group, topic, shards);
     return Object.fromEntries(shards.map((shard, i) => [shard.name, offsets[i]]));
@@ -123,7 +127,11 @@ export class GroupAdmin {
     const ids = await this.writableTopicIds(shards, topic, 'delete');
     if (!force) await this.refuseWhileActive(shards, ids, group);
     const deleted = await Promise.all(
-      shards.map((shard, i) => deleteGroupOffset(this.pools.get(shard.route.write!), group, ids[i])),
+      shards.map(async (shard, i) => {
+        const db = this.pools.get(shard.route.write!);
+        await deleteDeliveryCounts(db, group, ids[i]);
+        return deleteGroupOffset(db, group, ids[i]);
+      }),
     );
     await this.forgetPending(group, topic, shards);
     if (!deleted.some(Boolean)) {
