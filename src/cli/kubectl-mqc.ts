@@ -3,7 +3,10 @@ import { parseArgs } from 'node:util';
 import { Admin, MqClientError } from '../client/index.js';
 import { Transport } from '../client/transport.js';
 import { errorSummary, isApiException } from '../k8s/client.js';
-import type { MessageQueueCluster } from '../operator/api/types.js';
+import {
+  ANNOTATION_SWITCHOVER as SWITCHOVER_ANNOTATION,
+  type MessageQueueCluster,
+} from '../operator/api/types.js';
 import { groupsTable, parseResetFlags } from './groups.js';
 import { PluginKube } from './plugin/kube.js';
 import {
@@ -17,9 +20,6 @@ import {
 } from './plugin/views.js';
 import { Progress } from './progress.js';
 import { formatTable } from './table.js';
-
-/** The switchover contract with the operator (docs/architecture.md, "Planned switchover"). */
-const SWITCHOVER_ANNOTATION = 'mysqlmq.io/switchover';
 
 const HELP = `kubectl mqc: operate mysqlmq MessageQueueClusters (a kubectl plugin)
 

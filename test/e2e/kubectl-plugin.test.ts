@@ -180,6 +180,24 @@ describe('kubectl mqc', () => {
     expect(lag.reduce((a, b) => a + b, 0)).toBe(6);
   });
 
+  it('switchover swaps the primary and standby of a shard and waits for the operator to say so', async () => {
+    const before = (await env.getCluster(NS, NAME)).status!.shards!.find((s) => s.name === 'shard-0')!;
+    const { stdout } = await mqc('switchover', NAME, 'shard-0', '--timeout', '180');
+    expect(stdout).toContain(
+      `switchover of shard-0 requested (primary ${before.primaryPod}, standby ${before.standbyPod})`,
+    );
+    expect(stdout).toMatch(/^Switchover: /m);
+    const after = await env.getCluster(NS, NAME);
+    expect(after.metadata.annotations?.['mysqlmq.io/switchover']).toBeUndefined();
+    expect(after.status!.lastSwitchover).toMatchObject({ shard: 'shard-0', result: 'Succeeded' });
+    const status = (await mqc('status', NAME)).stdout;
+    expect(status).toContain(
+      `Last switchover: shard-0 ${before.primaryPod} -> ${before.standbyPod} Succeeded`,
+    );
+    const row = rowsOf(status.split('\n\n')[1]).find((r) => r[0] === 'shard-0')!;
+    expect(row[2]).toMatch(new RegExp(`^${before.standbyPod} \\(node-[ab]\\)`));
+  }, 240_000);
+
   it('switchover sets the annotation the operator acts on, and refuses an unknown shard or a second request', async () => {
     // Stopped, so the request stays on the object for the test to see whatever the operator does with it.
     await operator.stop();

@@ -49,6 +49,13 @@ export function statusView(
     `Shards ready ${status.shardsReady ?? 0}/${status.shardsTotal ?? 0}, writable ${status.writableShards ?? 0}; brokers ready ${status.brokersReady ?? 0}/${status.brokerReplicas ?? 0}; routing v${status.routingVersion ?? 0}`,
   ];
   if (ready?.status !== 'True' && ready?.message) head.push(`  ${ready.message}`);
+  const last = status.lastSwitchover;
+  if (last) {
+    const paused = last.writesPausedMs > 0 ? `, writes paused ${last.writesPausedMs} ms` : '';
+    head.push(
+      `Last switchover: ${last.shard} ${last.from} -> ${last.to} ${last.result} at ${last.time}${paused}${last.result === 'Failed' ? `: ${last.message}` : ''}`,
+    );
+  }
   const shardRows = (status.shards ?? []).map((s) => [
     s.name,
     s.phase,

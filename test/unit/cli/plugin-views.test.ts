@@ -37,6 +37,15 @@ const cluster = {
     brokersReady: 1,
     brokerReplicas: 2,
     routingVersion: 7,
+    lastSwitchover: {
+      shard: 'shard-1',
+      from: 'orders-shard-1-1',
+      to: 'orders-shard-1-0',
+      result: 'Failed',
+      message: 'standby 500 transactions behind',
+      time: '2026-12-04T16:00:00Z',
+      writesPausedMs: 0,
+    },
     shards: [
       {
         name: 'shard-0',
@@ -78,6 +87,7 @@ describe('kubectl mqc views', () => {
       'Cluster shop/orders: Degraded (Ready=False, ShardsDegraded)',
       'Shards ready 1/2, writable 1; brokers ready 1/2; routing v7',
       '  shard-1 reads from its standby',
+      'Last switchover: shard-1 orders-shard-1-1 -> orders-shard-1-0 Failed at 2026-12-04T16:00:00Z: standby 500 transactions behind',
       '',
       'SHARD    PHASE       PRIMARY                              STANDBY                    WRITABLE  READABLE       LAG  SEMI-SYNC',
       'shard-0  Healthy     orders-shard-0-0 (node-a)            orders-shard-0-1 (node-b)  yes       yes (primary)  0s   active',
