@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AGENT_PORT } from '../agent/contract.js';
 import type { RoutingDocument } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -6,7 +7,7 @@ import type { ShardSecrets } from '../shard/bootstrap.js';
 import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } from './api/types.js';
 import type { EventRecorder } from './events.js';
 import { names } from './desired/meta.js';
-import type { SwitchoverRequest } from './shards/decide.js';
+import type { ShardMemory, SwitchoverRequest } from './shards/decide.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
 import { pushRouting } from './shards/routing-publisher.js';
@@ -162,6 +163,11 @@ export class ClusterLoop {
     return this.manager.memoryOf(shard).primaryIndex;
   }
 
+  /** What the shard loop remembers of a shard (bootstrapped, a rebuild in progress). */
+  memoryOf(shard: string): ShardMemory {
+    return this.manager.memoryOf(shard);
+  }
+
   start(): void {
     if (this.running || this.stopped) return;
     this.running = true;
@@ -213,6 +219,7 @@ export class ClusterLoop {
           ? spec.failover.promoteForWritesDelaySeconds * 1000
           : null,
         semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
+        cloneAgentPort: AGENT_PORT,
       },
       now,
       requested,

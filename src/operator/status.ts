@@ -36,6 +36,7 @@ const DEGRADED_PHASES = new Set([
   'StandbyUnavailable',
   'Unprotected',
   'Diverged',
+  'Rebuilding',
 ]);
 
 export function shardStatusOf(o: ShardOutcome): ShardStatus {
@@ -58,6 +59,7 @@ export function shardStatusOf(o: ShardOutcome): ShardStatus {
     ...(m.failedOverAt ? { failedOverAt: m.failedOverAt } : {}),
     ...(m.failedOverProtected !== undefined ? { failedOverProtected: m.failedOverProtected } : {}),
     ...(m.standbyMustRejoin ? { standbyMustRejoin: true } : {}),
+    ...(m.rebuild ? { rebuild: { ...m.rebuild } } : {}),
     message: o.actionError ? `${o.decision.message}; ${o.actionError}` : o.decision.message,
   };
 }
@@ -74,6 +76,7 @@ export function memoryFromStatus(s: ShardStatus): ShardMemory {
     failedOverAt: s.failedOverAt,
     failedOverProtected: s.failedOverProtected,
     standbyMustRejoin: s.standbyMustRejoin,
+    ...(s.rebuild ? { rebuild: { ...s.rebuild } } : {}),
   };
 }
 

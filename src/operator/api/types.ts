@@ -245,6 +245,8 @@ export interface ShardStatus {
   failedOverAt?: string;
   failedOverProtected?: boolean;
   standbyMustRejoin?: boolean;
+  /** A rebuild of the standby by physical clone in progress. */
+  rebuild?: { index: number; id: string; source: string; reason: string; since: string };
 }
 
 /** The last planned switchover, as `kubectl describe` shows it. */

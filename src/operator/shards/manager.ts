@@ -199,6 +199,10 @@ export class ShardManager {
             instance: standby.host,
           });
         return promoteStandby(primary, this.secrets.admin, semiSync);
+      case 'fenceStandby':
+        if (standby && !(await tryFence(standby, this.secrets, 1000)))
+          this.log.info('standby not reachable to fence before its rebuild', { instance: standby.host });
+        return;
       case 'rejoinStandby':
         if (!standby) throw new Error('standby has no address');
         return rejoinAsStandby(standby, primary, this.secrets, action.rebuild);

@@ -181,6 +181,7 @@ describe('the CRD', () => {
         'failedOverAt',
         'failedOverProtected',
         'standbyMustRejoin',
+        'rebuild',
       ].sort(),
     );
     const conditions = status.properties.conditions;
