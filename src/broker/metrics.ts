@@ -69,6 +69,12 @@ export function createBrokerMetrics() {
       help: 'What the messages kept for other groups count as (payloads, their JSON, objects)',
       registers,
     }),
+    limitRejections: new Counter({
+      name: 'mq_broker_limit_rejections_total',
+      help: 'Requests and connections refused because they passed one of the broker limits',
+      labelNames: ['limit'] as const,
+      registers,
+    }),
     routingVersion: new Gauge({
       name: 'mq_broker_routing_version',
       help: 'Version of the routing document in force',
