@@ -32,6 +32,7 @@ import {
 import { type RoutingDocument, parseRouting } from './routing.js';
 import { ShardPools } from './shard-pools.js';
 import { ShardRouter } from './shard-router.js';
+import { GroupAdmission } from './group-admission.js';
 import { TopicCatalog } from './topic-catalog.js';
 import { BatchingWriter, type WriterOptions } from './writer.js';
 
@@ -51,6 +52,8 @@ export interface BrokerConfig {
   maxMessagesPerPublish: number;
   /** Topics the broker creates at most (each is a table on every shard). */
   maxTopics: number;
+  /** Consumer groups a topic may have (each is a row per shard and a lease cache entry). */
+  maxGroupsPerTopic: number;
   http: HttpLimits;
   writer: WriterOptions;
   /** Publish bodies the broker holds at once (read, parsed, waiting for their commit). */
@@ -90,6 +93,7 @@ const LIMIT_OF_CODE: Record<string, string> = {
   publish_too_large: 'publish_bytes',
   too_many_messages: 'publish_messages',
   topic_limit: 'topics',
+  group_limit: 'groups',
 };
 
 export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
@@ -98,6 +102,7 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   maxMessageBytes: 1 << 20,
   maxMessagesPerPublish: MAX_MESSAGES_PER_PUBLISH,
   maxTopics: 1000,
+  maxGroupsPerTopic: 200,
   http: {
     headersTimeoutMs: 10_000,
     requestTimeoutMs: 30_000,
@@ -130,6 +135,7 @@ export class Broker {
   private readonly publishLimits: PublishLimits;
   readonly router: ShardRouter;
   private readonly catalog: TopicCatalog;
+  private readonly groups: GroupAdmission;
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
@@ -151,6 +157,7 @@ export class Broker {
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.router.onChange(() => this.fetchPools.retainOnly(this.router.endpoints()));
     this.catalog = new TopicCatalog(this.router, this.fetchPools, config.maxTopics);
+    this.groups = new GroupAdmission(this.router, this.fetchPools, this.catalog, config.maxGroupsPerTopic);
     this.fetcher = new Fetcher(
       this.router,
       this.fetchPools,
@@ -411,6 +418,7 @@ export class Broker {
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
     await this.catalog.requireTopic(topic);
+    await this.groups.admit(topic, group);
     // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
     const committed = Object.keys(body.commit).length
       ? this.fetcher.commit(group, topic, body.commit).then(
@@ -428,6 +436,7 @@ export class Broker {
     const group = checkGroupName(groupParam);
     const offsets = parseCommit(await this.body(req));
     await this.catalog.requireTopic(topic);
+    await this.groups.admit(topic, group);
     await this.fetcher.commit(group, topic, offsets);
     sendJson(res, 200, { committed: offsets });
   }

@@ -26,6 +26,7 @@ const acknowledged: string[] = [];
 const TIGHT = {
   maxPublishBytesInFlight: 1 << 20,
   maxTopics: 20,
+  maxGroupsPerTopic: 5,
   probeIntervalMs: 60_000,
   http: {
     ...BROKER_DEFAULTS.http,
@@ -226,8 +227,10 @@ describe('slow and idle clients', () => {
 
 describe('long-poll fetches and writes', () => {
   it('publishes keep committing while 400 fetches long-poll far past the end', async () => {
+    const topics = ['poll-0', 'poll-1', 'poll-2', 'poll-3'];
+    for (const name of topics) await post(`${real.url}/v1/topics`, { name });
     const waiting = Array.from({ length: 400 }, (_, i) =>
-      post(`${real.url}/v1/topics/safe/groups/poll-${i}/fetch`, {
+      post(`${real.url}/v1/topics/${topics[i % 4]}/groups/g-${i}/fetch`, {
         consumer: 'c',
         positions: { 'shard-0': 1e12 },
         waitMs: 6000,
@@ -292,6 +295,30 @@ describe('names and SQL', () => {
     };
     expect(status.shards[0].writable).toBe(true);
     await publish(tight.url, 'safe', ['after-bad-statement']);
+  });
+});
+
+describe('consumer groups', () => {
+  it('a topic takes new groups up to the limit (409 past it); stored groups keep working', async () => {
+    await post(`${tight.url}/v1/topics`, { name: 'groups' });
+    const fetchAs = (group: string) =>
+      post(`${tight.url}/v1/topics/groups/groups/${group}/fetch`, { consumer: 'c', waitMs: 0 });
+    const codes: number[] = [];
+    for (let i = 0; i < 8; i++) codes.push((await fetchAs(`random-${i}`)).status);
+    expect(codes).toEqual([200, 200, 200, 200, 200, 409, 409, 409]);
+    const refused = await fetchAs('random-7');
+    expect(refused.body.code).toBe('group_limit');
+    // A broker that never saw them counts the groups stored on the shards.
+    const fresh = await startBroker(cluster, { maxGroupsPerTopic: 5 });
+    try {
+      const at = (group: string) =>
+        post(`${fresh.url}/v1/topics/groups/groups/${group}/fetch`, { consumer: 'c', waitMs: 0 });
+      expect((await at('random-0')).status).toBe(200);
+      expect((await at('random-9')).status).toBe(409);
+    } finally {
+      await fresh.close();
+    }
+    expect(await metric(tight.url, /^mq_broker_limit_rejections_total\{limit="groups"\}/)).toBe(4);
   });
 });
 
