@@ -166,7 +166,7 @@ export class Fetcher {
       const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
       const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
       const { messages, source } = await this.cache.read(key, start, rows, () =>
-        this.readDb(shard, key, topicId, start, rows, req.maxBytes, req.encoding),
+        this.readDb(shard, key, topicId, start, rows, req.encoding),
       );
       this.metrics.fetchShardReads.inc({ source });
       return { kind: 'read', shard: shard.name, start, messages };
@@ -183,13 +183,12 @@ export class Fetcher {
     topicId: number,
     start: number,
     rows: number,
-    maxBytes: number,
     encoding: Encoding,
   ): Promise<FetchedMessage[]> {
     // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
     const now = Date.now();
     const maxGapAge = await this.maxGapAge(shard, now);
-    const read = await readMessages(this.pools.get(shard.route.read!), topicId, start, rows, maxBytes);
+    const read = await readMessages(this.pools.get(shard.route.read!), topicId, start, rows);
     if (read.length > 0) {
       this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
     }

@@ -78,31 +78,16 @@ export interface StoredMessage {
   payload: Buffer;
 }
 
-/**
- * Up to `limit` messages after `afterId`, and no more of them than fit `maxBytes` (at least one):
- * the server sums the sizes before it sends a payload, so a reader that expected small messages
- * cannot pull `limit` large ones into the broker.
- */
 export async function readMessages(
   db: Db,
   topicId: number,
   afterId: number,
   limit: number,
-  maxBytes: number,
 ): Promise<StoredMessage[]> {
-  const table = messageTable(topicId);
   const result = await rows(
     db,
-    limit === 1
-      ? `SELECT id, published_at, payload FROM ${table} WHERE id > ? ORDER BY id LIMIT ?`
-      : `SELECT m.id, m.published_at, m.payload FROM ${table} m
-           JOIN (SELECT id, SUM(len) OVER (ORDER BY id) - len AS before_bytes
-                   FROM (SELECT id, LENGTH(payload) AS len FROM ${table}
-                          WHERE id > ? ORDER BY id LIMIT ?) AS first_rows) AS sized
-             ON sized.id = m.id
-          WHERE sized.before_bytes < ?
-          ORDER BY m.id`,
-    limit === 1 ? [afterId, limit] : [afterId, limit, maxBytes],
+    `SELECT id, published_at, payload FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
+    [afterId, limit],
   );
   return result.map((r) => ({
     id: Number(r.id),

@@ -298,27 +298,6 @@ describe('names and SQL', () => {
   });
 });
 
-describe('fetch reads', () => {
-  it('read no more bytes than the answer may carry after small messages turn large', async () => {
-    await post(`${tight.url}/v1/topics`, { name: 'sizes' });
-    const small = Array.from({ length: 20 }, (_, i) => `small-${i}`);
-    await publish(tight.url, 'sizes', small);
-    // This group's last read saw ten-byte rows: a read sized by that average takes 500 rows.
-    expect(await consumeAll(tight.url, 'sizes', 'sizes-g')).toHaveLength(20);
-    const large = 'L'.repeat(512 << 10);
-    for (let i = 0; i < 4; i++) await publish(tight.url, 'sizes', Array(5).fill(large));
-    const res = await post(`${tight.url}/v1/topics/sizes/groups/sizes-g/fetch`, {
-      consumer: 'c',
-      positions: { 'shard-0': 20 },
-      maxBytes: 1 << 20,
-    });
-    expect(res.status).toBe(200);
-    expect(res.body.messages[0].value).toBe(large);
-    // What the broker read and keeps for other groups: the answer's worth, not 10 MiB of rows.
-    expect(await metric(tight.url, /^mq_broker_fetch_cache_bytes /)).toBeLessThan(4 << 20);
-  });
-});
-
 describe('consumer groups', () => {
   it('a topic takes new groups up to the limit (409 past it); stored groups keep working', async () => {
     await post(`${tight.url}/v1/topics`, { name: 'groups' });
