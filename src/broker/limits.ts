@@ -8,8 +8,11 @@ import { MESSAGE_COLUMN_MAX_BYTES } from '../shard/schema.js';
 /** Messages of one publish (the broker's default; the operator sizes max_allowed_packet for it). */
 export const MAX_MESSAGES_PER_PUBLISH = 10_000;
 
-/** Fetch, offset commit and topic creation bodies: a few shard ids and numbers. */
-export const SMALL_BODY_BYTES = 64 << 10;
+/**
+ * Fetch, offset commit and topic bodies: shard ids, numbers and the handler errors a fetch reports
+ * (`failed`), far below what a heap of 128 MiB parses without trouble (12 MiB of positions did not).
+ */
+export const SMALL_BODY_BYTES = 1 << 20;
 /** A routing document names every shard's instances; 64 shards fit many times over. */
 export const ROUTING_BODY_BYTES = 1 << 20;
 
