@@ -298,6 +298,21 @@ describe('names and SQL', () => {
   });
 });
 
+describe('least privilege', () => {
+  it('the broker user cannot delete messages, only the bookkeeping rows it clears', async () => {
+    const endpoint = cluster.shards[0].primary.endpoint;
+    const [topic] = await withAdmin(endpoint, cluster.secrets.admin, (c) =>
+      c.query(`SELECT id FROM mq.topics WHERE name = 'safe'`),
+    );
+    const id = (topic as { id: number }[])[0].id;
+    await withAdmin(endpoint, cluster.secrets.broker, async (c) => {
+      await expect(c.query(`DELETE FROM mq.m_${id} WHERE id = 0`)).rejects.toMatchObject({ errno: 1142 });
+      await expect(c.query(`DROP TABLE mq.m_${id}`)).rejects.toMatchObject({ errno: 1142 });
+      await c.query('DELETE FROM mq.deliveries WHERE message_id = 0');
+    });
+  });
+});
+
 describe('consumer groups', () => {
   it('a topic takes new groups up to the limit (409 past it); stored groups keep working', async () => {
     await post(`${tight.url}/v1/topics`, { name: 'groups' });
