@@ -146,7 +146,7 @@ async function rssMiB(pid: number): Promise<number> {
 }
 
 describe('request bodies', () => {
-  it('refuses a fetch body of megabytes before parsing it (1.4 million positions took the heap)', async () => {
+  it('refuses a fetch body of megabytes before parsing it (1.3 million positions took the heap)', async () => {
     const positions: Record<string, number> = {};
     for (let i = 0; i < 1_300_000; i++) positions[i.toString(36)] = 0;
     const body = JSON.stringify({ consumer: 'c', positions });
