@@ -20,6 +20,7 @@ import {
   publishLimits,
 } from './limits.js';
 import { MAX_ALLOWED_PACKET_BYTES } from '../shard/mycnf.js';
+import { LagMetrics } from './lag-metrics.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
 import {
   checkGroupName,
@@ -141,6 +142,7 @@ export class Broker {
   readonly router: ShardRouter;
   private readonly catalog: TopicCatalog;
   private readonly groups: GroupAdmission;
+  private readonly lag: LagMetrics;
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
@@ -164,6 +166,8 @@ export class Broker {
     this.router.onChange(() => this.fetchPools.retainOnly(this.router.endpoints()));
     this.catalog = new TopicCatalog(this.router, this.fetchPools, config.maxTopics);
     this.groups = new GroupAdmission(this.router, this.fetchPools, this.catalog, config.maxGroupsPerTopic);
+    // Lag queries at every scrape: on the fetch pools, away from the publishes' commits.
+    this.lag = new LagMetrics(this.metrics.registry, this.router, this.fetchPools, log);
     this.deadLetters = new DeadLetters(
       this.pools,
       (topic, payloads, bytes) => this.writer.publish(topic, payloads, bytes),
@@ -372,6 +376,7 @@ export class Broker {
 
   private async metricsPage(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.metrics.fetchCacheBytes.set(this.fetcher.cache.sizeBytes);
+    await this.lag.refreshIfStale();
     for (const s of this.router.shards()) {
       this.metrics.shardWritable.set({ shard: s.name }, s.writable ? 1 : 0);
       this.metrics.shardReadable.set({ shard: s.name }, s.readable ? 1 : 0);
