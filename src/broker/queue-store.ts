@@ -98,6 +98,20 @@ export async function readMessages(
   }));
 }
 
+/** How many groups have offsets for the topic on this shard, and whether `group` is one of them. */
+export async function countGroups(
+  db: Db,
+  topicId: number,
+  group: string,
+): Promise<{ groups: number; stored: boolean }> {
+  const [row] = await rows(
+    db,
+    `SELECT COUNT(*) AS n, COALESCE(SUM(group_name = ?), 0) AS mine FROM mq.group_offsets WHERE topic_id = ?`,
+    [group, topicId],
+  );
+  return { groups: Number(row.n), stored: Number(row.mine) > 0 };
+}
+
 /** The GTIDs a replica has applied (it needs no privilege beyond the connection). */
 export async function replicaAppliedPosition(db: Db): Promise<string> {
   const [row] = await rows(db, 'SELECT @@global.gtid_slave_pos AS pos');

@@ -76,6 +76,9 @@ export const SCHEMA_STATEMENTS = [
 /** Tables `SCHEMA_STATEMENTS` creates in the queue database. */
 export const SCHEMA_TABLES = ['topics', 'group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'];
 
+/** Largest value the message column (a MEDIUMBLOB) holds: the ceiling of maxMessageBytes. */
+export const MESSAGE_COLUMN_MAX_BYTES = 16_777_215;
+
 export const messageTable = (topicId: number) => `${QUEUE_DATABASE}.m_${topicId}`;
 
 export function createMessageTableSql(topicId: number): string {
