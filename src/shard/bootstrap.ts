@@ -64,6 +64,20 @@ async function ensureUser(
   }
 }
 
+/**
+ * Brings a shard bootstrapped by an older operator up to this version: missing tables and columns,
+ * and the broker's grants on them (GRANT is idempotent). Runs on a writable primary whose standby
+ * acknowledges, so its statements never wait on semi-sync.
+ */
+export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
+  await withAdmin(primary, secrets.admin, async (conn) => {
+    await ensureSchema(conn);
+    for (const [privileges, on] of BROKER_GRANTS) {
+      await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [secrets.broker.user]);
+    }
+  });
+}
+
 async function ensureSchema(conn: mysql.Connection): Promise<void> {
   const tables = await queryRows(
     conn,
