@@ -1,6 +1,6 @@
 /**
- * Limits the operator's validation and the broker must agree on. One place, because they drifted:
- * the validation once assumed an 8 MiB write batch after the broker's had become 1 MiB.
+ * Defaults the operator and the broker must agree on. The sizes derived from them (largest
+ * INSERT, body limits) are src/broker/limits.ts's, which the operator's validation reads.
  */
 
 /** The largest message body a broker accepts unless spec.brokers.maxMessageBytes says otherwise. */
@@ -12,11 +12,3 @@ export const DEFAULT_MAX_MESSAGE_BYTES = 1 << 20;
  * broker's memory (each is held several times over: string, packet, socket).
  */
 export const WRITE_BATCH_BYTES = 1 << 20;
-
-/**
- * The smallest max_allowed_packet the brokers' INSERTs fit in: bytes go in as a hex literal (twice
- * their size), and a batch holds up to the larger of one message and the write batch.
- */
-export function minMaxAllowedPacket(maxMessageBytes: number): number {
-  return 2 * Math.max(maxMessageBytes, WRITE_BATCH_BYTES);
-}

@@ -7,12 +7,17 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import type { TestKubelet } from '../../tools/local/kubelet/index.js';
 import { EmbeddedStack, type OperatorProcess } from '../../tools/local/stack.js';
 import type { Kube } from './kube.js';
 
+export const REPO = fileURLToPath(new URL('../../', import.meta.url));
+
 export { sleep } from '../../src/common/deadline.js';
+/** Builds dist/ when a source is newer (the global setup does it once per run already). */
+export { default as ensureBuilt } from './global-setup.js';
 export { waitFor } from '../../tools/local/wait.js';
 export type { OperatorProcess };
 

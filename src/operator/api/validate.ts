@@ -1,4 +1,5 @@
-import { WRITE_BATCH_BYTES, minMaxAllowedPacket } from '../../api/limits.js';
+import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js';
+import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
 import { withDefaults } from './defaults.js';
 import {
@@ -18,6 +19,8 @@ import {
 /** The longest cluster name whose derived names fit: `NAME-shard-63-standby` is a 63-character DNS label. */
 export const MAX_CLUSTER_NAME_LENGTH = 46;
 
+/** The broker's write batch (src/broker/broker.ts `writer.maxBatchBytes`). */
+const BROKER_BATCH_BYTES = 8 << 20;
 /** MariaDB's redo log alone takes 256 MiB (src/shard/mycnf.ts): less cannot even start. */
 const MIN_STORAGE_BYTES = 512 * 2 ** 20;
 
@@ -90,7 +93,7 @@ function checkRanges(s: DefaultedSpec): string[] {
     ['spec.mysql.semiSyncTimeoutSeconds', s.mysql.semiSyncTimeoutSeconds, 1, 3600],
     ['spec.brokers.replicas', s.brokers.replicas, 0, 100],
     ['spec.brokers.port', s.brokers.port, 1024, 65535],
-    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, 16_777_216],
+    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, MESSAGE_COLUMN_MAX_BYTES],
     ['spec.failover.probePeriodSeconds', s.failover.probePeriodSeconds, 1, 60],
     ['spec.failover.failureThreshold', s.failover.failureThreshold, 1, 30],
     ['spec.failover.promoteForWritesDelaySeconds', s.failover.promoteForWritesDelaySeconds, 30, 86_400],
@@ -142,12 +145,14 @@ function checkMyCnf(s: DefaultedSpec): string[] {
   );
   if (packet) {
     const bytes = parseMyCnfSize(packet[1]);
-    const needed = minMaxAllowedPacket(s.brokers.maxMessageBytes);
+    // The broker's largest INSERT (src/broker/limits.ts), in whole MiB, and never below 16M.
+    const insert = maxInsertBytes(s.brokers.maxMessageBytes, MAX_MESSAGES_PER_PUBLISH);
+    const needed = Math.max(2 * BROKER_BATCH_BYTES, Math.ceil(insert / 2 ** 20) * 2 ** 20);
     if (bytes === undefined) {
       problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
     } else if (bytes < needed) {
       problems.push(
-        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their ${WRITE_BATCH_BYTES / 2 ** 20} MiB write batch)`,
+        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (their largest INSERT with spec.brokers.maxMessageBytes, and at least 16M)`,
       );
     }
   }

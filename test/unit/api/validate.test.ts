@@ -51,13 +51,14 @@ describe('validateSpec', () => {
 
   it('keeps max_allowed_packet large enough for the brokers', () => {
     expect(validateSpec({ mysql: { config: { max_allowed_packet: '64M' } } })).toEqual([]);
-    expect(validateSpec({ mysql: { config: { max_allowed_packet: '1M' } } })[0]).toMatch(/at least 2M/);
+    expect(validateSpec({ mysql: { config: { max_allowed_packet: '4M' } } })[0]).toMatch(/at least 16M/);
     expect(
       validateSpec({
         mysql: { config: { 'max-allowed-packet': '16M' } },
-        brokers: { maxMessageBytes: 16 * 2 ** 20 },
+        brokers: { maxMessageBytes: 16 * 2 ** 20 - 1 },
       })[0],
-    ).toMatch(/at least 32M/);
+    ).toMatch(/at least 33M/);
+    expect(validateSpec({ brokers: { maxMessageBytes: 16 * 2 ** 20 } })[0]).toMatch(/from 1 to 16777215/);
     expect(validateSpec({ mysql: { config: { max_allowed_packet: 'big' } } })[0]).toMatch(/not a size/);
   });
 
