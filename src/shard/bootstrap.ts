@@ -1,6 +1,6 @@
 import type mysql from 'mysql2/promise';
 import { type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
-import { QUEUE_DATABASE, SCHEMA_STATEMENTS, SCHEMA_TABLES } from './schema.js';
+import { QUEUE_DATABASE, SCHEMA_STATEMENTS, SCHEMA_TABLES, TOPICS_ADDED_COLUMNS } from './schema.js';
 
 export interface ShardSecrets {
   /** A user with SUPER-level rights on every instance of the shard (the image's root). */
@@ -55,18 +55,23 @@ async function ensureUser(
   await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [creds.user]);
 }
 
-async function ensureSchema(conn: mysql.Connection): Promise<void> {
+/**
+ * The queue schema, written only when something is missing (a shard bootstrapped by an older
+ * version lacks the newer `topics` columns; the retention job calls this on each primary too).
+ */
+export async function ensureSchema(conn: mysql.Connection): Promise<void> {
   const tables = await queryRows(
     conn,
     `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name IN (?)`,
     [QUEUE_DATABASE, SCHEMA_TABLES],
   );
-  const settings = await queryRows(
+  const columns = await queryRows(
     conn,
-    `SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND table_name = 'topics' AND column_name = 'settings'`,
-    [QUEUE_DATABASE],
+    `SELECT COUNT(*) AS n FROM information_schema.columns WHERE table_schema = ? AND table_name = 'topics' AND column_name IN (?)`,
+    [QUEUE_DATABASE, TOPICS_ADDED_COLUMNS],
   );
-  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && settings.length > 0) return;
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && Number(columns[0]?.n) === TOPICS_ADDED_COLUMNS.length)
+    return;
   for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
 }
 

@@ -1,0 +1,124 @@
+import type mysql from 'mysql2/promise';
+import { type TopicSettings, parseTopicSettings } from '../api/topic-settings.js';
+import { queryRows } from './connection.js';
+import { QUEUE_DATABASE, messageTable } from './schema.js';
+
+/**
+ * The SQL of message retention, run by the operator on a shard's primary over an admin connection.
+ * Deciding what to delete is src/operator/retention/policy.ts; this only reads and deletes.
+ */
+
+export interface RetentionTopic {
+  id: number;
+  name: string;
+  settings: TopicSettings;
+  deletedThrough: number;
+}
+
+export async function listRetentionTopics(conn: mysql.Connection): Promise<RetentionTopic[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT id, name, settings, deleted_through FROM ${QUEUE_DATABASE}.topics`,
+  );
+  return rows.map((r) => ({
+    id: Number(r.id),
+    name: String(r.name),
+    settings: parseTopicSettings(r.settings as string | null),
+    deletedThrough: Number(r.deleted_through),
+  }));
+}
+
+export interface TopicTableStats {
+  /** 0 when the table is empty. */
+  lowestId: number;
+  highestId: number;
+  /** Rows, from the id range (ids are dense; see policy.ts). */
+  rows: number;
+  /** published_at of the oldest message (ms), or undefined when empty. */
+  oldestPublishedAt?: number;
+  averagePayloadBytes: number;
+  /** Data and index pages the table holds on disk (InnoDB's estimate; freed pages are reused). */
+  diskBytes: number;
+}
+
+/** How many of the newest messages the average payload size is taken from. */
+const SIZE_SAMPLE_ROWS = 1000;
+
+/** Cheap statistics of one message table: index lookups and a sample, never a scan. */
+export async function topicTableStats(conn: mysql.Connection, topicId: number): Promise<TopicTableStats> {
+  const table = messageTable(topicId);
+  const [range] = await queryRows(conn, `SELECT MIN(id) AS lo, MAX(id) AS hi FROM ${table}`);
+  const lowestId = Number(range?.lo ?? 0);
+  const highestId = Number(range?.hi ?? 0);
+  const [disk] = await queryRows(
+    conn,
+    `SELECT COALESCE(DATA_LENGTH + INDEX_LENGTH, 0) AS bytes FROM information_schema.TABLES
+      WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?`,
+    [QUEUE_DATABASE, `m_${topicId}`],
+  );
+  const diskBytes = Number(disk?.bytes ?? 0);
+  if (!highestId) return { lowestId: 0, highestId: 0, rows: 0, averagePayloadBytes: 0, diskBytes };
+  const [oldest] = await queryRows(conn, `SELECT published_at FROM ${table} WHERE id = ?`, [lowestId]);
+  const [sample] = await queryRows(
+    conn,
+    `SELECT AVG(LENGTH(payload)) AS avg FROM (SELECT payload FROM ${table} ORDER BY id DESC LIMIT ${SIZE_SAMPLE_ROWS}) newest`,
+  );
+  return {
+    lowestId,
+    highestId,
+    rows: highestId - lowestId + 1,
+    oldestPublishedAt: oldest ? Number(oldest.published_at) : undefined,
+    averagePayloadBytes: Number(sample?.avg ?? 0),
+    diskBytes,
+  };
+}
+
+/** The `limit` lowest ids of a message table with their publish times. */
+export async function lowestRows(
+  conn: mysql.Connection,
+  topicId: number,
+  limit: number,
+): Promise<{ id: number; publishedAt: number }[]> {
+  const rows = await queryRows(
+    conn,
+    `SELECT id, published_at FROM ${messageTable(topicId)} ORDER BY id LIMIT ${Math.trunc(limit)}`,
+  );
+  return rows.map((r) => ({ id: Number(r.id), publishedAt: Number(r.published_at) }));
+}
+
+/**
+ * Readies an admin connection for deleting: only on a writable instance (an admin's SUPER right
+ * would write through `read_only` on a standby or a fenced former primary), and with row images
+ * of primary keys only, so a DELETE adds ids to the binlog rather than whole messages (measured in
+ * docs/benchmarks.md, "Retention: deleting old messages").
+ */
+export async function prepareRetentionSession(conn: mysql.Connection): Promise<boolean> {
+  const [row] = await queryRows(conn, 'SELECT @@read_only AS ro');
+  if (Number(row?.ro) !== 0) return false;
+  await conn.query(`SET SESSION binlog_row_image = 'MINIMAL'`);
+  return true;
+}
+
+/**
+ * Deletes every message up to `throughId` (a short prefix: the caller bounds it) and records the
+ * new low-water mark in the same transaction. Returns the rows deleted.
+ */
+export async function deleteThrough(
+  conn: mysql.Connection,
+  topicId: number,
+  throughId: number,
+): Promise<number> {
+  await conn.query('BEGIN');
+  try {
+    const [result] = await conn.query(`DELETE FROM ${messageTable(topicId)} WHERE id <= ?`, [throughId]);
+    await conn.query(
+      `UPDATE ${QUEUE_DATABASE}.topics SET deleted_through = GREATEST(deleted_through, ?) WHERE id = ?`,
+      [throughId, topicId],
+    );
+    await conn.query('COMMIT');
+    return (result as mysql.ResultSetHeader).affectedRows;
+  } catch (err) {
+    await conn.query('ROLLBACK').catch(() => undefined);
+    throw err;
+  }
+}
