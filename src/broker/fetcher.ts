@@ -14,6 +14,7 @@ import {
   readPendingOffset,
   releaseLease,
   replicaAppliedPosition,
+  retentionDeletedThrough,
   savePendingOffset,
 } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
@@ -46,8 +47,18 @@ export interface ShardOffsets {
   committed: number | null;
   latest: number | null;
   owner: string | null;
+  /** Retention deleted every message up to this id. */
+  deletedThrough: number | null;
+  /**
+   * Messages after the committed offset that retention deleted before the group read them: it
+   * resumes at the oldest kept message. Ids are dense, so this counts messages (an upper bound
+   * only across the rare hole a rolled-back INSERT leaves).
+   */
+  missed: number | null;
   error?: string;
 }
+
+const NO_OFFSETS = { committed: null, latest: null, owner: null, deletedThrough: null, missed: null };
 
 /** Cached messages no reader took for this long are dropped. */
 const CACHE_IDLE_MS = 5000;
@@ -68,6 +79,8 @@ interface CachedLease {
   consumer: string;
   expiresAt: number;
   committed: number;
+  /** Retention deleted every id up to here (read with each lease renewal). */
+  deletedThrough: number;
 }
 
 /**
@@ -233,19 +246,19 @@ export class Fetcher {
     if (!shard.writable) {
       // No lease can be written while the primary is away; reads go on from the standby.
       if (given !== undefined) return given;
-      const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
-      return Math.max(lease?.committedId ?? 0, await this.pendingOffset(shard.name, req.group, req.topic));
+      const db = this.pools.get(shard.route.read!);
+      const lease = await readLease(db, req.group, topicId);
+      return Math.max(
+        lease?.committedId ?? 0,
+        await this.pendingOffset(shard.name, req.group, req.topic),
+        await retentionDeletedThrough(db, topicId),
+      );
     }
     const now = Date.now();
     const cached = this.leases.get(key);
     if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
-      const lease = await acquireLease(
-        this.pools.get(shard.route.write!),
-        req.group,
-        topicId,
-        req.consumer,
-        this.options.leaseTtlMs,
-      );
+      const db = this.pools.get(shard.route.write!);
+      const lease = await acquireLease(db, req.group, topicId, req.consumer, this.options.leaseTtlMs);
       if (lease.owner !== req.consumer) {
         this.leases.delete(key);
         return undefined;
@@ -254,9 +267,13 @@ export class Fetcher {
         consumer: req.consumer,
         expiresAt: now + lease.remainingMs,
         committed: lease.committedId,
+        deletedThrough: await retentionDeletedThrough(db, topicId),
       });
     }
-    return given ?? this.leases.get(key)!.committed;
+    // Ids retention deleted are known to be gone: starting past them keeps the gap rule (gaps.ts)
+    // from waiting for them to fill, so the group resumes at the oldest kept message at once.
+    const lease = this.leases.get(key)!;
+    return Math.max(given ?? lease.committed, lease.deletedThrough);
   }
 
   /** The highest offset kept for `origin` on the other shards while it took no writes. */
@@ -315,16 +332,20 @@ export class Fetcher {
         try {
           const db = this.pools.get(shard.route.read!);
           const topicId = await this.catalog.idOnReadable(shard, topic);
-          if (topicId === undefined) return { shard: shard.name, committed: null, latest: null, owner: null };
+          if (topicId === undefined) return { shard: shard.name, ...NO_OFFSETS };
           const lease = await readLease(db, group, topicId);
+          const committed = lease?.committedId ?? 0;
+          const deletedThrough = await retentionDeletedThrough(db, topicId);
           return {
             shard: shard.name,
-            committed: lease?.committedId ?? 0,
+            committed,
             latest: await highestMessageId(db, topicId),
             owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+            deletedThrough,
+            missed: Math.max(0, deletedThrough - committed),
           };
         } catch (err) {
-          return { shard: shard.name, committed: null, latest: null, owner: null, error: errorMessage(err) };
+          return { shard: shard.name, ...NO_OFFSETS, error: errorMessage(err) };
         }
       }),
     );

@@ -18,7 +18,7 @@ Commands:
   topics create NAME          create a topic on every shard
   produce TOPIC [MESSAGE...]  publish the messages, or one per line of standard input
   consume TOPIC --group G     print messages as JSON lines and commit them
-  offsets TOPIC --group G     committed offset, newest id and owner per shard
+  offsets TOPIC --group G     committed offset, newest id, lag, missed and owner per shard
   status                      each broker's view of the shards (writable, readable, errors)
 `;
 
@@ -39,8 +39,10 @@ const COMMAND_HELP: Record<string, string> = {
   --wait-ms MS   long-poll wait per fetch (default 1000)
   --no-commit    read without committing (the group will see the messages again)`,
   offsets: `mqctl offsets TOPIC --group G
-  Shows, per shard, the group's committed offset, the newest message id (the difference is the lag)
-  and which consumer holds the shard.`,
+  Shows, per shard, the group's committed offset, the newest message id, the lag (messages kept
+  that the group has not committed), MISSED (messages after its committed offset that retention
+  deleted before the group read them: it resumes at the oldest kept one) and which consumer holds
+  the shard.`,
   status: `mqctl status
   Asks every broker for its routing version and its view of each shard.`,
 };
@@ -146,14 +148,24 @@ async function main(argv: string[]): Promise<number> {
           committed: number | null;
           latest: number | null;
           owner: string | null;
+          deletedThrough?: number | null;
+          missed?: number | null;
           error?: string;
         }[];
       }>('GET', `${groupPath(topic, values.group)}/offsets`);
-      console.log(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'OWNER'].join('\t'));
+      console.log(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'MISSED', 'OWNER'].join('\t'));
       for (const s of res.shards) {
-        const lag = s.latest !== null && s.committed !== null ? s.latest - s.committed : '';
+        const from = Math.max(s.committed ?? 0, s.deletedThrough ?? 0);
+        const lag = s.latest !== null && s.committed !== null ? Math.max(0, s.latest - from) : '';
         console.log(
-          [s.shard, s.committed ?? '-', s.latest ?? '-', lag, s.owner ?? s.error ?? '-'].join('\t'),
+          [
+            s.shard,
+            s.committed ?? '-',
+            s.latest ?? '-',
+            lag,
+            s.missed ?? '-',
+            s.owner ?? s.error ?? '-',
+          ].join('\t'),
         );
       }
       return 0;

@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { ShardSecrets } from '../shard/bootstrap.js';
 import type { DefaultedCluster } from './api/types.js';
 import type { EventRecorder } from './events.js';
+import { RetentionLoop, retentionMetrics } from './retention/loop.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
 import { pushRouting } from './shards/routing-publisher.js';
@@ -76,6 +77,7 @@ export function clusterLoopMetrics(registry: Registry) {
       labelNames: ['namespace', 'cluster'] as const,
       registers,
     }),
+    retention: retentionMetrics(registry),
   };
 }
 
@@ -86,6 +88,7 @@ export function clusterLoopMetrics(registry: Registry) {
  */
 export class ClusterLoop {
   private readonly manager: ShardManager;
+  private readonly retention: RetentionLoop;
   private timer?: NodeJS.Timeout;
   private running = false;
   private stopped = false;
@@ -100,6 +103,12 @@ export class ClusterLoop {
 
   constructor(private readonly deps: ClusterLoopDeps) {
     this.manager = new ShardManager(deps.secrets, deps.log, 2000);
+    this.retention = new RetentionLoop({
+      admin: deps.secrets.admin,
+      events: deps.events,
+      metrics: deps.metrics.retention,
+      log: deps.log,
+    });
     const cr = deps.cluster();
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
     this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
@@ -148,7 +157,7 @@ export class ClusterLoop {
     const observedAt = Date.now();
     const observed = observeShards(cr.metadata.name, spec.shards, this.deps.mysqlPods());
     const now = new Date();
-    const outcomes = await this.manager.tick(observed, {
+    const decided = await this.manager.tick(observed, {
       durability: spec.mysql.durability,
       failureThreshold: spec.failover.failureThreshold,
       promoteStandbyForReads: spec.failover.promoteStandbyForReads,
@@ -157,6 +166,8 @@ export class ClusterLoop {
         : null,
       semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
     });
+    this.retention.maybeRun(cr, decided);
+    const outcomes = this.retention.annotate(cr, decided);
     this.outcomes = outcomes;
     this.observedAt = observedAt;
     const labels = (shard: string) => ({

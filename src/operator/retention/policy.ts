@@ -73,12 +73,3 @@ export function expiredThrough(
   }
   return last;
 }
-
-/**
- * How many messages a group never saw because retention deleted them: the ids after its committed
- * offset up to what was deleted. Ids are dense, so this counts messages (a rare rolled-back INSERT
- * leaves a hole and makes it an upper bound).
- */
-export function missedMessages(committed: number, deletedThrough: number): number {
-  return Math.max(0, deletedThrough - committed);
-}
