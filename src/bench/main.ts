@@ -27,6 +27,12 @@ if (process.argv.includes('--retention-delete')) {
   process.exit(await runRetentionDelete(process.argv.slice(2)));
 }
 
+// `npm run bench -- --retention-soak`: disk and producer latency with and without retention, side by side.
+if (process.argv.includes('--retention-soak')) {
+  const { runRetentionSoak } = await import('./retention-soak.js');
+  process.exit(await runRetentionSoak(process.argv.slice(2)));
+}
+
 // `npm run bench -- --commit-latency`: the shards alone, paced INSERTs at the comparison's load.
 if (process.argv.includes('--commit-latency')) {
   const { runCommitLatency } = await import('./commit-latency.js');

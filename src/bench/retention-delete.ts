@@ -162,7 +162,10 @@ async function runStrategy(
   await fill(primary, table, opts.rows, payload);
 
   const producer = new Producer(primary, table, payload, 100, 10);
+  const quietBinlog = await binlogBytes(primary);
   await sleep(opts.quietMs);
+  // The producer's own binlog bytes per second, subtracted from the deleting window's below.
+  const producerBinlogPerMs = ((await binlogBytes(primary)) - quietBinlog) / opts.quietMs;
   const quiet = producer.window();
 
   const conn = await primary.getConnection();
@@ -201,7 +204,6 @@ async function runStrategy(
   const during = producer.window();
   await producer.stop();
   const binlogDelta = (await binlogBytes(primary)) - binlogBefore;
-  const producerBinlog = (during.rowsPerSecond * deleteMs) / 1000;
   // What the standby applies after the primary is done: wait for it to reach the primary's position.
   const target = await gtid(primary, 'gtid_binlog_pos');
   const applyStart = process.hrtime.bigint();
@@ -214,8 +216,8 @@ async function runStrategy(
     rowsDeleted: deleted,
     deleteSeconds: busyMs / 1000,
     rowsPerSecond: (deleted * 1000) / busyMs,
-    // Binlog written while deleting, less an estimate of what the producer's rows took (payload + 40 B).
-    binlogBytes: Math.max(0, Math.round(binlogDelta - producerBinlog * (opts.size + 40))),
+    // Binlog written while deleting, less what the producer wrote at its quiet-window rate.
+    binlogBytes: Math.max(0, Math.round(binlogDelta - producerBinlogPerMs * deleteMs)),
     standbyApplySeconds: applyMs / 1000,
     quiet: quiet.latency,
     during: during.latency,
