@@ -162,14 +162,10 @@ async function runStrategy(
   await fill(primary, table, opts.rows, payload);
 
   const producer = new Producer(primary, table, payload, 100, 10);
-  const quietBinlog = await binlogBytes(primary);
   await sleep(opts.quietMs);
-  // The producer's own binlog bytes per second, subtracted from the deleting window's below.
-  const producerBinlogPerMs = ((await binlogBytes(primary)) - quietBinlog) / opts.quietMs;
   const quiet = producer.window();
 
   const conn = await primary.getConnection();
-  const binlogBefore = await binlogBytes(primary);
   const started = process.hrtime.bigint();
   // The deletion's units (statements) spread evenly over the window, as a retention job that keeps
   // up with the produce rate spreads them; the window is as long as the quiet one before it.
@@ -199,16 +195,33 @@ async function runStrategy(
   }
   const left = opts.windowMs - ms(started);
   if (left > 0) await sleep(left);
-  const deleteMs = ms(started);
-  // The producer's window ends with the deletion; its binlog writes are subtracted below.
   const during = producer.window();
   await producer.stop();
-  const binlogDelta = (await binlogBytes(primary)) - binlogBefore;
   // What the standby applies after the primary is done: wait for it to reach the primary's position.
   const target = await gtid(primary, 'gtid_binlog_pos');
   const applyStart = process.hrtime.bigint();
   await standby.query('SELECT MASTER_GTID_WAIT(?, 600) AS r', [target]);
   const applyMs = ms(applyStart);
+  // Binlog bytes per deleted row, measured on one more unit with nothing else writing.
+  const binlogBefore = await binlogBytes(primary);
+  const extra = await primary.getConnection();
+  let extraRows = 0;
+  try {
+    if (s.partitioned) {
+      await extra.query(`ALTER TABLE ${table} DROP PARTITION p${units}`);
+      extraRows = opts.partitionRows;
+    } else {
+      await extra.query(`SET SESSION binlog_row_image = '${s.rowImage}'`);
+      for (let i = 0; i < opts.partitionRows / s.chunkRows!; i++) {
+        const through = opts.deleteRows + (i + 1) * s.chunkRows!;
+        const [res] = await extra.query(`DELETE FROM ${table} WHERE id <= ?`, [through]);
+        extraRows += (res as mysql.ResultSetHeader).affectedRows;
+      }
+    }
+  } finally {
+    extra.release();
+  }
+  const binlogPerRow = ((await binlogBytes(primary)) - binlogBefore) / extraRows;
   await primary.query(`DROP TABLE ${table}`);
   return {
     strategy: s.name,
@@ -216,8 +229,7 @@ async function runStrategy(
     rowsDeleted: deleted,
     deleteSeconds: busyMs / 1000,
     rowsPerSecond: (deleted * 1000) / busyMs,
-    // Binlog written while deleting, less what the producer wrote at its quiet-window rate.
-    binlogBytes: Math.max(0, Math.round(binlogDelta - producerBinlogPerMs * deleteMs)),
+    binlogBytes: Math.round(binlogPerRow * deleted),
     standbyApplySeconds: applyMs / 1000,
     quiet: quiet.latency,
     during: during.latency,
@@ -304,7 +316,7 @@ ${fmtInt(opts.deleteRows)} are removed, their statements spread evenly over ${op
 job keeping up with the producers spreads them), while a paced producer commits 100-row INSERTs every
 10 ms (as the broker batches); its commit latency over those ${opts.windowMs / 1000} s is compared with the
 ${opts.windowMs / 1000} s just before. "binlog written" is what the deletion added to the primary's binlog (the
-producer's share subtracted); "standby apply after" is how long the standby still needed once the
+measured on one more partition's worth of rows deleted with nothing else writing); "standby apply after" is how long the standby still needed once the
 primary was done. Raw results: \`${RESULTS_JSON}\`.
 
 ${table}
