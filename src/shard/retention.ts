@@ -93,10 +93,14 @@ export async function lowestRows(
  * docs/benchmarks.md, "Retention: deleting old messages").
  */
 export async function prepareRetentionSession(conn: mysql.Connection): Promise<boolean> {
-  const [row] = await queryRows(conn, 'SELECT @@read_only AS ro');
-  if (Number(row?.ro) !== 0) return false;
+  if (!(await isWritable(conn))) return false;
   await conn.query(`SET SESSION binlog_row_image = 'MINIMAL'`);
   return true;
+}
+
+async function isWritable(conn: mysql.Connection): Promise<boolean> {
+  const [row] = await queryRows(conn, 'SELECT @@global.read_only AS ro');
+  return Number(row?.ro) === 0;
 }
 
 /**
@@ -108,6 +112,8 @@ export async function deleteThrough(
   topicId: number,
   throughId: number,
 ): Promise<number> {
+  // A pass can outlive the primary's role (a failover fences it with read_only meanwhile).
+  if (!(await isWritable(conn))) throw new Error('the instance became read-only; retention stopped there');
   await conn.query('BEGIN');
   try {
     const [result] = await conn.query(`DELETE FROM ${messageTable(topicId)} WHERE id <= ?`, [throughId]);
