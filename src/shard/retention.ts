@@ -44,10 +44,21 @@ export interface TopicTableStats {
 /** How many of the newest messages the average payload size is taken from. */
 const SIZE_SAMPLE_ROWS = 1000;
 
-/** Cheap statistics of one message table: index lookups and a sample, never a scan. */
-export async function topicTableStats(conn: mysql.Connection, topicId: number): Promise<TopicTableStats> {
+/**
+ * Cheap statistics of one message table: index lookups and a sample, never a scan. Every read of
+ * the low end starts after `deletedThrough`: the rows retention deleted stay in the index,
+ * delete-marked, until InnoDB's purge removes them, which lags under load, and reading from the
+ * table's start would step over every one of them.
+ */
+export async function topicTableStats(
+  conn: mysql.Connection,
+  topicId: number,
+  deletedThrough: number,
+): Promise<TopicTableStats> {
   const table = messageTable(topicId);
-  const [range] = await queryRows(conn, `SELECT MIN(id) AS lo, MAX(id) AS hi FROM ${table}`);
+  const [range] = await queryRows(conn, `SELECT MIN(id) AS lo, MAX(id) AS hi FROM ${table} WHERE id > ?`, [
+    deletedThrough,
+  ]);
   const lowestId = Number(range?.lo ?? 0);
   const highestId = Number(range?.hi ?? 0);
   const [disk] = await queryRows(
@@ -73,15 +84,17 @@ export async function topicTableStats(conn: mysql.Connection, topicId: number): 
   };
 }
 
-/** The `limit` lowest ids of a message table with their publish times. */
+/** The `limit` lowest ids after `deletedThrough` with their publish times. */
 export async function lowestRows(
   conn: mysql.Connection,
   topicId: number,
+  deletedThrough: number,
   limit: number,
 ): Promise<{ id: number; publishedAt: number }[]> {
   const rows = await queryRows(
     conn,
-    `SELECT id, published_at FROM ${messageTable(topicId)} ORDER BY id LIMIT ${Math.trunc(limit)}`,
+    `SELECT id, published_at FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ${Math.trunc(limit)}`,
+    [deletedThrough],
   );
   return rows.map((r) => ({ id: Number(r.id), publishedAt: Number(r.published_at) }));
 }
@@ -104,19 +117,24 @@ async function isWritable(conn: mysql.Connection): Promise<boolean> {
 }
 
 /**
- * Deletes every message up to `throughId` (a short prefix: the caller bounds it) and records the
+ * Deletes the messages after `deletedThrough` up to `throughId` (a short range: the caller bounds it) and records the
  * new low-water mark in the same transaction. Returns the rows deleted.
  */
 export async function deleteThrough(
   conn: mysql.Connection,
   topicId: number,
+  deletedThrough: number,
   throughId: number,
 ): Promise<number> {
   // A pass can outlive the primary's role (a failover fences it with read_only meanwhile).
   if (!(await isWritable(conn))) throw new Error('the instance became read-only; retention stopped there');
   await conn.query('BEGIN');
   try {
-    const [result] = await conn.query(`DELETE FROM ${messageTable(topicId)} WHERE id <= ?`, [throughId]);
+    // Bounded below too, so the DELETE does not walk the delete-marked rows of earlier passes.
+    const [result] = await conn.query(`DELETE FROM ${messageTable(topicId)} WHERE id > ? AND id <= ?`, [
+      deletedThrough,
+      throughId,
+    ]);
     await conn.query(
       `UPDATE ${QUEUE_DATABASE}.topics SET deleted_through = GREATEST(deleted_through, ?) WHERE id = ?`,
       [throughId, topicId],

@@ -25,7 +25,7 @@ export interface RetentionPacing {
   passBudgetMs: number;
 }
 
-export const DEFAULT_PACING: RetentionPacing = { chunkRows: 1000, pauseMs: 20, passBudgetMs: 20_000 };
+export const DEFAULT_PACING: RetentionPacing = { chunkRows: 5000, pauseMs: 10, passBudgetMs: 20_000 };
 
 export interface RetentionPolicy extends ClusterRetention {
   binlogMinAgeMs: number;
@@ -133,21 +133,21 @@ export class RetentionJob {
       const deadline = Date.now() + this.pacing.passBudgetMs;
       for (const topic of await listRetentionTopics(conn)) {
         const limits = topicLimits(policy, topic.settings);
-        const before = await topicTableStats(conn, topic.id);
+        let deletedThrough = topic.deletedThrough;
+        const before = await topicTableStats(conn, topic.id, deletedThrough);
         const bytesThrough = bytesLimitThrough(before, limits.maxBytes);
         const cutoff = now - limits.maxAgeMs;
         let deleted = 0;
-        let deletedThrough = topic.deletedThrough;
         while (Date.now() < deadline) {
-          const rows = await lowestRows(conn, topic.id, this.pacing.chunkRows);
+          const rows = await lowestRows(conn, topic.id, deletedThrough, this.pacing.chunkRows);
           const through = expiredThrough(rows, cutoff, bytesThrough);
           if (through === undefined) break;
-          deleted += await deleteThrough(conn, topic.id, through);
-          deletedThrough = Math.max(deletedThrough, through);
+          deleted += await deleteThrough(conn, topic.id, deletedThrough, through);
+          deletedThrough = through;
           await new Promise((r) => setTimeout(r, this.pacing.pauseMs));
         }
         if (Date.now() >= deadline) report.behind = true;
-        const after = deleted ? await topicTableStats(conn, topic.id) : before;
+        const after = deleted ? await topicTableStats(conn, topic.id, deletedThrough) : before;
         report.topics.push({
           topic: topic.name,
           rows: after.rows,
