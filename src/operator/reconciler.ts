@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { AGENT_PORT, ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../agent/contract.js';
 import { type RoutingDocument, parseRouting } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -9,6 +10,7 @@ import { type KubeObject, refOf, resourcePath } from '../k8s/resources.js';
 import { defaultCluster } from './api/defaults.js';
 import {
   ANNOTATION_CONFIG_HASH,
+  ANNOTATION_SWITCHOVER,
   COMPONENT_BROKER,
   COMPONENT_MYSQL,
   type DefaultedCluster,
@@ -27,6 +29,7 @@ import {
   type DesiredObject,
   type PdbApiVersion,
   ROUTING_FILE,
+  type SeedAnnotations,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
@@ -124,8 +127,15 @@ export class ClusterReconciler {
       // holds the last routing decided, which a restarted broker must not lose.
       routing: outcomes ? routing : { ...initialRouting(cr), version: routing.version },
       primaryIndex,
+      // Before the shard loop's first tick, status says what the last operator saw.
+      standbyEvictable: Object.fromEntries(
+        outcomes
+          ? outcomes.map((o) => [o.shard, o.decision.memory.phase === 'Healthy'])
+          : (cr.status?.shards ?? []).map((s) => [s.name, s.phase === 'Healthy']),
+      ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
+      seeds: this.seedsOf(cr, loop),
     });
 
     for (const obj of desired) {
@@ -285,6 +295,14 @@ export class ClusterReconciler {
       adminToken: credentials['admin-token'],
       publishedRouting: this.publishedRouting(cr),
       changed: () => this.deps.enqueue(key),
+      cordonedNodes: () => this.deps.caches.cordonedNodes(),
+      clearSwitchoverRequest: async () => {
+        const live = this.deps.caches.cluster(key);
+        if (!live?.metadata.annotations?.[ANNOTATION_SWITCHOVER]) return;
+        await mergePatch(this.deps.rest, refOf(defaultCluster(live)), {
+          metadata: { annotations: { [ANNOTATION_SWITCHOVER]: null } },
+        });
+      },
       events: this.deps.events,
       metrics: this.deps.loopMetrics,
       log: this.deps.log.child({ cluster: name, namespace }),
@@ -333,6 +351,32 @@ export class ClusterReconciler {
       );
       return undefined;
     }
+  }
+
+  /**
+   * The seed annotations of standby Pods created now: in a shard that holds data, a standby Pod
+   * created on an empty volume (a lost PVC) copies its primary; one being rebuilt copies it for
+   * the shard loop's request whatever its volume holds.
+   */
+  private seedsOf(cr: DefaultedCluster, loop: ClusterLoop): Record<string, SeedAnnotations> {
+    const seeds: Record<string, SeedAnnotations> = {};
+    for (let i = 0; i < cr.spec.shards; i++) {
+      const memory = loop.memoryOf(names.shard(i));
+      if (!memory.bootstrapped) continue;
+      const standby = names.pod(cr.metadata.name, i, 1 - memory.primaryIndex);
+      const rebuild = memory.rebuild;
+      if (rebuild && rebuild.index === 1 - memory.primaryIndex) {
+        seeds[standby] = { source: rebuild.source, id: rebuild.id };
+        continue;
+      }
+      const primary = this.deps.caches.get<Pod>(
+        'Pod',
+        cr.metadata.namespace,
+        names.pod(cr.metadata.name, i, memory.primaryIndex),
+      );
+      if (primary?.status?.podIP) seeds[standby] = { source: `${primary.status.podIP}:${AGENT_PORT}` };
+    }
+    return seeds;
   }
 
   /** Server-side apply, skipped when the object is as the operator last left it. */
@@ -412,6 +456,20 @@ export class ClusterReconciler {
         await this.deleteIgnoringMissing(ref, signal);
         continue;
       }
+      const rebuildId = want.metadata.annotations?.[ANNOTATION_SEED_ID];
+      if (rebuildId && pod.metadata.annotations?.[ANNOTATION_SEED_ID] !== rebuildId) {
+        // The shard loop asked for a rebuild: the Pod is created again, and its seed step
+        // replaces the data on the volume with a copy of the primary.
+        progressing = true;
+        void this.deps.events.record(
+          cr,
+          'Normal',
+          'RebuildingPod',
+          `deleting Pod ${pod.metadata.name} so it is created again and seeded from ${want.metadata.annotations?.[ANNOTATION_SEED_SOURCE]} (rebuild ${rebuildId})`,
+        );
+        await this.deleteIgnoringMissing(ref, signal);
+        continue;
+      }
       const role = want.metadata.labels[LABEL_ROLE]!;
       if (pod.metadata.labels?.[LABEL_ROLE] !== role) {
         await mergePatch(this.deps.rest, ref, { metadata: { labels: { [LABEL_ROLE]: role } } }, { signal });
@@ -470,6 +528,8 @@ export class ClusterReconciler {
         selector: brokerSelectorString(cr),
       },
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
+      lastSwitchover: loop?.latest.lastSwitchover,
+      failoverCount: loop?.latest.failoverCount,
       now: new Date(),
     });
     // Key order differs between what the server returns and what is built here: compare by value.

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, normalize, sep } from 'node:path';
+import { basename, dirname, join, normalize, sep } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { isNotFound } from './api.js';
 import { ContainerConfigError, type ObjectLookup, configMapData, secretData } from './env.js';
@@ -87,7 +88,11 @@ export class PodVolumes {
         namespace: this.namespace,
       });
       uid = pvc.metadata?.uid;
+      // As the scheduler refuses a claim being deleted: the pod waits for the claim made again.
+      if (pvc.metadata?.deletionTimestamp)
+        throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" is being deleted`);
     } catch (err) {
+      if (err instanceof ContainerConfigError) throw err;
       if (isNotFound(err)) throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" not found`);
       throw err;
     }
@@ -140,7 +145,19 @@ export class PodVolumes {
     return { files, mode };
   }
 
-  private async sync(v: V1Volume): Promise<boolean> {
+  /**
+   * One sync at a time: the pod's probe tick refreshes volumes while `materialise` may still run
+   * (an init container runs meanwhile), and two writers of one file would mix up contents.
+   */
+  private syncing: Promise<unknown> = Promise.resolve();
+
+  private sync(v: V1Volume): Promise<boolean> {
+    const next = this.syncing.then(() => this.syncNow(v));
+    this.syncing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncNow(v: V1Volume): Promise<boolean> {
     const projected = await this.project(v);
     if (!projected) return false;
     const root = join(this.podDir, 'volumes', v.name);
@@ -153,7 +170,9 @@ export class PodVolumes {
       if (previous && previous.equals(content)) continue;
       const file = inside(root, path);
       await mkdir(dirname(file), { recursive: true });
-      const tmp = join(dirname(file), `..${process.pid}.tmp`);
+      // One temporary name per file and call: two syncs of a volume may overlap (start and a
+      // ConfigMap change), and a shared name let one file's content be renamed onto another.
+      const tmp = join(dirname(file), `..${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
       await writeFile(tmp, content, { mode: projected.mode });
       await rename(tmp, file);
       changed = true;

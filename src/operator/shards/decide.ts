@@ -18,6 +18,21 @@ export interface InstanceView {
   /** Undefined when the probe failed or could not run. */
   probe?: InstanceProbe;
   probeError?: string;
+  /** The rebuild request this pod was created for (its `mysqlmq.io/seed-id` annotation). */
+  seedId?: string;
+}
+
+/**
+ * A standby being re-seeded with a physical copy of its primary: the reconciler replaces its pod
+ * with one whose init step pulls the copy from `source` (the primary's agent) for request `id`.
+ */
+export interface RebuildRequest {
+  index: number;
+  id: string;
+  /** `host:port` of the primary's agent when the request was made. */
+  source: string;
+  reason: string;
+  since: string;
 }
 
 export type ReadsFrom = 'primary' | 'standby' | 'none';
@@ -39,6 +54,14 @@ export interface ShardMemory {
   failedOverProtected?: boolean;
   /** The standby is a former primary that must be fenced and rejoined (or rebuilt) before it follows. */
   standbyMustRejoin?: boolean;
+  /** A rebuild by physical clone in progress. */
+  rebuild?: RebuildRequest;
+  /**
+   * A planned switchover has taken this shard out of the write rotation; the next decision swaps
+   * the roles (or gives up). Never persisted: an operator that restarts mid-switchover reopens
+   * writes on the primary it finds in status.
+   */
+  switchoverWritesPaused?: boolean;
 }
 
 export type ShardPhase =
@@ -50,7 +73,9 @@ export type ShardPhase =
   | 'Promoting'
   | 'Recovering'
   | 'Diverged'
-  | 'Unavailable';
+  | 'Rebuilding'
+  | 'Unavailable'
+  | 'SwitchingOver';
 
 export interface ShardPolicy {
   durability: 'required' | 'preferred';
@@ -58,6 +83,12 @@ export interface ShardPolicy {
   promoteStandbyForReads: boolean;
   /** How long a failed primary may stay down before its standby becomes the primary; null: never. */
   promoteForWritesAfterMs: number | null;
+  /**
+   * Where a standby that cannot follow pulls a physical copy from: the port of the agent next to
+   * every instance. Null where instances run without an agent (then a diverged former primary is
+   * wiped and replays the primary's binlog, and other standbys that cannot follow stay broken).
+   */
+  cloneAgentPort: number | null;
 }
 
 export type ShardAction =
@@ -68,7 +99,15 @@ export type ShardAction =
   /** Make the (new) primary one: apply what it received, stop replicating; fence the old one. */
   | { kind: 'promote' }
   /** Fence the former primary and make it follow; `rebuild` wipes and re-replicates it first. */
-  | { kind: 'rejoinStandby'; rebuild: boolean };
+  | { kind: 'rejoinStandby'; rebuild: boolean }
+  /** Cut the standby's broker connections and make it read-only (it is about to be rebuilt). */
+  | { kind: 'fenceStandby' }
+  /**
+   * Planned switchover, run while the shard is out of the write rotation: fence the primary, wait
+   * until the standby applied everything it has, promote the standby, make the old primary follow
+   * it, open writes. In the decision's memory the roles are already swapped.
+   */
+  | { kind: 'switchover' };
 
 export interface ShardRouteChoice {
   write: 'primary' | null;
@@ -91,7 +130,29 @@ export interface ShardDecision {
   lagTransactions: number | null;
   lagSeconds: number | null;
   semiSync: 'active' | 'waiting' | 'off';
+  /** Set when this decision ends a requested switchover, either way. */
+  switchover?: SwitchoverVerdict;
 }
+
+export interface SwitchoverVerdict {
+  result: 'Succeeded' | 'Failed';
+  /** The primary before and (if it succeeds) after. */
+  from: string;
+  to: string;
+  message: string;
+}
+
+/** Whether a planned switchover was asked for this shard, and what the other shards allow. */
+export interface SwitchoverRequest {
+  /** Why the other shards cannot take this shard's writes for a moment; undefined when they can. */
+  blockedBy?: string;
+}
+
+/**
+ * The standby may be at most this many transactions behind for a switchover to start: it must
+ * apply them while writes are paused, and the pause is meant to stay under two seconds.
+ */
+export const SWITCHOVER_MAX_LAG_TRANSACTIONS = 200;
 
 export const initialMemory = (): ShardMemory => ({
   primaryIndex: 0,
@@ -105,6 +166,99 @@ const podServing = (i: InstanceView) => i.podPhase === 'Running' && i.podReady &
 const usable = (i: InstanceView) => podServing(i) && i.probe !== undefined;
 
 export function decideShard(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  policy: ShardPolicy,
+  now: Date,
+  switchover?: SwitchoverRequest,
+): ShardDecision {
+  const health = decideHealth(
+    shard,
+    instances,
+    { ...previous, switchoverWritesPaused: undefined },
+    policy,
+    now,
+  );
+  return withSwitchover(shard, instances, previous, health, now, switchover);
+}
+
+/**
+ * The planned switchover, on top of what the health state machine decided. Two decisions: the first
+ * (on request, only for a Healthy shard whose standby is in sync) takes the shard out of the write
+ * rotation, so brokers send its writes to the other shards while the roles change; the next swaps
+ * the roles, or reports why it cannot if anything changed meanwhile.
+ */
+function withSwitchover(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  health: ShardDecision,
+  now: Date,
+  request: SwitchoverRequest | undefined,
+): ShardDecision {
+  const primary = instances.find((i) => i.index === previous.primaryIndex)!;
+  const standby = instances.find((i) => i.index !== previous.primaryIndex)!;
+  const verdict = (result: SwitchoverVerdict['result'], message: string): SwitchoverVerdict => ({
+    result,
+    from: primary.podName,
+    to: standby.podName,
+    message,
+  });
+  const inSync = health.lagTransactions !== null && health.lagTransactions <= SWITCHOVER_MAX_LAG_TRANSACTIONS;
+  const ready = health.memory.phase === 'Healthy' && health.actions.length === 0 && usable(standby);
+
+  if (previous.switchoverWritesPaused) {
+    if (!ready) {
+      return {
+        ...health,
+        switchover: verdict(
+          'Failed',
+          `${shard} changed while its writes were paused: ${usable(standby) ? health.message : describeDown(standby)}`,
+        ),
+      };
+    }
+    const memory: ShardMemory = {
+      ...health.memory,
+      primaryIndex: standby.index,
+      lastTransitionTime: now.toISOString(),
+      phase: 'Healthy',
+    };
+    return {
+      ...health,
+      memory,
+      actions: [{ kind: 'switchover' }],
+      route: { ...health.route, write: 'primary', read: 'primary' },
+      message: `${standby.podName} primary, ${primary.podName} semi-sync standby`,
+      switchover: verdict(
+        'Succeeded',
+        `${shard}: ${standby.podName} is the primary, ${primary.podName} its semi-sync standby`,
+      ),
+    };
+  }
+  if (!request) return health;
+  const refusal =
+    request.blockedBy ??
+    (!ready
+      ? `${shard} is ${health.memory.phase}: ${usable(standby) ? health.message : describeDown(standby)}`
+      : !inSync
+        ? `standby ${standby.podName} is not in sync with ${primary.podName} (${health.lagTransactions ?? 'unknown'} transactions behind, at most ${SWITCHOVER_MAX_LAG_TRANSACTIONS} allowed)`
+        : undefined);
+  if (refusal) return { ...health, switchover: verdict('Failed', refusal) };
+  return {
+    ...health,
+    memory: {
+      ...health.memory,
+      switchoverWritesPaused: true,
+      phase: 'SwitchingOver',
+      lastTransitionTime: now.toISOString(),
+    },
+    route: { ...health.route, write: null },
+    message: `switching over to ${standby.podName}: writes go to the other shards meanwhile`,
+  };
+}
+
+function decideHealth(
   shard: string,
   instances: InstanceView[],
   previous: ShardMemory,
@@ -251,7 +405,36 @@ export function decideShard(
   const actions: ShardAction[] = [];
   if (!p.semiSyncPrimaryEnabled) actions.push({ kind: 'enableSemiSync' });
   const following = s?.replica?.ioRunning && s.replica.sqlRunning && s.replica.sourceHost === primary.podIP;
-  if (s && !following && previous.standbyMustRejoin) {
+  const source =
+    policy.cloneAgentPort !== null && primary.podIP ? `${primary.podIP}:${policy.cloneAgentPort}` : null;
+  const rebuilding = previous.rebuild?.index === standby.index ? previous.rebuild : undefined;
+  const rebuilt = rebuilding !== undefined && standby.seedId === rebuilding.id && s !== undefined;
+  // A rebuilt standby is asked again only if it fails to replicate (a copy that does not fit).
+  const cannotFollow =
+    s && !following && source && (!rebuilt || s.replica?.lastError)
+      ? whyCannotFollow(p, s, previous)
+      : undefined;
+  if (rebuilding && !rebuilt) {
+    // The reconciler replaces the standby's pod; a request whose source moved is made again.
+    if (source && rebuilding.source !== source && !standby.podReady) {
+      memory.rebuild = { ...rebuilding, id: rebuildId(now), source, since: now.toISOString() };
+    }
+  } else if (cannotFollow && source) {
+    memory.rebuild = {
+      index: standby.index,
+      id: rebuildId(now),
+      source,
+      reason: cannotFollow,
+      since: now.toISOString(),
+    };
+    memory.standbyMustRejoin = false;
+    actions.push({ kind: 'fenceStandby' });
+    events.push({
+      type: 'Warning',
+      reason: 'RebuildingStandby',
+      message: `${shard}: ${standby.podName} ${cannotFollow}; it is re-seeded with a physical copy of ${primary.podName}`,
+    });
+  } else if (s && !following && previous.standbyMustRejoin) {
     // The former primary is back. Whatever it holds beyond what its successor received was never
     // acknowledged (AFTER_SYNC semi-sync); it is wiped rather than replicated around.
     const rebuild = !binlogHolds(p.gtidBinlogState, s.gtidBinlogPos);
@@ -273,6 +456,31 @@ export function decideShard(
     actions.push({ kind: 'attachStandby' });
   }
   if (following) memory.standbyMustRejoin = false;
+  if (rebuilt && following && rebuilding) {
+    memory.rebuild = undefined;
+    const seconds = Math.round((now.getTime() - Date.parse(rebuilding.since)) / 1000);
+    events.push({
+      type: 'Normal',
+      reason: 'StandbyRebuilt',
+      message: `${shard}: ${standby.podName} was re-seeded with a physical copy of ${primary.podName} and follows it (${seconds} s after it ${rebuilding.reason})`,
+    });
+  }
+  if (memory.rebuild && memory.rebuild.index === standby.index) {
+    // Until the copy follows its primary: attached once its pod is the rebuilt one, not before.
+    const r = memory.rebuild;
+    if (p.readOnly && !requireStandbyAck) actions.push({ kind: 'openWrites' });
+    memory.readsFrom = 'primary';
+    return finish(
+      'Rebuilding',
+      { write: requireStandbyAck ? null : 'primary', read: 'primary', requireStandbyAck },
+      `rebuilding ${standby.podName} with a physical copy of ${primary.podName} (it ${r.reason}; since ${r.since}); ${
+        requireStandbyAck
+          ? 'durability "required": writes go to the other shards until it follows'
+          : 'durability "preferred": acknowledged writes on this shard are on the primary only until it follows'
+      }`,
+      rebuilt ? actions : actions.filter((a) => a.kind !== 'attachStandby'),
+    );
+  }
   const caughtUp =
     s !== undefined && following === true && transactionsBehind(p.gtidBinlogPos, s.gtidCurrentPos) === 0;
   const protectedBySemiSync = p.semiSyncPrimaryEnabled && p.semiSyncPrimaryActive && p.semiSyncStandbys >= 1;
@@ -334,6 +542,40 @@ function promotionFor(memory: ShardMemory, policy: ShardPolicy, now: Date): 'off
   if (policy.promoteForWritesAfterMs === null || !memory.failedOverAt) return 'off';
   if (now.getTime() - Date.parse(memory.failedOverAt) < policy.promoteForWritesAfterMs) return 'off';
   return memory.failedOverProtected ? 'due' : 'unsafe';
+}
+
+/** A fresh id per rebuild request (a pod annotation value). */
+const rebuildId = (now: Date) =>
+  now
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 17);
+
+/**
+ * Why a standby that does not follow its primary cannot simply be attached, or undefined when it
+ * can: a former primary with transactions its successor never received, a standby with errant
+ * transactions (written there directly), a standby whose primary purged the binlogs it needs, or an
+ * empty standby (a lost volume) of a primary that holds data.
+ */
+export function whyCannotFollow(
+  p: InstanceProbe,
+  s: InstanceProbe,
+  previous: ShardMemory,
+): string | undefined {
+  if (!binlogHolds(p.gtidBinlogState, s.gtidBinlogPos)) {
+    return previous.standbyMustRejoin
+      ? `holds transactions the new primary never received (${describeGtidList(s.gtidBinlogPos)}, none acknowledged)`
+      : `holds errant transactions its primary does not have (${describeGtidList(s.gtidBinlogPos)})`;
+  }
+  const error = s.replica && !s.replica.ioRunning ? s.replica.lastError : '';
+  if (/\b1236\b/.test(error))
+    return `cannot replicate: its primary no longer has the binlogs it needs (${error})`;
+  // Replication retries transient errors itself; a stopped SQL thread means the data disagrees.
+  if (s.replica && !s.replica.sqlRunning && s.replica.lastError)
+    return `cannot apply its primary's transactions (${s.replica.lastError})`;
+  if (s.gtidCurrentPos.length === 0 && p.gtidBinlogPos.length > 0)
+    return 'lost its data (empty data directory)';
+  return undefined;
 }
 
 function replicationLag(

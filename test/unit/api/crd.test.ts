@@ -159,6 +159,8 @@ describe('the CRD', () => {
         'brokerReplicas',
         'brokerSelector',
         'lastFailoverTime',
+        'failoverCount',
+        'lastSwitchover',
         'shards',
         'routingVersion',
       ].sort(),
@@ -187,6 +189,7 @@ describe('the CRD', () => {
         'binlogBytes',
         'oldestMessageAgeSeconds',
         'retentionError',
+        'rebuild',
       ].sort(),
     );
     const conditions = status.properties.conditions;

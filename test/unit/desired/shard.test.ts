@@ -9,6 +9,7 @@ import {
   mysqlPodHash,
   roleOf,
   serverIdOf,
+  primaryPdb,
   shardPdb,
   shardService,
 } from '../../../src/operator/desired/shard.js';
@@ -239,21 +240,83 @@ describe('shard Services and PDB', () => {
     }
   });
 
-  it('allows one of the two instances down at a time, in the API version given', () => {
-    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1');
+  it('lets a drain evict the standby of a Healthy shard only, in the API version given', () => {
+    expect(shardPdb(cluster(), 3, 'policy/v1beta1').spec).toMatchObject({ minAvailable: 1 });
+    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1', true);
     expect(pdb.apiVersion).toBe('policy/v1beta1');
     expect(pdb.kind).toBe('PodDisruptionBudget');
     expect(pdb.metadata.name).toBe('mq-shard-3');
     expect(pdb.spec).toEqual({
-      maxUnavailable: 1,
+      minAvailable: 0,
       selector: {
         matchLabels: {
           'mysqlmq.io/cluster': 'mq',
           'app.kubernetes.io/component': 'mysql',
           'mysqlmq.io/shard': 'shard-3',
+          'mysqlmq.io/role': 'standby',
         },
       },
     });
     expect(shardPdb(cluster(), 3, 'policy/v1').apiVersion).toBe('policy/v1');
+  });
+
+  it('never lets a drain evict the primary: the operator switches it over first', () => {
+    expect(primaryPdb(cluster(), 3, 'policy/v1').spec).toEqual({
+      minAvailable: 1,
+      selector: {
+        matchLabels: {
+          'mysqlmq.io/cluster': 'mq',
+          'app.kubernetes.io/component': 'mysql',
+          'mysqlmq.io/shard': 'shard-3',
+          'mysqlmq.io/role': 'primary',
+        },
+      },
+    });
+  });
+});
+
+describe('the agent of an instance Pod', () => {
+  it('runs the agent sidecar and the seed init step from the mysqlmq image, on the data volume', () => {
+    const cr = cluster();
+    const spec = specOf(mysqlPod(cr, 0, 1, 'standby'));
+    const agent = container(spec, 'agent');
+    expect(agent.image).toBe(cr.spec.brokers.image);
+    expect(agent.command).toEqual([
+      'node',
+      '/app/dist/agent/main.js',
+      'serve',
+      '--data-dir',
+      '/var/lib/mysql',
+      '--work-dir',
+      '/tmp/mq-agent',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '9080',
+    ]);
+    // No readiness probe: Pod readiness stays the failover signal of MariaDB alone.
+    expect(agent.readinessProbe).toBeUndefined();
+    expect(agent.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/mysql' });
+    const [seed] = spec.initContainers;
+    expect(seed.name).toBe('seed');
+    expect(seed.command).toContain('seed');
+    expect(envOf(seed).MQ_SEED_SOURCE).toEqual({
+      fieldRef: { fieldPath: "metadata.annotations['mysqlmq.io/seed-source']" },
+    });
+    expect(spec.volumes).toContainEqual({ name: 'agent-tmp', emptyDir: {} });
+  });
+
+  it('carries the seed annotations it is created with, outside the config hash', () => {
+    const cr = cluster();
+    const plain = mysqlPod(cr, 0, 1, 'standby');
+    const seeded = mysqlPod(cr, 0, 1, 'standby', { source: '10.0.0.5:9080', id: '20261204' });
+    expect(plain.metadata.annotations).not.toHaveProperty('mysqlmq.io/seed-source');
+    expect(seeded.metadata.annotations).toMatchObject({
+      'mysqlmq.io/seed-source': '10.0.0.5:9080',
+      'mysqlmq.io/seed-id': '20261204',
+    });
+    expect(seeded.metadata.annotations!['mysqlmq.io/config-hash']).toBe(
+      plain.metadata.annotations!['mysqlmq.io/config-hash'],
+    );
   });
 });
