@@ -1,3 +1,5 @@
+import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js';
+import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
 import { withDefaults } from './defaults.js';
 import {
@@ -92,7 +94,7 @@ function checkRanges(s: DefaultedSpec): string[] {
     ['spec.mysql.semiSyncTimeoutSeconds', s.mysql.semiSyncTimeoutSeconds, 1, 3600],
     ['spec.brokers.replicas', s.brokers.replicas, 0, 100],
     ['spec.brokers.port', s.brokers.port, 1024, 65535],
-    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, 16_777_216],
+    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, MESSAGE_COLUMN_MAX_BYTES],
     ['spec.failover.probePeriodSeconds', s.failover.probePeriodSeconds, 1, 60],
     ['spec.failover.failureThreshold', s.failover.failureThreshold, 1, 30],
     ['spec.failover.promoteForWritesDelaySeconds', s.failover.promoteForWritesDelaySeconds, 30, 86_400],
@@ -155,12 +157,14 @@ function checkMyCnf(s: DefaultedSpec): string[] {
   );
   if (packet) {
     const bytes = parseMyCnfSize(packet[1]);
-    const needed = 2 * Math.max(s.brokers.maxMessageBytes, BROKER_BATCH_BYTES);
+    // The broker's largest INSERT (src/broker/limits.ts), in whole MiB, and never below 16M.
+    const insert = maxInsertBytes(s.brokers.maxMessageBytes, MAX_MESSAGES_PER_PUBLISH);
+    const needed = Math.max(2 * BROKER_BATCH_BYTES, Math.ceil(insert / 2 ** 20) * 2 ** 20);
     if (bytes === undefined) {
       problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
     } else if (bytes < needed) {
       problems.push(
-        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their 8 MiB write batch)`,
+        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (their largest INSERT with spec.brokers.maxMessageBytes, and at least 16M)`,
       );
     }
   }

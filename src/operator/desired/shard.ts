@@ -18,10 +18,15 @@ import {
   hashOf,
   names,
   objectMeta,
+  RESTRICTED_CONTAINER,
   podPlacement,
   resourcesOf,
+  restrictedPodSecurity,
   withSpreadAffinity,
 } from './meta.js';
+
+/** The mysql user and group of the official MariaDB image. */
+const MARIADB_UID = 999;
 
 /**
  * Desired objects of one shard (docs/operator-design.md): the my.cnf ConfigMap, two
@@ -193,6 +198,10 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
     affinity: withSpreadAffinity(podTemplate.affinity, shardSelector(cr, shard)),
     ...podPlacement(cr),
     tolerations: instanceTolerations(podTemplate.tolerations),
+    // The image's mysql user (999) from the start: the entrypoint then skips its switch from root,
+    // and fsGroup makes the data volume writable by it. The root filesystem stays writable: the
+    // entrypoint and mariadbd write to /run/mysqld and /tmp of the image.
+    securityContext: restrictedPodSecurity(MARIADB_UID, MARIADB_UID),
     containers: [
       {
         name: 'mariadb',
@@ -210,6 +219,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
         ],
+        securityContext: { ...RESTRICTED_CONTAINER },
         // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
         // this only keeps a dead instance out of its Service within a few seconds.
         readinessProbe: {

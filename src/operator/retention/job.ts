@@ -1,7 +1,6 @@
 import type mysql from 'mysql2/promise';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
-import { ensureSchema } from '../../shard/bootstrap.js';
 import { type BinlogListing, binlogStartState, listBinlogs, purgeBinlogsTo } from '../../shard/binlogs.js';
 import { type Credentials, type Endpoint, connectAdmin, endpointKey } from '../../shard/connection.js';
 import type { Gtid } from '../../shard/gtid.js';
@@ -86,7 +85,6 @@ export interface ShardRetentionReport {
 export class RetentionJob {
   private readonly closedAt = new Map<string, Map<string, number>>();
   private readonly startStates = new Map<string, Gtid[]>();
-  private readonly schemaChecked = new Set<string>();
 
   constructor(
     private readonly admin: Credentials,
@@ -126,10 +124,6 @@ export class RetentionJob {
     const conn = await connectAdmin(primary, this.admin);
     try {
       if (!(await prepareRetentionSession(conn))) return;
-      if (!this.schemaChecked.has(endpointKey(primary))) {
-        await ensureSchema(conn);
-        this.schemaChecked.add(endpointKey(primary));
-      }
       const deadline = Date.now() + this.pacing.passBudgetMs;
       for (const topic of await listRetentionTopics(conn)) {
         const limits = topicLimits(policy, topic.settings);

@@ -115,7 +115,7 @@ describe('the CRD', () => {
       'mysql.semiSyncTimeoutSeconds': [1, 3600],
       'brokers.replicas': [0, 100],
       'brokers.port': [1024, 65535],
-      'brokers.maxMessageBytes': [1, 16777216],
+      'brokers.maxMessageBytes': [1, 16777215],
       'failover.probePeriodSeconds': [1, 60],
       'failover.failureThreshold': [1, 30],
       'failover.promoteForWritesDelaySeconds': [30, 86400],

@@ -91,6 +91,17 @@ describe('instance Pod', () => {
     expect(pod.metadata.annotations).toEqual({ note: 'x', 'mysqlmq.io/config-hash': mysqlPodHash(cr, 1, 0) });
   });
 
+  it('runs as the mysql user of the image under the restricted pod security profile', () => {
+    expect(spec.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 999,
+      runAsGroup: 999,
+      fsGroup: 999,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  });
+
   it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
     expect(c.image).toBe('mariadb:11.4');
     expect(c.ports).toEqual([{ name: 'mysql', containerPort: 3306, protocol: 'TCP' }]);
