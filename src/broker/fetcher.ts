@@ -18,6 +18,7 @@ import {
   readMessages,
   releaseLease,
   replicaAppliedPosition,
+  retentionDeletedThrough,
 } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
@@ -63,8 +64,18 @@ export interface ShardOffsets {
   committed: number | null;
   latest: number | null;
   owner: string | null;
+  /** Retention deleted every message up to this id. */
+  deletedThrough: number | null;
+  /**
+   * Messages after the committed offset that retention deleted before the group read them: it
+   * resumes at the oldest kept message. Ids are dense, so this counts messages (an upper bound
+   * only across the rare hole a rolled-back INSERT leaves).
+   */
+  missed: number | null;
   error?: string;
 }
+
+const NO_OFFSETS = { committed: null, latest: null, owner: null, deletedThrough: null, missed: null };
 
 /** Cached messages no reader took for this long are dropped. */
 const CACHE_IDLE_MS = 5000;
@@ -85,6 +96,8 @@ interface CachedLease {
   consumer: string;
   expiresAt: number;
   committed: number;
+  /** Retention deleted every id up to here (read with each lease renewal). */
+  deletedThrough: number;
   generation: number;
 }
 
@@ -287,25 +300,22 @@ export class Fetcher {
     };
     if (!shard.writable) {
       // No lease can be written while the primary is away; reads go on from the standby.
-      const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
+      const db = this.pools.get(shard.route.read!);
+      const lease = await readLease(db, req.group, topicId);
       const generation = lease?.generation ?? 0;
       const given = positionIn(generation);
       if (given !== undefined) return { start: given, committed: false, generation };
       const pending = await this.pending.offset(shard.name, req.group, req.topic);
-      return { start: Math.max(lease?.committedId ?? 0, pending), committed: true, generation };
+      const deleted = await retentionDeletedThrough(db, topicId);
+      return { start: Math.max(lease?.committedId ?? 0, pending, deleted), committed: true, generation };
     }
     const now = Date.now();
     const cached = this.leases.get(key);
     if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
       // Offsets committed and leases released while the shard took no writes come first.
       await this.pending.apply(shard, req.group, req.topic, topicId);
-      const lease = await acquireLease(
-        this.pools.get(shard.route.write!),
-        req.group,
-        topicId,
-        req.consumer,
-        this.options.leaseTtlMs,
-      );
+      const db = this.pools.get(shard.route.write!);
+      const lease = await acquireLease(db, req.group, topicId, req.consumer, this.options.leaseTtlMs);
       if (lease.owner !== req.consumer) {
         this.leases.delete(key);
         return undefined;
@@ -314,16 +324,19 @@ export class Fetcher {
         consumer: req.consumer,
         expiresAt: now + lease.remainingMs,
         committed: lease.committedId,
+        deletedThrough: await retentionDeletedThrough(db, topicId),
         generation: lease.generation,
       });
     }
-    const { committed, generation } = this.leases.get(key)!;
+    const { committed, deletedThrough, generation } = this.leases.get(key)!;
     const given = positionIn(generation);
-    // A position behind the committed offset is a consumer that went back after a handler error
+    // Ids retention deleted are known to be gone: starting past them keeps the gap rule (gaps.ts)
+    // from waiting for them to fill, so the group resumes at the oldest kept message at once. A
+    // position behind the committed offset is a consumer that went back after a handler error
     // over a message since dead-lettered (and committed past).
     return given === undefined
-      ? { start: committed, committed: true, generation }
-      : { start: Math.max(given, committed), committed: false, generation };
+      ? { start: Math.max(committed, deletedThrough), committed: true, generation }
+      : { start: Math.max(given, committed, deletedThrough), committed: false, generation };
   }
 
   /** Drops what this broker remembers of the group's leases (after a reset or delete). */
@@ -522,6 +535,7 @@ export class Fetcher {
           consumer,
           expiresAt: now + lease.remainingMs,
           committed: lease.committedId,
+          deletedThrough: await retentionDeletedThrough(this.pools.get(shard.route.write!), topicId),
           generation: lease.generation,
         });
       }
@@ -593,20 +607,24 @@ export class Fetcher {
         try {
           const db = this.pools.get(shard.route.read!);
           const topicId = await this.catalog.idOnReadable(shard, topic);
-          if (topicId === undefined) return { shard: shard.name, committed: null, latest: null, owner: null };
-          const [lease, pending, latest] = await Promise.all([
+          if (topicId === undefined) return { shard: shard.name, ...NO_OFFSETS };
+          const [lease, pending, latest, deletedThrough] = await Promise.all([
             readLease(db, group, topicId),
             this.pending.offset(shard.name, group, topic),
             highestMessageId(db, topicId),
+            retentionDeletedThrough(db, topicId),
           ]);
+          const committed = Math.max(lease?.committedId ?? 0, pending);
           return {
             shard: shard.name,
-            committed: Math.max(lease?.committedId ?? 0, pending),
+            committed,
             latest,
             owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+            deletedThrough,
+            missed: Math.max(0, deletedThrough - committed),
           };
         } catch (err) {
-          return { shard: shard.name, committed: null, latest: null, owner: null, error: errorMessage(err) };
+          return { shard: shard.name, ...NO_OFFSETS, error: errorMessage(err) };
         }
       }),
     );

@@ -118,6 +118,20 @@ export async function replicaAppliedPosition(db: Db): Promise<string> {
   return String(row.pos ?? '');
 }
 
+/**
+ * Every message of the topic up to this id was deleted by retention (0: none, or a shard whose
+ * schema predates the column, which had no retention either).
+ */
+export async function retentionDeletedThrough(db: Db, topicId: number): Promise<number> {
+  try {
+    const [row] = await rows(db, 'SELECT deleted_through FROM mq.topics WHERE id = ?', [topicId]);
+    return Number(row?.deleted_through ?? 0);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ER_BAD_FIELD_ERROR') return 0;
+    throw err;
+  }
+}
+
 export async function highestMessageId(db: Db, topicId: number): Promise<number> {
   const [row] = await rows(db, `SELECT COALESCE(MAX(id), 0) AS id FROM ${messageTable(topicId)}`);
   return Number(row.id);

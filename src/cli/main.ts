@@ -22,7 +22,7 @@ Commands:
   topics create NAME          create a topic on every shard (--max-deliveries N: dead letters)
   produce TOPIC [MESSAGE...]  publish the messages, or one per line of standard input
   consume TOPIC --group G     print messages as JSON lines and commit them
-  offsets TOPIC --group G     committed offset, newest id and owner per shard
+  offsets TOPIC --group G     committed offset, newest id, lag, missed and owner per shard
   groups list TOPIC           consumer groups of a topic: members, committed, lag per shard
   groups reset TOPIC GROUP    move a group (--to-earliest, --to-latest, --to-timestamp, --to-offsets)
   groups delete TOPIC GROUP   forget a group's offsets on every shard
@@ -51,8 +51,10 @@ const COMMAND_HELP: Record<string, string> = {
   --wait-ms MS   long-poll wait per fetch (default 1000)
   --no-commit    read without committing (the group will see the messages again)`,
   offsets: `mqctl offsets TOPIC --group G
-  Shows, per shard, the group's committed offset, the newest message id (the difference is the lag)
-  and which consumer holds the shard.`,
+  Shows, per shard, the group's committed offset, the newest message id, the lag (messages kept
+  that the group has not committed), MISSED (messages after its committed offset that retention
+  deleted before the group read them: it resumes at the oldest kept one) and which consumer holds
+  the shard.`,
   groups: `mqctl groups list TOPIC [--json]
 mqctl groups reset TOPIC GROUP (--to-earliest | --to-latest | --to-timestamp ISO | --to-offsets shard-0=41,...) [--force]
 mqctl groups delete TOPIC GROUP [--force]
@@ -196,14 +198,17 @@ async function main(argv: string[]): Promise<number> {
           committed: number | null;
           latest: number | null;
           owner: string | null;
+          deletedThrough?: number | null;
+          missed?: number | null;
           error?: string;
         }[];
       }>('GET', `${groupPath(topic, values.group)}/offsets`);
       const rows = res.shards.map((s) => {
-        const lag = s.latest !== null && s.committed !== null ? s.latest - s.committed : null;
-        return [s.shard, s.committed, s.latest, lag, s.owner ?? s.error];
+        const from = Math.max(s.committed ?? 0, s.deletedThrough ?? 0);
+        const lag = s.latest !== null && s.committed !== null ? Math.max(0, s.latest - from) : null;
+        return [s.shard, s.committed, s.latest, lag, s.missed ?? null, s.owner ?? s.error];
       });
-      console.log(formatTable(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'OWNER'], rows));
+      console.log(formatTable(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'MISSED', 'OWNER'], rows));
       return 0;
     }
     case 'groups': {

@@ -88,11 +88,11 @@ async function ensureSchema(conn: mysql.Connection): Promise<void> {
   const added = await queryRows(
     conn,
     `SELECT 1 FROM information_schema.columns WHERE table_schema = ?
-       AND ((table_name = 'topics' AND column_name = 'settings')
+       AND ((table_name = 'topics' AND column_name IN ('settings', 'deleted_through'))
          OR (table_name = 'group_offsets' AND column_name = 'generation'))`,
     [QUEUE_DATABASE],
   );
-  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && added.length === 2) return;
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && added.length === 3) return;
   for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
 }
 

@@ -15,10 +15,14 @@ export const SCHEMA_STATEMENTS = [
      id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
      name VARCHAR(128) NOT NULL UNIQUE,
      created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-     settings LONGTEXT NULL
+     settings LONGTEXT NULL,
+     deleted_through BIGINT UNSIGNED NOT NULL DEFAULT 0
    ) ENGINE=InnoDB`,
   // Shards bootstrapped before per-topic settings existed (src/api/topic-settings.ts).
   `ALTER TABLE ${QUEUE_DATABASE}.topics ADD COLUMN IF NOT EXISTS settings LONGTEXT NULL`,
+  // deleted_through: retention deleted every message of this shard's topic up to this id (the
+  // operator moves it in the same transaction as the DELETE), so a group's missed count is exact.
+  `ALTER TABLE ${QUEUE_DATABASE}.topics ADD COLUMN IF NOT EXISTS deleted_through BIGINT UNSIGNED NOT NULL DEFAULT 0`,
   // committed_id: the group has processed every message of this shard's topic up to it.
   // owner/lease_until: the consumer that may read this shard for the group until then (DB clock, ms).
   `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.group_offsets (

@@ -34,6 +34,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkResources('spec.brokers.resources', s.brokers.resources),
     ...checkFailover(s),
     ...checkPodTemplate(s),
+    ...checkRetention(s),
   ];
 }
 
@@ -97,7 +98,18 @@ function checkRanges(s: DefaultedSpec): string[] {
     ['spec.failover.probePeriodSeconds', s.failover.probePeriodSeconds, 1, 60],
     ['spec.failover.failureThreshold', s.failover.failureThreshold, 1, 30],
     ['spec.failover.promoteForWritesDelaySeconds', s.failover.promoteForWritesDelaySeconds, 30, 86_400],
+    ['spec.retention.maxAgeHours', s.retention.maxAgeHours, 1, 87_600],
+    ['spec.retention.binlogMinAgeHours', s.retention.binlogMinAgeHours, 0, 8760],
+    ['spec.retention.intervalSeconds', s.retention.intervalSeconds, 5, 3600],
   ];
+  if (s.retention.maxBytesPerShard !== undefined) {
+    ranges.push([
+      'spec.retention.maxBytesPerShard',
+      s.retention.maxBytesPerShard,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ]);
+  }
   return ranges
     .filter(([, v, min, max]) => !Number.isInteger(v) || v < min || v > max)
     .map(([field, v, min, max]) => `${field} is ${v}; it must be a whole number from ${min} to ${max}`);
@@ -210,6 +222,19 @@ function checkFailover(s: DefaultedSpec): string[] {
     );
   }
   return problems;
+}
+
+/**
+ * A size limit below two of the largest messages would delete what producers were just told is
+ * stored (retention keeps whole messages; the newest must fit).
+ */
+function checkRetention(s: DefaultedSpec): string[] {
+  const limit = s.retention.maxBytesPerShard;
+  const least = 2 * s.brokers.maxMessageBytes;
+  if (limit === undefined || !Number.isInteger(limit) || limit < 1 || limit >= least) return [];
+  return [
+    `spec.retention.maxBytesPerShard is ${limit}; it must be at least ${least} (twice spec.brokers.maxMessageBytes), or the newest messages would be deleted as soon as they are written`,
+  ];
 }
 
 function checkPodTemplate(s: DefaultedSpec): string[] {

@@ -26,6 +26,7 @@ import {
   decideShard,
   initialMemory,
 } from './decide.js';
+import type { ShardRetentionView } from '../retention/loop.js';
 
 export const MYSQL_PORT = 3306;
 
@@ -47,6 +48,8 @@ export interface ShardOutcome {
   /** The action that failed this tick, if any; writes are withheld until it succeeds. */
   actionError?: string;
   route: ShardRoute;
+  /** Added by the retention loop (src/operator/retention/loop.ts). */
+  retention?: ShardRetentionView;
 }
 
 /**
