@@ -83,18 +83,21 @@ export class Consumer {
     return messages;
   }
 
-  /** Records everything polled so far as processed. A shard whose primary is down is retried later. */
-  async commit(): Promise<void> {
-    const offsets = this.uncommitted;
+  /**
+   * Records everything polled so far as processed, or only up to the given id per shard (ids this
+   * consumer was delivered). A shard whose primary is down is retried later.
+   */
+  async commit(upTo?: Record<string, number>): Promise<void> {
+    const offsets = upTo ?? this.uncommitted;
     if (Object.keys(offsets).length === 0) return;
-    this.uncommitted = {};
+    if (!upTo) this.uncommitted = {};
     try {
       await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
         offsets,
       });
     } catch (err) {
       // Keep what failed unless a newer delivery replaced it meanwhile.
-      this.uncommitted = { ...offsets, ...this.uncommitted };
+      if (!upTo) this.uncommitted = { ...offsets, ...this.uncommitted };
       throw err;
     }
     this.committed(offsets);
@@ -138,10 +141,13 @@ export class Consumer {
     this.stopped = true;
   }
 
-  /** Commits, then hands this consumer's shards to the rest of the group at once. */
-  async close(): Promise<void> {
+  /**
+   * Commits (unless `commit: false`: what was polled and not committed is then delivered again),
+   * then hands this consumer's shards to the rest of the group at once.
+   */
+  async close({ commit = true }: { commit?: boolean } = {}): Promise<void> {
     this.stop();
-    await this.commit().catch(() => undefined);
+    if (commit) await this.commit().catch(() => undefined);
     await this.transport
       .call(
         'DELETE',
