@@ -6,6 +6,7 @@ import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
+import { ShardDeadlines } from './shard-deadlines.js';
 import {
   acquireLease,
   highestMessageId,
@@ -62,6 +63,11 @@ export interface FetcherOptions {
   cacheBytes: number;
   /** The largest message: a shard read assumes it until it has seen the topic's sizes. */
   maxMessageBytes: number;
+  /**
+   * How long one shard may take to answer its part of a fetch, a commit or a release: a fetch
+   * answers with the other shards' messages after that (see shard-deadlines.ts).
+   */
+  shardTimeoutMs: number;
 }
 
 interface CachedLease {
@@ -86,6 +92,7 @@ export class Fetcher {
   readonly cache: FetchCache;
   private readonly idleSweep: NodeJS.Timeout;
   private readonly offsetWriter: OffsetWriter;
+  private readonly deadlines: ShardDeadlines;
   private closed = false;
 
   constructor(
@@ -98,6 +105,7 @@ export class Fetcher {
   ) {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
+    this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
     // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
     this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
     this.idleSweep.unref();
@@ -156,24 +164,31 @@ export class Fetcher {
   }
 
   private async readShard(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
+    const key = readKey(shard);
+    // Still waiting for an earlier answer: skipped quietly (that one was logged).
+    if (this.deadlines.stalled(key)) return { kind: 'failed', shard: shard.name };
     try {
-      const topicId = await this.catalog.idOnReadable(shard, req.topic);
-      if (topicId === undefined) return { kind: 'empty', shard: shard.name };
-      const start = await this.startPosition(shard, topicId, req);
-      if (start === undefined) return { kind: 'held', shard: shard.name };
-      const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
-      // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
-      const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
-      const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
-      const { messages, source } = await this.cache.read(key, start, rows, () =>
-        this.readDb(shard, key, topicId, start, rows, req.encoding),
-      );
-      this.metrics.fetchShardReads.inc({ source });
-      return { kind: 'read', shard: shard.name, start, messages };
+      return await this.deadlines.run(key, `shard ${shard.name}`, () => this.readShardNow(shard, req, limit));
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
     }
+  }
+
+  private async readShardNow(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
+    const topicId = await this.catalog.idOnReadable(shard, req.topic);
+    if (topicId === undefined) return { kind: 'empty', shard: shard.name };
+    const start = await this.startPosition(shard, topicId, req);
+    if (start === undefined) return { kind: 'held', shard: shard.name };
+    const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
+    // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
+    const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
+    const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
+    const { messages, source } = await this.cache.read(key, start, rows, () =>
+      this.readDb(shard, key, topicId, start, rows, req.encoding),
+    );
+    this.metrics.fetchShardReads.inc({ source });
+    return { kind: 'read', shard: shard.name, start, messages };
   }
 
   /** Messages after `start` on the shard's read instance, up to the first gap that may still fill. */
@@ -285,11 +300,15 @@ export class Fetcher {
           const keeper = this.router.writableShards().sort((a, b) => a.name.localeCompare(b.name))[0];
           if (!keeper)
             throw unavailable('offsets_unavailable', 'no shard takes writes now; commit again later');
-          await savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id);
+          await this.deadlines.run(writeKey(keeper), `offsets of ${name} on ${keeper.name}`, () =>
+            savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id),
+          );
           return;
         }
-        const topicId = await this.catalog.idOnWritable(shard, topic);
-        await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
+        await this.deadlines.run(writeKey(shard), `offsets on ${name}`, async () => {
+          const topicId = await this.catalog.idOnWritable(shard, topic);
+          await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
+        });
         const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
         if (cached) cached.committed = Math.max(cached.committed, id);
       }),
@@ -301,9 +320,11 @@ export class Fetcher {
     await Promise.all(
       this.router.writableShards().map(async (shard) => {
         this.leases.delete(`${group}\u0000${topic}\u0000${shard.name}`);
-        const topicId = await this.catalog.idOnReadable(shard, topic);
-        if (topicId !== undefined)
-          await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
+        await this.deadlines.run(writeKey(shard), `leases on ${shard.name}`, async () => {
+          const topicId = await this.catalog.idOnReadable(shard, topic);
+          if (topicId !== undefined)
+            await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
+        });
       }),
     );
   }
@@ -313,16 +334,19 @@ export class Fetcher {
     return Promise.all(
       this.router.readableShards().map(async (shard): Promise<ShardOffsets> => {
         try {
-          const db = this.pools.get(shard.route.read!);
-          const topicId = await this.catalog.idOnReadable(shard, topic);
-          if (topicId === undefined) return { shard: shard.name, committed: null, latest: null, owner: null };
-          const lease = await readLease(db, group, topicId);
-          return {
-            shard: shard.name,
-            committed: lease?.committedId ?? 0,
-            latest: await highestMessageId(db, topicId),
-            owner: lease && lease.remainingMs > 0 ? lease.owner : null,
-          };
+          return await this.deadlines.run(readKey(shard), `shard ${shard.name}`, async () => {
+            const db = this.pools.get(shard.route.read!);
+            const topicId = await this.catalog.idOnReadable(shard, topic);
+            if (topicId === undefined)
+              return { shard: shard.name, committed: null, latest: null, owner: null };
+            const lease = await readLease(db, group, topicId);
+            return {
+              shard: shard.name,
+              committed: lease?.committedId ?? 0,
+              latest: await highestMessageId(db, topicId),
+              owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+            };
+          });
         } catch (err) {
           return { shard: shard.name, committed: null, latest: null, owner: null, error: errorMessage(err) };
         }
@@ -336,6 +360,11 @@ export class Fetcher {
     for (const [shard, n] of perShard) this.metrics.fetchedMessages.inc({ shard }, n);
   }
 }
+
+/** The instances a shard read touches: its read instance, and its primary for the lease. */
+const readKey = (s: ShardView) =>
+  `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
+const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
 
 type ShardRead =
   | { kind: 'read'; shard: string; start: number; messages: FetchedMessage[] }
