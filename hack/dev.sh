@@ -21,6 +21,11 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
   fi
+  if ! command -v faketime >/dev/null 2>&1; then
+    echo "==> installing faketime (a test runs a broker whose clock is 60 s behind)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime
+  fi
   # npm ci wipes node_modules: only when package-lock.json changed since the last one.
   local sum stamp=node_modules/.dev-sh-lock.sha256
   sum="$(sha256sum package-lock.json | cut -d' ' -f1)"

@@ -200,14 +200,19 @@ export class Fetcher {
     rows: number,
     encoding: Encoding,
   ): Promise<FetchedMessage[]> {
-    // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
-    const now = Date.now();
-    const maxGapAge = await this.maxGapAge(shard, now);
-    const read = await readMessages(this.pools.get(shard.route.read!), topicId, start, rows);
+    const maxGapAge = await this.maxGapAge(shard, Date.now());
+    const { messages: read, shardNowMs } = await readMessages(
+      this.pools.get(shard.route.read!),
+      topicId,
+      start,
+      rows,
+    );
     if (read.length > 0) {
       this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
     }
-    const readable = readableCount(read, start, now, maxGapAge);
+    // Rows were stamped by the shard's clock and are judged by it, taken before the read's
+    // snapshot: brokers' clocks play no part (a gap judged old then cannot fill in that snapshot).
+    const readable = shardNowMs === undefined ? 0 : readableCount(read, start, shardNowMs, maxGapAge);
     const messages = new Array<FetchedMessage>(readable);
     for (let i = 0; i < readable; i++) {
       const m = read[i];

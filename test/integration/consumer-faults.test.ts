@@ -1,15 +1,20 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import { sleep } from '../../src/common/deadline.js';
+import { BrokerProcess } from '../../src/local/broker-process.js';
 import type { LocalShards } from '../../src/local/cluster.js';
 import { startBroker, startShards } from '../support/dataplane.js';
 
 /**
- * Consumers under faults: a reader that closes the CLI's pipe (runs dist/: npm run build first), a
- * hung primary.
+ * Consumers under faults: a reader that closes the CLI's pipe, a hung primary, a broker whose clock
+ * runs a minute behind (libfaketime). Runs dist/ (npm run build first).
  */
 let cluster: LocalShards;
 let broker: Broker;
@@ -168,5 +173,81 @@ describe('a hung primary (SIGSTOP)', () => {
     console.log(`hung primary: ${gaps.length} gaps, p99 ${p99} ms, longest ${gaps.at(-1)} ms`);
     // A generous liveness bound (the machine is shared); docs/benchmarks.md has the measured p99.
     expect(gaps.at(-1)).toBeLessThan(3000);
+  });
+});
+
+/** A transaction on the shard's primary that holds ids of the topic's table without committing. */
+async function holdIds(shard: number, topic: string, rows: number) {
+  const conn = await mysql.createConnection({
+    ...cluster.shards[shard].primary.endpoint,
+    ...cluster.secrets.broker,
+    database: 'mq',
+  });
+  const [found] = await conn.query('SELECT id FROM mq.topics WHERE name = ?', [topic]);
+  const table = `mq.m_${(found as { id: number }[])[0].id}`;
+  await conn.beginTransaction();
+  const values = Array.from({ length: rows }, (_, i) => [Date.now(), Buffer.from(`held-${i}`)]);
+  const [result] = await conn.query(`INSERT INTO ${table} (published_at, payload) VALUES ?`, [values]);
+  const firstId = (result as mysql.ResultSetHeader).insertId;
+  return {
+    ids: Array.from({ length: rows }, (_, i) => `${cluster.shards[shard].name}/${firstId + i}`),
+    commit: async () => {
+      await conn.commit();
+      await conn.end();
+    },
+  };
+}
+
+describe('a broker whose clock runs 60 s behind', () => {
+  let skewed: BrokerProcess;
+
+  beforeAll(async () => {
+    const libfaketime = execFileSync('dpkg', ['-L', 'libfaketime'], { encoding: 'utf8' })
+      .split('\n')
+      .find((f) => f.endsWith('/libfaketime.so.1'));
+    if (!libfaketime) throw new Error('libfaketime not found: apt-get install faketime');
+    const routingFile = join(await mkdtemp(join(tmpdir(), 'mq-skew-')), 'routing.json');
+    await BrokerProcess.writeRouting(routingFile, cluster.routing());
+    skewed = await BrokerProcess.start({
+      host: '127.0.131.100',
+      port: 8080,
+      routingFile,
+      main: fileURLToPath(new URL('../../dist/broker/main.js', import.meta.url)),
+      db: cluster.secrets.broker,
+      logLevel: 'error',
+      // Only the wall clock: timers run on the monotonic clock, which stays true.
+      env: { LD_PRELOAD: libfaketime, FAKETIME: '-60s', FAKETIME_DONT_FAKE_MONOTONIC: '1' },
+    });
+  });
+
+  afterAll(async () => {
+    await skewed?.stop();
+  });
+
+  it('loses nothing: rows it writes after an open gap do not look a minute old to readers', async () => {
+    const topic = 'clock-skew';
+    const producer = new Producer({ brokers: [skewed.url], lingerMs: 1 });
+    await producer.createTopic(topic);
+    // A slow publish holds ids on shard-0 (it commits in time, within the writer's deadline)...
+    const held = await holdIds(0, topic, 3);
+    // ...while the skewed broker's publishes after it on that shard are acknowledged.
+    const after: string[] = [];
+    while (after.length < 4) {
+      for (const ack of await producer.sendBatch(topic, ['a', 'b'])) {
+        if (ack.shard === 'shard-0') after.push(`${ack.shard}/${ack.id}`);
+      }
+    }
+    const consumer = new Consumer({ brokers: [broker.url], topic, group: 'g', waitMs: 100 });
+    const got: string[] = [];
+    const take = async () => {
+      for (const m of await consumer.poll()) if (m.shard === 'shard-0') got.push(`${m.shard}/${m.id}`);
+      await consumer.commit();
+    };
+    for (let i = 0; i < 5; i++) await take();
+    await held.commit();
+    const deadline = Date.now() + 20_000;
+    while (got.length < held.ids.length + after.length && Date.now() < deadline) await take();
+    await consumer.close();
+    expect(got).toEqual([...held.ids, ...after]);
   });
 });
