@@ -59,6 +59,8 @@ export class Stack {
   operator?: ChildProcess;
   operatorExited?: Promise<string>;
   operatorLog = '';
+  private metricsPort = 0;
+  private healthPort = 0;
   metricsUrl = '';
   /** Latest pod objects of the namespace, by name. */
   readonly pods = new Map<string, PodJson>();
@@ -127,33 +129,11 @@ export class Stack {
     await this.kubectl(['create', 'namespace', this.opts.namespace]);
     checkpoint();
 
-    const metricsPort = await freePort();
-    const healthPort = await freePort();
-    this.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    this.metricsPort = await freePort();
+    this.healthPort = await freePort();
+    this.metricsUrl = `http://127.0.0.1:${this.metricsPort}/metrics`;
     this.operatorLog = join(stateDir, 'operator.log');
-    step(`starting the operator (node dist/operator/main.js; log ${this.operatorLog})`);
-    const fd = openSync(this.operatorLog, 'a');
-    const child = spawn(process.execPath, [OPERATOR_MAIN], {
-      env: {
-        ...process.env,
-        KUBECONFIG: this.kubeconfig,
-        POD_IP: '127.0.0.1',
-        METRICS_PORT: String(metricsPort),
-        HEALTH_PORT: String(healthPort),
-        WATCH_NAMESPACES: this.opts.namespace,
-        MQ_LOG_LEVEL: this.opts.operatorLogLevel,
-      },
-      detached: true,
-      stdio: ['ignore', fd, fd],
-    });
-    closeSync(fd);
-    this.operator = child;
-    this.operatorExited = new Promise((resolve) =>
-      child.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)),
-    );
-    process.once('exit', () => {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    });
+    this.startOperator();
 
     const ns = this.opts.namespace;
     this.podReflector = new Reflector({
@@ -180,6 +160,39 @@ export class Stack {
       },
     });
     await Promise.all([this.podReflector.start(), this.clusterReflector.start()]);
+  }
+
+  /** Starts `node dist/operator/main.js`, appending to the operator log. */
+  startOperator(): void {
+    this.opts.step(`starting the operator (node dist/operator/main.js; log ${this.operatorLog})`);
+    const fd = openSync(this.operatorLog, 'a');
+    const child = spawn(process.execPath, [OPERATOR_MAIN], {
+      env: {
+        ...process.env,
+        KUBECONFIG: this.kubeconfig,
+        POD_IP: '127.0.0.1',
+        METRICS_PORT: String(this.metricsPort),
+        HEALTH_PORT: String(this.healthPort),
+        WATCH_NAMESPACES: this.opts.namespace,
+        MQ_LOG_LEVEL: this.opts.operatorLogLevel,
+      },
+      detached: true,
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    this.operator = child;
+    this.operatorExited = new Promise((resolve) =>
+      child.on('exit', (code, signal) => resolve(signal ? `signal ${signal}` : `code ${code}`)),
+    );
+    process.once('exit', () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    });
+  }
+
+  /** kill -9 of the operator; resolves once it is gone. */
+  async killOperator(): Promise<void> {
+    this.operator?.kill('SIGKILL');
+    await this.operatorExited;
   }
 
   /** Stops everything this stack started; safe to call twice and after a partial start. */
