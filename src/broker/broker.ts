@@ -5,6 +5,7 @@ import { getHeapStatistics } from 'node:v8';
 import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
+import { DeadLetters } from './dead-letters.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
@@ -19,6 +20,7 @@ import {
   parseFetch,
   parseJson,
   parsePublish,
+  parseTopicPatch,
 } from './requests.js';
 import { type RoutingDocument, parseRouting } from './routing.js';
 import { ShardPools } from './shard-pools.js';
@@ -63,6 +65,9 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   poolSize: 12,
 };
 
+/** Routes outside /v1/admin/ that take the admin token (checked by their handler) instead of the client one. */
+const ADMIN_ROUTES = new Set(['PATCH /v1/topics']);
+
 type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>;
 
 /**
@@ -77,6 +82,7 @@ export class Broker {
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
+  private readonly deadLetters: DeadLetters;
   private readonly server: Server;
   private readonly routes: [string, RegExp, Handler][];
   private routingTimer?: NodeJS.Timeout;
@@ -92,6 +98,12 @@ export class Broker {
     this.publishBytes = new ByteBudget(config.maxPublishBytesInFlight);
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.catalog = new TopicCatalog(this.router, this.pools);
+    this.deadLetters = new DeadLetters(
+      this.pools,
+      (topic, payloads, bytes) => this.writer.publish(topic, payloads, bytes),
+      this.metrics,
+      log,
+    );
     this.fetcher = new Fetcher(
       this.router,
       this.pools,
@@ -103,6 +115,7 @@ export class Broker {
       },
       this.metrics,
       log,
+      this.deadLetters,
     );
     this.writer = new BatchingWriter(
       this.router,
@@ -121,6 +134,7 @@ export class Broker {
       ['GET /v1/status', /^\/v1\/status$/, async (_q, res) => sendJson(res, 200, this.status())],
       ['GET /v1/topics', /^\/v1\/topics$/, (q, res) => this.listTopics(q, res)],
       ['POST /v1/topics', /^\/v1\/topics$/, (q, res) => this.createTopic(q, res)],
+      ['PATCH /v1/topics', /^\/v1\/topics\/([^/]+)$/, (q, res, p) => this.updateTopic(q, res, p)],
       [
         'POST /v1/topics/messages',
         /^\/v1\/topics\/([^/]+)\/messages$/,
@@ -202,7 +216,8 @@ export class Broker {
     try {
       const match = this.match(req.method ?? 'GET', path);
       routeName = match.name;
-      if (path.startsWith('/v1/') && !path.startsWith('/v1/admin/') && this.config.authToken) {
+      const adminOnly = path.startsWith('/v1/admin/') || ADMIN_ROUTES.has(routeName);
+      if (path.startsWith('/v1/') && !adminOnly && this.config.authToken) {
         if (!bearerMatches(req, this.config.authToken)) {
           throw new MqError(401, 'unauthorized', 'send Authorization: Bearer <token> with the broker token');
         }
@@ -283,9 +298,23 @@ export class Broker {
   }
 
   private async createTopic(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const name = parseCreateTopic(await this.body(req));
+    const { name, settings } = parseCreateTopic(await this.body(req));
     const created = await this.catalog.create(name);
+    if (created && settings) {
+      await this.catalog.updateSettings(name, settings);
+      this.deadLetters.invalidate(name);
+    }
     sendJson(res, created ? 201 : 200, { name, created });
+  }
+
+  private async updateTopic(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]) {
+    this.requireAdmin(req);
+    const topic = checkTopicName(topicParam);
+    const patch = parseTopicPatch(await this.body(req), topic);
+    await this.catalog.requireTopic(topic);
+    const settings = await this.catalog.updateSettings(topic, patch);
+    this.deadLetters.invalidate(topic);
+    sendJson(res, 200, { name: topic, settings });
   }
 
   private async publish(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]): Promise<void> {
@@ -307,9 +336,11 @@ export class Broker {
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
     await this.catalog.requireTopic(topic);
+    // Before the read: a message failed too often is set aside rather than delivered again.
+    if (body.failed.length > 0) await this.fetcher.recordFailures(group, topic, body.consumer, body.failed);
     // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
     const committed = Object.keys(body.commit).length
-      ? this.fetcher.commit(group, topic, body.commit).then(
+      ? this.fetcher.commit(group, topic, body.consumer, body.commit).then(
           () => undefined,
           (err: unknown) => asMqError(err),
         )
@@ -322,9 +353,9 @@ export class Broker {
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
-    const offsets = parseCommit(await this.body(req));
+    const { consumer, offsets } = parseCommit(await this.body(req));
     await this.catalog.requireTopic(topic);
-    await this.fetcher.commit(group, topic, offsets);
+    await this.fetcher.commit(group, topic, consumer, offsets);
     sendJson(res, 200, { committed: offsets });
   }
 

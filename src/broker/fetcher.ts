@@ -1,4 +1,4 @@
-import { badRequest, errorMessage, unavailable } from '../common/errors.js';
+import { MqError, badRequest, errorMessage, unavailable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { Encoding } from './requests.js';
 import { endpointKey } from '../shard/connection.js';
@@ -7,15 +7,18 @@ import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
 import { ShardDeadlines } from './shard-deadlines.js';
+import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
+import { PendingState } from './pending.js';
 import {
+  type DeliveryCount,
   acquireLease,
+  countDelivery,
   highestMessageId,
   readLease,
+  readMessage,
   readMessages,
-  readPendingOffset,
   releaseLease,
   replicaAppliedPosition,
-  savePendingOffset,
 } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
@@ -32,6 +35,13 @@ export interface FetchRequest {
   maxBytes: number;
   waitMs: number;
   encoding: Encoding;
+}
+
+/** A message the SDK's handler threw for (the SDK goes back to just before it). */
+export interface HandlerFailure {
+  shard: string;
+  id: number;
+  error?: string;
 }
 
 export interface FetchResult {
@@ -93,6 +103,9 @@ export class Fetcher {
   private readonly idleSweep: NodeJS.Timeout;
   private readonly offsetWriter: OffsetWriter;
   private readonly deadlines: ShardDeadlines;
+  private readonly pending: PendingState;
+  /** Highest message id seen per shard and topic table: commits up to it need no lookup. */
+  private readonly newestSeen = new Map<string, number>();
   private closed = false;
 
   constructor(
@@ -102,10 +115,12 @@ export class Fetcher {
     private readonly options: FetcherOptions,
     private readonly metrics: BrokerMetrics,
     private readonly log: Logger,
+    private readonly deadLetters: DeadLetters,
   ) {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
     this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
+    this.pending = new PendingState(router, pools, log);
     // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
     this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
     this.idleSweep.unref();
@@ -160,7 +175,27 @@ export class Fetcher {
     if (reads.every((r) => r.kind === 'failed')) {
       throw unavailable('no_readable_shard', 'every shard failed to answer the fetch');
     }
-    return mergeShardReads(reads, req);
+    const result = mergeShardReads(reads, req);
+    await Promise.all(reads.map((r) => this.countFromCommitted(r, result, req)));
+    return result;
+  }
+
+  /**
+   * A read from the committed offset delivers the shard's first uncommitted message again: counted
+   * for maxDeliveries once it is in the answer; past the limit it leaves the answer for the
+   * dead-letter topic (the shard's position in the answer is already past it).
+   */
+  private async countFromCommitted(r: ShardRead, result: FetchResult, req: FetchRequest): Promise<void> {
+    if (r.kind !== 'read' || !r.fromCommitted || r.messages.length === 0) return;
+    const first = r.messages[0].id;
+    if ((result.positions[r.shard] ?? -1) < first) return;
+    try {
+      if (await this.overDeliveryLimit(r.fromCommitted.shard, r.fromCommitted.topicId, req, first, r.start)) {
+        result.messages = result.messages.filter((m) => m.shard !== r.shard || m.id !== first);
+      }
+    } catch (err) {
+      this.log.warn('delivery not counted', { shard: r.shard, id: first, error: errorMessage(err) });
+    }
   }
 
   private async readShard(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
@@ -178,17 +213,20 @@ export class Fetcher {
   private async readShardNow(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
     const topicId = await this.catalog.idOnReadable(shard, req.topic);
     if (topicId === undefined) return { kind: 'empty', shard: shard.name };
-    const start = await this.startPosition(shard, topicId, req);
-    if (start === undefined) return { kind: 'held', shard: shard.name };
+    const from = await this.startPosition(shard, topicId, req);
+    if (from === undefined) return { kind: 'held', shard: shard.name };
+    const start = from.start;
     const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
     // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
     const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
     const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
-    const { messages, source } = await this.cache.read(key, start, rows, () =>
+    const read = await this.cache.read(key, start, rows, () =>
       this.readDb(shard, key, topicId, start, rows, req.encoding),
     );
-    this.metrics.fetchShardReads.inc({ source });
-    return { kind: 'read', shard: shard.name, start, messages };
+    this.metrics.fetchShardReads.inc({ source: read.source });
+    // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
+    const fromCommitted = from.committed && shard.writable ? { shard, topicId } : undefined;
+    return { kind: 'read', shard: shard.name, start, messages: read.messages, fromCommitted };
   }
 
   /** Messages after `start` on the shard's read instance, up to the first gap that may still fill. */
@@ -209,6 +247,8 @@ export class Fetcher {
     );
     if (read.length > 0) {
       this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
+      const newestKey = `${shard.name}\u0000${topicId}`;
+      this.newestSeen.set(newestKey, Math.max(this.newestSeen.get(newestKey) ?? 0, read[read.length - 1].id));
     }
     // Rows were stamped by the shard's clock and are judged by it, taken before the read's
     // snapshot: brokers' clocks play no part (a gap judged old then cannot fill in that snapshot).
@@ -242,23 +282,29 @@ export class Fetcher {
     return now - seen.since >= this.options.maxGapAgeMs ? this.options.maxGapAgeMs : Infinity;
   }
 
-  /** Where the consumer reads this shard from, or undefined while another consumer holds it. */
+  /**
+   * Where the consumer reads this shard from (`committed`: from the group's committed offset, as
+   * the consumer gave no position), or undefined while another consumer holds it.
+   */
   private async startPosition(
     shard: ShardView,
     topicId: number,
     req: FetchRequest,
-  ): Promise<number | undefined> {
-    const key = `${req.group}\u0000${req.topic}\u0000${shard.name}`;
+  ): Promise<{ start: number; committed: boolean } | undefined> {
+    const key = leaseKey(req.group, req.topic, shard.name);
     const given = req.positions[shard.name];
     if (!shard.writable) {
       // No lease can be written while the primary is away; reads go on from the standby.
-      if (given !== undefined) return given;
+      if (given !== undefined) return { start: given, committed: false };
       const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
-      return Math.max(lease?.committedId ?? 0, await this.pendingOffset(shard.name, req.group, req.topic));
+      const pending = await this.pending.offset(shard.name, req.group, req.topic);
+      return { start: Math.max(lease?.committedId ?? 0, pending), committed: true };
     }
     const now = Date.now();
     const cached = this.leases.get(key);
     if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
+      // Offsets committed and leases released while the shard took no writes come first.
+      await this.pending.apply(shard, req.group, req.topic, topicId);
       const lease = await acquireLease(
         this.pools.get(shard.route.write!),
         req.group,
@@ -276,65 +322,272 @@ export class Fetcher {
         committed: lease.committedId,
       });
     }
-    return given ?? this.leases.get(key)!.committed;
-  }
-
-  /** The highest offset kept for `origin` on the other shards while it took no writes. */
-  private async pendingOffset(origin: string, group: string, topic: string): Promise<number> {
-    const found = await Promise.allSettled(
-      this.router
-        .readableShards()
-        .filter((s) => s.name !== origin)
-        .map((s) => readPendingOffset(this.pools.get(s.route.read!), origin, group, topic)),
-    );
-    return Math.max(0, ...found.map((r) => (r.status === 'fulfilled' ? r.value : 0)));
+    const committed = this.leases.get(key)!.committed;
+    // A position behind the committed offset is a consumer that went back after a handler error
+    // over a message since dead-lettered (and committed past).
+    return given === undefined
+      ? { start: committed, committed: true }
+      : { start: Math.max(given, committed), committed: false };
   }
 
   /**
-   * Records that the group processed everything up to the given id on each shard. A shard whose
-   * primary is down cannot take the write; its offset is kept on the first writable shard instead.
+   * Counts a delivery of the shard's first uncommitted message from the committed offset; true
+   * when it was delivered maxDeliveries times already without a commit, and is now dead-lettered.
    */
-  async commit(group: string, topic: string, offsets: Record<string, number>): Promise<void> {
+  private async overDeliveryLimit(
+    shard: ShardView,
+    topicId: number,
+    req: FetchRequest,
+    id: number,
+    committed: number,
+  ): Promise<boolean> {
+    const max = await this.deadLetters.maxDeliveries(shard, req.topic);
+    if (max === undefined) return false;
+    const count = await countDelivery(this.pools.get(shard.route.write!), req.group, topicId, id, committed);
+    if (count.attempts < max) return false;
+    await this.deadLetter(shard, topicId, req.topic, req.group, id, 'not_committed', count);
+    return true;
+  }
+
+  /**
+   * Handler failures the SDK reports (`failed` in a fetch, from the lease holder): each counts
+   * as a delivery of that message; one delivered maxDeliveries times is dead-lettered.
+   */
+  async recordFailures(
+    group: string,
+    topic: string,
+    consumer: string,
+    failed: readonly HandlerFailure[],
+  ): Promise<void> {
+    const shards = new Map(this.router.writableShards().map((s) => [s.name, s]));
+    for (const f of failed) {
+      // Counted on the shard's primary only: while it is down, failed messages are delivered again.
+      const shard = shards.get(f.shard);
+      if (!shard) continue;
+      try {
+        await this.recordFailure(shard, group, topic, consumer, f);
+      } catch (err) {
+        // A report that cannot be counted now only means one more delivery of that message.
+        this.log.warn('handler failure not counted', { shard: f.shard, id: f.id, error: errorMessage(err) });
+      }
+    }
+  }
+
+  private async recordFailure(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+    f: HandlerFailure,
+  ): Promise<void> {
+    const max = await this.deadLetters.maxDeliveries(shard, topic);
+    if (max === undefined) return;
+    const { owner, topicId } = await this.leaseHolder(shard, group, topic, consumer);
+    if (owner !== consumer || topicId === undefined) return;
+    const committed = this.leases.get(leaseKey(group, topic, shard.name))?.committed ?? 0;
+    if (f.id <= committed) return;
+    const db = this.pools.get(shard.route.write!);
+    const count = await countDelivery(db, group, topicId, f.id, committed, f.error ?? 'handler failed');
+    if (count.attempts >= max)
+      await this.deadLetter(shard, topicId, topic, group, f.id, 'handler_failed', count);
+  }
+
+  /** Copies the message to `<topic>.dlq`, then commits the group past it. */
+  private async deadLetter(
+    shard: ShardView,
+    topicId: number,
+    topic: string,
+    group: string,
+    id: number,
+    reason: DeadLetterReason,
+    count: DeliveryCount,
+  ): Promise<void> {
+    const message = await readMessage(this.pools.get(shard.route.write!), topicId, id);
+    if (message) {
+      await this.deadLetters.copy({
+        topic,
+        group,
+        shard: shard.name,
+        message,
+        reason,
+        deliveries: count.attempts,
+        error: count.lastError,
+      });
+    }
+    await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
+    const cached = this.leases.get(leaseKey(group, topic, shard.name));
+    if (cached) cached.committed = Math.max(cached.committed, id);
+  }
+
+  /**
+   * Records that the group processed everything up to the given id on each shard, for `consumer`:
+   * only the consumer holding a shard's lease may commit for it (one that holds none takes it, as a
+   * fetch would), and never past the newest stored message. Every shard is checked before any is
+   * written. A shard whose primary is down (or fails the write) cannot take it: its offset is kept
+   * on another shard (pending.ts) and applied when it takes writes again.
+   */
+  async commit(
+    group: string,
+    topic: string,
+    consumer: string,
+    offsets: Record<string, number>,
+  ): Promise<void> {
     const shards = new Map(this.router.shards().map((s) => [s.name, s]));
     const unknown = Object.keys(offsets).find((name) => !shards.has(name));
     if (unknown) throw badRequest('unknown_shard', `shard "${unknown}" is not in the routing`);
+    const entries = Object.entries(offsets).map(([name, id]) => ({ shard: shards.get(name)!, id }));
     await Promise.all(
-      Object.entries(offsets).map(async ([name, id]) => {
-        const shard = shards.get(name)!;
-        if (!shard.writable) {
-          const keeper = this.router.writableShards().sort((a, b) => a.name.localeCompare(b.name))[0];
-          if (!keeper)
-            throw unavailable('offsets_unavailable', 'no shard takes writes now; commit again later');
-          await this.deadlines.run(writeKey(keeper), `offsets of ${name} on ${keeper.name}`, () =>
-            savePendingOffset(this.pools.get(keeper.route.write!), name, group, topic, id),
+      entries.map((e) =>
+        this.deadlines.run(readKey(e.shard), `shard ${e.shard.name}`, () =>
+          this.checkCommit(e.shard, group, topic, consumer, e.id),
+        ),
+      ),
+    );
+    await Promise.all(
+      entries.map(async ({ shard, id }) => {
+        if (!shard.writable) return this.pending.saveOffset(shard.name, group, topic, id);
+        const topicId = await this.catalog.idOnWritable(shard, topic);
+        try {
+          await this.deadlines.run(writeKey(shard), `offsets on ${shard.name}`, () =>
+            this.offsetWriter.commit(shard.route.write!, { group, topicId, id }),
           );
-          return;
+        } catch (err) {
+          // The primary went away (or hangs) before the routing said so: kept as during any outage.
+          this.log.warn('offset commit failed; keeping it on another shard', {
+            shard: shard.name,
+            error: errorMessage(err),
+          });
+          await this.pending.saveOffset(shard.name, group, topic, id);
         }
-        await this.deadlines.run(writeKey(shard), `offsets on ${name}`, async () => {
-          const topicId = await this.catalog.idOnWritable(shard, topic);
-          await this.offsetWriter.commit(shard.route.write!, { group, topicId, id });
-        });
-        const cached = this.leases.get(`${group}\u0000${topic}\u0000${name}`);
+        const cached = this.leases.get(leaseKey(group, topic, shard.name));
         if (cached) cached.committed = Math.max(cached.committed, id);
       }),
     );
   }
 
-  /** Gives up the consumer's leases so another consumer of the group can take over at once. */
+  /** Throws 409 unless `consumer` holds (or can take) the shard's lease, 422 past the newest id. */
+  private async checkCommit(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+    id: number,
+  ): Promise<void> {
+    const { owner, topicId } = await this.leaseHolder(shard, group, topic, consumer);
+    if (owner !== consumer) {
+      throw new MqError(
+        409,
+        'not_lease_holder',
+        `consumer "${consumer}" does not hold ${shard.name} of topic "${topic}" for group "${group}" (${owner ?? 'nobody'} does); only the holder commits`,
+      );
+    }
+    const newest = topicId === undefined ? 0 : await this.newestId(shard, topicId, id);
+    if (id > newest) {
+      throw new MqError(
+        422,
+        'offset_out_of_range',
+        `offset ${id} for ${shard.name} is past the newest message of topic "${topic}" there (${newest})`,
+      );
+    }
+  }
+
+  /**
+   * Who holds the shard's lease for the group: `consumer` when it holds it or could take it (then
+   * it does). While the primary is away no lease can be taken: any consumer may commit unless
+   * another holds an unexpired lease.
+   */
+  private async leaseHolder(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+  ): Promise<{ owner: string | null; topicId: number | undefined }> {
+    const key = leaseKey(group, topic, shard.name);
+    const now = Date.now();
+    let owner: string | null;
+    let topicId: number | undefined;
+    const cached = this.leases.get(key);
+    if (shard.writable && cached?.consumer === consumer && cached.expiresAt > now) {
+      owner = consumer;
+      topicId = await this.catalog.idOnWritable(shard, topic);
+    } else if (shard.writable) {
+      topicId = await this.catalog.idOnWritable(shard, topic);
+      await this.pending.apply(shard, group, topic, topicId);
+      const lease = await acquireLease(
+        this.pools.get(shard.route.write!),
+        group,
+        topicId,
+        consumer,
+        this.options.leaseTtlMs,
+      );
+      owner = lease.owner;
+      if (owner === consumer) {
+        this.leases.set(key, { consumer, expiresAt: now + lease.remainingMs, committed: lease.committedId });
+      }
+    } else {
+      // No lease can be taken while the primary is away: refuse only a shard another consumer holds.
+      topicId = await this.catalog.idOnReadable(shard, topic);
+      const lease =
+        topicId === undefined
+          ? undefined
+          : await readLease(this.pools.get(shard.route.read!), group, topicId);
+      owner = lease?.owner && lease.remainingMs > 0 ? lease.owner : consumer;
+    }
+    return { owner, topicId };
+  }
+
+  /** The newest message id of the shard's table, looked up only when `atLeast` is past what was seen. */
+  private async newestId(shard: ShardView, topicId: number, atLeast: number): Promise<number> {
+    const key = `${shard.name}\u0000${topicId}`;
+    const seen = this.newestSeen.get(key) ?? 0;
+    if (atLeast <= seen) return seen;
+    const instance = shard.writable ? shard.route.write! : shard.route.read!;
+    const newest = await highestMessageId(this.pools.get(instance), topicId);
+    this.newestSeen.set(key, Math.max(seen, newest));
+    return newest;
+  }
+
+  /**
+   * Gives up the consumer's leases so another consumer of the group can take over at once. A shard
+   * whose primary is down (or fails the write) gets the release when it takes writes again.
+   */
   async leave(group: string, topic: string, consumer: string): Promise<void> {
     await Promise.all(
-      this.router.writableShards().map(async (shard) => {
-        this.leases.delete(`${group}\u0000${topic}\u0000${shard.name}`);
-        await this.deadlines.run(writeKey(shard), `leases on ${shard.name}`, async () => {
-          const topicId = await this.catalog.idOnReadable(shard, topic);
-          if (topicId !== undefined)
-            await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
-        });
+      this.router.shards().map(async (shard) => {
+        this.leases.delete(leaseKey(group, topic, shard.name));
+        const released = await this.deadlines
+          .run(readKey(shard), `leases on ${shard.name}`, () => this.released(shard, group, topic, consumer))
+          .catch(() => false);
+        if (!released) await this.pending.saveRelease(shard.name, group, topic, consumer);
       }),
     );
   }
 
-  /** The group's committed offset and the newest id on every readable shard. */
+  /** Releases the consumer's lease on the shard; false when the release must wait for its primary. */
+  private async released(shard: ShardView, group: string, topic: string, consumer: string): Promise<boolean> {
+    if (!shard.readable) return false;
+    try {
+      const topicId = await this.catalog.idOnReadable(shard, topic);
+      if (topicId === undefined) return true;
+      if (shard.writable) {
+        await releaseLease(this.pools.get(shard.route.write!), group, topicId, consumer);
+        return true;
+      }
+      const lease = await readLease(this.pools.get(shard.route.read!), group, topicId);
+      return !lease || lease.owner !== consumer || lease.remainingMs <= 0;
+    } catch (err) {
+      this.log.warn('lease release failed; keeping it on another shard', {
+        shard: shard.name,
+        error: errorMessage(err),
+      });
+      return false;
+    }
+  }
+
+  /**
+   * The group's committed offset (including one kept elsewhere while the shard took no writes) and
+   * the newest id on every readable shard.
+   */
   async offsets(group: string, topic: string): Promise<ShardOffsets[]> {
     return Promise.all(
       this.router.readableShards().map(async (shard): Promise<ShardOffsets> => {
@@ -344,11 +597,15 @@ export class Fetcher {
             const topicId = await this.catalog.idOnReadable(shard, topic);
             if (topicId === undefined)
               return { shard: shard.name, committed: null, latest: null, owner: null };
-            const lease = await readLease(db, group, topicId);
+            const [lease, pending, latest] = await Promise.all([
+              readLease(db, group, topicId),
+              this.pending.offset(shard.name, group, topic),
+              highestMessageId(db, topicId),
+            ]);
             return {
               shard: shard.name,
-              committed: lease?.committedId ?? 0,
-              latest: await highestMessageId(db, topicId),
+              committed: Math.max(lease?.committedId ?? 0, pending),
+              latest,
               owner: lease && lease.remainingMs > 0 ? lease.owner : null,
             };
           });
@@ -370,9 +627,17 @@ export class Fetcher {
 const readKey = (s: ShardView) =>
   `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
 const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
+const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
 type ShardRead =
-  | { kind: 'read'; shard: string; start: number; messages: FetchedMessage[] }
+  | {
+      kind: 'read';
+      shard: string;
+      start: number;
+      messages: FetchedMessage[];
+      /** Set when the read started at the group's committed offset on the shard's primary. */
+      fromCommitted?: { shard: ShardView; topicId: number };
+    }
   | { kind: 'empty' | 'held' | 'failed'; shard: string };
 
 /**

@@ -69,6 +69,12 @@ export function createBrokerMetrics() {
       help: 'What the messages kept for other groups count as (payloads, their JSON, objects)',
       registers,
     }),
+    deadLettered: new Counter({
+      name: 'mq_broker_dead_lettered_messages_total',
+      help: 'Messages copied to <topic>.dlq after maxDeliveries deliveries, by topic and consumer group',
+      labelNames: ['topic', 'group'] as const,
+      registers,
+    }),
     routingVersion: new Gauge({
       name: 'mq_broker_routing_version',
       help: 'Version of the routing document in force',

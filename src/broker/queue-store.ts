@@ -199,16 +199,134 @@ export async function savePendingOffset(
   );
 }
 
-export async function readPendingOffset(
-  db: Db,
-  originShard: string,
-  group: string,
-  topic: string,
-): Promise<number> {
+async function readPendingOffset(db: Db, originShard: string, group: string, topic: string): Promise<number> {
   const [row] = await rows(
     db,
     'SELECT committed_id FROM mq.pending_offsets WHERE origin_shard = ? AND group_name = ? AND topic = ?',
     [originShard, group, topic],
   );
   return row ? Number(row.committed_id) : 0;
+}
+
+/** Records that `consumer` gave up its lease on `originShard` while that shard took no writes. */
+export async function savePendingRelease(
+  db: Db,
+  originShard: string,
+  group: string,
+  topic: string,
+  consumer: string,
+): Promise<void> {
+  await db.query(
+    `INSERT IGNORE INTO mq.pending_releases (origin_shard, group_name, topic, consumer) VALUES (?, ?, ?, ?)`,
+    [originShard, group, topic, consumer],
+  );
+}
+
+export interface PendingForShard {
+  /** Highest offset kept for the origin shard (0: none). */
+  offset: number;
+  /** Consumers whose lease on the origin shard is to be released. */
+  releases: string[];
+}
+
+/** What this shard keeps for `originShard`: its pending offset and lease releases for the group. */
+export async function readPending(
+  db: Db,
+  originShard: string,
+  group: string,
+  topic: string,
+): Promise<PendingForShard> {
+  const [offsets, releases] = await Promise.all([
+    readPendingOffset(db, originShard, group, topic),
+    rows(
+      db,
+      'SELECT consumer FROM mq.pending_releases WHERE origin_shard = ? AND group_name = ? AND topic = ?',
+      [originShard, group, topic],
+    ),
+  ]);
+  return { offset: offsets, releases: releases.map((r) => String(r.consumer)) };
+}
+
+/**
+ * Forgets what was applied to the origin shard: the pending offset unless a newer one arrived
+ * since it was read, and the given releases.
+ */
+export async function deletePending(
+  db: Db,
+  originShard: string,
+  group: string,
+  topic: string,
+  applied: PendingForShard,
+): Promise<void> {
+  const key = [originShard, group, topic];
+  if (applied.offset > 0) {
+    await db.query(
+      'DELETE FROM mq.pending_offsets WHERE origin_shard = ? AND group_name = ? AND topic = ? AND committed_id <= ?',
+      [...key, applied.offset],
+    );
+  }
+  if (applied.releases.length > 0) {
+    await db.query(
+      'DELETE FROM mq.pending_releases WHERE origin_shard = ? AND group_name = ? AND topic = ? AND consumer IN (?)',
+      [...key, applied.releases],
+    );
+  }
+}
+
+/** The topic's stored settings (JSON text, see src/api/topic-settings.ts), null when none are set. */
+export async function readTopicSettings(db: Db, topic: string): Promise<string | null> {
+  const [row] = await rows(db, 'SELECT settings FROM mq.topics WHERE name = ?', [topic]);
+  return row?.settings === null || row?.settings === undefined ? null : String(row.settings);
+}
+
+export async function writeTopicSettings(db: Db, topic: string, settings: string): Promise<void> {
+  await db.query('UPDATE mq.topics SET settings = ? WHERE name = ?', [settings, topic]);
+}
+
+export interface DeliveryCount {
+  attempts: number;
+  lastError: string | null;
+}
+
+/**
+ * Counts, for maxDeliveries, a delivery of a message from the group's committed offset (`failure`
+ * undefined: the previous such delivery, if any, was not committed) or a handler failure the SDK
+ * reported for it. Rows of messages the group has committed past are removed on the way.
+ */
+export async function countDelivery(
+  db: Db,
+  group: string,
+  topicId: number,
+  messageId: number,
+  committedId: number,
+  failure?: string,
+): Promise<DeliveryCount> {
+  const key = [group, topicId];
+  await db.query('DELETE FROM mq.deliveries WHERE group_name = ? AND topic_id = ? AND message_id <= ?', [
+    ...key,
+    committedId,
+  ]);
+  await db.query(
+    failure === undefined
+      ? `INSERT INTO mq.deliveries (group_name, topic_id, message_id, open_delivery) VALUES (?, ?, ?, 1)
+         ON DUPLICATE KEY UPDATE attempts = attempts + open_delivery, open_delivery = 1`
+      : `INSERT INTO mq.deliveries (group_name, topic_id, message_id, attempts, last_error) VALUES (?, ?, ?, 1, ?)
+         ON DUPLICATE KEY UPDATE attempts = attempts + 1, open_delivery = 0, last_error = VALUES(last_error)`,
+    failure === undefined ? [...key, messageId] : [...key, messageId, failure.slice(0, 4000)],
+  );
+  const [row] = await rows(
+    db,
+    'SELECT attempts, last_error FROM mq.deliveries WHERE group_name = ? AND topic_id = ? AND message_id = ?',
+    [...key, messageId],
+  );
+  return {
+    attempts: Number(row?.attempts ?? 0),
+    lastError: row?.last_error ? String(row.last_error) : null,
+  };
+}
+
+/** One stored message by id, or undefined. */
+export async function readMessage(db: Db, topicId: number, id: number): Promise<StoredMessage | undefined> {
+  const [m] = (await readMessages(db, topicId, id - 1, 1)).messages;
+  return m?.id === id ? m : undefined;
 }

@@ -1,6 +1,8 @@
+import type { TopicSettings } from '../api/topic-settings.js';
 import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
+import type { HandlerFailure } from './fetcher.js';
 import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from './routing.js';
 
@@ -45,10 +47,59 @@ export function checkGroupName(name: unknown): string {
   return name;
 }
 
-export function parseCreateTopic(body: unknown): string {
+export interface CreateTopic {
+  name: string;
+  /** Settings of a topic this request creates (PATCH changes those of an existing one). */
+  settings?: SettingsPatch;
+}
+
+export function parseCreateTopic(body: unknown): CreateTopic {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['name'], 'body');
-  return checkTopicName(obj.name);
+  onlyKeys(obj, ['name', 'settings'], 'body');
+  const name = checkTopicName(obj.name);
+  return { name, settings: obj.settings === undefined ? undefined : parseSettingsPatch(obj.settings, name) };
+}
+
+/** Settings to set (a number) or to remove (null), see src/api/topic-settings.ts. */
+export type SettingsPatch = { [K in keyof TopicSettings]?: number | null };
+
+const SETTING_KEYS: readonly (keyof TopicSettings)[] = [
+  'retentionMaxAgeHours',
+  'retentionMaxBytesPerShard',
+  'maxDeliveries',
+  'maxMessageBytes',
+];
+
+export function parseSettingsPatch(value: unknown, topic: string): SettingsPatch {
+  const obj = asObject(value, 'settings');
+  onlyKeys(obj, [...SETTING_KEYS], 'settings');
+  const patch: SettingsPatch = {};
+  for (const key of SETTING_KEYS) {
+    const v = obj[key];
+    if (v === undefined) continue;
+    if (v !== null && (!Number.isSafeInteger(v) || (v as number) <= 0)) {
+      throw badRequest(
+        'invalid_settings',
+        `settings.${key} must be a positive integer, or null to remove it`,
+      );
+    }
+    patch[key] = v as number | null;
+  }
+  if (patch.maxDeliveries && !TOPIC_NAME_PATTERN.test(`${topic}.dlq`)) {
+    throw badRequest(
+      'invalid_settings',
+      `maxDeliveries needs a dead-letter topic "${topic}.dlq", which is longer than 128 characters`,
+    );
+  }
+  return patch;
+}
+
+export function parseTopicPatch(body: unknown, topic: string): SettingsPatch {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['settings'], 'body');
+  if (obj.settings === undefined)
+    throw badRequest('invalid_settings', 'settings is required: {"settings": {...}}');
+  return parseSettingsPatch(obj.settings, topic);
 }
 
 function parseEncoding(value: unknown): Encoding {
@@ -100,6 +151,8 @@ export interface FetchBody {
   positions: Record<string, number>;
   /** Offsets to commit along with this fetch (the group processed up to them). */
   commit: Record<string, number>;
+  /** Messages the consumer's handler threw for since its last fetch. */
+  failed: HandlerFailure[];
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
@@ -108,17 +161,16 @@ export interface FetchBody {
 
 export function parseFetch(body: unknown): FetchBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['consumer', 'positions', 'commit', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'], 'body');
-  if (typeof obj.consumer !== 'string' || obj.consumer.length === 0 || obj.consumer.length > 128) {
-    throw badRequest(
-      'invalid_consumer',
-      'consumer must be a string of 1-128 characters naming this consumer',
-    );
-  }
+  onlyKeys(
+    obj,
+    ['consumer', 'positions', 'commit', 'failed', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'],
+    'body',
+  );
   return {
-    consumer: obj.consumer,
+    consumer: parseConsumer(obj.consumer),
     positions: parseShardIds(obj.positions ?? {}, 'positions'),
     commit: parseShardIds(obj.commit ?? {}, 'commit'),
+    failed: parseFailures(obj.failed ?? []),
     maxMessages: boundedInt(
       obj.maxMessages,
       'maxMessages',
@@ -132,12 +184,47 @@ export function parseFetch(body: unknown): FetchBody {
   };
 }
 
-export function parseCommit(body: unknown): Record<string, number> {
+export interface CommitBody {
+  /** The consumer that holds the shards' leases (the `consumer` of its fetches). */
+  consumer: string;
+  offsets: Record<string, number>;
+}
+
+export function parseCommit(body: unknown): CommitBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['offsets'], 'body');
+  onlyKeys(obj, ['consumer', 'offsets'], 'body');
   if (obj.offsets === undefined)
     throw badRequest('invalid_offsets', 'offsets is required: {"shard-name": lastId}');
-  return parseShardIds(obj.offsets, 'offsets');
+  const offsets = parseShardIds(obj.offsets, 'offsets');
+  return { consumer: parseConsumer(obj.consumer), offsets };
+}
+
+function parseConsumer(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 128) {
+    throw badRequest(
+      'invalid_consumer',
+      'consumer must be a string of 1-128 characters naming this consumer',
+    );
+  }
+  return value;
+}
+
+function parseFailures(value: unknown): HandlerFailure[] {
+  if (!Array.isArray(value) || value.length > 10_000) {
+    throw badRequest('invalid_failed', 'failed must be a list of {"shard","id","error"?}');
+  }
+  return value.map((raw, i) => {
+    const where = `failed[${i}]`;
+    const f = asObject(raw, where);
+    onlyKeys(f, ['shard', 'id', 'error'], where);
+    if (typeof f.shard !== 'string' || !Number.isSafeInteger(f.id) || (f.id as number) < 1) {
+      throw badRequest('invalid_failed', `${where} needs "shard" (a name) and "id" (a message id)`);
+    }
+    if (f.error !== undefined && typeof f.error !== 'string') {
+      throw badRequest('invalid_failed', `${where}.error must be a string`);
+    }
+    return { shard: f.shard, id: f.id as number, error: f.error as string | undefined };
+  });
 }
 
 function parseShardIds(value: unknown, where: string): Record<string, number> {

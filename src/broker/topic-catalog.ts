@@ -1,6 +1,13 @@
 import type mysql from 'mysql2/promise';
-import { notFound, unavailable } from '../common/errors.js';
-import { createTopic, findTopicId, listTopics } from './queue-store.js';
+import { errorMessage, notFound, unavailable } from '../common/errors.js';
+import {
+  createTopic,
+  findTopicId,
+  listTopics,
+  readTopicSettings,
+  writeTopicSettings,
+} from './queue-store.js';
+import type { SettingsPatch } from './requests.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
 
@@ -29,6 +36,41 @@ export class TopicCatalog {
     }
     this.known.add(topic);
     return !existed;
+  }
+
+  /**
+   * Applies the patch (a number sets a key, null removes it) to the topic's settings on every
+   * shard and returns them. A shard that takes no writes now cannot be changed: 503 naming it, after
+   * the others were; the same request again completes it.
+   */
+  async updateSettings(topic: string, patch: SettingsPatch): Promise<Record<string, unknown>> {
+    const shards = this.router.shards();
+    let merged: Record<string, unknown> = {};
+    const results = await Promise.allSettled(
+      shards.map(async (shard) => {
+        if (!shard.writable) throw new Error('takes no writes now');
+        const db = this.pools.get(shard.route.write!);
+        await this.idOnWritable(shard, topic);
+        const stored = await readTopicSettings(db, topic);
+        const settings = { ...parseObject(stored) };
+        for (const [key, value] of Object.entries(patch)) {
+          if (value === null) delete settings[key];
+          else settings[key] = value;
+        }
+        await writeTopicSettings(db, topic, JSON.stringify(settings));
+        merged = settings;
+      }),
+    );
+    const failed = results.flatMap((r, i) =>
+      r.status === 'rejected' ? [`${shards[i].name} (${errorMessage(r.reason)})`] : [],
+    );
+    if (failed.length > 0) {
+      throw unavailable(
+        'settings_incomplete',
+        `settings of "${topic}" not changed on ${failed.join(', ')}; send the same request again`,
+      );
+    }
+    return merged;
   }
 
   /** Throws 404 unless some shard knows the topic. */
@@ -80,5 +122,17 @@ export class TopicCatalog {
     let m = this.ids.get(shard);
     if (!m) this.ids.set(shard, (m = new Map()));
     return m;
+  }
+}
+
+/** A stored settings object as is (keys a newer version wrote are kept). */
+function parseObject(stored: string | null): Record<string, unknown> {
+  try {
+    const parsed: unknown = stored ? JSON.parse(stored) : {};
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)
+      ? (parsed as Record<string, unknown>)
+      : {};
+  } catch {
+    return {};
   }
 }

@@ -17,7 +17,7 @@ Global flags:
 
 Commands:
   topics                      list topics
-  topics create NAME          create a topic on every shard
+  topics create NAME          create a topic on every shard (--max-deliveries N: dead letters)
   produce TOPIC [MESSAGE...]  publish the messages, or one per line of standard input
   consume TOPIC --group G     print messages as JSON lines and commit them
   offsets TOPIC --group G     committed offset, newest id and owner per shard
@@ -25,9 +25,11 @@ Commands:
 `;
 
 const COMMAND_HELP: Record<string, string> = {
-  topics: `mqctl topics [create NAME]
+  topics: `mqctl topics [create NAME [--max-deliveries N]]
   Without arguments, lists the topics known to the shards. "create NAME" creates one; names match
-  ^[a-z0-9][a-z0-9._-]{0,127}$.`,
+  ^[a-z0-9][a-z0-9._-]{0,127}$.
+  --max-deliveries N   a message a consumer's handler failed on (or fetched without committing)
+                       N times is copied to NAME.dlq and skipped`,
   produce: `mqctl produce TOPIC [MESSAGE...] [--batch N]
   Publishes each MESSAGE, or each line of standard input when none is given, and prints how many
   were acknowledged. A message is acknowledged once committed on a primary and its standby.
@@ -59,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
       group: { type: 'string' },
       max: { type: 'string' },
       batch: { type: 'string' },
+      'max-deliveries': { type: 'string' },
       'wait-ms': { type: 'string' },
       follow: { type: 'boolean' },
       'no-commit': { type: 'boolean' },
@@ -84,7 +87,12 @@ async function main(argv: string[]): Promise<number> {
     case 'topics': {
       if (args[0] === 'create') {
         if (!args[1]) return usage('topics');
-        const res = await new Producer({ brokers, token }).createTopic(args[1]);
+        const maxDeliveries = values['max-deliveries'];
+        const settings =
+          maxDeliveries === undefined
+            ? undefined
+            : { maxDeliveries: positiveInt(maxDeliveries, 0, 'max-deliveries') };
+        const res = await new Producer({ brokers, token }).createTopic(args[1], settings);
         console.log(res.created ? `created topic ${res.name}` : `topic ${res.name} already exists`);
         return 0;
       }

@@ -12,6 +12,8 @@ export interface ConsumerOptions extends TransportOptions {
   waitMs?: number;
   /** Deliver values as Buffers instead of UTF-8 strings. */
   binary?: boolean;
+  /** Called with each error `run`'s handler throws (the messages come again; see `run`). */
+  onError?: (error: unknown, messages: Message[]) => void;
 }
 
 export interface Message<V = string | Buffer> {
@@ -42,6 +44,10 @@ export class Consumer {
   private uncommitted: Record<string, number> = {};
   /** What `run`'s handler finished: committed along with the next fetch, saving a round trip. */
   private processed: Record<string, number> = {};
+  /** Messages the handler threw for alone, reported with the next fetch (for maxDeliveries). */
+  private failed: { shard: string; id: number; error: string }[] = [];
+  /** Per shard, the message the handler last threw for alone: handed to it alone again. */
+  private readonly suspects = new Map<string, number>();
   private stopped = false;
 
   constructor(private readonly options: ConsumerOptions) {
@@ -53,6 +59,7 @@ export class Consumer {
   async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
     const waitMs = this.options.waitMs ?? 1000;
     const commit = Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
+    const failed = this.failed.length > 0 ? this.failed : undefined;
     const res = await this.transport.call<FetchResponse>(
       'POST',
       `${groupPath(this.options.topic, this.options.group)}/fetch`,
@@ -60,6 +67,7 @@ export class Consumer {
         consumer: this.consumerId,
         positions: this.positions,
         commit,
+        failed,
         maxMessages,
         maxBytes: this.options.maxBytes,
         waitMs,
@@ -69,6 +77,7 @@ export class Consumer {
     );
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
     if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
+    if (failed) this.failed = this.failed.filter((f) => !failed.includes(f));
     for (const shard of res.heldElsewhere) {
       delete this.positions[shard];
       delete this.uncommitted[shard];
@@ -93,11 +102,13 @@ export class Consumer {
     if (!upTo) this.uncommitted = {};
     try {
       await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
+        consumer: this.consumerId,
         offsets,
       });
     } catch (err) {
-      // Keep what failed unless a newer delivery replaced it meanwhile.
-      if (!upTo) this.uncommitted = { ...offsets, ...this.uncommitted };
+      // Keep what failed unless a newer delivery replaced it meanwhile; a refusal (4xx) is final.
+      if (!upTo && !(err instanceof MqClientError && err.status < 500))
+        this.uncommitted = { ...offsets, ...this.uncommitted };
       throw err;
     }
     this.committed(offsets);
@@ -105,27 +116,91 @@ export class Consumer {
 
   /**
    * Polls, hands each non-empty batch to `handler`, and commits it once the handler returned
-   * (along with the next fetch, and at the end), until `stop`. A handler that throws stops the
-   * loop without committing that batch.
+   * (along with the next fetch, and at the end), until `stop`. A handler that throws does not stop
+   * the loop: the batch is handed over again one message at a time, to find the message it fails
+   * on; each shard goes back to just before that message, which comes again (after a pause that
+   * grows with repeated failures) until the topic's maxDeliveries sets it aside in `<topic>.dlq`.
+   * Nothing the handler did not finish is committed, and a `run` after `stop` starts there too
+   * (`stop` ends the current `run`; a later one runs again).
    */
   async run(handler: (messages: Message[]) => Promise<void> | void): Promise<void> {
+    this.stopped = false;
+    let failures = 0;
     while (!this.stopped) {
+      const before = { ...this.positions };
       const messages = await this.poll();
       if (messages.length === 0) continue;
-      try {
-        await handler(messages);
-      } catch (err) {
-        // Only what earlier batches finished may still be committed (by close()).
-        this.uncommitted = { ...this.processed };
-        throw err;
-      }
-      for (const m of messages) this.processed[m.shard] = m.id;
+      const handled = await this.handle(handler, messages, before);
+      if (handled > 0) failures = 0;
+      // Nothing went through: pause before the failed message comes again.
+      else if (!this.stopped) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures++)));
     }
     try {
       await this.commit();
     } catch (err) {
       if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
     }
+  }
+
+  /**
+   * Runs the handler on a batch; returns how many of its messages went through. A shard whose
+   * message the handler threw for is set back to just before it.
+   */
+  private async handle(
+    handler: (messages: Message[]) => Promise<void> | void,
+    messages: Message[],
+    before: Record<string, number>,
+  ): Promise<number> {
+    const suspect = messages.some((m) => this.suspects.get(m.shard) === m.id);
+    if (!suspect) {
+      try {
+        await handler(messages);
+        for (const m of messages) this.processed[m.shard] = m.id;
+        return messages.length;
+      } catch (err) {
+        this.options.onError?.(err, messages);
+        // Stopping, or a batch of one: no search for the culprit, the batch comes again.
+        if (this.stopped || messages.length === 1) {
+          if (messages.length === 1) this.reportFailure(messages[0], err);
+          for (const m of messages) this.setBack(m.shard, before[m.shard]);
+          return 0;
+        }
+      }
+    }
+    // One at a time: each shard stops at its first failure and goes back to just before it.
+    const done = { ...before };
+    const failedShards = new Set<string>();
+    let handled = 0;
+    for (const m of messages) {
+      if (failedShards.has(m.shard)) continue;
+      try {
+        await handler([m]);
+        this.processed[m.shard] = done[m.shard] = m.id;
+        this.suspects.delete(m.shard);
+        handled++;
+      } catch (err) {
+        if (suspect) this.options.onError?.(err, [m]);
+        failedShards.add(m.shard);
+        this.reportFailure(m, err);
+        this.setBack(m.shard, done[m.shard]);
+      }
+    }
+    return handled;
+  }
+
+  /** The handler threw for `m` alone: told to the broker with the next fetch, and `m` comes alone. */
+  private reportFailure(m: Message, err: unknown): void {
+    this.failed.push({ shard: m.shard, id: m.id, error: err instanceof Error ? err.message : String(err) });
+    this.suspects.set(m.shard, m.id);
+  }
+
+  /** Reads `shard` again after `position` (from the committed offset when undefined). */
+  private setBack(shard: string, position: number | undefined): void {
+    if (position === undefined) delete this.positions[shard];
+    else this.positions[shard] = position;
+    // Only what the handler finished may be committed.
+    if (this.processed[shard] !== undefined) this.uncommitted[shard] = this.processed[shard];
+    else delete this.uncommitted[shard];
   }
 
   /** Forgets offsets the group has now committed (unless newer ones replaced them meanwhile). */

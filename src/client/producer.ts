@@ -1,5 +1,6 @@
 import { encodeJsonLines } from '../common/json-lines.js';
 import { Transport, type TransportOptions, topicPath } from './transport.js';
+import type { TopicSettings } from '../api/topic-settings.js';
 
 export interface ProducerOptions extends TransportOptions {
   /**
@@ -60,8 +61,9 @@ export class Producer {
     this.maxInflight = options.maxInflight ?? 8;
   }
 
-  async createTopic(name: string): Promise<{ name: string; created: boolean }> {
-    return this.transport.call('POST', '/v1/topics', { name });
+  /** Creates the topic; `settings` (e.g. `{ maxDeliveries: 5 }`) apply only if this creates it. */
+  async createTopic(name: string, settings?: TopicSettings): Promise<{ name: string; created: boolean }> {
+    return this.transport.call('POST', '/v1/topics', { name, settings });
   }
 
   /** Queues one message; resolves with where it was stored. */

@@ -41,10 +41,36 @@ export const SCHEMA_STATEMENTS = [
      updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
      PRIMARY KEY (origin_shard, group_name, topic)
    ) ENGINE=InnoDB`,
+  // Leases a consumer gave up (it closed) while the origin shard's primary was down: applied to
+  // the origin shard's group_offsets with the pending offsets, so its shards go to the rest of the
+  // group at once rather than when the lease runs out.
+  `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.pending_releases (
+     origin_shard VARCHAR(64) NOT NULL,
+     group_name VARCHAR(128) NOT NULL,
+     topic VARCHAR(128) NOT NULL,
+     consumer VARCHAR(128) NOT NULL,
+     created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
+     PRIMARY KEY (origin_shard, group_name, topic, consumer)
+   ) ENGINE=InnoDB`,
+  // Deliveries of one message to a group that did not end in a commit, for the topic's
+  // maxDeliveries: attempts counts handler failures the SDK reported and deliveries from the
+  // committed offset that were followed by another one (the consumer went away); open_delivery
+  // marks a delivery from the committed offset not yet concluded. Only topics with maxDeliveries
+  // write rows here; rows go once the group commits past their message.
+  `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.deliveries (
+     group_name VARCHAR(128) NOT NULL,
+     topic_id INT UNSIGNED NOT NULL,
+     message_id BIGINT UNSIGNED NOT NULL,
+     attempts INT UNSIGNED NOT NULL DEFAULT 0,
+     open_delivery TINYINT NOT NULL DEFAULT 0,
+     last_error TEXT NULL,
+     updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
+     PRIMARY KEY (group_name, topic_id, message_id)
+   ) ENGINE=InnoDB`,
 ];
 
 /** Tables `SCHEMA_STATEMENTS` creates in the queue database. */
-export const SCHEMA_TABLES = ['topics', 'group_offsets', 'pending_offsets'];
+export const SCHEMA_TABLES = ['topics', 'group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'];
 
 export const messageTable = (topicId: number) => `${QUEUE_DATABASE}.m_${topicId}`;
 

@@ -10,7 +10,14 @@ import {
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
-import { parseCommit, parseFetch, parsePublish } from '../../src/broker/requests.js';
+import { deadLetterBody } from '../../src/broker/dead-letters.js';
+import {
+  parseCommit,
+  parseCreateTopic,
+  parseFetch,
+  parsePublish,
+  parseTopicPatch,
+} from '../../src/broker/requests.js';
 import { parseRouting } from '../../src/broker/routing.js';
 import { writeEligible } from '../../src/broker/shard-health.js';
 
@@ -322,8 +329,48 @@ describe('request parsing', () => {
     expect(parseFetch({ consumer: 'c1', commit: { 'shard-0': 4 } }).commit).toEqual({ 'shard-0': 4 });
     expect(() => parseFetch({ consumer: 'c1', commit: { 'shard-0': -1 } })).toThrow(/commit.shard-0/);
   });
-  it('requires offsets on commit', () => {
+  it('requires offsets and the committing consumer on commit', () => {
     expect(() => parseCommit({})).toThrow(/offsets is required/);
-    expect(parseCommit({ offsets: { 'shard-0': 12 } })).toEqual({ 'shard-0': 12 });
+    expect(() => parseCommit({ offsets: { 'shard-0': 12 } })).toThrow(/consumer must be/);
+    expect(parseCommit({ consumer: 'c1', offsets: { 'shard-0': 12 } })).toEqual({
+      consumer: 'c1',
+      offsets: { 'shard-0': 12 },
+    });
+  });
+  it('takes handler failures with a fetch, and settings a topic may have', () => {
+    expect(
+      parseFetch({ consumer: 'c1', failed: [{ shard: 'shard-0', id: 3, error: 'boom' }] }).failed,
+    ).toEqual([{ shard: 'shard-0', id: 3, error: 'boom' }]);
+    expect(() => parseFetch({ consumer: 'c1', failed: [{ shard: 'shard-0' }] })).toThrow(/failed\[0\]/);
+    expect(parseCreateTopic({ name: 't', settings: { maxDeliveries: 5 } })).toEqual({
+      name: 't',
+      settings: { maxDeliveries: 5 },
+    });
+    expect(parseTopicPatch({ settings: { maxDeliveries: null } }, 't')).toEqual({ maxDeliveries: null });
+    expect(() => parseTopicPatch({ settings: { maxDeliveries: 0 } }, 't')).toThrow(/positive integer/);
+    expect(() => parseTopicPatch({ settings: { ttl: 1 } }, 't')).toThrow(/unknown field/);
+    expect(() => parseTopicPatch({ settings: { maxDeliveries: 3 } }, 'x'.repeat(126))).toThrow(/\.dlq/);
+  });
+});
+
+describe('dead letters', () => {
+  const base = {
+    topic: 'orders',
+    group: 'billing',
+    shard: 'shard-1',
+    reason: 'handler_failed' as const,
+    deliveries: 5,
+    error: 'boom',
+  };
+  it('carry the message, where it came from and why it was set aside', () => {
+    const body = JSON.parse(
+      deadLetterBody({ ...base, message: { id: 7, publishedAt: 1000, payload: Buffer.from('héllo') } }),
+    );
+    expect(body).toEqual({ ...base, id: 7, publishedAt: 1000, encoding: 'utf8', value: 'héllo' });
+  });
+  it('keep bytes that are not UTF-8 in base64', () => {
+    const payload = Buffer.from([0xff, 0x00, 0xfe]);
+    const body = JSON.parse(deadLetterBody({ ...base, message: { id: 1, publishedAt: 0, payload } }));
+    expect(body).toMatchObject({ encoding: 'base64', value: payload.toString('base64') });
   });
 });
