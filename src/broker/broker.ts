@@ -11,6 +11,7 @@ import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
 import { bearerMatches, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { LagMetrics } from './lag-metrics.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
 import {
   checkGroupName,
@@ -79,6 +80,7 @@ export class Broker {
   private readonly pools: ShardPools;
   readonly router: ShardRouter;
   private readonly catalog: TopicCatalog;
+  private readonly lag: LagMetrics;
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
@@ -98,6 +100,7 @@ export class Broker {
     this.publishBytes = new ByteBudget(config.maxPublishBytesInFlight);
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.catalog = new TopicCatalog(this.router, this.pools);
+    this.lag = new LagMetrics(this.metrics.registry, this.router, this.pools, log);
     this.deadLetters = new DeadLetters(
       this.pools,
       (topic, payloads, bytes) => this.writer.publish(topic, payloads, bytes),
@@ -285,6 +288,7 @@ export class Broker {
 
   private async metricsPage(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.metrics.fetchCacheBytes.set(this.fetcher.cache.sizeBytes);
+    await this.lag.refreshIfStale();
     for (const s of this.router.shards()) {
       this.metrics.shardWritable.set({ shard: s.name }, s.writable ? 1 : 0);
       this.metrics.shardReadable.set({ shard: s.name }, s.readable ? 1 : 0);

@@ -25,6 +25,7 @@ export const RESOURCES: Readonly<Record<string, ResourceInfo>> = {
   Lease: { plural: 'leases', namespaced: true },
   MessageQueueCluster: { plural: 'messagequeueclusters', namespaced: true },
   Namespace: { plural: 'namespaces', namespaced: false },
+  Node: { plural: 'nodes', namespaced: false },
   CustomResourceDefinition: { plural: 'customresourcedefinitions', namespaced: false },
 };
 

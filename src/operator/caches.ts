@@ -23,6 +23,11 @@ export type CachedKind = typeof KIND | (typeof OWNED_KINDS)[number]['kind'];
  */
 export class Caches {
   private readonly informers = new Map<CachedKind, Informer<KubeObject>[]>();
+  /**
+   * Nodes, watched only by a cluster-wide operator (a namespaced install grants nothing
+   * cluster-wide): a cordoned node that holds a primary gets that shard switched over.
+   */
+  private readonly nodes?: Informer<KubeObject & { spec?: { unschedulable?: boolean } }>;
 
   constructor(rest: KubeRest, namespaces: string[], pdbApiVersion: PdbApiVersion | undefined, log: Logger) {
     const scopes = namespaces.length ? namespaces : [undefined];
@@ -47,22 +52,42 @@ export class Caches {
       const version = kind === 'PodDisruptionBudget' ? pdbApiVersion : apiVersion;
       if (version) add(kind, version, owned);
     }
+    if (!namespaces.length) {
+      this.nodes = new Informer({
+        rest,
+        path: resourcePath({ apiVersion: 'v1', kind: 'Node' }),
+        name: 'Node',
+        logger: log,
+      });
+    }
+  }
+
+  /** Names of the nodes marked unschedulable (`kubectl cordon`, the first step of `kubectl drain`). */
+  cordonedNodes(): Set<string> {
+    return new Set(
+      (this.nodes?.list() ?? []).filter((n) => n.spec?.unschedulable).map((n) => n.metadata?.name ?? ''),
+    );
   }
 
   start(): void {
     for (const list of this.informers.values()) for (const i of list) i.start();
+    this.nodes?.start();
   }
 
   async stop(): Promise<void> {
     await Promise.all([...this.informers.values()].flat().map((i) => i.stop()));
+    await this.nodes?.stop();
   }
 
   async synced(): Promise<void> {
     await Promise.all([...this.informers.values()].flat().map((i) => i.synced));
+    await this.nodes?.synced;
   }
 
   hasSynced(): boolean {
-    return [...this.informers.values()].flat().every((i) => i.hasSynced());
+    return (
+      [...this.informers.values()].flat().every((i) => i.hasSynced()) && (this.nodes?.hasSynced() ?? true)
+    );
   }
 
   get<T extends KubeObject>(kind: CachedKind, namespace: string, name: string): T | undefined {

@@ -3,8 +3,10 @@ import type { RoutingDocument } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { ShardSecrets } from '../shard/bootstrap.js';
-import type { DefaultedCluster } from './api/types.js';
+import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } from './api/types.js';
 import type { EventRecorder } from './events.js';
+import { names } from './desired/meta.js';
+import type { SwitchoverRequest } from './shards/decide.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
 import { pushRouting } from './shards/routing-publisher.js';
@@ -22,6 +24,10 @@ export interface ClusterLoopDeps {
   publishedRouting?: RoutingDocument;
   /** Asks the reconciler to write status and the routing ConfigMap. */
   changed(): void;
+  /** Nodes marked unschedulable: a primary there is switched over to its standby elsewhere. */
+  cordonedNodes(): Set<string>;
+  /** Removes the switchover annotation once the switchover it asked for is over (either way). */
+  clearSwitchoverRequest(): Promise<void>;
   events: EventRecorder;
   metrics: ClusterLoopMetrics;
   log: Logger;
@@ -64,10 +70,29 @@ export function clusterLoopMetrics(registry: Registry) {
       labelNames,
       registers,
     }),
+    shardProtected: new Gauge({
+      name: 'mysqlmq_shard_standby_acknowledging',
+      help: '1 when the primary has a semi-sync standby acknowledging its commits',
+      labelNames,
+      registers,
+    }),
     shardLag: new Gauge({
       name: 'mysqlmq_shard_replication_lag_transactions',
       help: 'Transactions the standby has not applied yet',
       labelNames,
+      registers,
+    }),
+    switchovers: new Counter({
+      name: 'mysqlmq_switchovers_total',
+      help: 'Planned switchovers by result (Succeeded, Failed)',
+      labelNames: ['namespace', 'cluster', 'shard', 'result'] as const,
+      registers,
+    }),
+    switchoverWritesPaused: new Histogram({
+      name: 'mysqlmq_switchover_writes_paused_seconds',
+      help: 'How long a switched-over shard took no writes (its writes went to the other shards)',
+      labelNames,
+      buckets: [0.1, 0.25, 0.5, 1, 2, 5, 10],
       registers,
     }),
     routingPushFailures: new Counter({
@@ -97,16 +122,39 @@ export class ClusterLoop {
   private ticks = 0;
   private readonly firstBadAt = new Map<string, number>();
   private lastSummary = '';
+  /** The switchover annotation value already handled, ignored until the annotation changes. */
+  private handledSwitchover?: string;
+  /** When the routing that paused a shard's writes for a switchover was pushed. */
+  private writesPausedAt?: number;
+  private lastSwitchover?: SwitchoverStatus;
+  /** What asked for the switchover under way: the annotation or a cordoned node. */
+  private switchoverRequestedBy: 'annotation' | 'drain' = 'annotation';
+  /** Per shard: when a switchover for a drain was last refused (tried again after a while). */
+  private readonly drainRefusedAt = new Map<string, number>();
+  private failoverCount: number;
 
   constructor(private readonly deps: ClusterLoopDeps) {
     this.manager = new ShardManager(deps.secrets, deps.log, 2000);
     const cr = deps.cluster();
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
     this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
+    this.failoverCount = cr?.status?.failoverCount ?? 0;
   }
 
-  get latest(): { outcomes?: ShardOutcome[]; observedAt: number; routing: RoutingDocument } {
-    return { outcomes: this.outcomes, observedAt: this.observedAt, routing: this.routing };
+  get latest(): {
+    outcomes?: ShardOutcome[];
+    observedAt: number;
+    routing: RoutingDocument;
+    lastSwitchover?: SwitchoverStatus;
+    failoverCount: number;
+  } {
+    return {
+      outcomes: this.outcomes,
+      observedAt: this.observedAt,
+      routing: this.routing,
+      lastSwitchover: this.lastSwitchover,
+      failoverCount: this.failoverCount,
+    };
   }
 
   /** What the next reconcile should see about a shard before the first tick finished. */
@@ -138,7 +186,10 @@ export class ClusterLoop {
           error: errorMessage(err),
         });
       }
-      const wait = Math.max(0, cr.spec.failover.probePeriodSeconds * 1000 - (Date.now() - started));
+      // A shard out of the write rotation for a switchover is switched at once, not a period later.
+      const wait = this.manager.switchoverPending()
+        ? 0
+        : Math.max(0, cr.spec.failover.probePeriodSeconds * 1000 - (Date.now() - started));
       await new Promise<void>((resolve) => (this.timer = setTimeout(resolve, wait)));
     }
   }
@@ -148,15 +199,24 @@ export class ClusterLoop {
     const observedAt = Date.now();
     const observed = observeShards(cr.metadata.name, spec.shards, this.deps.mysqlPods());
     const now = new Date();
-    const outcomes = await this.manager.tick(observed, {
-      durability: spec.mysql.durability,
-      failureThreshold: spec.failover.failureThreshold,
-      promoteStandbyForReads: spec.failover.promoteStandbyForReads,
-      promoteForWritesAfterMs: spec.failover.promoteForWrites
-        ? spec.failover.promoteForWritesDelaySeconds * 1000
-        : null,
-      semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
-    });
+    const requested = this.switchoverRequest(
+      cr,
+      observed.map((o) => o.name),
+    );
+    const outcomes = await this.manager.tick(
+      observed,
+      {
+        durability: spec.mysql.durability,
+        failureThreshold: spec.failover.failureThreshold,
+        promoteStandbyForReads: spec.failover.promoteStandbyForReads,
+        promoteForWritesAfterMs: spec.failover.promoteForWrites
+          ? spec.failover.promoteForWritesDelaySeconds * 1000
+          : null,
+        semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
+      },
+      now,
+      requested,
+    );
     this.outcomes = outcomes;
     this.observedAt = observedAt;
     const labels = (shard: string) => ({
@@ -173,6 +233,7 @@ export class ClusterLoop {
         for (const e of o.decision.events) {
           void this.deps.events.record(cr, e.type, e.reason, e.message, { transition: true });
           if (e.reason === 'PromotedForWrites') this.deps.metrics.promotions.inc(labels(o.shard));
+          if (FAILOVER_REASONS.has(e.reason)) this.failoverCount++;
         }
       }
       const primary = o.instances.find((i) => i.index === o.decision.memory.primaryIndex);
@@ -181,6 +242,7 @@ export class ClusterLoop {
       if (!bad && o.decision.memory.readsFrom === 'primary') this.firstBadAt.delete(o.shard);
       this.deps.metrics.shardWritable.set(labels(o.shard), o.route.write ? 1 : 0);
       this.deps.metrics.shardReadable.set(labels(o.shard), o.route.read ? 1 : 0);
+      this.deps.metrics.shardProtected.set(labels(o.shard), o.decision.semiSync === 'active' ? 1 : 0);
       if (o.decision.lagTransactions !== null)
         this.deps.metrics.shardLag.set(labels(o.shard), o.decision.lagTransactions);
     }
@@ -198,6 +260,7 @@ export class ClusterLoop {
     }
     // Push on every change, and now and then regardless: a broker that restarted or missed a push
     // catches up (brokers ignore a version they already have).
+    const pushStartedAt = Date.now();
     if (routesChanged || this.ticks++ % 10 === 0 || this.lastPushedVersion !== this.routing.version) {
       const urls = this.deps.brokerUrls();
       const results = await pushRouting(urls, this.routing, this.deps.adminToken);
@@ -215,6 +278,10 @@ export class ClusterLoop {
         this.lastPushedVersion = this.routing.version;
       }
     }
+    if (this.manager.switchoverPending() && this.writesPausedAt === undefined) {
+      this.writesPausedAt = pushStartedAt;
+    }
+    for (const o of outcomes) if (o.decision.switchover) this.finishSwitchover(cr, o);
     if (routesChanged) {
       for (const o of outcomes) {
         const since = this.firstBadAt.get(o.shard);
@@ -227,6 +294,8 @@ export class ClusterLoop {
     // Lag moves every tick under load; it reaches status with the periodic reconcile instead.
     const summary = JSON.stringify([
       this.routing.version,
+      this.lastSwitchover,
+      this.failoverCount,
       outcomes.map((o) => ({ ...shardStatusOf(o), replicationLagSeconds: null, lagTransactions: null })),
     ]);
     if (summary !== this.lastSummary) {
@@ -234,4 +303,125 @@ export class ClusterLoop {
       this.deps.changed();
     }
   }
+
+  /**
+   * Which shard a switchover is asked for (the annotation), and whether the other shards can take
+   * its writes meanwhile: every other shard must be Healthy, and there must be one.
+   */
+  private switchoverRequest(cr: DefaultedCluster, shards: string[]): Map<string, SwitchoverRequest> {
+    const requests = new Map<string, SwitchoverRequest>();
+    const annotated = cr.metadata.annotations?.[ANNOTATION_SWITCHOVER];
+    if (annotated !== this.handledSwitchover) this.handledSwitchover = undefined;
+    const asked = annotated && annotated !== this.handledSwitchover ? annotated : undefined;
+    const wanted = asked ?? this.drainedPrimary(cr, shards);
+    if (!wanted) return requests;
+    this.switchoverRequestedBy = asked ? 'annotation' : 'drain';
+    if (!shards.includes(wanted)) {
+      this.recordSwitchover(cr, {
+        shard: wanted,
+        from: '-',
+        to: '-',
+        result: 'Failed',
+        writesPausedMs: 0,
+        message: `no shard "${wanted}" in this cluster (shards: ${shards.join(', ')})`,
+        time: new Date().toISOString(),
+        requestedBy: 'annotation',
+      });
+      return requests;
+    }
+    const others = shards.filter((s) => s !== wanted);
+    const unhealthy = others
+      .map((s) => ({ name: s, phase: this.manager.memoryOf(s).phase }))
+      .filter((s) => s.phase !== 'Healthy');
+    requests.set(wanted, {
+      blockedBy: !others.length
+        ? `the cluster has a single shard: its writes would have nowhere to go while the roles change`
+        : unhealthy.length
+          ? `other shards must take the writes meanwhile, but ${unhealthy.map((s) => `${s.name} is ${s.phase}`).join(', ')}`
+          : undefined,
+    });
+    return requests;
+  }
+
+  private finishSwitchover(cr: DefaultedCluster, o: ShardOutcome): void {
+    const verdict = o.decision.switchover!;
+    const pausedAt = this.writesPausedAt;
+    this.writesPausedAt = undefined;
+    const writesPausedMs = pausedAt === undefined ? undefined : Date.now() - pausedAt;
+    if (writesPausedMs !== undefined) {
+      this.deps.metrics.switchoverWritesPaused.observe(
+        { namespace: cr.metadata.namespace, cluster: cr.metadata.name, shard: o.shard },
+        writesPausedMs / 1000,
+      );
+    }
+    this.recordSwitchover(cr, {
+      shard: o.shard,
+      from: verdict.from,
+      to: verdict.to,
+      result: verdict.result,
+      message:
+        writesPausedMs === undefined
+          ? verdict.message
+          : `${verdict.message}; writes paused ${writesPausedMs} ms`,
+      time: new Date().toISOString(),
+      // Every field, every time: status is written as a merge patch, which keeps absent fields.
+      writesPausedMs: writesPausedMs ?? 0,
+      requestedBy: this.switchoverRequestedBy,
+    });
+  }
+
+  /**
+   * A Healthy shard whose primary runs on a cordoned node and whose standby does not: `kubectl
+   * drain` cordons first, then evicts, and the primary's PodDisruptionBudget refuses to evict it
+   * until it is the standby. One shard at a time; a refused one is tried again after a while.
+   */
+  private drainedPrimary(cr: DefaultedCluster, shards: string[]): string | undefined {
+    const cordoned = this.deps.cordonedNodes();
+    if (!cordoned.size) return undefined;
+    const nodeOf = (pod: string) =>
+      this.deps.mysqlPods().find((p) => p.metadata?.name === pod)?.spec?.nodeName ?? '';
+    return shards.find((shard, i) => {
+      const memory = this.manager.memoryOf(shard);
+      if (memory.phase !== 'Healthy') return false;
+      if ((this.drainRefusedAt.get(shard) ?? 0) > Date.now() - DRAIN_RETRY_MS) return false;
+      const primary = names.pod(cr.metadata.name, i, memory.primaryIndex);
+      const standby = names.pod(cr.metadata.name, i, 1 - memory.primaryIndex);
+      return cordoned.has(nodeOf(primary)) && !cordoned.has(nodeOf(standby)) && nodeOf(standby) !== '';
+    });
+  }
+
+  private recordSwitchover(cr: DefaultedCluster, record: SwitchoverStatus): void {
+    this.lastSwitchover = record;
+    if (record.requestedBy === 'drain') {
+      if (record.result === 'Failed') this.drainRefusedAt.set(record.shard, Date.now());
+      else this.drainRefusedAt.delete(record.shard);
+    } else {
+      this.handledSwitchover = cr.metadata.annotations?.[ANNOTATION_SWITCHOVER];
+    }
+    this.deps.metrics.switchovers.inc({
+      namespace: cr.metadata.namespace,
+      cluster: cr.metadata.name,
+      shard: record.shard,
+      result: record.result,
+    });
+    const ok = record.result === 'Succeeded';
+    void this.deps.events.record(
+      cr,
+      ok ? 'Normal' : 'Warning',
+      ok ? 'Switchover' : 'SwitchoverFailed',
+      ok ? record.message : `${record.shard}: switchover refused or failed: ${record.message}`,
+      { transition: true },
+    );
+    this.deps
+      .clearSwitchoverRequest()
+      .catch((err: unknown) =>
+        this.deps.log.warn('could not remove the switchover annotation', { error: errorMessage(err) }),
+      );
+  }
 }
+
+/** How long a switchover for a drained node waits after a refusal before it is tried again. */
+const DRAIN_RETRY_MS = 15_000;
+
+/** Events that mean a shard lost its primary; `status.failoverCount` counts them. */
+const FAILOVER_REASONS = new Set(['FailedOver', 'ShardUnavailable', 'PromotedForWrites']);

@@ -9,6 +9,7 @@ import { type KubeObject, refOf, resourcePath } from '../k8s/resources.js';
 import { defaultCluster } from './api/defaults.js';
 import {
   ANNOTATION_CONFIG_HASH,
+  ANNOTATION_SWITCHOVER,
   COMPONENT_BROKER,
   COMPONENT_MYSQL,
   type DefaultedCluster,
@@ -124,6 +125,12 @@ export class ClusterReconciler {
       // holds the last routing decided, which a restarted broker must not lose.
       routing: outcomes ? routing : { ...initialRouting(cr), version: routing.version },
       primaryIndex,
+      // Before the shard loop's first tick, status says what the last operator saw.
+      standbyEvictable: Object.fromEntries(
+        outcomes
+          ? outcomes.map((o) => [o.shard, o.decision.memory.phase === 'Healthy'])
+          : (cr.status?.shards ?? []).map((s) => [s.name, s.phase === 'Healthy']),
+      ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
     });
@@ -285,6 +292,14 @@ export class ClusterReconciler {
       adminToken: credentials['admin-token'],
       publishedRouting: this.publishedRouting(cr),
       changed: () => this.deps.enqueue(key),
+      cordonedNodes: () => this.deps.caches.cordonedNodes(),
+      clearSwitchoverRequest: async () => {
+        const live = this.deps.caches.cluster(key);
+        if (!live?.metadata.annotations?.[ANNOTATION_SWITCHOVER]) return;
+        await mergePatch(this.deps.rest, refOf(defaultCluster(live)), {
+          metadata: { annotations: { [ANNOTATION_SWITCHOVER]: null } },
+        });
+      },
       events: this.deps.events,
       metrics: this.deps.loopMetrics,
       log: this.deps.log.child({ cluster: name, namespace }),
@@ -470,6 +485,8 @@ export class ClusterReconciler {
         selector: brokerSelectorString(cr),
       },
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
+      lastSwitchover: loop?.latest.lastSwitchover,
+      failoverCount: loop?.latest.failoverCount,
       now: new Date(),
     });
     // Key order differs between what the server returns and what is built here: compare by value.

@@ -4,6 +4,7 @@ import type {
   ConditionType,
   MessageQueueClusterStatus,
   ShardStatus,
+  SwitchoverStatus,
 } from './api/types.js';
 import type { ShardMemory } from './shards/decide.js';
 import type { ShardOutcome } from './shards/manager.js';
@@ -18,10 +19,14 @@ export interface StatusInput {
   shardsTotal: number;
   brokers: { ready: number; desired: number; selector: string };
   routingVersion: number;
+  /** The shard loop's last switchover and failover count; the previous status's when it has none. */
+  lastSwitchover?: SwitchoverStatus;
+  failoverCount?: number;
   now: Date;
 }
 
-const READY_PHASES = new Set(['Healthy', 'Unprotected']);
+// A planned switchover takes one shard's writes away for about a second: not a reason to alarm.
+const READY_PHASES = new Set(['Healthy', 'Unprotected', 'SwitchingOver']);
 // Recovering counts as degraded: the shard is back but not yet protected by its standby.
 const DEGRADED_PHASES = new Set([
   'FailedOver',
@@ -112,6 +117,8 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
   const failovers = shards.map((s) => s.failedOverAt).filter((t): t is string => Boolean(t));
   const lastFailoverTime = [previous?.lastFailoverTime, ...failovers].filter(Boolean).sort().pop();
 
+  const failoverCount = input.failoverCount ?? previous?.failoverCount;
+  const lastSwitchover = input.lastSwitchover ?? previous?.lastSwitchover;
   const describe = (list: ShardStatus[]) => list.map((s) => `${s.name}: ${s.message}`).join('; ');
   const ready = allShardsReady && brokersReady;
   set(
@@ -167,6 +174,8 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     shardsReady,
     writableShards: writable,
     ...(lastFailoverTime ? { lastFailoverTime } : {}),
+    ...(failoverCount ? { failoverCount } : {}),
+    ...(lastSwitchover ? { lastSwitchover } : {}),
     shards,
   };
 }

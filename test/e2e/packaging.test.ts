@@ -180,7 +180,8 @@ describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
         name: 'c',
       }),
       use('', 'events', 'create', { namespace: 'a' }),
-      use('', 'nodes', 'list'),
+      // Nodes are watched (drain), never changed.
+      use('', 'nodes', 'patch'),
       use('coordination.k8s.io', 'leases', 'update', {
         namespace: 'mysqlmq-system',
         name: 'mysqlmq-operator-leader',
@@ -190,7 +191,7 @@ describe('chart RBAC helpers (test/support/operator-rbac.ts)', () => {
     ];
     const r = checkOperatorRbac(rbac, used);
     expect(formatNamespacedPermissions(r.missing)).toEqual([
-      'core/nodes list',
+      'core/nodes patch',
       '[kube-system] coordination.k8s.io/leases update',
     ]);
     const unused = formatNamespacedPermissions(r.unused);

@@ -102,6 +102,13 @@ create as well when it creates the object.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+{{- if not .Values.watchNamespaces }}
+# Nodes (cluster-wide installs only): a cordoned node holding a primary gets its shard switched
+# over, so `kubectl drain` can evict it.
+- apiGroups: [""]
+  resources: [nodes]
+  verbs: [list, watch]
+{{- end }}
 {{- end }}
 
 {{/*

@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { dirname, join, normalize, sep } from 'node:path';
+import { basename, dirname, join, normalize, sep } from 'node:path';
 import type { CoreV1Api, V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { isNotFound } from './api.js';
 import { ContainerConfigError, type ObjectLookup, configMapData, secretData } from './env.js';
@@ -153,7 +154,9 @@ export class PodVolumes {
       if (previous && previous.equals(content)) continue;
       const file = inside(root, path);
       await mkdir(dirname(file), { recursive: true });
-      const tmp = join(dirname(file), `..${process.pid}.tmp`);
+      // One temporary name per file and call: two syncs of a volume may overlap (start and a
+      // ConfigMap change), and a shared name let one file's content be renamed onto another.
+      const tmp = join(dirname(file), `..${basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
       await writeFile(tmp, content, { mode: projected.mode });
       await rename(tmp, file);
       changed = true;

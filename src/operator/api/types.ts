@@ -58,6 +58,11 @@ export const RESERVED_LABEL_PREFIXES = ['app.kubernetes.io/', 'mysqlmq.io/'] as 
  * NOT part of the hash: a failover relabels pods, it never restarts them.
  */
 export const ANNOTATION_CONFIG_HASH = 'mysqlmq.io/config-hash';
+/**
+ * On a MessageQueueCluster, set by a person or `kubectl mqc switchover`: the name of a shard
+ * (`shard-0`) whose standby should become its primary. The operator removes it when done.
+ */
+export const ANNOTATION_SWITCHOVER = 'mysqlmq.io/switchover';
 /** On the routing ConfigMap: the `version` of the routing document it holds. */
 export const ANNOTATION_ROUTING_VERSION = 'mysqlmq.io/routing-version';
 
@@ -242,6 +247,22 @@ export interface ShardStatus {
   standbyMustRejoin?: boolean;
 }
 
+/** The last planned switchover, as `kubectl describe` shows it. */
+export interface SwitchoverStatus {
+  shard: string;
+  /** The primary pod before, and the pod meant to be primary after. */
+  from: string;
+  to: string;
+  result: 'Succeeded' | 'Failed';
+  message: string;
+  /** RFC 3339. */
+  time: string;
+  /** How long the shard took no writes (brokers sent them to the other shards meanwhile); 0 when refused. */
+  writesPausedMs: number;
+  /** `annotation` (mysqlmq.io/switchover) or `drain` (the primary's node was cordoned). */
+  requestedBy?: string;
+}
+
 export interface MessageQueueClusterStatus {
   observedGeneration?: number;
   phase?: ClusterPhase;
@@ -255,6 +276,9 @@ export interface MessageQueueClusterStatus {
   /** The scale subresource's selector: the broker pods' label selector as a string. */
   brokerSelector?: string;
   lastFailoverTime?: string;
+  /** Failovers since the cluster was created (Events may be deduplicated or expire; this stays). */
+  failoverCount?: number;
+  lastSwitchover?: SwitchoverStatus;
   shards?: ShardStatus[];
   /** The version of the last routing document published to brokers. */
   routingVersion?: number;

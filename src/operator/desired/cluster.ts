@@ -3,7 +3,16 @@ import type { DefaultedCluster } from '../api/types.js';
 import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './brokers.js';
 import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
-import { INSTANCES, dataPvc, mycnfConfigMap, mysqlPod, roleOf, shardPdb, shardService } from './shard.js';
+import {
+  INSTANCES,
+  dataPvc,
+  mycnfConfigMap,
+  mysqlPod,
+  primaryPdb,
+  roleOf,
+  shardPdb,
+  shardService,
+} from './shard.js';
 
 /** What the desired state depends on besides the cluster itself (all observed or decided elsewhere). */
 export interface DesiredInputs {
@@ -13,6 +22,8 @@ export interface DesiredInputs {
   routing: RoutingDocument;
   /** Which instance (0|1) is each shard's primary, by shard name (`shard-0`); missing: 0. */
   primaryIndex?: Readonly<Record<string, number>>;
+  /** Shards (by name) whose standby a drain may evict now: the shard is Healthy. Missing: not. */
+  standbyEvictable?: Readonly<Record<string, boolean>>;
   /** From discovery (`pdbApiVersion(apiVersions)`); undefined: no PDBs. */
   pdbApiVersion?: PdbApiVersion;
   /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
@@ -46,7 +57,10 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
     objects.push(mycnfConfigMap(cr, s));
     for (const n of INSTANCES) objects.push(dataPvc(cr, s, n));
     objects.push(shardService(cr, s, 'primary'), shardService(cr, s, 'standby'));
-    if (inputs.pdbApiVersion) objects.push(shardPdb(cr, s, inputs.pdbApiVersion));
+    if (inputs.pdbApiVersion) {
+      const evictable = inputs.standbyEvictable?.[names.shard(s)] ?? false;
+      objects.push(shardPdb(cr, s, inputs.pdbApiVersion, evictable), primaryPdb(cr, s, inputs.pdbApiVersion));
+    }
   }
   for (const s of shards) {
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;

@@ -51,6 +51,7 @@ export const names = {
   pvc: (cluster: string, shard: number, instance: number) => `data-${cluster}-shard-${shard}-${instance}`,
   shardService: (cluster: string, shard: number, role: Role) => `${cluster}-shard-${shard}-${role}`,
   shardPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}`,
+  primaryPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}-primary`,
   routing: (cluster: string) => `${cluster}-routing`,
   broker: (cluster: string) => `${cluster}-broker`,
 };

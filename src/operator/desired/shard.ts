@@ -230,17 +230,48 @@ export function shardService(cr: DefaultedCluster, shard: number, role: Role): D
 }
 
 /**
- * PDB `NAME-shard-i`, maxUnavailable 1: with both instances healthy a drain may evict one; while
- * one is down (for any reason) evicting the other is refused, so a shard is never emptied by
- * voluntary disruptions.
+ * PDB `NAME-shard-i` on the standby: a drain may evict it while the shard is Healthy
+ * (minAvailable 0), and not while the primary is away or the standby is not in sync
+ * (minAvailable 1), so a shard is never emptied by voluntary disruptions. The primary has its
+ * own PDB: the eviction API refuses a pod that two PDBs select, so each selects one role.
+ * Integer minAvailable, not maxUnavailable: with maxUnavailable the disruption controller counts
+ * the pods expected from their owner's scale subresource, which on a MessageQueueCluster is the
+ * broker replicas.
  */
-export function shardPdb(cr: DefaultedCluster, shard: number, apiVersion: PdbApiVersion): DesiredObject {
+export function shardPdb(
+  cr: DefaultedCluster,
+  shard: number,
+  apiVersion: PdbApiVersion,
+  standbyEvictable = false,
+): DesiredObject {
   return {
     apiVersion,
     kind: 'PodDisruptionBudget',
     metadata: objectMeta(cr, names.shardPdb(cr.metadata.name, shard), COMPONENT_MYSQL, {
       labels: { [LABEL_SHARD]: names.shard(shard) },
     }),
-    spec: { maxUnavailable: 1, selector: { matchLabels: shardSelector(cr, shard) } },
+    spec: {
+      minAvailable: standbyEvictable ? 0 : 1,
+      selector: { matchLabels: { ...shardSelector(cr, shard), [LABEL_ROLE]: 'standby' } },
+    },
+  };
+}
+
+/**
+ * PDB `NAME-shard-i-primary`, minAvailable 1 on the pod labelled primary: `kubectl drain`
+ * cannot evict a primary. It retries, and meanwhile the operator sees the node cordoned and
+ * switches the shard over; the former primary, now the standby, is then evicted like any standby.
+ */
+export function primaryPdb(cr: DefaultedCluster, shard: number, apiVersion: PdbApiVersion): DesiredObject {
+  return {
+    apiVersion,
+    kind: 'PodDisruptionBudget',
+    metadata: objectMeta(cr, names.primaryPdb(cr.metadata.name, shard), COMPONENT_MYSQL, {
+      labels: { [LABEL_SHARD]: names.shard(shard) },
+    }),
+    spec: {
+      minAvailable: 1,
+      selector: { matchLabels: { ...shardSelector(cr, shard), [LABEL_ROLE]: 'primary' } },
+    },
   };
 }

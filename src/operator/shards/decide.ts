@@ -39,6 +39,12 @@ export interface ShardMemory {
   failedOverProtected?: boolean;
   /** The standby is a former primary that must be fenced and rejoined (or rebuilt) before it follows. */
   standbyMustRejoin?: boolean;
+  /**
+   * A planned switchover has taken this shard out of the write rotation; the next decision swaps
+   * the roles (or gives up). Never persisted: an operator that restarts mid-switchover reopens
+   * writes on the primary it finds in status.
+   */
+  switchoverWritesPaused?: boolean;
 }
 
 export type ShardPhase =
@@ -50,7 +56,8 @@ export type ShardPhase =
   | 'Promoting'
   | 'Recovering'
   | 'Diverged'
-  | 'Unavailable';
+  | 'Unavailable'
+  | 'SwitchingOver';
 
 export interface ShardPolicy {
   durability: 'required' | 'preferred';
@@ -68,7 +75,13 @@ export type ShardAction =
   /** Make the (new) primary one: apply what it received, stop replicating; fence the old one. */
   | { kind: 'promote' }
   /** Fence the former primary and make it follow; `rebuild` wipes and re-replicates it first. */
-  | { kind: 'rejoinStandby'; rebuild: boolean };
+  | { kind: 'rejoinStandby'; rebuild: boolean }
+  /**
+   * Planned switchover, run while the shard is out of the write rotation: fence the primary, wait
+   * until the standby applied everything it has, promote the standby, make the old primary follow
+   * it, open writes. In the decision's memory the roles are already swapped.
+   */
+  | { kind: 'switchover' };
 
 export interface ShardRouteChoice {
   write: 'primary' | null;
@@ -91,7 +104,29 @@ export interface ShardDecision {
   lagTransactions: number | null;
   lagSeconds: number | null;
   semiSync: 'active' | 'waiting' | 'off';
+  /** Set when this decision ends a requested switchover, either way. */
+  switchover?: SwitchoverVerdict;
 }
+
+export interface SwitchoverVerdict {
+  result: 'Succeeded' | 'Failed';
+  /** The primary before and (if it succeeds) after. */
+  from: string;
+  to: string;
+  message: string;
+}
+
+/** Whether a planned switchover was asked for this shard, and what the other shards allow. */
+export interface SwitchoverRequest {
+  /** Why the other shards cannot take this shard's writes for a moment; undefined when they can. */
+  blockedBy?: string;
+}
+
+/**
+ * The standby may be at most this many transactions behind for a switchover to start: it must
+ * apply them while writes are paused, and the pause is meant to stay under two seconds.
+ */
+export const SWITCHOVER_MAX_LAG_TRANSACTIONS = 200;
 
 export const initialMemory = (): ShardMemory => ({
   primaryIndex: 0,
@@ -105,6 +140,99 @@ const podServing = (i: InstanceView) => i.podPhase === 'Running' && i.podReady &
 const usable = (i: InstanceView) => podServing(i) && i.probe !== undefined;
 
 export function decideShard(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  policy: ShardPolicy,
+  now: Date,
+  switchover?: SwitchoverRequest,
+): ShardDecision {
+  const health = decideHealth(
+    shard,
+    instances,
+    { ...previous, switchoverWritesPaused: undefined },
+    policy,
+    now,
+  );
+  return withSwitchover(shard, instances, previous, health, now, switchover);
+}
+
+/**
+ * The planned switchover, on top of what the health state machine decided. Two decisions: the first
+ * (on request, only for a Healthy shard whose standby is in sync) takes the shard out of the write
+ * rotation, so brokers send its writes to the other shards while the roles change; the next swaps
+ * the roles, or reports why it cannot if anything changed meanwhile.
+ */
+function withSwitchover(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  health: ShardDecision,
+  now: Date,
+  request: SwitchoverRequest | undefined,
+): ShardDecision {
+  const primary = instances.find((i) => i.index === previous.primaryIndex)!;
+  const standby = instances.find((i) => i.index !== previous.primaryIndex)!;
+  const verdict = (result: SwitchoverVerdict['result'], message: string): SwitchoverVerdict => ({
+    result,
+    from: primary.podName,
+    to: standby.podName,
+    message,
+  });
+  const inSync = health.lagTransactions !== null && health.lagTransactions <= SWITCHOVER_MAX_LAG_TRANSACTIONS;
+  const ready = health.memory.phase === 'Healthy' && health.actions.length === 0 && usable(standby);
+
+  if (previous.switchoverWritesPaused) {
+    if (!ready) {
+      return {
+        ...health,
+        switchover: verdict(
+          'Failed',
+          `${shard} changed while its writes were paused: ${usable(standby) ? health.message : describeDown(standby)}`,
+        ),
+      };
+    }
+    const memory: ShardMemory = {
+      ...health.memory,
+      primaryIndex: standby.index,
+      lastTransitionTime: now.toISOString(),
+      phase: 'Healthy',
+    };
+    return {
+      ...health,
+      memory,
+      actions: [{ kind: 'switchover' }],
+      route: { ...health.route, write: 'primary', read: 'primary' },
+      message: `${standby.podName} primary, ${primary.podName} semi-sync standby`,
+      switchover: verdict(
+        'Succeeded',
+        `${shard}: ${standby.podName} is the primary, ${primary.podName} its semi-sync standby`,
+      ),
+    };
+  }
+  if (!request) return health;
+  const refusal =
+    request.blockedBy ??
+    (!ready
+      ? `${shard} is ${health.memory.phase}: ${usable(standby) ? health.message : describeDown(standby)}`
+      : !inSync
+        ? `standby ${standby.podName} is not in sync with ${primary.podName} (${health.lagTransactions ?? 'unknown'} transactions behind, at most ${SWITCHOVER_MAX_LAG_TRANSACTIONS} allowed)`
+        : undefined);
+  if (refusal) return { ...health, switchover: verdict('Failed', refusal) };
+  return {
+    ...health,
+    memory: {
+      ...health.memory,
+      switchoverWritesPaused: true,
+      phase: 'SwitchingOver',
+      lastTransitionTime: now.toISOString(),
+    },
+    route: { ...health.route, write: null },
+    message: `switching over to ${standby.podName}: writes go to the other shards meanwhile`,
+  };
+}
+
+function decideHealth(
   shard: string,
   instances: InstanceView[],
   previous: ShardMemory,

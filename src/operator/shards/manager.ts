@@ -14,12 +14,14 @@ import {
 import type { Endpoint } from '../../shard/connection.js';
 import { probeInstance } from '../../shard/probe.js';
 import { promoteStandby, rejoinAsStandby, tryFence } from '../../shard/promote.js';
+import { SwitchoverError, switchover } from '../../shard/switchover.js';
 import {
   type InstanceView,
   type ShardAction,
   type ShardDecision,
   type ShardMemory,
   type ShardPolicy,
+  type SwitchoverRequest,
   decideShard,
   initialMemory,
 } from './decide.js';
@@ -69,16 +71,36 @@ export class ShardManager {
     return this.memory.get(shard) ?? initialMemory();
   }
 
-  async tick(observed: ObservedShard[], policy: ManagerPolicy, now = new Date()): Promise<ShardOutcome[]> {
-    return Promise.all(observed.map((shard) => this.tickShard(shard, policy, now)));
+  /** `switchovers`: the shards a planned switchover was asked for, and what the others allow. */
+  async tick(
+    observed: ObservedShard[],
+    policy: ManagerPolicy,
+    now = new Date(),
+    switchovers: Map<string, SwitchoverRequest> = new Map(),
+  ): Promise<ShardOutcome[]> {
+    return Promise.all(
+      observed.map((shard) => this.tickShard(shard, policy, now, switchovers.get(shard.name))),
+    );
   }
 
-  private async tickShard(observed: ObservedShard, policy: ManagerPolicy, now: Date): Promise<ShardOutcome> {
+  /** Whether a shard is out of the write rotation for a switchover that the next tick carries out. */
+  switchoverPending(): boolean {
+    return [...this.memory.values()].some((m) => m.switchoverWritesPaused);
+  }
+
+  private async tickShard(
+    observed: ObservedShard,
+    policy: ManagerPolicy,
+    now: Date,
+    request: SwitchoverRequest | undefined,
+  ): Promise<ShardOutcome> {
     const instances = await Promise.all(observed.instances.map((i) => this.probe(i)));
-    const decision = decideShard(observed.name, instances, this.memoryOf(observed.name), policy, now);
+    const previous = this.memoryOf(observed.name);
+    let decision = decideShard(observed.name, instances, previous, policy, now, request);
     const primary = instances.find((i) => i.index === decision.memory.primaryIndex)!;
     const standby = instances.find((i) => i.index !== decision.memory.primaryIndex)!;
     let actionError: string | undefined;
+    let kept = decision.memory;
     for (const action of decision.actions) {
       try {
         await this.act(action, endpointOf(primary), endpointOf(standby), policy);
@@ -89,23 +111,41 @@ export class ShardManager {
           action: action.kind,
           error: errorMessage(err),
         });
+        // A failed action leaves the shard as it was, except that it takes no writes meanwhile;
+        // a switchover that got as far as promoting keeps the new roles and rejoins the old primary.
+        const promoted = err instanceof SwitchoverError && err.promoted;
+        kept = promoted
+          ? { ...decision.memory, standbyMustRejoin: true }
+          : {
+              ...previous,
+              switchoverWritesPaused: undefined,
+              primaryProbeFailures: decision.memory.primaryProbeFailures,
+            };
+        if (decision.switchover) {
+          decision = {
+            ...decision,
+            switchover: promoted
+              ? { ...decision.switchover, message: `${decision.switchover.message} (${errorMessage(err)})` }
+              : { ...decision.switchover, result: 'Failed', message: errorMessage(err) },
+          };
+        }
         break;
       }
     }
-    // A failed action leaves the shard as it was, except that it takes no writes meanwhile.
-    const kept = actionError
-      ? { ...this.memoryOf(observed.name), primaryProbeFailures: decision.memory.primaryProbeFailures }
-      : decision.memory;
     this.memory.set(observed.name, kept);
     const choice = decision.route;
+    // A switchover that failed before promoting leaves the old primary in place, and routes say so.
+    const roles = decision.switchover ? kept : decision.memory;
+    const routedPrimary = instances.find((i) => i.index === roles.primaryIndex)!;
+    const routedStandby = instances.find((i) => i.index !== roles.primaryIndex)!;
     const route: ShardRoute = {
       name: observed.name,
-      write: !actionError && choice.write === 'primary' ? endpointOf(primary) : null,
+      write: !actionError && choice.write === 'primary' ? endpointOf(routedPrimary) : null,
       read:
         choice.read === 'primary'
-          ? endpointOf(primary)
+          ? endpointOf(routedPrimary)
           : choice.read === 'standby'
-            ? endpointOf(standby)
+            ? endpointOf(routedStandby)
             : null,
       requireStandbyAck: choice.requireStandbyAck,
     };
@@ -162,6 +202,15 @@ export class ShardManager {
       case 'rejoinStandby':
         if (!standby) throw new Error('standby has no address');
         return rejoinAsStandby(standby, primary, this.secrets, action.rebuild);
+      case 'switchover':
+        // The roles are already swapped in the decision: `standby` is the primary being replaced.
+        if (!standby) throw new Error('the primary has no address');
+        this.log.info('switchover done', {
+          from: standby.host,
+          to: primary.host,
+          stepsMs: await switchover(standby, primary, this.secrets, semiSync),
+        });
+        return;
     }
   }
 }

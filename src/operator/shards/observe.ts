@@ -4,6 +4,7 @@ import type { ObservedShard } from './manager.js';
 /** The parts of a Pod the shard loop reads (plain JSON or a client-node object alike). */
 export interface PodLike {
   metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
+  spec?: { nodeName?: string };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
 }
 

@@ -155,6 +155,8 @@ describe('the CRD', () => {
         'brokerReplicas',
         'brokerSelector',
         'lastFailoverTime',
+        'failoverCount',
+        'lastSwitchover',
         'shards',
         'routingVersion',
       ].sort(),

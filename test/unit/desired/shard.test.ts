@@ -9,6 +9,7 @@ import {
   mysqlPodHash,
   roleOf,
   serverIdOf,
+  primaryPdb,
   shardPdb,
   shardService,
 } from '../../../src/operator/desired/shard.js';
@@ -239,21 +240,37 @@ describe('shard Services and PDB', () => {
     }
   });
 
-  it('allows one of the two instances down at a time, in the API version given', () => {
-    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1');
+  it('lets a drain evict the standby of a Healthy shard only, in the API version given', () => {
+    expect(shardPdb(cluster(), 3, 'policy/v1beta1').spec).toMatchObject({ minAvailable: 1 });
+    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1', true);
     expect(pdb.apiVersion).toBe('policy/v1beta1');
     expect(pdb.kind).toBe('PodDisruptionBudget');
     expect(pdb.metadata.name).toBe('mq-shard-3');
     expect(pdb.spec).toEqual({
-      maxUnavailable: 1,
+      minAvailable: 0,
       selector: {
         matchLabels: {
           'mysqlmq.io/cluster': 'mq',
           'app.kubernetes.io/component': 'mysql',
           'mysqlmq.io/shard': 'shard-3',
+          'mysqlmq.io/role': 'standby',
         },
       },
     });
     expect(shardPdb(cluster(), 3, 'policy/v1').apiVersion).toBe('policy/v1');
+  });
+
+  it('never lets a drain evict the primary: the operator switches it over first', () => {
+    expect(primaryPdb(cluster(), 3, 'policy/v1').spec).toEqual({
+      minAvailable: 1,
+      selector: {
+        matchLabels: {
+          'mysqlmq.io/cluster': 'mq',
+          'app.kubernetes.io/component': 'mysql',
+          'mysqlmq.io/shard': 'shard-3',
+          'mysqlmq.io/role': 'primary',
+        },
+      },
+    });
   });
 });

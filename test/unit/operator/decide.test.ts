@@ -351,3 +351,71 @@ describe('promotion for writes', () => {
     });
   });
 });
+
+describe('planned switchover', () => {
+  const ask = (instances: InstanceView[], memory: ShardMemory = healthy, blockedBy?: string) =>
+    decideShard('shard-0', instances, memory, policy, now, { blockedBy });
+
+  it('first takes the shard out of the write rotation, then swaps the roles', () => {
+    const pause = ask([instance(0), instance(1)]);
+    expect(pause.route).toEqual({ write: null, read: 'primary', requireStandbyAck: true });
+    expect(pause.actions).toEqual([]);
+    expect(pause.memory).toMatchObject({
+      switchoverWritesPaused: true,
+      phase: 'SwitchingOver',
+      primaryIndex: 0,
+    });
+    expect(pause.switchover).toBeUndefined();
+
+    const swap = ask([instance(0), instance(1)], pause.memory);
+    expect(swap.actions).toEqual([{ kind: 'switchover' }]);
+    expect(swap.memory.primaryIndex).toBe(1);
+    expect(swap.memory.switchoverWritesPaused).toBeUndefined();
+    expect(swap.memory.phase).toBe('Healthy');
+    expect(swap.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
+    expect(swap.switchover).toMatchObject({ result: 'Succeeded', from: 'c-shard-0-0', to: 'c-shard-0-1' });
+  });
+
+  it('carries out a paused switchover even once the request is gone', () => {
+    const paused = { ...healthy, switchoverWritesPaused: true, phase: 'SwitchingOver' as const };
+    const swap = decide([instance(0), instance(1)], paused);
+    expect(swap.actions).toEqual([{ kind: 'switchover' }]);
+  });
+
+  it('refuses when the standby is not in sync', () => {
+    const behind = decide([instance(0), instance(1)]);
+    expect(behind.lagTransactions).toBe(0);
+    const d = ask([
+      instance(0, { probe: primaryProbe({ gtidBinlogPos: parseGtidList('0-1-1000') }) }),
+      instance(1),
+    ]);
+    expect(d.switchover?.result).toBe('Failed');
+    expect(d.switchover?.message).toContain('not in sync');
+    expect(d.route.write).toBe('primary');
+    expect(d.memory.switchoverWritesPaused).toBeUndefined();
+  });
+
+  it('refuses when the standby does not follow or the shard is not Healthy', () => {
+    const notFollowing = ask([instance(0), instance(1, { probe: standbyProbe({ replica: undefined }) })]);
+    expect(notFollowing.switchover?.result).toBe('Failed');
+    expect(notFollowing.actions).toEqual([{ kind: 'attachStandby' }]);
+    const failedOver = ask([instance(0, { podReady: false }), instance(1)]);
+    expect(failedOver.switchover).toMatchObject({ result: 'Failed' });
+    expect(failedOver.switchover!.message).toContain('FailedOver');
+  });
+
+  it('refuses when the other shards cannot take the writes meanwhile', () => {
+    const d = ask([instance(0), instance(1)], healthy, 'shard-1 is FailedOver');
+    expect(d.switchover).toMatchObject({ result: 'Failed', message: 'shard-1 is FailedOver' });
+    expect(d.route.write).toBe('primary');
+  });
+
+  it('gives up and reopens writes when the standby fails while writes are paused', () => {
+    const paused = { ...healthy, switchoverWritesPaused: true, phase: 'SwitchingOver' as const };
+    const d = ask([instance(0), instance(1, { podReady: false, probe: undefined })], paused);
+    expect(d.switchover?.result).toBe('Failed');
+    expect(d.actions).not.toContainEqual({ kind: 'switchover' });
+    expect(d.memory.primaryIndex).toBe(0);
+    expect(d.memory.switchoverWritesPaused).toBeUndefined();
+  });
+});

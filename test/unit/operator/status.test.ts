@@ -105,6 +105,46 @@ describe('computeStatus', () => {
     expect(s.shards![0]).toMatchObject({ readsFrom: 'standby', writable: false });
   });
 
+  it('keeps the failover count and the last switchover once the shard loop has none to report', () => {
+    const switchover = {
+      shard: 'shard-0',
+      from: 'c-shard-0-0',
+      to: 'c-shard-0-1',
+      result: 'Succeeded' as const,
+      message: 'done',
+      time: now.toISOString(),
+      writesPausedMs: 400,
+      requestedBy: 'annotation',
+    };
+    const first = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      failoverCount: 3,
+      lastSwitchover: switchover,
+      now,
+    });
+    expect(first).toMatchObject({ failoverCount: 3, lastSwitchover: switchover });
+    const restarted = computeStatus({
+      ...base,
+      previous: first,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now: later,
+    });
+    expect(restarted).toMatchObject({ failoverCount: 3, lastSwitchover: switchover });
+  });
+
+  it('stays Ready while a shard is switching over (its writes go to the other shards)', () => {
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'SwitchingOver', { write: false }), outcome(1, 'Healthy')],
+      now,
+    });
+    expect(s.phase).toBe('Ready');
+    expect(s.writableShards).toBe(1);
+  });
+
   it('counts a recovering shard as degraded until its standby protects it again', () => {
     const s = computeStatus({
       ...base,
