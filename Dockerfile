@@ -31,6 +31,12 @@ LABEL org.opencontainers.image.title="mysqlmq" \
       org.opencontainers.image.source="https://github.com/mysqlmq/mysqlmq" \
       org.opencontainers.image.licenses="Apache-2.0"
 ENV NODE_ENV=production
+# The agent of a MariaDB pod (dist/agent/main.js) streams and seeds physical copies: mariadb-backup
+# and mbstream, and mariadbd for the seed's offline step, from Debian 12 (MariaDB 10.11, the version
+# of the default mariadb:10.11 server image; a copy needs the server's major version).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-backup mariadb-server-core \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build --chown=0:0 /app/package.json ./package.json
 COPY --from=build --chown=0:0 /app/node_modules ./node_modules

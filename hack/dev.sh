@@ -26,6 +26,11 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime
   fi
+  if ! command -v mariadb-backup >/dev/null 2>&1; then
+    echo "==> installing mariadb-backup (rebuilds and backups: physical copies of an instance)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-backup
+  fi
   # npm ci wipes node_modules: only when package-lock.json changed since the last one.
   local sum stamp=node_modules/.dev-sh-lock.sha256
   sum="$(sha256sum package-lock.json | cut -d' ' -f1)"

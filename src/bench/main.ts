@@ -21,6 +21,18 @@ if (process.argv.includes('--compare')) {
   process.exit(await runCompare(process.argv.slice(2)));
 }
 
+// `npm run bench -- --retention-delete`: DELETE in id ranges against DROP PARTITION, under load.
+if (process.argv.includes('--retention-delete')) {
+  const { runRetentionDelete } = await import('./retention-delete.js');
+  process.exit(await runRetentionDelete(process.argv.slice(2)));
+}
+
+// `npm run bench -- --retention-soak`: disk and producer latency with and without retention, side by side.
+if (process.argv.includes('--retention-soak')) {
+  const { runRetentionSoak } = await import('./retention-soak.js');
+  process.exit(await runRetentionSoak(process.argv.slice(2)));
+}
+
 // `npm run bench -- --commit-latency`: the shards alone, paced INSERTs at the comparison's load.
 if (process.argv.includes('--commit-latency')) {
   const { runCommitLatency } = await import('./commit-latency.js');

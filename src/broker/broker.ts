@@ -7,10 +7,20 @@ import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { DeadLetters } from './dead-letters.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
+import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
 import { bearerMatches, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import {
+  MAX_MESSAGES_PER_PUBLISH,
+  type PublishLimits,
+  ROUTING_BODY_BYTES,
+  SMALL_BODY_BYTES,
+  checkSizeLimits,
+  publishLimits,
+} from './limits.js';
+import { MAX_ALLOWED_PACKET_BYTES } from '../shard/mycnf.js';
 import { LagMetrics } from './lag-metrics.js';
 import { type BrokerMetrics, createBrokerMetrics } from './metrics.js';
 import {
@@ -21,11 +31,13 @@ import {
   parseFetch,
   parseJson,
   parsePublish,
+  parseReset,
   parseTopicPatch,
 } from './requests.js';
 import { type RoutingDocument, parseRouting } from './routing.js';
 import { ShardPools } from './shard-pools.js';
 import { ShardRouter } from './shard-router.js';
+import { GroupAdmission } from './group-admission.js';
 import { TopicCatalog } from './topic-catalog.js';
 import { BatchingWriter, type WriterOptions } from './writer.js';
 
@@ -40,22 +52,70 @@ export interface BrokerConfig {
   authToken?: string;
   /** Required for /v1/admin/*; without it the admin API is off. */
   adminToken?: string;
+  /** At most MESSAGE_COLUMN_MAX_BYTES (the message column). */
   maxMessageBytes: number;
   maxMessagesPerPublish: number;
+  /** Topics the broker creates at most (each is a table on every shard). */
+  maxTopics: number;
+  /** Consumer groups a topic may have (each is a row per shard and a lease cache entry). */
+  maxGroupsPerTopic: number;
+  http: HttpLimits;
   writer: WriterOptions;
   /** Publish bodies the broker holds at once (read, parsed, waiting for their commit). */
   maxPublishBytesInFlight: number;
   /** The gap age follows from the writer's commit deadline, which every broker must share. */
   fetcher: Omit<FetcherOptions, 'maxGapAgeMs' | 'maxMessageBytes'>;
   probeIntervalMs: number;
+  /** Connections per instance for publishes (and probes). */
   poolSize: number;
+  /**
+   * Connections per instance for fetches, offsets and topics: a pool of their own, so that many
+   * long-polling fetches queue behind each other rather than in front of the publishes' commits.
+   */
+  fetchPoolSize: number;
 }
+
+/** Against clients that hold connections or trickle requests (slowloris). */
+export interface HttpLimits {
+  /** Until a request's headers are in, counted from the connection or the previous request. */
+  headersTimeoutMs: number;
+  /** Until a whole request is in (Node answers 408 past it). */
+  requestTimeoutMs: number;
+  /** Longest pause within a request body (the broker answers 408 JSON past it). */
+  bodyIdleTimeoutMs: number;
+  /** An idle keep-alive connection is closed after this. */
+  keepAliveTimeoutMs: number;
+  /** Connections past this are closed as they come (metric limit="connections"). */
+  maxConnections: number;
+}
+
+/** Error codes that mean a limit was reached, and the `limit` label of their metric. */
+const LIMIT_OF_CODE: Record<string, string> = {
+  request_too_large: 'body_bytes',
+  length_required: 'length_required',
+  request_timeout: 'body_idle',
+  message_too_large: 'message_bytes',
+  publish_too_large: 'publish_bytes',
+  too_many_messages: 'publish_messages',
+  topic_limit: 'topics',
+  group_limit: 'groups',
+};
 
 export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   host: '127.0.0.1',
   port: 8080,
   maxMessageBytes: 1 << 20,
-  maxMessagesPerPublish: 10_000,
+  maxMessagesPerPublish: MAX_MESSAGES_PER_PUBLISH,
+  maxTopics: 1000,
+  maxGroupsPerTopic: 200,
+  http: {
+    headersTimeoutMs: 10_000,
+    requestTimeoutMs: 30_000,
+    bodyIdleTimeoutMs: 10_000,
+    keepAliveTimeoutMs: 65_000,
+    // An idle connection costs tens of KiB; thousands stay far below the 128 MiB heap.
+    maxConnections: 2000,
+  },
   // Batches and answers of about a megabyte already amortise their per-statement and per-request
   // costs; larger ones only raised the broker's memory (each is held several times over: string,
   // packet, socket).
@@ -64,6 +124,7 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20, shardTimeoutMs: 500 },
   probeIntervalMs: 500,
   poolSize: 12,
+  fetchPoolSize: 8,
 };
 
 /** Routes outside /v1/admin/ that take the admin token (checked by their handler) instead of the client one. */
@@ -78,12 +139,16 @@ type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => 
 export class Broker {
   readonly metrics: BrokerMetrics = createBrokerMetrics();
   private readonly pools: ShardPools;
+  private readonly fetchPools: ShardPools;
+  private readonly publishLimits: PublishLimits;
   readonly router: ShardRouter;
   private readonly catalog: TopicCatalog;
+  private readonly groupAdmission: GroupAdmission;
   private readonly lag: LagMetrics;
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
+  private readonly groups: GroupAdmin;
   private readonly deadLetters: DeadLetters;
   private readonly server: Server;
   private readonly routes: [string, RegExp, Handler][];
@@ -97,10 +162,15 @@ export class Broker {
     private readonly log: Logger,
   ) {
     this.pools = new ShardPools(config.db, config.poolSize);
+    this.fetchPools = new ShardPools(config.db, config.fetchPoolSize);
+    this.publishLimits = publishLimits(config.maxMessageBytes);
     this.publishBytes = new ByteBudget(config.maxPublishBytesInFlight);
     this.router = new ShardRouter(config.routing, this.pools, log);
-    this.catalog = new TopicCatalog(this.router, this.pools);
-    this.lag = new LagMetrics(this.metrics.registry, this.router, this.pools, log);
+    this.router.onChange(() => this.fetchPools.retainOnly(this.router.endpoints()));
+    this.catalog = new TopicCatalog(this.router, this.fetchPools, config.maxTopics);
+    this.groupAdmission = new GroupAdmission(this.router, this.fetchPools, this.catalog, config.maxGroupsPerTopic);
+    // Lag queries at every scrape: on the fetch pools, away from the publishes' commits.
+    this.lag = new LagMetrics(this.metrics.registry, this.router, this.fetchPools, log);
     this.deadLetters = new DeadLetters(
       this.pools,
       (topic, payloads, bytes) => this.writer.publish(topic, payloads, bytes),
@@ -109,7 +179,7 @@ export class Broker {
     );
     this.fetcher = new Fetcher(
       this.router,
-      this.pools,
+      this.fetchPools,
       this.catalog,
       {
         ...config.fetcher,
@@ -120,6 +190,7 @@ export class Broker {
       log,
       this.deadLetters,
     );
+    this.groups = new GroupAdmin(this.router, this.pools, this.catalog, this.fetcher);
     this.writer = new BatchingWriter(
       this.router,
       this.pools,
@@ -129,7 +200,19 @@ export class Broker {
       log,
       (t) => this.fetcher.notify(t),
     );
-    this.server = createServer({ keepAliveTimeout: 65_000 }, (req, res) => void this.handle(req, res));
+    const http = config.http;
+    this.server = createServer(
+      {
+        keepAliveTimeout: http.keepAliveTimeoutMs,
+        headersTimeout: http.headersTimeoutMs,
+        requestTimeout: http.requestTimeoutMs,
+        // How often Node looks for connections past those timeouts (default 30 s).
+        connectionsCheckingInterval: Math.min(1000, http.headersTimeoutMs),
+      },
+      (req, res) => void this.handle(req, res),
+    );
+    this.server.maxConnections = http.maxConnections;
+    this.server.on('drop', () => this.metrics.limitRejections.inc({ limit: 'connections' }));
     this.routes = [
       ['GET /healthz', /^\/healthz$/, async (_q, res) => sendJson(res, 200, { status: 'ok' })],
       ['GET /readyz', /^\/readyz$/, (q, res) => this.ready(q, res)],
@@ -158,6 +241,17 @@ export class Broker {
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
         (q, res, p) => this.offsets(q, res, p),
       ],
+      ['GET /v1/topics/groups', /^\/v1\/topics\/([^/]+)\/groups$/, (q, res, p) => this.listGroups(q, res, p)],
+      [
+        'POST /v1/topics/groups/reset',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/reset$/,
+        (q, res, p) => this.resetGroup(q, res, p),
+      ],
+      [
+        'DELETE /v1/topics/groups',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)$/,
+        (q, res, p) => this.deleteGroup(q, res, p),
+      ],
       [
         'DELETE /v1/topics/groups/consumers',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)$/,
@@ -169,6 +263,12 @@ export class Broker {
   }
 
   static async start(config: BrokerConfig, log: Logger = createLogger('broker')): Promise<Broker> {
+    const problems = checkSizeLimits(
+      config.maxMessageBytes,
+      config.maxMessagesPerPublish,
+      MAX_ALLOWED_PACKET_BYTES,
+    );
+    if (problems.length > 0) throw new Error(problems.join('; '));
     const broker = new Broker(config, log);
     broker.router.onChange(() => broker.metrics.routingVersion.set(broker.router.version));
     broker.metrics.routingVersion.set(config.routing.version);
@@ -228,6 +328,10 @@ export class Broker {
       await match.handler(req, res, match.params);
     } catch (err) {
       const mqErr = asMqError(err);
+      const limit = LIMIT_OF_CODE[mqErr.code];
+      if (limit) this.metrics.limitRejections.inc({ limit });
+      // The rest of a body that stopped arriving is not waited for.
+      if (mqErr.status === 408) res.setHeader('connection', 'close');
       // 503s are expected states (no writable shard, offsets unavailable) the client retries.
       if (mqErr.status === 500) this.log.error('request failed', { route: routeName, error: mqErr.message });
       else if (mqErr.status > 500)
@@ -251,10 +355,9 @@ export class Broker {
     throw notFound('not_found', `no such endpoint: ${method} ${path}`);
   }
 
-  private async body(req: IncomingMessage): Promise<unknown> {
-    // Base64 and JSON escaping can double a message; allow for it over the whole publish.
-    const limit = Math.max(1 << 20, this.config.maxMessageBytes * 2 + (1 << 20));
-    return parseJson(await readBody(req, limit * 4));
+  /** The body as JSON; `limit` fits the route (a fetch needs a few KiB, a publish megabytes). */
+  private async body(req: IncomingMessage, limit = SMALL_BODY_BYTES): Promise<unknown> {
+    return parseJson(await readBody(req, limit, this.config.http.bodyIdleTimeoutMs));
   }
 
   private status() {
@@ -323,11 +426,35 @@ export class Broker {
 
   private async publish(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]): Promise<void> {
     const topic = checkTopicName(topicParam);
-    // A body of unknown length counts as the largest message.
-    const held = Number(req.headers['content-length']) || this.config.maxMessageBytes;
+    const limits = this.publishLimits;
+    const declared = req.headers['content-length'];
+    // What the body may take is reserved before it is read; a body of unknown length (chunked)
+    // reserves the chunked allowance and may not be larger.
+    const chunked = declared === undefined && req.headers['transfer-encoding'] !== undefined;
+    const held = chunked ? limits.chunkedBodyBytes : Math.min(Number(declared) || 0, limits.bodyBytes);
+    if (!chunked && Number(declared) > limits.bodyBytes) {
+      throw new MqError(413, 'request_too_large', `request body is larger than ${limits.bodyBytes} bytes`);
+    }
     await this.publishBytes.acquire(held);
     try {
-      const { payloads, bytes } = parsePublish(await this.body(req), this.config);
+      const body = await readBody(req, held, this.config.http.bodyIdleTimeoutMs).catch((err: unknown) => {
+        if (chunked && err instanceof MqError && err.code === 'request_too_large') {
+          throw new MqError(
+            411,
+            'length_required',
+            `a chunked publish body may carry at most ${held} bytes; send larger ones with Content-Length (up to ${limits.bodyBytes})`,
+          );
+        }
+        throw err;
+      });
+      const { payloads, bytes } = parsePublish(parseJson(body), this.config);
+      if (bytes > limits.payloadBytes) {
+        throw new MqError(
+          413,
+          'publish_too_large',
+          `the messages of one publish may total ${limits.payloadBytes} bytes; this one has ${bytes}`,
+        );
+      }
       await this.catalog.requireTopic(topic);
       sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
     } finally {
@@ -340,11 +467,12 @@ export class Broker {
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
     await this.catalog.requireTopic(topic);
+    await this.groupAdmission.admit(topic, group);
     // Before the read: a message failed too often is set aside rather than delivered again.
     if (body.failed.length > 0) await this.fetcher.recordFailures(group, topic, body.consumer, body.failed);
     // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
     const committed = Object.keys(body.commit).length
-      ? this.fetcher.commit(group, topic, body.consumer, body.commit).then(
+      ? this.fetcher.commit(group, topic, body.consumer, body.commit, body.generations).then(
           () => undefined,
           (err: unknown) => asMqError(err),
         )
@@ -357,9 +485,10 @@ export class Broker {
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
-    const { consumer, offsets } = parseCommit(await this.body(req));
+    const { consumer, offsets, generations } = parseCommit(await this.body(req));
     await this.catalog.requireTopic(topic);
-    await this.fetcher.commit(group, topic, consumer, offsets);
+    await this.groupAdmission.admit(topic, group);
+    await this.fetcher.commit(group, topic, consumer, offsets, generations);
     sendJson(res, 200, { committed: offsets });
   }
 
@@ -368,6 +497,30 @@ export class Broker {
     const group = checkGroupName(groupParam);
     await this.catalog.requireTopic(topic);
     sendJson(res, 200, { topic, group, shards: await this.fetcher.offsets(group, topic) });
+  }
+
+  private async listGroups(_req: IncomingMessage, res: ServerResponse, [topicParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    sendJson(res, 200, { groups: await this.groups.list(topic) });
+  }
+
+  // Reset and delete need the broker token like every /v1 call (per-user rights come later).
+  private async resetGroup(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const { to, force } = parseReset(await this.body(req));
+    const offsets = await this.groups.reset(topic, group, to, force);
+    this.log.info('consumer group reset', { topic, group, to, force, offsets });
+    sendJson(res, 200, { topic, group, offsets });
+  }
+
+  private async deleteGroup(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    const force = new URL(req.url ?? '/', 'http://broker').searchParams.get('force') === 'true';
+    await this.groups.delete(topic, group, force);
+    this.log.info('consumer group deleted', { topic, group, force });
+    res.writeHead(204).end();
   }
 
   private async leave(
@@ -392,7 +545,7 @@ export class Broker {
 
   private async putRouting(req: IncomingMessage, res: ServerResponse): Promise<void> {
     this.requireAdmin(req);
-    const doc = parseRouting(await this.body(req));
+    const doc = parseRouting(await this.body(req, ROUTING_BODY_BYTES));
     const applied = this.router.update(doc);
     sendJson(res, 200, { applied, version: this.router.version });
   }

@@ -38,6 +38,7 @@ export function fetchAnswerBody(answer: {
   messages: FetchedMessage[];
   positions: Record<string, number>;
   heldElsewhere: string[];
+  generations: Record<string, number>;
   /** Why the offsets committed along with the fetch were not. */
   commitError?: MqError;
 }): Buffer {
@@ -48,6 +49,7 @@ export function fetchAnswerBody(answer: {
     {
       positions: answer.positions,
       heldElsewhere: answer.heldElsewhere,
+      generations: answer.generations,
       commitError: error ? { status: error.status, ...error.toJSON() } : undefined,
     },
   );

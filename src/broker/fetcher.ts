@@ -19,6 +19,7 @@ import {
   readMessages,
   releaseLease,
   replicaAppliedPosition,
+  retentionDeletedThrough,
 } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
@@ -31,6 +32,8 @@ export interface FetchRequest {
   consumer: string;
   /** Last id the consumer has seen per shard; absent shards start after the committed offset. */
   positions: Record<string, number>;
+  /** The group's generation per shard the positions belong to (from an earlier answer). */
+  generations: Record<string, number>;
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
@@ -50,6 +53,11 @@ export interface FetchResult {
   positions: Record<string, number>;
   /** Shards another consumer of the group holds: drop their positions. */
   heldElsewhere: string[];
+  /**
+   * The group's generation on each shard read. When it differs from the one the consumer sent, the
+   * group was reset: its positions and uncommitted offsets of that shard are void.
+   */
+  generations: Record<string, number>;
 }
 
 export interface ShardOffsets {
@@ -57,8 +65,18 @@ export interface ShardOffsets {
   committed: number | null;
   latest: number | null;
   owner: string | null;
+  /** Retention deleted every message up to this id. */
+  deletedThrough: number | null;
+  /**
+   * Messages after the committed offset that retention deleted before the group read them: it
+   * resumes at the oldest kept message. Ids are dense, so this counts messages (an upper bound
+   * only across the rare hole a rolled-back INSERT leaves).
+   */
+  missed: number | null;
   error?: string;
 }
+
+const NO_OFFSETS = { committed: null, latest: null, owner: null, deletedThrough: null, missed: null };
 
 /** Cached messages no reader took for this long are dropped. */
 const CACHE_IDLE_MS = 5000;
@@ -84,6 +102,9 @@ interface CachedLease {
   consumer: string;
   expiresAt: number;
   committed: number;
+  /** Retention deleted every id up to here (read with each lease renewal). */
+  deletedThrough: number;
+  generation: number;
 }
 
 /**
@@ -215,7 +236,7 @@ export class Fetcher {
     if (topicId === undefined) return { kind: 'empty', shard: shard.name };
     const from = await this.startPosition(shard, topicId, req);
     if (from === undefined) return { kind: 'held', shard: shard.name };
-    const start = from.start;
+    const { start, generation } = from;
     const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
     // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
     const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
@@ -226,7 +247,7 @@ export class Fetcher {
     this.metrics.fetchShardReads.inc({ source: read.source });
     // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
     const fromCommitted = from.committed && shard.writable ? { shard, topicId } : undefined;
-    return { kind: 'read', shard: shard.name, start, messages: read.messages, fromCommitted };
+    return { kind: 'read', shard: shard.name, start, generation, messages: read.messages, fromCommitted };
   }
 
   /** Messages after `start` on the shard's read instance, up to the first gap that may still fill. */
@@ -284,34 +305,37 @@ export class Fetcher {
 
   /**
    * Where the consumer reads this shard from (`committed`: from the group's committed offset, as
-   * the consumer gave no position), or undefined while another consumer holds it.
+   * the consumer gave no position) and the group's generation there, or undefined while another
+   * consumer holds it. A position from another generation (the group was reset since) is ignored.
    */
   private async startPosition(
     shard: ShardView,
     topicId: number,
     req: FetchRequest,
-  ): Promise<{ start: number; committed: boolean } | undefined> {
+  ): Promise<{ start: number; committed: boolean; generation: number } | undefined> {
     const key = leaseKey(req.group, req.topic, shard.name);
-    const given = req.positions[shard.name];
+    const positionIn = (generation: number) => {
+      const sent = req.generations[shard.name];
+      return sent === undefined || sent === generation ? req.positions[shard.name] : undefined;
+    };
     if (!shard.writable) {
       // No lease can be written while the primary is away; reads go on from the standby.
-      if (given !== undefined) return { start: given, committed: false };
-      const lease = await readLease(this.pools.get(shard.route.read!), req.group, topicId);
+      const db = this.pools.get(shard.route.read!);
+      const lease = await readLease(db, req.group, topicId);
+      const generation = lease?.generation ?? 0;
+      const given = positionIn(generation);
+      if (given !== undefined) return { start: given, committed: false, generation };
       const pending = await this.pending.offset(shard.name, req.group, req.topic);
-      return { start: Math.max(lease?.committedId ?? 0, pending), committed: true };
+      const deleted = await retentionDeletedThrough(db, topicId);
+      return { start: Math.max(lease?.committedId ?? 0, pending, deleted), committed: true, generation };
     }
     const now = Date.now();
     const cached = this.leases.get(key);
     if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
       // Offsets committed and leases released while the shard took no writes come first.
       await this.pending.apply(shard, req.group, req.topic, topicId);
-      const lease = await acquireLease(
-        this.pools.get(shard.route.write!),
-        req.group,
-        topicId,
-        req.consumer,
-        this.options.leaseTtlMs,
-      );
+      const db = this.pools.get(shard.route.write!);
+      const lease = await acquireLease(db, req.group, topicId, req.consumer, this.options.leaseTtlMs);
       if (lease.owner !== req.consumer) {
         this.leases.delete(key);
         return undefined;
@@ -320,14 +344,24 @@ export class Fetcher {
         consumer: req.consumer,
         expiresAt: now + lease.remainingMs,
         committed: lease.committedId,
+        deletedThrough: await retentionDeletedThrough(db, topicId),
+        generation: lease.generation,
       });
     }
-    const committed = this.leases.get(key)!.committed;
-    // A position behind the committed offset is a consumer that went back after a handler error
+    const { committed, deletedThrough, generation } = this.leases.get(key)!;
+    const given = positionIn(generation);
+    // Ids retention deleted are known to be gone: starting past them keeps the gap rule (gaps.ts)
+    // from waiting for them to fill, so the group resumes at the oldest kept message at once. A
+    // position behind the committed offset is a consumer that went back after a handler error
     // over a message since dead-lettered (and committed past).
     return given === undefined
-      ? { start: committed, committed: true }
-      : { start: Math.max(given, committed), committed: false };
+      ? { start: Math.max(committed, deletedThrough), committed: true, generation }
+      : { start: Math.max(given, committed, deletedThrough), committed: false, generation };
+  }
+
+  /** Drops what this broker remembers of the group's leases (after a reset or delete). */
+  forgetLeases(group: string, topic: string): void {
+    for (const shard of this.router.shards()) this.leases.delete(leaseKey(group, topic, shard.name));
   }
 
   /**
@@ -431,6 +465,7 @@ export class Fetcher {
     topic: string,
     consumer: string,
     offsets: Record<string, number>,
+    generations: Record<string, number> = {},
   ): Promise<void> {
     const shards = new Map(this.router.shards().map((s) => [s.name, s]));
     const unknown = Object.keys(offsets).find((name) => !shards.has(name));
@@ -447,9 +482,10 @@ export class Fetcher {
       entries.map(async ({ shard, id }) => {
         if (!shard.writable) return this.pending.saveOffset(shard.name, group, topic, id);
         const topicId = await this.catalog.idOnWritable(shard, topic);
+        const generation = generations[shard.name];
         try {
           await this.deadlines.run(writeKey(shard), `offsets on ${shard.name}`, () =>
-            this.offsetWriter.commit(shard.route.write!, { group, topicId, id }),
+            this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation }),
           );
         } catch (err) {
           // The primary went away (or hangs) before the routing said so: kept as during any outage.
@@ -460,7 +496,8 @@ export class Fetcher {
           await this.pending.saveOffset(shard.name, group, topic, id);
         }
         const cached = this.leases.get(leaseKey(group, topic, shard.name));
-        if (cached) cached.committed = Math.max(cached.committed, id);
+        if (cached && (generation === undefined || generation === cached.generation))
+          cached.committed = Math.max(cached.committed, id);
       }),
     );
   }
@@ -522,7 +559,13 @@ export class Fetcher {
       );
       owner = lease.owner;
       if (owner === consumer) {
-        this.leases.set(key, { consumer, expiresAt: now + lease.remainingMs, committed: lease.committedId });
+        this.leases.set(key, {
+          consumer,
+          expiresAt: now + lease.remainingMs,
+          committed: lease.committedId,
+          deletedThrough: await retentionDeletedThrough(this.pools.get(shard.route.write!), topicId),
+          generation: lease.generation,
+        });
       }
     } else {
       // No lease can be taken while the primary is away: refuse only a shard another consumer holds.
@@ -595,22 +638,25 @@ export class Fetcher {
           return await this.deadlines.run(readKey(shard), `shard ${shard.name}`, async () => {
             const db = this.pools.get(shard.route.read!);
             const topicId = await this.catalog.idOnReadable(shard, topic);
-            if (topicId === undefined)
-              return { shard: shard.name, committed: null, latest: null, owner: null };
-            const [lease, pending, latest] = await Promise.all([
+            if (topicId === undefined) return { shard: shard.name, ...NO_OFFSETS };
+            const [lease, pending, latest, deletedThrough] = await Promise.all([
               readLease(db, group, topicId),
               this.pending.offset(shard.name, group, topic),
               highestMessageId(db, topicId),
+              retentionDeletedThrough(db, topicId),
             ]);
+            const committed = Math.max(lease?.committedId ?? 0, pending);
             return {
               shard: shard.name,
-              committed: Math.max(lease?.committedId ?? 0, pending),
+              committed,
               latest,
               owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+              deletedThrough,
+              missed: Math.max(0, deletedThrough - committed),
             };
           });
         } catch (err) {
-          return { shard: shard.name, committed: null, latest: null, owner: null, error: errorMessage(err) };
+          return { shard: shard.name, ...NO_OFFSETS, error: errorMessage(err) };
         }
       }),
     );
@@ -634,6 +680,8 @@ type ShardRead =
       kind: 'read';
       shard: string;
       start: number;
+      /** The group's generation on the shard (see startPosition). */
+      generation: number;
       messages: FetchedMessage[];
       /** Set when the read started at the group's committed offset on the shard's primary. */
       fromCommitted?: { shard: ShardView; topicId: number };
@@ -648,11 +696,12 @@ export function mergeShardReads(
   reads: ShardRead[],
   req: Pick<FetchRequest, 'maxMessages' | 'maxBytes'>,
 ): FetchResult {
-  const result: FetchResult = { messages: [], positions: {}, heldElsewhere: [] };
+  const result: FetchResult = { messages: [], positions: {}, heldElsewhere: [], generations: {} };
   const lists = reads.flatMap((r) => {
     if (r.kind === 'held') result.heldElsewhere.push(r.shard);
     if (r.kind !== 'read') return [];
     result.positions[r.shard] = r.start;
+    result.generations[r.shard] = r.generation;
     return [{ shard: r.shard, messages: r.messages }];
   });
   let bytes = 0;

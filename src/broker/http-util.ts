@@ -1,23 +1,49 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MqError } from '../common/errors.js';
 
-/** Reads the whole body, refusing with 413 once it passes `limit` bytes. */
-export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Reads the whole body, refusing with 413 once it passes `limit` bytes (at once when the declared
+ * Content-Length does), and with 408 when the client sends nothing for `idleTimeoutMs`: a client
+ * that trickles its body must not hold what the broker reserved for it.
+ */
+export function readBody(req: IncomingMessage, limit: number, idleTimeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    const tooLarge = () =>
+      new MqError(413, 'request_too_large', `request body is larger than ${limit} bytes`);
+    if (Number(req.headers['content-length']) > limit) {
+      // Read and dropped, so the client sees the answer rather than a reset connection.
+      req.resume();
+      return reject(tooLarge());
+    }
     const chunks: Buffer[] = [];
     let size = 0;
+    const fail = (err: MqError) => {
+      clearTimeout(idle);
+      req.removeAllListeners('data');
+      req.resume();
+      reject(err);
+    };
+    const idle = setTimeout(
+      () => fail(new MqError(408, 'request_timeout', `no request body bytes for ${idleTimeoutMs} ms`)),
+      idleTimeoutMs,
+    );
     req.on('data', (chunk: Buffer) => {
+      idle.refresh();
       size += chunk.length;
-      if (size > limit) {
-        reject(new MqError(413, 'request_too_large', `request body is larger than ${limit} bytes`));
-        req.removeAllListeners('data');
-        req.resume();
-        return;
-      }
+      if (size > limit) return fail(tooLarge());
       chunks.push(chunk);
     });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
+    req.on('end', () => {
+      clearTimeout(idle);
+      resolve(Buffer.concat(chunks));
+    });
+    req.on('close', () => {
+      if (!req.complete) fail(new MqError(400, 'request_aborted', 'the client closed the request midway'));
+    });
+    req.on('error', (err) => {
+      clearTimeout(idle);
+      reject(err);
+    });
   });
 }
 

@@ -69,6 +69,12 @@ export function createBrokerMetrics() {
       help: 'What the messages kept for other groups count as (payloads, their JSON, objects)',
       registers,
     }),
+    limitRejections: new Counter({
+      name: 'mq_broker_limit_rejections_total',
+      help: 'Requests and connections refused because they passed one of the broker limits',
+      labelNames: ['limit'] as const,
+      registers,
+    }),
     deadLettered: new Counter({
       name: 'mq_broker_dead_lettered_messages_total',
       help: 'Messages copied to <topic>.dlq after maxDeliveries deliveries, by topic and consumer group',

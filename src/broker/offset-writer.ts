@@ -9,7 +9,7 @@ interface Waiter {
 
 interface Instance {
   endpoint: Endpoint;
-  /** Per group and topic: the highest offset asked for and who waits for it. */
+  /** Per group, topic and generation: the highest offset asked for and who waits for it. */
   pending: Map<string, GroupOffset & { waiters: Waiter[] }>;
   writing: boolean;
 }
@@ -32,7 +32,7 @@ export class OffsetWriter {
     if (!instance) this.instances.set(key, (instance = { endpoint, pending: new Map(), writing: false }));
     const target = instance;
     return new Promise((resolve, reject) => {
-      const entryKey = `${offset.group}\u0000${offset.topicId}`;
+      const entryKey = `${offset.group}\u0000${offset.topicId}\u0000${offset.generation ?? ''}`;
       const entry = target.pending.get(entryKey);
       if (entry) {
         entry.id = Math.max(entry.id, offset.id);

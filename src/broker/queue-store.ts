@@ -10,6 +10,8 @@ export interface LeaseState {
   committedId: number;
   /** Milliseconds the lease still runs, by the database's clock. */
   remainingMs: number;
+  /** Changes when the group is reset; commits made under another generation are ignored. */
+  generation: number;
 }
 
 const DB_NOW_MS = 'CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)';
@@ -111,10 +113,38 @@ export async function readMessages(
   };
 }
 
+/** How many groups have offsets for the topic on this shard, and whether `group` is one of them. */
+export async function countGroups(
+  db: Db,
+  topicId: number,
+  group: string,
+): Promise<{ groups: number; stored: boolean }> {
+  const [row] = await rows(
+    db,
+    `SELECT COUNT(*) AS n, COALESCE(SUM(group_name = ?), 0) AS mine FROM mq.group_offsets WHERE topic_id = ?`,
+    [group, topicId],
+  );
+  return { groups: Number(row.n), stored: Number(row.mine) > 0 };
+}
+
 /** The GTIDs a replica has applied (it needs no privilege beyond the connection). */
 export async function replicaAppliedPosition(db: Db): Promise<string> {
   const [row] = await rows(db, 'SELECT @@global.gtid_slave_pos AS pos');
   return String(row.pos ?? '');
+}
+
+/**
+ * Every message of the topic up to this id was deleted by retention (0: none, or a shard whose
+ * schema predates the column, which had no retention either).
+ */
+export async function retentionDeletedThrough(db: Db, topicId: number): Promise<number> {
+  try {
+    const [row] = await rows(db, 'SELECT deleted_through FROM mq.topics WHERE id = ?', [topicId]);
+    return Number(row?.deleted_through ?? 0);
+  } catch (err) {
+    if ((err as { code?: string }).code === 'ER_BAD_FIELD_ERROR') return 0;
+    throw err;
+  }
 }
 
 export async function highestMessageId(db: Db, topicId: number): Promise<number> {
@@ -134,20 +164,22 @@ export async function acquireLease(
   ttlMs: number,
 ): Promise<LeaseState> {
   await db.query(
-    `INSERT INTO mq.group_offsets (group_name, topic_id, owner, lease_until)
-     VALUES (?, ?, ?, ${DB_NOW_MS} + ?)
+    `INSERT INTO mq.group_offsets (group_name, topic_id, owner, lease_until, generation)
+     VALUES (?, ?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS})
      ON DUPLICATE KEY UPDATE
        lease_until = IF(owner = VALUES(owner) OR lease_until < ${DB_NOW_MS}, VALUES(lease_until), lease_until),
        owner = IF(lease_until = VALUES(lease_until), VALUES(owner), owner)`,
     [group, topicId, consumer, ttlMs],
   );
-  return (await readLease(db, group, topicId)) ?? { owner: null, committedId: 0, remainingMs: 0 };
+  return (
+    (await readLease(db, group, topicId)) ?? { owner: null, committedId: 0, remainingMs: 0, generation: 0 }
+  );
 }
 
 export async function readLease(db: Db, group: string, topicId: number): Promise<LeaseState | undefined> {
   const [row] = await rows(
     db,
-    `SELECT owner, committed_id, lease_until - ${DB_NOW_MS} AS remaining
+    `SELECT owner, committed_id, lease_until - ${DB_NOW_MS} AS remaining, generation
        FROM mq.group_offsets WHERE group_name = ? AND topic_id = ?`,
     [group, topicId],
   );
@@ -156,6 +188,7 @@ export async function readLease(db: Db, group: string, topicId: number): Promise
     owner: row.owner === null ? null : String(row.owner),
     committedId: Number(row.committed_id),
     remainingMs: Number(row.remaining),
+    generation: Number(row.generation),
   };
 }
 
@@ -170,18 +203,119 @@ export interface GroupOffset {
   group: string;
   topicId: number;
   id: number;
+  /** The generation the consumer read under; without one the commit is not fenced. */
+  generation?: number;
 }
 
 /**
- * Several groups' offsets in one statement (one transaction). Offsets only move forward, so a late
- * commit from a consumer that lost its lease does no harm.
+ * Several groups' offsets, at most two statements. Offsets only move forward, so a late commit from
+ * a consumer that lost its lease does no harm. A commit that names a generation only updates a row
+ * still in it: after a reset or a delete it changes nothing (and never recreates a deleted group).
+ * Rows created here (a commit without a generation) get a fresh generation, the database's clock
+ * in ms, so a consumer of a deleted group's earlier life cannot match it.
  */
 export async function commitOffsets(db: Db, offsets: readonly GroupOffset[]): Promise<void> {
-  await db.query(
-    `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES ?
-     ON DUPLICATE KEY UPDATE committed_id = GREATEST(committed_id, VALUES(committed_id))`,
-    [offsets.map((o) => [o.group, o.topicId, o.id])],
+  const unfenced = offsets.filter((o) => o.generation === undefined);
+  const fenced = offsets.filter((o) => o.generation !== undefined);
+  if (unfenced.length > 0) {
+    await db.query(
+      `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id, generation)
+       VALUES ${unfenced.map(() => `(?, ?, ?, ${DB_NOW_MS})`).join(', ')}
+       ON DUPLICATE KEY UPDATE committed_id = GREATEST(committed_id, VALUES(committed_id))`,
+      unfenced.flatMap((o) => [o.group, o.topicId, o.id]),
+    );
+  }
+  if (fenced.length > 0) {
+    const rows = fenced.map(() => 'SELECT ? AS g, ? AS t, ? AS id, ? AS gen').join(' UNION ALL ');
+    await db.query(
+      `UPDATE mq.group_offsets o JOIN (${rows}) c
+          ON o.group_name = c.g AND o.topic_id = c.t AND o.generation = c.gen
+         SET o.committed_id = GREATEST(o.committed_id, c.id)`,
+      fenced.flatMap((o) => [o.group, o.topicId, o.id, o.generation]),
+    );
+  }
+}
+
+export interface GroupRow {
+  group: string;
+  committedId: number;
+  /** Holds an unexpired lease, or null. */
+  owner: string | null;
+}
+
+/** Every group with a row for this shard's part of the topic. */
+export async function listGroupRows(db: Db, topicId: number): Promise<GroupRow[]> {
+  const result = await rows(
+    db,
+    `SELECT group_name, committed_id, IF(lease_until > ${DB_NOW_MS}, owner, NULL) AS owner
+       FROM mq.group_offsets WHERE topic_id = ? ORDER BY group_name`,
+    [topicId],
   );
+  return result.map((r) => ({
+    group: String(r.group_name),
+    committedId: Number(r.committed_id),
+    owner: r.owner === null ? null : String(r.owner),
+  }));
+}
+
+/**
+ * Sets the group's offset on this shard, starts a new generation (the old one's commits are then
+ * ignored) and releases the lease, so the next fetch takes it afresh from the new offset.
+ */
+export async function resetGroupOffset(db: Db, group: string, topicId: number, committedId: number) {
+  await db.query(
+    `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id, generation)
+     VALUES (?, ?, ?, ${DB_NOW_MS})
+     ON DUPLICATE KEY UPDATE committed_id = VALUES(committed_id),
+       generation = GREATEST(generation + 1, VALUES(generation)), owner = NULL, lease_until = 0`,
+    [group, topicId, committedId],
+  );
+}
+
+/** Removes the group's offsets on this shard; returns whether it had any. */
+export async function deleteGroupOffset(db: Db, group: string, topicId: number): Promise<boolean> {
+  const [result] = await db.query('DELETE FROM mq.group_offsets WHERE group_name = ? AND topic_id = ?', [
+    group,
+    topicId,
+  ]);
+  return (result as mysql.ResultSetHeader).affectedRows > 0;
+}
+
+/** Forgets the group's delivery counts on this shard (maxDeliveries starts over after a reset). */
+export async function deleteDeliveryCounts(db: Db, group: string, topicId: number): Promise<void> {
+  await db.query('DELETE FROM mq.deliveries WHERE group_name = ? AND topic_id = ?', [group, topicId]);
+}
+
+/** Forgets offsets kept on this shard for the group's `origins` while their primaries were down. */
+export async function deletePendingOffsets(
+  db: Db,
+  group: string,
+  topic: string,
+  origins: readonly string[],
+): Promise<void> {
+  await db.query(
+    'DELETE FROM mq.pending_offsets WHERE group_name = ? AND topic = ? AND origin_shard IN (?)',
+    [group, topic, origins],
+  );
+}
+
+/** The id before the oldest message kept (0 when the shard has none). */
+export async function earliestOffset(db: Db, topicId: number): Promise<number> {
+  const [row] = await rows(db, `SELECT COALESCE(MIN(id) - 1, 0) AS id FROM ${messageTable(topicId)}`);
+  return Number(row.id);
+}
+
+/**
+ * The offset before the first message published at or after `at` (ms since the epoch), or the
+ * newest id when there is none. A scan: `published_at` is not indexed (an admin operation, rare).
+ */
+export async function offsetBeforeTime(db: Db, topicId: number, at: number): Promise<number> {
+  const [row] = await rows(
+    db,
+    `SELECT MIN(id) - 1 AS id FROM ${messageTable(topicId)} WHERE published_at >= ?`,
+    [at],
+  );
+  return row.id === null ? highestMessageId(db, topicId) : Number(row.id);
 }
 
 /** Keeps an offset for `originShard` on this (writable) shard while the origin takes no writes. */

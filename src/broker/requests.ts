@@ -2,6 +2,7 @@ import type { TopicSettings } from '../api/topic-settings.js';
 import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
+import type { ResetTarget } from './group-admin.js';
 import type { HandlerFailure } from './fetcher.js';
 import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from './routing.js';
@@ -149,6 +150,8 @@ export function parsePublish(body: unknown, limits: RequestLimits): Publish {
 export interface FetchBody {
   consumer: string;
   positions: Record<string, number>;
+  /** The generation per shard the positions and the offsets to commit belong to. */
+  generations: Record<string, number>;
   /** Offsets to commit along with this fetch (the group processed up to them). */
   commit: Record<string, number>;
   /** Messages the consumer's handler threw for since its last fetch. */
@@ -163,12 +166,23 @@ export function parseFetch(body: unknown): FetchBody {
   const obj = asObject(body, 'body');
   onlyKeys(
     obj,
-    ['consumer', 'positions', 'commit', 'failed', 'maxMessages', 'maxBytes', 'waitMs', 'encoding'],
+    [
+      'consumer',
+      'positions',
+      'generations',
+      'commit',
+      'failed',
+      'maxMessages',
+      'maxBytes',
+      'waitMs',
+      'encoding',
+    ],
     'body',
   );
   return {
     consumer: parseConsumer(obj.consumer),
     positions: parseShardIds(obj.positions ?? {}, 'positions'),
+    generations: parseShardIds(obj.generations ?? {}, 'generations'),
     commit: parseShardIds(obj.commit ?? {}, 'commit'),
     failed: parseFailures(obj.failed ?? []),
     maxMessages: boundedInt(
@@ -188,15 +202,18 @@ export interface CommitBody {
   /** The consumer that holds the shards' leases (the `consumer` of its fetches). */
   consumer: string;
   offsets: Record<string, number>;
+  /** The generation per shard the offsets were read under (from the fetch answer); optional. */
+  generations: Record<string, number>;
 }
 
 export function parseCommit(body: unknown): CommitBody {
   const obj = asObject(body, 'body');
-  onlyKeys(obj, ['consumer', 'offsets'], 'body');
+  onlyKeys(obj, ['consumer', 'offsets', 'generations'], 'body');
   if (obj.offsets === undefined)
     throw badRequest('invalid_offsets', 'offsets is required: {"shard-name": lastId}');
   const offsets = parseShardIds(obj.offsets, 'offsets');
-  return { consumer: parseConsumer(obj.consumer), offsets };
+  const generations = parseShardIds(obj.generations ?? {}, 'generations');
+  return { consumer: parseConsumer(obj.consumer), offsets, generations };
 }
 
 function parseConsumer(value: unknown): string {
@@ -245,4 +262,36 @@ function boundedInt(value: unknown, name: string, min: number, max: number, fall
     throw badRequest('invalid_parameter', `${name} must be an integer from ${min} to ${max}`);
   }
   return value as number;
+}
+
+export interface ResetBody {
+  to: ResetTarget;
+  force: boolean;
+}
+
+export function parseReset(body: unknown): ResetBody {
+  const obj = asObject(body, 'body');
+  onlyKeys(obj, ['to', 'force'], 'body');
+  if (obj.force !== undefined && typeof obj.force !== 'boolean')
+    throw badRequest('invalid_reset', 'force must be true or false');
+  return { to: parseResetTarget(obj.to), force: obj.force === true };
+}
+
+const RESET_USAGE =
+  'to must be "earliest", "latest", {"timestamp": ms since the epoch} or {"offsets": {"shard-0": id}}';
+
+function parseResetTarget(to: unknown): ResetTarget {
+  if (to === 'earliest' || to === 'latest') return to;
+  if (typeof to !== 'object' || to === null || Array.isArray(to))
+    throw badRequest('invalid_reset', RESET_USAGE);
+  const obj = to as Record<string, unknown>;
+  const keys = Object.keys(obj);
+  if (keys.length !== 1) throw badRequest('invalid_reset', RESET_USAGE);
+  if (keys[0] === 'timestamp') {
+    if (!Number.isSafeInteger(obj.timestamp) || (obj.timestamp as number) < 0)
+      throw badRequest('invalid_reset', 'to.timestamp must be a non-negative integer (ms since the epoch)');
+    return { timestamp: obj.timestamp as number };
+  }
+  if (keys[0] === 'offsets') return { offsets: parseShardIds(obj.offsets, 'offsets') };
+  throw badRequest('invalid_reset', RESET_USAGE);
 }

@@ -1,5 +1,5 @@
 import mysql from 'mysql2/promise';
-import { type Credentials, type Endpoint, endpointKey } from '../shard/connection.js';
+import { type Credentials, type Endpoint, SET_SESSION_SQL_MODE, endpointKey } from '../shard/connection.js';
 
 /**
  * mysql2 scans every statement for `?` placeholders in JavaScript, values or not: over a
@@ -38,6 +38,12 @@ export class ShardPools {
       });
       // A pool emits 'error' for broken idle connections; callers see errors on their own queries.
       pool.pool.on('error', () => undefined);
+      // Queued on the new connection ahead of whatever statement it was opened for.
+      pool.pool.on('connection', (conn) =>
+        conn.query(SET_SESSION_SQL_MODE, (err: unknown) => {
+          if (err) conn.destroy();
+        }),
+      );
       this.pools.set(key, pool);
     }
     return pool;

@@ -1,6 +1,7 @@
 import { withDeadline } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
+import type { Endpoint } from '../shard/connection.js';
 import type { ShardPools } from './shard-pools.js';
 import { type RoutingDocument, type ShardRoute } from './routing.js';
 import { type WriteProbe, writeEligible } from './shard-health.js';
@@ -160,8 +161,13 @@ export class ShardRouter {
     }
   }
 
+  /** Every instance the routing names. */
+  endpoints(): Endpoint[] {
+    return this.doc.shards.flatMap((s) => [s.write, s.read].filter((e) => e !== null));
+  }
+
   private retainPools(): void {
-    this.pools.retainOnly(this.doc.shards.flatMap((s) => [s.write, s.read].filter((e) => e !== null)));
+    this.pools.retainOnly(this.endpoints());
   }
 }
 

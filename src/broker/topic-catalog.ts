@@ -1,5 +1,5 @@
 import type mysql from 'mysql2/promise';
-import { errorMessage, notFound, unavailable } from '../common/errors.js';
+import { MqError, errorMessage, notFound, unavailable } from '../common/errors.js';
 import {
   createTopic,
   findTopicId,
@@ -20,16 +20,37 @@ export class TopicCatalog {
   /** shard name -> topic -> table id on that shard (ids never change for a shard's data). */
   private readonly ids = new Map<string, Map<string, number>>();
 
+  /** Creations run one at a time, so concurrent ones cannot all pass the topic limit. */
+  private creating: Promise<unknown> = Promise.resolve();
+  private listedAt = 0;
+
   constructor(
     private readonly router: ShardRouter,
     private readonly pools: ShardPools,
+    private readonly maxTopics: number,
   ) {}
 
   /** Creates the topic on every writable shard; returns false when it already existed. */
-  async create(topic: string): Promise<boolean> {
+  create(topic: string): Promise<boolean> {
+    const done = this.creating.then(() => this.createNow(topic));
+    this.creating = done.catch(() => undefined);
+    return done;
+  }
+
+  private async createNow(topic: string): Promise<boolean> {
     const writable = this.router.writableShards();
     if (writable.length === 0) throw unavailable('no_writable_shard', 'no shard takes writes right now');
-    const existed = await this.exists(topic);
+    // At the limit, a flood of new names is refused from what was listed within the last second.
+    const stale = Date.now() - this.listedAt > 1000;
+    if (!this.known.has(topic) && (this.known.size < this.maxTopics || stale)) await this.list();
+    const existed = this.known.has(topic);
+    if (!existed && this.known.size >= this.maxTopics) {
+      throw new MqError(
+        409,
+        'topic_limit',
+        `the cluster has ${this.known.size} topics, the most this broker creates (${this.maxTopics}); delete one first`,
+      );
+    }
     const results = await Promise.allSettled(writable.map((s) => this.idOnWritable(s, topic)));
     if (!results.some((r) => r.status === 'fulfilled')) {
       throw unavailable('no_writable_shard', `could not create topic "${topic}" on any shard`);
@@ -92,6 +113,7 @@ export class TopicCatalog {
       this.router.readableShards().map((s) => listTopics(this.pools.get(s.route.read!))),
     );
     for (const r of results) if (r.status === 'fulfilled') r.value.forEach((t) => this.known.add(t));
+    this.listedAt = Date.now();
     return [...this.known].sort();
   }
 

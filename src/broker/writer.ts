@@ -1,7 +1,7 @@
 import type { PoolConnection } from 'mysql2/promise';
 import { withDeadline } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
-import { errorMessage, unavailable } from '../common/errors.js';
+import { MqError, errorMessage, unavailable } from '../common/errors.js';
 import type { BrokerMetrics } from './metrics.js';
 import { type Payload, insertMessages } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
@@ -120,6 +120,7 @@ export class BatchingWriter {
     const topic = batch[0].topic;
     const payloads = batch.flatMap((p) => p.payloads);
     const tried: string[] = [];
+    let rejected: unknown;
     for (const shard of shards) {
       tried.push(shard.name);
       const started = performance.now();
@@ -140,13 +141,32 @@ export class BatchingWriter {
         return;
       } catch (err) {
         this.metrics.writeRetries.inc({ shard: shard.name });
-        this.router.markWriteFailed(shard.name, err);
+        if (isStatementError(err)) {
+          // The instance is fine; this statement is not. Its publishes, each alone, may still go
+          // through (one of them is the cause), and the shard stays in everyone's rotation.
+          if (batch.length > 1) {
+            await Promise.all(batch.map((p) => this.flush([p], shards)));
+            return;
+          }
+          rejected ??= err;
+        } else {
+          this.router.markWriteFailed(shard.name, err);
+        }
         this.log.warn('batch failed on shard, trying the next', {
           shard: shard.name,
           messages: payloads.length,
           error: errorMessage(err),
         });
       }
+    }
+    if (rejected !== undefined) {
+      const err = new MqError(
+        500,
+        'write_rejected',
+        `the shards refused the write: ${errorMessage(rejected)}`,
+      );
+      for (const p of batch) p.reject(err);
+      return;
     }
     const err = unavailable(
       'no_writable_shard',
@@ -182,4 +202,25 @@ export class BatchingWriter {
       throw err;
     }
   }
+}
+
+/**
+ * Server errors that say something about the instance rather than the statement: it is read-only
+ * (fenced, or a standby now), going away, out of connections or killed our session.
+ */
+const INSTANCE_ERRNOS = new Set([1040, 1053, 1203, 1205, 1290, 1317, 1836, 1927, 4031]);
+
+/**
+ * A statement the server refused while the connection and instance are fine (e.g. a table dropped
+ * by hand): no reason to take the shard out of the write rotation. Timeouts, lost connections and
+ * pool errors carry no server errno, or are fatal.
+ */
+export function isStatementError(err: unknown): boolean {
+  const e = err as { errno?: unknown; fatal?: unknown; sqlState?: unknown };
+  return (
+    typeof e?.errno === 'number' &&
+    typeof e.sqlState === 'string' &&
+    e.fatal !== true &&
+    !INSTANCE_ERRNOS.has(e.errno)
+  );
 }

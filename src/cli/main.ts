@@ -1,10 +1,14 @@
 #!/usr/bin/env node
+import { createReadStream, fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { Consumer, MqClientError, Producer } from '../client/index.js';
+import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
 import { Transport, groupPath } from '../client/transport.js';
 import { DeliveryTracker, PIPE_BUFFER_BYTES } from './delivered.js';
 import { StdoutLines } from './stdout-lines.js';
+import { groupsTable, parseResetFlags } from './groups.js';
+import { Progress } from './progress.js';
+import { formatTable } from './table.js';
 
 const HELP = `mqctl: produce to and consume from a mysqlmq cluster
 
@@ -20,7 +24,10 @@ Commands:
   topics create NAME          create a topic on every shard (--max-deliveries N: dead letters)
   produce TOPIC [MESSAGE...]  publish the messages, or one per line of standard input
   consume TOPIC --group G     print messages as JSON lines and commit them
-  offsets TOPIC --group G     committed offset, newest id and owner per shard
+  offsets TOPIC --group G     committed offset, newest id, lag, missed and owner per shard
+  groups list TOPIC           consumer groups of a topic: members, committed, lag per shard
+  groups reset TOPIC GROUP    move a group (--to-earliest, --to-latest, --to-timestamp, --to-offsets)
+  groups delete TOPIC GROUP   forget a group's offsets on every shard
   status                      each broker's view of the shards (writable, readable, errors)
 `;
 
@@ -30,10 +37,13 @@ const COMMAND_HELP: Record<string, string> = {
   ^[a-z0-9][a-z0-9._-]{0,127}$.
   --max-deliveries N   a message a consumer's handler failed on (or fetched without committing)
                        N times is copied to NAME.dlq and skipped`,
-  produce: `mqctl produce TOPIC [MESSAGE...] [--batch N]
-  Publishes each MESSAGE, or each line of standard input when none is given, and prints how many
-  were acknowledged. A message is acknowledged once committed on a primary and its standby.
-  --batch N   messages per publish request when reading standard input (default 500)`,
+  produce: `mqctl produce TOPIC [MESSAGE...] [--file PATH] [--batch N]
+  Publishes each MESSAGE, or each line of PATH or of standard input when none is given, and prints
+  how many were acknowledged. A message is acknowledged once committed on a primary and its standby.
+  On a terminal a progress bar shows how far it got (a bar for --file or stdin redirected from a
+  file, a counter for a pipe).
+  --file PATH  one message per line of PATH
+  --batch N    messages per publish request when reading lines (default 500)`,
   consume: `mqctl consume TOPIC --group G [--max N] [--follow] [--wait-ms MS] [--no-commit]
   Prints messages as JSON lines {"shard","id","publishedAt","value"} and commits them for group G,
   so the next consumer of G starts after them. Only what was written out is committed; into a pipe,
@@ -45,8 +55,22 @@ const COMMAND_HELP: Record<string, string> = {
   --wait-ms MS   long-poll wait per fetch (default 1000)
   --no-commit    read without committing (the group will see the messages again)`,
   offsets: `mqctl offsets TOPIC --group G
-  Shows, per shard, the group's committed offset, the newest message id (the difference is the lag)
-  and which consumer holds the shard.`,
+  Shows, per shard, the group's committed offset, the newest message id, the lag (messages kept
+  that the group has not committed), MISSED (messages after its committed offset that retention
+  deleted before the group read them: it resumes at the oldest kept one) and which consumer holds
+  the shard.`,
+  groups: `mqctl groups list TOPIC [--json]
+mqctl groups reset TOPIC GROUP (--to-earliest | --to-latest | --to-timestamp ISO | --to-offsets shard-0=41,...) [--force]
+mqctl groups delete TOPIC GROUP [--force]
+  list    each group's members (consumers holding a shard now) and, per shard, the committed
+          offset, newest id, lag and owner; --json prints the broker's answer
+  reset   moves the group: to each shard's oldest kept message, past its newest, to the first
+          message published at or after a time (ISO 8601, e.g. 2026-12-04T15:00:00Z), or to the
+          given ids (the group next reads the message after the id; unnamed shards stay)
+  delete  forgets the group's offsets; a consumer that comes back starts from the beginning
+  Reset and delete are refused while consumers of the group hold shards (stop them first), unless
+  --force: their uncommitted work is then discarded and they continue from the new offsets.
+  Both need every shard's primary up.`,
   status: `mqctl status
   Asks every broker for its routing version and its view of each shard.`,
 };
@@ -65,6 +89,13 @@ async function main(argv: string[]): Promise<number> {
       'wait-ms': { type: 'string' },
       follow: { type: 'boolean' },
       'no-commit': { type: 'boolean' },
+      file: { type: 'string' },
+      json: { type: 'boolean' },
+      force: { type: 'boolean' },
+      'to-earliest': { type: 'boolean' },
+      'to-latest': { type: 'boolean' },
+      'to-timestamp': { type: 'string' },
+      'to-offsets': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -109,16 +140,29 @@ async function main(argv: string[]): Promise<number> {
       if (args.length > 1) {
         count += (await producer.sendBatch(topic, args.slice(1))).length;
       } else {
+        const total = values.file
+          ? await countLines(values.file)
+          : // stdin redirected from a file (`< events.txt`): /dev/stdin reopens it, so it can be counted.
+            process.stderr.isTTY && fstatSync(0).isFile()
+            ? await countLines('/dev/stdin')
+            : undefined;
+        const progress = new Progress(`produce ${topic}`, total);
+        const input = values.file ? createReadStream(values.file) : process.stdin;
+        const send = async (messages: string[]) => {
+          count += (await producer.sendBatch(topic, messages)).length;
+          progress.advance(messages.length);
+        };
         let pending: string[] = [];
-        for await (const line of createInterface({ input: process.stdin })) {
+        for await (const line of createInterface({ input, crlfDelay: Infinity })) {
           if (line === '') continue;
           pending.push(line);
           if (pending.length >= batch) {
-            count += (await producer.sendBatch(topic, pending)).length;
+            await send(pending);
             pending = [];
           }
         }
-        if (pending.length) count += (await producer.sendBatch(topic, pending)).length;
+        if (pending.length) await send(pending);
+        progress.finish();
       }
       console.error(`acknowledged ${count} message(s)`);
       return 0;
@@ -170,36 +214,75 @@ async function main(argv: string[]): Promise<number> {
           committed: number | null;
           latest: number | null;
           owner: string | null;
+          deletedThrough?: number | null;
+          missed?: number | null;
           error?: string;
         }[];
       }>('GET', `${groupPath(topic, values.group)}/offsets`);
-      console.log(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'OWNER'].join('\t'));
-      for (const s of res.shards) {
-        const lag = s.latest !== null && s.committed !== null ? s.latest - s.committed : '';
-        console.log(
-          [s.shard, s.committed ?? '-', s.latest ?? '-', lag, s.owner ?? s.error ?? '-'].join('\t'),
-        );
-      }
+      const rows = res.shards.map((s) => {
+        const from = Math.max(s.committed ?? 0, s.deletedThrough ?? 0);
+        const lag = s.latest !== null && s.committed !== null ? Math.max(0, s.latest - from) : null;
+        return [s.shard, s.committed, s.latest, lag, s.missed ?? null, s.owner ?? s.error];
+      });
+      console.log(formatTable(['SHARD', 'COMMITTED', 'LATEST', 'LAG', 'MISSED', 'OWNER'], rows));
       return 0;
+    }
+    case 'groups': {
+      const [action, topic, group] = args;
+      const admin = new Admin({ brokers, token });
+      if (action === 'list' && topic) {
+        const groups = await admin.listGroups(topic);
+        if (values.json) console.log(JSON.stringify({ groups }, null, 2));
+        else if (groups.length === 0) console.error(`topic ${topic} has no consumer groups`);
+        else console.log(groupsTable(groups));
+        return 0;
+      }
+      if (action === 'reset' && topic && group) {
+        const to = parseResetFlags(values);
+        const progress = new Progress(`reset ${group}`, undefined);
+        const timer = setInterval(() => progress.advance(), 100);
+        try {
+          const offsets = await admin.resetGroup(topic, group, to, { force: values.force });
+          progress.finish();
+          console.log(formatTable(['SHARD', 'COMMITTED'], Object.entries(offsets)));
+        } finally {
+          clearInterval(timer);
+          progress.finish();
+        }
+        return 0;
+      }
+      if (action === 'delete' && topic && group) {
+        await admin.deleteGroup(topic, group, { force: values.force });
+        console.log(`deleted group ${group} of topic ${topic}`);
+        return 0;
+      }
+      return usage('groups');
     }
     case 'status': {
       let failed = 0;
+      const rows: unknown[][] = [];
       for (const url of brokers) {
         try {
           const s = await new Transport({ brokers: [url], token, timeoutMs: 3000 }).call<{
             routingVersion: number;
             shards: { name: string; writable: boolean; readable: boolean; lastError?: string }[];
           }>('GET', '/v1/status');
-          console.log(`${url}  routing v${s.routingVersion}`);
           for (const sh of s.shards) {
-            const state = `${sh.writable ? 'writable' : 'NOT writable'}, ${sh.readable ? 'readable' : 'NOT readable'}`;
-            console.log(`  ${sh.name}: ${state}${sh.lastError ? ` (${sh.lastError})` : ''}`);
+            rows.push([
+              url,
+              `v${s.routingVersion}`,
+              sh.name,
+              yesNo(sh.writable),
+              yesNo(sh.readable),
+              sh.lastError,
+            ]);
           }
         } catch (err) {
           failed++;
-          console.log(`${url}  unreachable: ${(err as Error).message}`);
+          rows.push([url, null, null, null, null, `unreachable: ${(err as Error).message}`]);
         }
       }
+      console.log(formatTable(['BROKER', 'ROUTING', 'SHARD', 'WRITABLE', 'READABLE', 'ERROR'], rows));
       return failed === brokers.length ? 1 : 0;
     }
     default:
@@ -207,6 +290,17 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(HELP);
       return 2;
   }
+}
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'NO');
+
+/** Non-empty lines of `file`, read once ahead of producing them so the bar knows its total. */
+async function countLines(file: string): Promise<number> {
+  let n = 0;
+  for await (const line of createInterface({ input: createReadStream(file), crlfDelay: Infinity })) {
+    if (line !== '') n++;
+  }
+  return n;
 }
 
 function usage(command: string): number {

@@ -27,6 +27,8 @@ interface FetchResponse {
   messages: { shard: string; id: number; publishedAt: number; value: string }[];
   positions: Record<string, number>;
   heldElsewhere: string[];
+  /** The group's generation per shard read (absent from brokers older than group resets). */
+  generations?: Record<string, number>;
   /** Present when the offsets sent along (`commit`) could not be committed. */
   commitError?: { status: number; code: string; message: string };
 }
@@ -40,6 +42,8 @@ export class Consumer {
   readonly consumerId: string;
   private readonly transport: Transport;
   private positions: Record<string, number> = {};
+  /** The group's generation per shard that positions and offsets belong to; a reset changes it. */
+  private generations: Record<string, number> = {};
   /** Delivered by `poll`, not committed yet. */
   private uncommitted: Record<string, number> = {};
   /** What `run`'s handler finished: committed along with the next fetch, saving a round trip. */
@@ -66,6 +70,7 @@ export class Consumer {
       {
         consumer: this.consumerId,
         positions: this.positions,
+        generations: this.generations,
         commit,
         failed,
         maxMessages,
@@ -78,10 +83,11 @@ export class Consumer {
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
     if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
     if (failed) this.failed = this.failed.filter((f) => !failed.includes(f));
-    for (const shard of res.heldElsewhere) {
-      delete this.positions[shard];
-      delete this.uncommitted[shard];
-      delete this.processed[shard];
+    for (const shard of res.heldElsewhere) this.forget(shard);
+    for (const [shard, generation] of Object.entries(res.generations ?? {})) {
+      // The group was reset: what this consumer read before is void (the broker ignores it too).
+      if (this.generations[shard] !== generation) this.forget(shard);
+      this.generations[shard] = generation;
     }
     for (const m of res.messages) this.uncommitted[m.shard] = m.id;
     Object.assign(this.positions, res.positions);
@@ -104,6 +110,7 @@ export class Consumer {
       await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
         consumer: this.consumerId,
         offsets,
+        generations: this.generations,
       });
     } catch (err) {
       // Keep what failed unless a newer delivery replaced it meanwhile; a refusal (4xx) is final.
@@ -128,7 +135,11 @@ export class Consumer {
     let failures = 0;
     while (!this.stopped) {
       const before = { ...this.positions };
+      const generations = { ...this.generations };
       const messages = await this.poll();
+      // A shard whose group was reset meanwhile is never set back to a position from before.
+      for (const shard of Object.keys(before))
+        if (this.generations[shard] !== generations[shard]) delete before[shard];
       if (messages.length === 0) continue;
       const handled = await this.handle(handler, messages, before);
       if (handled > 0) failures = 0;
@@ -140,6 +151,12 @@ export class Consumer {
     } catch (err) {
       if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
     }
+  }
+
+  private forget(shard: string): void {
+    delete this.positions[shard];
+    delete this.uncommitted[shard];
+    delete this.processed[shard];
   }
 
   /**

@@ -1,12 +1,14 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { AGENT_PORT } from '../agent/contract.js';
 import type { RoutingDocument } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { ShardSecrets } from '../shard/bootstrap.js';
 import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } from './api/types.js';
 import type { EventRecorder } from './events.js';
+import { RetentionLoop, retentionMetrics } from './retention/loop.js';
 import { names } from './desired/meta.js';
-import type { SwitchoverRequest } from './shards/decide.js';
+import type { ShardMemory, SwitchoverRequest } from './shards/decide.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
 import { pushRouting } from './shards/routing-publisher.js';
@@ -101,6 +103,7 @@ export function clusterLoopMetrics(registry: Registry) {
       labelNames: ['namespace', 'cluster'] as const,
       registers,
     }),
+    retention: retentionMetrics(registry),
   };
 }
 
@@ -111,6 +114,7 @@ export function clusterLoopMetrics(registry: Registry) {
  */
 export class ClusterLoop {
   private readonly manager: ShardManager;
+  private readonly retention: RetentionLoop;
   private timer?: NodeJS.Timeout;
   private running = false;
   private stopped = false;
@@ -135,6 +139,12 @@ export class ClusterLoop {
 
   constructor(private readonly deps: ClusterLoopDeps) {
     this.manager = new ShardManager(deps.secrets, deps.log, 2000);
+    this.retention = new RetentionLoop({
+      admin: deps.secrets.admin,
+      events: deps.events,
+      metrics: deps.metrics.retention,
+      log: deps.log,
+    });
     const cr = deps.cluster();
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
     this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
@@ -160,6 +170,11 @@ export class ClusterLoop {
   /** What the next reconcile should see about a shard before the first tick finished. */
   primaryIndexOf(shard: string): number {
     return this.manager.memoryOf(shard).primaryIndex;
+  }
+
+  /** What the shard loop remembers of a shard (bootstrapped, a rebuild in progress). */
+  memoryOf(shard: string): ShardMemory {
+    return this.manager.memoryOf(shard);
   }
 
   start(): void {
@@ -203,7 +218,7 @@ export class ClusterLoop {
       cr,
       observed.map((o) => o.name),
     );
-    const outcomes = await this.manager.tick(
+    const decided = await this.manager.tick(
       observed,
       {
         durability: spec.mysql.durability,
@@ -213,10 +228,13 @@ export class ClusterLoop {
           ? spec.failover.promoteForWritesDelaySeconds * 1000
           : null,
         semiSyncTimeoutMs: spec.mysql.semiSyncTimeoutSeconds * 1000,
+        cloneAgentPort: AGENT_PORT,
       },
       now,
       requested,
     );
+    this.retention.maybeRun(cr, decided);
+    const outcomes = this.retention.annotate(cr, decided);
     this.outcomes = outcomes;
     this.observedAt = observedAt;
     const labels = (shard: string) => ({

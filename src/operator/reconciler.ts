@@ -1,4 +1,5 @@
 import type { Registry } from 'prom-client';
+import { AGENT_PORT, ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../agent/contract.js';
 import { type RoutingDocument, parseRouting } from '../broker/routing.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -28,6 +29,7 @@ import {
   type DesiredObject,
   type PdbApiVersion,
   ROUTING_FILE,
+  type SeedAnnotations,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
@@ -133,6 +135,7 @@ export class ClusterReconciler {
       ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
+      seeds: this.seedsOf(cr, loop),
     });
 
     for (const obj of desired) {
@@ -350,6 +353,32 @@ export class ClusterReconciler {
     }
   }
 
+  /**
+   * The seed annotations of standby Pods created now: in a shard that holds data, a standby Pod
+   * created on an empty volume (a lost PVC) copies its primary; one being rebuilt copies it for
+   * the shard loop's request whatever its volume holds.
+   */
+  private seedsOf(cr: DefaultedCluster, loop: ClusterLoop): Record<string, SeedAnnotations> {
+    const seeds: Record<string, SeedAnnotations> = {};
+    for (let i = 0; i < cr.spec.shards; i++) {
+      const memory = loop.memoryOf(names.shard(i));
+      if (!memory.bootstrapped) continue;
+      const standby = names.pod(cr.metadata.name, i, 1 - memory.primaryIndex);
+      const rebuild = memory.rebuild;
+      if (rebuild && rebuild.index === 1 - memory.primaryIndex) {
+        seeds[standby] = { source: rebuild.source, id: rebuild.id };
+        continue;
+      }
+      const primary = this.deps.caches.get<Pod>(
+        'Pod',
+        cr.metadata.namespace,
+        names.pod(cr.metadata.name, i, memory.primaryIndex),
+      );
+      if (primary?.status?.podIP) seeds[standby] = { source: `${primary.status.podIP}:${AGENT_PORT}` };
+    }
+    return seeds;
+  }
+
   /** Server-side apply, skipped when the object is as the operator last left it. */
   private async apply(cr: DefaultedCluster, obj: DesiredObject, signal: AbortSignal): Promise<void> {
     const key = `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`;
@@ -423,6 +452,20 @@ export class ClusterReconciler {
           'Warning',
           'ReplacingPod',
           `Pod ${pod.metadata.name} is ${pod.status.phase}; deleting it so it is created again on the same volume`,
+        );
+        await this.deleteIgnoringMissing(ref, signal);
+        continue;
+      }
+      const rebuildId = want.metadata.annotations?.[ANNOTATION_SEED_ID];
+      if (rebuildId && pod.metadata.annotations?.[ANNOTATION_SEED_ID] !== rebuildId) {
+        // The shard loop asked for a rebuild: the Pod is created again, and its seed step
+        // replaces the data on the volume with a copy of the primary.
+        progressing = true;
+        void this.deps.events.record(
+          cr,
+          'Normal',
+          'RebuildingPod',
+          `deleting Pod ${pod.metadata.name} so it is created again and seeded from ${want.metadata.annotations?.[ANNOTATION_SEED_SOURCE]} (rebuild ${rebuildId})`,
         );
         await this.deleteIgnoringMissing(ref, signal);
         continue;

@@ -36,6 +36,7 @@ const DEGRADED_PHASES = new Set([
   'StandbyUnavailable',
   'Unprotected',
   'Diverged',
+  'Rebuilding',
 ]);
 
 export function shardStatusOf(o: ShardOutcome): ShardStatus {
@@ -58,7 +59,20 @@ export function shardStatusOf(o: ShardOutcome): ShardStatus {
     ...(m.failedOverAt ? { failedOverAt: m.failedOverAt } : {}),
     ...(m.failedOverProtected !== undefined ? { failedOverProtected: m.failedOverProtected } : {}),
     ...(m.standbyMustRejoin ? { standbyMustRejoin: true } : {}),
-    message: o.actionError ? `${o.decision.message}; ${o.actionError}` : o.decision.message,
+    ...(m.rebuild ? { rebuild: { ...m.rebuild } } : {}),
+    ...(o.retention?.standbyBehindPurge ? { standbyBehindBinlogPurge: true } : {}),
+    ...(o.retention?.binlogBytes !== undefined ? { binlogBytes: o.retention.binlogBytes } : {}),
+    ...(o.retention?.oldestMessageAgeSeconds !== undefined
+      ? { oldestMessageAgeSeconds: o.retention.oldestMessageAgeSeconds }
+      : {}),
+    ...(o.retention?.error ? { retentionError: o.retention.error } : {}),
+    message: [
+      o.decision.message,
+      o.actionError,
+      o.retention?.standbyBehindPurge && `${o.retention.standbyBehindPurge}; it must be rebuilt`,
+    ]
+      .filter(Boolean)
+      .join('; '),
   };
 }
 
@@ -74,6 +88,7 @@ export function memoryFromStatus(s: ShardStatus): ShardMemory {
     failedOverAt: s.failedOverAt,
     failedOverProtected: s.failedOverProtected,
     standbyMustRejoin: s.standbyMustRejoin,
+    ...(s.rebuild ? { rebuild: { ...s.rebuild } } : {}),
   };
 }
 
@@ -110,7 +125,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
   const shardsReady = shards.filter((s) => READY_PHASES.has(s.phase!)).length;
   const writable = shards.filter((s) => s.writable).length;
   const readable = shards.filter((s) => s.readsFrom !== 'none').length;
-  const degraded = shards.filter((s) => DEGRADED_PHASES.has(s.phase!));
+  const degraded = shards.filter((s) => DEGRADED_PHASES.has(s.phase!) || s.standbyBehindBinlogPurge);
   const provisioning = shards.filter((s) => s.phase === 'Provisioning' || s.phase === 'Recovering');
   const brokersReady = input.brokers.ready >= input.brokers.desired;
   const allShardsReady = shards.length === input.shardsTotal && shardsReady === input.shardsTotal;
@@ -153,7 +168,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     degraded.length > 0,
     degraded.length
       ? degraded
-          .map((s) => s.phase)
+          .map((s) => (s.standbyBehindBinlogPurge ? 'StandbyBehindBinlogPurge' : s.phase))
           .filter((p, i, a) => a.indexOf(p) === i)
           .join(',')
       : 'AsExpected',

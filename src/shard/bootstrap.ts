@@ -30,29 +30,52 @@ export const REQUIRED_SEMI_SYNC: SemiSyncPolicy = { timeoutMs: 4294967295, waitW
  */
 export async function bootstrapPrimary(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
   await withAdmin(primary, secrets.admin, async (conn) => {
-    await ensureUser(conn, secrets.replication, ['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*');
-    await ensureUser(
-      conn,
-      secrets.broker,
-      ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE'],
-      `${QUEUE_DATABASE}.*`,
-    );
+    // Tables first: the broker's DELETE is granted per table.
     await ensureSchema(conn);
+    await ensureUser(conn, secrets.replication, [[['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*']]);
+    await ensureUser(conn, secrets.broker, BROKER_GRANTS);
   });
 }
 
+/**
+ * What the broker may do: read and append messages, create topic tables, and keep its bookkeeping.
+ * No DELETE on messages (retention deletes them as the admin user), only on the rows it clears.
+ */
+const BROKER_GRANTS: [string[], string][] = [
+  [['SELECT', 'INSERT', 'UPDATE', 'CREATE'], `${QUEUE_DATABASE}.*`],
+  ...['group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'].map(
+    (table): [string[], string] => [['DELETE'], `${QUEUE_DATABASE}.${table}`],
+  ),
+];
+
+/** Creates the user with its grants once; an existing user keeps the grants it has. */
 async function ensureUser(
   conn: mysql.Connection,
   creds: Credentials,
-  privileges: string[],
-  on: string,
+  grants: [privileges: string[], on: string][],
 ): Promise<void> {
   const existing = await queryRows(conn, `SELECT 1 FROM mysql.user WHERE User = ? AND Host = '%'`, [
     creds.user,
   ]);
   if (existing.length > 0) return;
   await conn.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [creds.user, creds.password]);
-  await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [creds.user]);
+  for (const [privileges, on] of grants) {
+    await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [creds.user]);
+  }
+}
+
+/**
+ * Brings a shard bootstrapped by an older operator up to this version: missing tables and columns,
+ * and the broker's grants on them (GRANT is idempotent). Runs on a writable primary whose standby
+ * acknowledges, so its statements never wait on semi-sync.
+ */
+export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
+  await withAdmin(primary, secrets.admin, async (conn) => {
+    await ensureSchema(conn);
+    for (const [privileges, on] of BROKER_GRANTS) {
+      await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [secrets.broker.user]);
+    }
+  });
 }
 
 async function ensureSchema(conn: mysql.Connection): Promise<void> {
@@ -61,12 +84,15 @@ async function ensureSchema(conn: mysql.Connection): Promise<void> {
     `SELECT COUNT(*) AS n FROM information_schema.tables WHERE table_schema = ? AND table_name IN (?)`,
     [QUEUE_DATABASE, SCHEMA_TABLES],
   );
-  const settings = await queryRows(
+  // Columns added after the first release: their ALTERs run on shards bootstrapped before them.
+  const added = await queryRows(
     conn,
-    `SELECT 1 FROM information_schema.columns WHERE table_schema = ? AND table_name = 'topics' AND column_name = 'settings'`,
+    `SELECT 1 FROM information_schema.columns WHERE table_schema = ?
+       AND ((table_name = 'topics' AND column_name IN ('settings', 'deleted_through'))
+         OR (table_name = 'group_offsets' AND column_name = 'generation'))`,
     [QUEUE_DATABASE],
   );
-  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && settings.length > 0) return;
+  if (Number(tables[0]?.n) === SCHEMA_TABLES.length && added.length === 3) return;
   for (const statement of SCHEMA_STATEMENTS) await conn.query(statement);
 }
 

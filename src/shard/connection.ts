@@ -13,13 +13,23 @@ export interface Credentials {
 
 export const endpointKey = (e: Endpoint) => `${e.host}:${e.port}`;
 
+/**
+ * The sql_mode of every connection the project opens, whatever the server's global one says.
+ * Statements quote text with backslash escapes (mysql2's and the broker's own INSERT); under
+ * NO_BACKSLASH_ESCAPES (or ANSI_QUOTES, PIPES_AS_CONCAT ...) the same text would mean other SQL.
+ * MariaDB 10.11's default mode.
+ */
+export const SESSION_SQL_MODE =
+  'STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_AUTO_CREATE_USER,NO_ENGINE_SUBSTITUTION';
+export const SET_SESSION_SQL_MODE = `SET SESSION sql_mode = '${SESSION_SQL_MODE}'`;
+
 /** One short-lived administrative connection; the caller ends it. */
-export function connectAdmin(
+export async function connectAdmin(
   endpoint: Endpoint,
   creds: Credentials,
   connectTimeoutMs = 2000,
 ): Promise<mysql.Connection> {
-  return mysql.createConnection({
+  const conn = await mysql.createConnection({
     host: endpoint.host,
     port: endpoint.port,
     user: creds.user,
@@ -27,6 +37,13 @@ export function connectAdmin(
     connectTimeout: connectTimeoutMs,
     multipleStatements: false,
   });
+  try {
+    await conn.query(SET_SESSION_SQL_MODE);
+  } catch (err) {
+    conn.destroy();
+    throw err;
+  }
+  return conn;
 }
 
 /** Runs `fn` on a fresh admin connection and always closes it. */

@@ -25,6 +25,9 @@ export const OPERATOR_OWNED_KEYS = [
   'skip_slave_start',
 ] as const;
 
+/** Brokers size their largest INSERT below it (src/broker/limits.ts). */
+export const MAX_ALLOWED_PACKET_BYTES = 64 << 20;
+
 export interface MyCnfInput {
   serverId: number;
   bindAddress: string;
@@ -76,7 +79,7 @@ export function renderMyCnf(input: MyCnfInput): string {
     ['rpl_semi_sync_master_wait_point', 'AFTER_SYNC'],
     ['skip_name_resolve', 'ON'],
     ['character_set_server', 'utf8mb4'],
-    ['max_allowed_packet', '64M'],
+    ['max_allowed_packet', MAX_ALLOWED_PACKET_BYTES],
     ['max_connections', 500],
     ['innodb_buffer_pool_size', '256M'],
     ['innodb_log_file_size', '256M'],

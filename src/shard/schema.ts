@@ -15,10 +15,14 @@ export const SCHEMA_STATEMENTS = [
      id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
      name VARCHAR(128) NOT NULL UNIQUE,
      created_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3),
-     settings LONGTEXT NULL
+     settings LONGTEXT NULL,
+     deleted_through BIGINT UNSIGNED NOT NULL DEFAULT 0
    ) ENGINE=InnoDB`,
   // Shards bootstrapped before per-topic settings existed (src/api/topic-settings.ts).
   `ALTER TABLE ${QUEUE_DATABASE}.topics ADD COLUMN IF NOT EXISTS settings LONGTEXT NULL`,
+  // deleted_through: retention deleted every message of this shard's topic up to this id (the
+  // operator moves it in the same transaction as the DELETE), so a group's missed count is exact.
+  `ALTER TABLE ${QUEUE_DATABASE}.topics ADD COLUMN IF NOT EXISTS deleted_through BIGINT UNSIGNED NOT NULL DEFAULT 0`,
   // committed_id: the group has processed every message of this shard's topic up to it.
   // owner/lease_until: the consumer that may read this shard for the group until then (DB clock, ms).
   `CREATE TABLE IF NOT EXISTS ${QUEUE_DATABASE}.group_offsets (
@@ -27,9 +31,13 @@ export const SCHEMA_STATEMENTS = [
      committed_id BIGINT UNSIGNED NOT NULL DEFAULT 0,
      owner VARCHAR(128) NULL,
      lease_until BIGINT NOT NULL DEFAULT 0,
+     generation BIGINT NOT NULL DEFAULT 0,
      updated_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3) ON UPDATE CURRENT_TIMESTAMP(3),
      PRIMARY KEY (group_name, topic_id)
    ) ENGINE=InnoDB`,
+  // generation: changes when an administrator resets the group; a consumer's commit names the
+  // generation it read under and is ignored once it differs (src/broker/group-admin.ts).
+  `ALTER TABLE ${QUEUE_DATABASE}.group_offsets ADD COLUMN IF NOT EXISTS generation BIGINT NOT NULL DEFAULT 0`,
   // Offsets committed for another shard while that shard's primary was down (its standby is
   // read-only). Kept on a writable shard, replicated like everything else, and merged back into the
   // origin shard's group_offsets when a consumer next takes a lease there.
@@ -71,6 +79,9 @@ export const SCHEMA_STATEMENTS = [
 
 /** Tables `SCHEMA_STATEMENTS` creates in the queue database. */
 export const SCHEMA_TABLES = ['topics', 'group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'];
+
+/** Largest value the message column (a MEDIUMBLOB) holds: the ceiling of maxMessageBytes. */
+export const MESSAGE_COLUMN_MAX_BYTES = 16_777_215;
 
 export const messageTable = (topicId: number) => `${QUEUE_DATABASE}.m_${topicId}`;
 

@@ -297,6 +297,67 @@ describe('operator end to end', () => {
     await waitReady();
   }, 900_000);
 
+  it('applies spec.retention: a topic over the size limit loses its oldest messages on primary and standby', async () => {
+    await env.apply(
+      clusterYaml(`${BASE_SPEC}retention:\n  maxBytesPerShard: 2097152\n  intervalSeconds: 5\n`),
+    );
+    const brokers = await brokerUrls();
+    const producer = new Producer({ brokers });
+    await producer.createTopic('bulk');
+    const value = 'r'.repeat(1000);
+    // 10 MB over the 2 shards (each batch goes to one shard); 2 MiB per shard are kept.
+    for (let i = 0; i < 10; i++)
+      await producer.sendBatch(
+        'bulk',
+        Array.from({ length: 1000 }, () => value),
+      );
+    const offsets = async () =>
+      (
+        (await (await fetch(`${brokers[0]}/v1/topics/bulk/groups/late/offsets`)).json()) as {
+          shards: { shard: string; deletedThrough: number; missed: number; latest: number }[];
+        }
+      ).shards;
+    // What is left fits the limit: at most 2,097 messages of 1,000 bytes per shard.
+    await waitFor(
+      'retention to trim every shard to the limit',
+      async () => (await offsets()).every((s) => s.latest - s.deletedThrough <= 2097),
+      120_000,
+    );
+    const trimmed = await offsets();
+    expect(trimmed.some((s) => s.deletedThrough > 0)).toBe(true);
+    for (const s of trimmed) expect(s.missed).toBe(s.deletedThrough);
+    // The deletes replicated: a standby holds what its primary holds.
+    const password = await adminPassword();
+    for (const s of trimmed.filter((t) => t.deletedThrough > 0).map((t) => t.shard.replace('shard-', ''))) {
+      for (const role of ['primary', 'standby']) {
+        const [pod] = await pods(
+          `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-${s},mysqlmq.io/role=${role}`,
+        );
+        const [topic] = await query<{ id: number }>(
+          pod!.status!.podIP!,
+          password,
+          "SELECT id FROM mq.topics WHERE name = 'bulk'",
+        );
+        await waitFor(`${role} of shard-${s} to have applied the deletes`, async () => {
+          const [row] = await query<{ n: number; lo: number }>(
+            pod!.status!.podIP!,
+            password,
+            `SELECT COUNT(*) AS n, MIN(id) AS lo FROM mq.m_${topic!.id}`,
+          );
+          return Number(row!.n) <= 2097;
+        });
+      }
+    }
+    const cr = await waitFor('retention figures in status', async () => {
+      const c = await cluster();
+      return c.status?.shards?.every((s) => s.binlogBytes && s.oldestMessageAgeSeconds !== undefined)
+        ? c
+        : undefined;
+    });
+    expect(cr.status!.shards!.every((s) => !s.standbyBehindBinlogPurge)).toBe(true);
+    await env.apply(clusterYaml(BASE_SPEC));
+  }, 900_000);
+
   it('deletes a cluster, keeping its volumes under Retain and removing them under Delete', async () => {
     await env.kubectl(['delete', 'mqc', NAME, '-n', NS, '--wait=true', '--timeout=120s']);
     await waitFor(

@@ -28,6 +28,7 @@ const policy: ManagerPolicy = {
   failureThreshold: 3,
   promoteStandbyForReads: true,
   promoteForWritesAfterMs: null,
+  cloneAgentPort: null,
   semiSyncTimeoutMs: 5000,
 };
 const log = createLogger('test', 'error');

@@ -16,6 +16,7 @@ import {
   parseCreateTopic,
   parseFetch,
   parsePublish,
+  parseReset,
   parseTopicPatch,
 } from '../../src/broker/requests.js';
 import { parseRouting } from '../../src/broker/routing.js';
@@ -67,8 +68,8 @@ describe('merging shard reads', () => {
   it('interleaves shards and reports positions after what is returned', () => {
     const result = mergeShardReads(
       [
-        { kind: 'read', shard: 'a', start: 0, messages: [msg(1), msg(2), msg(3)] },
-        { kind: 'read', shard: 'b', start: 40, messages: [msg(41, 10, 'b')] },
+        { kind: 'read', shard: 'a', start: 0, generation: 7, messages: [msg(1), msg(2), msg(3)] },
+        { kind: 'read', shard: 'b', start: 40, generation: 8, messages: [msg(41, 10, 'b')] },
         { kind: 'held', shard: 'c' },
       ],
       { maxMessages: 3, maxBytes: 1000 },
@@ -76,11 +77,12 @@ describe('merging shard reads', () => {
     expect(result.messages.map((m) => `${m.shard}${m.id}`)).toEqual(['a1', 'b41', 'a2']);
     expect(result.positions).toEqual({ a: 2, b: 41 });
     expect(result.heldElsewhere).toEqual(['c']);
+    expect(result.generations).toEqual({ a: 7, b: 8 });
   });
 
   it('respects maxBytes but always returns at least one message', () => {
     const big = mergeShardReads(
-      [{ kind: 'read', shard: 'a', start: 5, messages: [msg(6, 500), msg(7, 500)] }],
+      [{ kind: 'read', shard: 'a', start: 5, generation: 0, messages: [msg(6, 500), msg(7, 500)] }],
       {
         maxMessages: 10,
         maxBytes: 100,
@@ -91,11 +93,11 @@ describe('merging shard reads', () => {
   });
 
   it('reports the start position of a shard with nothing new', () => {
-    const none = mergeShardReads([{ kind: 'read', shard: 'a', start: 9, messages: [] }], {
+    const none = mergeShardReads([{ kind: 'read', shard: 'a', start: 9, generation: 3, messages: [] }], {
       maxMessages: 1,
       maxBytes: 1,
     });
-    expect(none).toEqual({ messages: [], positions: { a: 9 }, heldElsewhere: [] });
+    expect(none).toEqual({ messages: [], positions: { a: 9 }, heldElsewhere: [], generations: { a: 3 } });
   });
 });
 
@@ -263,27 +265,37 @@ describe('fetch answers', () => {
         publishedAt: m.publishedAt,
         value: m.payload.toString(encoding),
       }));
-      const body = fetchAnswerBody({ messages, positions, heldElsewhere }).toString();
-      expect(JSON.parse(body)).toEqual({ messages: expected, positions, heldElsewhere });
+      const generations = { 'shard-0': 2 };
+      const body = fetchAnswerBody({ messages, positions, heldElsewhere, generations }).toString();
+      expect(JSON.parse(body)).toEqual({ messages: expected, positions, heldElsewhere, generations });
       // Each message's JSON exactly as JSON.stringify writes it, on a line of its own.
       const lines = body.split('\n');
       expect(lines.slice(1, -1).map((l) => l.replace(/,$/, ''))).toEqual(
         expected.map((m) => JSON.stringify(m)),
       );
     }
-    expect(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [] }).toString()).toBe(
-      '{"messages":[],"positions":{},"heldElsewhere":[]}',
-    );
+    expect(
+      fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], generations: {} }).toString(),
+    ).toBe('{"messages":[],"positions":{},"heldElsewhere":[],"generations":{}}');
   });
 
   it('say why the offsets sent along were not committed', () => {
     const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
     expect(
-      JSON.parse(fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], commitError }).toString()),
+      JSON.parse(
+        fetchAnswerBody({
+          messages: [],
+          positions: {},
+          heldElsewhere: [],
+          generations: {},
+          commitError,
+        }).toString(),
+      ),
     ).toEqual({
       messages: [],
       positions: {},
       heldElsewhere: [],
+      generations: {},
       commitError: { status: 503, code: 'offsets_unavailable', message: 'no shard takes writes now' },
     });
   });
@@ -335,7 +347,22 @@ describe('request parsing', () => {
     expect(parseCommit({ consumer: 'c1', offsets: { 'shard-0': 12 } })).toEqual({
       consumer: 'c1',
       offsets: { 'shard-0': 12 },
+      generations: {},
     });
+    expect(
+      parseCommit({ consumer: 'c1', offsets: { 'shard-0': 12 }, generations: { 'shard-0': 5 } }).generations,
+    ).toEqual({ 'shard-0': 5 });
+  });
+  it('accepts the four reset targets and nothing else', () => {
+    expect(parseReset({ to: 'earliest' })).toEqual({ to: 'earliest', force: false });
+    expect(parseReset({ to: 'latest', force: true })).toEqual({ to: 'latest', force: true });
+    expect(parseReset({ to: { timestamp: 1700000000000 } }).to).toEqual({ timestamp: 1700000000000 });
+    expect(parseReset({ to: { offsets: { 'shard-0': 41 } } }).to).toEqual({ offsets: { 'shard-0': 41 } });
+    expect(() => parseReset({ to: 'newest' })).toThrow(/to must be "earliest"/);
+    expect(() => parseReset({ to: { timestamp: 'today' } })).toThrow(/timestamp must be/);
+    expect(() => parseReset({ to: { offsets: { 'shard-0': -1 } } })).toThrow(/offsets.shard-0/);
+    expect(() => parseReset({ to: 'latest', force: 'yes' })).toThrow(/force must be/);
+    expect(() => parseReset({ to: { timestamp: 1, offsets: {} } })).toThrow(/to must be/);
   });
   it('takes handler failures with a fetch, and settings a topic may have', () => {
     expect(

@@ -11,9 +11,10 @@ import { ContainerConfigError, expandVars } from './env.js';
 import type { PodVolumes } from './volumes.js';
 
 /** The container kinds this kubelet can run, by container name. */
-export type ContainerKind = 'mariadb' | 'broker' | 'operator';
+export type ContainerKind = 'mariadb' | 'broker' | 'operator' | 'agent' | 'seed';
 
-export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator'];
+/** `agent` is the MariaDB pod's sidecar, `seed` its init step (both dist/agent/main.js). */
+export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator', 'agent', 'seed'];
 
 export function containerKind(container: V1Container): ContainerKind | undefined {
   return (CONTAINER_KINDS as readonly string[]).includes(container.name)
@@ -48,6 +49,8 @@ export interface StartContext {
   brokerMain: string;
   /** The operator script (`node <operatorMain> ...`), for `operator` containers. */
   operatorMain: string;
+  /** The agent script, for `agent` and `seed` containers. */
+  agentMain: string;
   /**
    * For `operator` containers: the kubeconfig of the pod's ServiceAccount (KUBECONFIG), or
    * undefined when the pod mounts no token (automountServiceAccountToken: false).
@@ -57,7 +60,7 @@ export interface StartContext {
 }
 
 /** dist/<program>/main.js, also when this module runs from the TypeScript sources (vitest). */
-function defaultMain(program: 'broker' | 'operator'): string {
+function defaultMain(program: 'broker' | 'operator' | 'agent'): string {
   const here = fileURLToPath(import.meta.url);
   const candidates = [fileURLToPath(new URL(`../../${program}/main.js`, import.meta.url))];
   const src = /^(.*)[/\\]src[/\\]local[/\\]kubelet[/\\][^/\\]+$/.exec(here);
@@ -68,6 +71,11 @@ function defaultMain(program: 'broker' | 'operator'): string {
 /** dist/broker/main.js of this repository. */
 export function defaultBrokerMain(): string {
   return defaultMain('broker');
+}
+
+/** dist/agent/main.js of this repository (the image's /app/dist/agent/main.js). */
+export function defaultAgentMain(): string {
+  return defaultMain('agent');
 }
 
 /** dist/operator/main.js of this repository (what the image's /app/dist/operator/main.js is). */
@@ -304,8 +312,17 @@ async function startOperator(ctx: StartContext): Promise<ContainerProcess> {
   return startNodeProcess(ctx, localOperatorArgv(ctx), operatorExtraEnv(ctx));
 }
 
+/**
+ * `agent` and `seed` containers: `node <agentMain> serve|seed [flags]`, mounted paths mapped to local
+ * ones and `--host` to the pod IP. mariadb-backup and mbstream come from this machine.
+ */
+async function startAgent(ctx: StartContext): Promise<ContainerProcess> {
+  return startNodeProcess(ctx, [ctx.agentMain, ...localBrokerArgs(ctx)]);
+}
+
 export async function startContainer(kind: ContainerKind, ctx: StartContext): Promise<ContainerProcess> {
   if (kind === 'mariadb') return startMariaDb(ctx);
+  if (kind === 'agent' || kind === 'seed') return startAgent(ctx);
   return kind === 'operator' ? startOperator(ctx) : startBroker(ctx);
 }
 
@@ -343,7 +360,7 @@ export function readinessCheck(kind: ContainerKind, container: V1Container): Rea
     return { kind: 'tcp', port, timeoutMs };
   }
   // Like a kubelet, a container without a readiness probe is ready once it runs.
-  if (kind === 'operator') return { kind: 'running' };
+  if (kind === 'operator' || kind === 'agent' || kind === 'seed') return { kind: 'running' };
   return { kind: 'http', port: brokerPort(container), path: '/readyz', timeoutMs };
 }
 

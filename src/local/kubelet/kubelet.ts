@@ -11,7 +11,7 @@ import {
 import { type Logger, createLogger } from '../../common/logger.js';
 import { AddressPool } from './addresses.js';
 import { apiErrorMessage, errorCode, isAlreadyExists, isNotFound, sleep } from './api.js';
-import { defaultBrokerMain, defaultOperatorMain } from './containers.js';
+import { defaultAgentMain, defaultBrokerMain, defaultOperatorMain } from './containers.js';
 import { ObjectLookup } from './env.js';
 import { NodeAgent, mergePatch } from './nodes.js';
 import { PodWorker } from './pod-worker.js';
@@ -43,6 +43,8 @@ export interface TestKubeletOptions {
    * gets KUBECONFIG = its pod's ServiceAccount (token Secret), POD_IP, and the container's env.
    */
   operatorMain?: string;
+  /** The agent of MariaDB pods (`agent` and `seed` containers); default dist/agent/main.js. */
+  agentMain?: string;
   /**
    * my.cnf settings applied after the mounted ones, e.g. smaller InnoDB sizes for a small machine
    * (default none: the ConfigMap applies as written, apart from local paths and the address).
@@ -90,6 +92,7 @@ export class TestKubelet {
   private stopped = false;
   private readonly brokerMain: string;
   private readonly operatorMain: string;
+  private readonly agentMain: string;
   private readonly apiServer: ApiServerEndpoint;
   private unlockRange?: () => void;
 
@@ -104,6 +107,7 @@ export class TestKubelet {
     this.lookup = new ObjectLookup(this.core);
     this.brokerMain = options.brokerMain ?? defaultBrokerMain();
     this.operatorMain = options.operatorMain ?? defaultOperatorMain();
+    this.agentMain = options.agentMain ?? defaultAgentMain();
     this.apiServer = endpointOf(kc);
   }
 
@@ -267,6 +271,7 @@ export class TestKubelet {
         hostIP: this.hostIP,
         brokerMain: this.brokerMain,
         operatorMain: this.operatorMain,
+        agentMain: this.agentMain,
         apiServer: this.apiServer,
         mariadbOverrides: this.options.mariadbOverrides ?? {},
         probeIntervalMs: this.options.probeIntervalMs ?? 1000,

@@ -34,6 +34,7 @@ export interface PodWorkerDeps {
   hostIP: string;
   brokerMain: string;
   operatorMain: string;
+  agentMain: string;
   /** The apiserver as pods should reach it (server URL and CA), for ServiceAccount kubeconfigs. */
   apiServer: ApiServerEndpoint;
   mariadbOverrides: Record<string, string>;
@@ -108,6 +109,9 @@ export class PodWorker {
   private pod: V1Pod;
   ip?: string;
   private readonly containers: Container[] = [];
+  private readonly initContainers: Container[] = [];
+  /** Every init container has completed (or there are none). */
+  private initialized: boolean;
   private readonly podDir: string;
   private volumes?: PodVolumes;
   private readonly startTime = kubeTime();
@@ -118,6 +122,7 @@ export class PodWorker {
   private terminating = false;
   private killSignal: NodeJS.Signals = 'SIGTERM';
   private terminated?: Promise<void>;
+  private initRun?: Promise<void>;
   private timer?: NodeJS.Timeout;
   private ticking = false;
   private readonly wake = new Set<() => void>();
@@ -140,31 +145,43 @@ export class PodWorker {
     this.podDir = join(deps.stateDir, 'pods', this.namespace, this.name);
     this.log = deps.log.child({ pod: `${this.namespace}/${this.name}`, uid: this.uid });
     const specs = [...(pod.spec?.initContainers ?? []), ...(pod.spec?.containers ?? [])];
-    const bad = specs.filter((c) => !containerKind(c) || pod.spec?.initContainers?.includes(c));
+    const bad = specs.filter((c) => !containerKind(c));
     if (bad.length) {
       this.unsupported =
-        `the test kubelet runs only containers named ${CONTAINER_KINDS.map((k) => `"${k}"`).join(', ')} (no init containers); ` +
+        `the test kubelet runs only containers named ${CONTAINER_KINDS.map((k) => `"${k}"`).join(', ')}; ` +
         `cannot run ${bad.map((c) => `"${c.name}"`).join(', ')}`;
       const owner = pod.metadata?.ownerReferences?.find((o) => o.controller);
       this.unsupportedPending = REPLACING_CONTROLLERS.has(owner?.kind ?? '');
     }
+    for (const spec of pod.spec?.initContainers ?? []) {
+      const previous = pod.status?.initContainerStatuses?.find((s) => s.name === spec.name);
+      this.initContainers.push(this.newContainer(spec, previous?.restartCount ?? 0));
+    }
+    // A kubelet restarted under a running pod does not run its init containers again.
+    this.initialized =
+      this.initContainers.length === 0 ||
+      pod.status?.conditions?.some((c) => c.type === 'Initialized' && c.status === 'True') === true;
     for (const spec of pod.spec?.containers ?? []) {
-      const kind = containerKind(spec) ?? 'broker';
       // A kubelet restarted under a running pod carries on counting.
       const previous = pod.status?.containerStatuses?.find((s) => s.name === spec.name);
-      this.containers.push({
-        name: spec.name,
-        spec,
-        kind,
-        check: readinessCheck(kind, spec),
-        liveness: livenessCheck(spec),
-        live: { failures: 0, lastProbeMs: 0, startedMs: 0, killing: false },
-        state: { waiting: { reason: 'ContainerCreating' } },
-        restartCount: previous?.restartCount ?? 0,
-        ready: false,
-        done: false,
-      });
+      this.containers.push(this.newContainer(spec, previous?.restartCount ?? 0));
     }
+  }
+
+  private newContainer(spec: V1Container, restartCount: number): Container {
+    const kind = containerKind(spec) ?? 'broker';
+    return {
+      name: spec.name,
+      spec,
+      kind,
+      check: readinessCheck(kind, spec),
+      liveness: livenessCheck(spec),
+      live: { failures: 0, lastProbeMs: 0, startedMs: 0, killing: false },
+      state: { waiting: { reason: 'ContainerCreating' } },
+      restartCount,
+      ready: false,
+      done: false,
+    };
   }
 
   /** Runtime files (my.cnf, socket, error.log) in a short path: unix socket paths must stay under 108 bytes. */
@@ -232,7 +249,90 @@ export class PodWorker {
       }
     }
     if (this.terminating) return;
+    if (!this.initialized) {
+      this.initRun = this.runInitContainers();
+      await this.initRun;
+      if (this.terminating) return;
+    }
     for (const c of this.containers) c.loop = this.runContainer(c);
+  }
+
+  /**
+   * Init containers one after the other, each until it exits 0; a failed one runs again after a
+   * back-off (as a kubelet does under restartPolicy Always or OnFailure).
+   */
+  private async runInitContainers(): Promise<void> {
+    for (const c of this.initContainers) {
+      let backoff = MIN_BACKOFF_MS;
+      while (!this.terminating) {
+        const proc = await this.startProcess(c);
+        if (!proc) continue;
+        const startedAt = kubeTime();
+        c.state = { running: { startedAt } };
+        this.log.info('init container started', { container: c.name, pid: proc.pid });
+        this.flush();
+        const exit = await proc.exited;
+        c.proc = undefined;
+        const term = terminatedState(exit, startedAt, proc.pid);
+        c.state = { terminated: term };
+        c.lastExit = term;
+        this.flush();
+        if (term.exitCode === 0) break;
+        this.log.warn('init container failed', {
+          container: c.name,
+          exitCode: term.exitCode,
+          log: proc.logFile,
+        });
+        if (this.terminating) return;
+        await this.pause(backoff);
+        backoff = Math.min(backoff * 2, MAX_BACKOFF_MS);
+        c.lastState = { terminated: term };
+        c.restartCount++;
+      }
+      c.done = true;
+      if (this.terminating) return;
+    }
+    this.initialized = true;
+    this.flush();
+  }
+
+  /** Starts a container's process; undefined (after a pause) when it cannot be created yet. */
+  private async startProcess(c: Container): Promise<ContainerProcess | undefined> {
+    try {
+      const env = await resolveEnv(this.pod, c.spec, this.deps.lookup, {
+        podIP: this.ip!,
+        hostIP: this.deps.hostIP,
+      });
+      const serviceAccountKubeconfig =
+        c.kind === 'operator' ? await this.serviceAccountKubeconfig() : undefined;
+      const proc = await startContainer(c.kind, {
+        container: c.spec,
+        env,
+        podIP: this.ip!,
+        podName: this.name,
+        podDir: this.podDir,
+        runDir: this.runDir(c),
+        volumes: this.volumes!,
+        brokerMain: this.deps.brokerMain,
+        operatorMain: this.deps.operatorMain,
+        agentMain: this.deps.agentMain,
+        serviceAccountKubeconfig,
+        mariadbOverrides: this.deps.mariadbOverrides,
+      });
+      c.proc = proc;
+      if (this.terminating) proc.kill(this.killSignal);
+      return proc;
+    } catch (err) {
+      const config = err instanceof ContainerConfigError;
+      const message = apiErrorMessage(err);
+      const reason = config ? 'CreateContainerConfigError' : 'CreateContainerError';
+      if (c.state.waiting?.message !== message)
+        this.log.warn('container cannot start', { container: c.name, reason, detail: message });
+      c.state = { waiting: { reason, message } };
+      this.flush();
+      await this.pause(2000);
+      return undefined;
+    }
   }
 
   /** The newest pod object from the watch. */
@@ -265,40 +365,8 @@ export class PodWorker {
     let backoff = MIN_BACKOFF_MS;
     const policy = this.pod.spec?.restartPolicy ?? 'Always';
     while (!this.terminating) {
-      let proc: ContainerProcess;
-      try {
-        const env = await resolveEnv(this.pod, c.spec, this.deps.lookup, {
-          podIP: this.ip!,
-          hostIP: this.deps.hostIP,
-        });
-        const serviceAccountKubeconfig =
-          c.kind === 'operator' ? await this.serviceAccountKubeconfig() : undefined;
-        proc = await startContainer(c.kind, {
-          container: c.spec,
-          env,
-          podIP: this.ip!,
-          podName: this.name,
-          podDir: this.podDir,
-          runDir: this.runDir(c),
-          volumes: this.volumes!,
-          brokerMain: this.deps.brokerMain,
-          operatorMain: this.deps.operatorMain,
-          serviceAccountKubeconfig,
-          mariadbOverrides: this.deps.mariadbOverrides,
-        });
-      } catch (err) {
-        const config = err instanceof ContainerConfigError;
-        const message = apiErrorMessage(err);
-        const reason = config ? 'CreateContainerConfigError' : 'CreateContainerError';
-        if (c.state.waiting?.message !== message)
-          this.log.warn('container cannot start', { container: c.name, reason, detail: message });
-        c.state = { waiting: { reason, message } };
-        this.flush();
-        await this.pause(2000);
-        continue;
-      }
-      c.proc = proc;
-      if (this.terminating) proc.kill(this.killSignal);
+      const proc = await this.startProcess(c);
+      if (!proc) continue;
       const startedAt = kubeTime();
       const started = Date.now();
       c.live = { failures: 0, lastProbeMs: 0, startedMs: started, killing: false };
@@ -360,7 +428,7 @@ export class PodWorker {
     if (mode !== 'graceful') {
       this.apiGone = true;
       this.killSignal = 'SIGKILL';
-      for (const c of this.containers) c.proc?.kill('SIGKILL');
+      for (const c of [...this.initContainers, ...this.containers]) c.proc?.kill('SIGKILL');
     }
     this.terminated ??= this.doTerminate(mode, graceSeconds);
     return this.terminated;
@@ -374,7 +442,8 @@ export class PodWorker {
     this.log.info('pod terminating', { mode, gracePeriodSeconds: mode === 'graceful' ? graceSeconds : 0 });
     if (mode === 'graceful') this.flush();
     for (const c of running) c.proc?.kill(this.killSignal);
-    const loops = Promise.all(this.containers.map((c) => c.loop));
+    for (const c of this.initContainers) c.proc?.kill('SIGKILL');
+    const loops = Promise.all([this.initRun, ...this.containers.map((c) => c.loop)]);
     if (mode === 'graceful' && running.length) {
       let timer: NodeJS.Timeout | undefined;
       const inTime = await Promise.race([
@@ -400,7 +469,8 @@ export class PodWorker {
     if (mode !== 'stop' && !this.unsupported) {
       // As a kubelet removes a deleted pod's directories (PVC data lives elsewhere).
       await rm(this.podDir, { recursive: true, force: true });
-      for (const c of this.containers) await rm(this.runDir(c), { recursive: true, force: true });
+      for (const c of [...this.initContainers, ...this.containers])
+        await rm(this.runDir(c), { recursive: true, force: true });
     }
     this.log.info('pod stopped');
   }
@@ -534,7 +604,17 @@ export class PodWorker {
       hostIP: this.deps.hostIP,
       startTime: this.startTime,
       conditions: [
-        this.condition('Initialized', true),
+        this.condition(
+          'Initialized',
+          this.initialized,
+          this.initialized ? undefined : 'ContainersNotInitialized',
+          this.initialized
+            ? undefined
+            : `containers with incomplete status: [${this.initContainers
+                .filter((c) => !c.done)
+                .map((c) => c.name)
+                .join(' ')}]`,
+        ),
         this.condition(
           'Ready',
           allReady,
@@ -549,6 +629,20 @@ export class PodWorker {
         ),
         this.condition('PodScheduled', true),
       ],
+      ...(this.initContainers.length
+        ? {
+            initContainerStatuses: this.initContainers.map((c) => ({
+              name: c.name,
+              state: c.state,
+              lastState: c.lastState ?? {},
+              ready: c.done && c.lastExit?.exitCode === 0,
+              restartCount: c.restartCount,
+              started: c.state.running !== undefined,
+              image: c.spec.image ?? '',
+              imageID: `local://${c.spec.image ?? c.kind}`,
+            })),
+          }
+        : {}),
       containerStatuses: this.containers.map((c) => ({
         name: c.name,
         state: c.state,

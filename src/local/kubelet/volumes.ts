@@ -88,7 +88,11 @@ export class PodVolumes {
         namespace: this.namespace,
       });
       uid = pvc.metadata?.uid;
+      // As the scheduler refuses a claim being deleted: the pod waits for the claim made again.
+      if (pvc.metadata?.deletionTimestamp)
+        throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" is being deleted`);
     } catch (err) {
+      if (err instanceof ContainerConfigError) throw err;
       if (isNotFound(err)) throw new ContainerConfigError(`persistentvolumeclaim "${claimName}" not found`);
       throw err;
     }
@@ -141,7 +145,19 @@ export class PodVolumes {
     return { files, mode };
   }
 
-  private async sync(v: V1Volume): Promise<boolean> {
+  /**
+   * One sync at a time: the pod's probe tick refreshes volumes while `materialise` may still run
+   * (an init container runs meanwhile), and two writers of one file would mix up contents.
+   */
+  private syncing: Promise<unknown> = Promise.resolve();
+
+  private sync(v: V1Volume): Promise<boolean> {
+    const next = this.syncing.then(() => this.syncNow(v));
+    this.syncing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async syncNow(v: V1Volume): Promise<boolean> {
     const projected = await this.project(v);
     if (!projected) return false;
     const root = join(this.podDir, 'volumes', v.name);

@@ -33,6 +33,11 @@ export const DEFAULTS = {
     promoteForWritesDelaySeconds: 300,
   },
   pvcDeletionPolicy: 'Retain',
+  retention: {
+    maxAgeHours: 720,
+    binlogMinAgeHours: 24,
+    intervalSeconds: 60,
+  },
 } as const;
 
 /**
@@ -46,6 +51,8 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
   const b = s.brokers ?? {};
   const f = s.failover ?? {};
   const p = s.podTemplate ?? {};
+  const r = s.retention ?? {};
+  const maxBytesPerShard = r.maxBytesPerShard;
   const storageClassName = m.storage?.storageClassName;
   const authSecretName = b.authSecretName;
   const priorityClassName = p.priorityClassName;
@@ -87,6 +94,12 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       ...(priorityClassName ? { priorityClassName } : {}),
     },
     pvcDeletionPolicy: s.pvcDeletionPolicy ?? DEFAULTS.pvcDeletionPolicy,
+    retention: {
+      maxAgeHours: r.maxAgeHours ?? DEFAULTS.retention.maxAgeHours,
+      ...(maxBytesPerShard !== undefined ? { maxBytesPerShard } : {}),
+      binlogMinAgeHours: r.binlogMinAgeHours ?? DEFAULTS.retention.binlogMinAgeHours,
+      intervalSeconds: r.intervalSeconds ?? DEFAULTS.retention.intervalSeconds,
+    },
   };
 }
 

@@ -172,6 +172,17 @@ export interface PodTemplateSpec {
   priorityClassName?: string;
 }
 
+/** Message retention and binlog purge (src/operator/retention/). */
+export interface RetentionSpec {
+  /** Messages older than this are deleted; a topic's `retentionMaxAgeHours` overrides it. */
+  maxAgeHours?: number;
+  /** Payload bytes a topic may hold per shard; a topic's `retentionMaxBytesPerShard` overrides it. */
+  maxBytesPerShard?: number;
+  /** Binlogs closed less than this long ago are kept even when the other instance has them. */
+  binlogMinAgeHours?: number;
+  intervalSeconds?: number;
+}
+
 /** What a user sends (and an old object may hold): every field is optional. */
 export interface MessageQueueClusterSpec {
   shards?: number;
@@ -180,6 +191,7 @@ export interface MessageQueueClusterSpec {
   failover?: FailoverSpec;
   podTemplate?: PodTemplateSpec;
   pvcDeletionPolicy?: PvcDeletionPolicy;
+  retention?: RetentionSpec;
 }
 
 /** The spec after `withDefaults`: every field with a default is present. */
@@ -211,6 +223,12 @@ export interface DefaultedSpec {
     priorityClassName?: string;
   };
   pvcDeletionPolicy: PvcDeletionPolicy;
+  retention: {
+    maxAgeHours: number;
+    maxBytesPerShard?: number;
+    binlogMinAgeHours: number;
+    intervalSeconds: number;
+  };
 }
 
 // --- status ----------------------------------------------------------------------------------
@@ -245,6 +263,18 @@ export interface ShardStatus {
   failedOverAt?: string;
   failedOverProtected?: boolean;
   standbyMustRejoin?: boolean;
+  /**
+   * The standby needs binlogs its primary purged: it cannot follow by replication and must be
+   * rebuilt (a physical copy from the primary or a backup). Set by the retention job's check.
+   */
+  standbyBehindBinlogPurge?: boolean;
+  /** Binlog bytes on the primary after the last retention pass. */
+  binlogBytes?: number;
+  /** Age of the oldest message kept on the shard at the last retention pass. */
+  oldestMessageAgeSeconds?: number;
+  retentionError?: string;
+  /** A rebuild of the standby by physical clone in progress. */
+  rebuild?: { index: number; id: string; source: string; reason: string; since: string };
 }
 
 /** The last planned switchover, as `kubectl describe` shows it. */

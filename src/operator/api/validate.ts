@@ -1,3 +1,5 @@
+import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js';
+import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
 import { withDefaults } from './defaults.js';
 import {
@@ -32,6 +34,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkResources('spec.brokers.resources', s.brokers.resources),
     ...checkFailover(s),
     ...checkPodTemplate(s),
+    ...checkRetention(s),
   ];
 }
 
@@ -91,11 +94,22 @@ function checkRanges(s: DefaultedSpec): string[] {
     ['spec.mysql.semiSyncTimeoutSeconds', s.mysql.semiSyncTimeoutSeconds, 1, 3600],
     ['spec.brokers.replicas', s.brokers.replicas, 0, 100],
     ['spec.brokers.port', s.brokers.port, 1024, 65535],
-    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, 16_777_216],
+    ['spec.brokers.maxMessageBytes', s.brokers.maxMessageBytes, 1, MESSAGE_COLUMN_MAX_BYTES],
     ['spec.failover.probePeriodSeconds', s.failover.probePeriodSeconds, 1, 60],
     ['spec.failover.failureThreshold', s.failover.failureThreshold, 1, 30],
     ['spec.failover.promoteForWritesDelaySeconds', s.failover.promoteForWritesDelaySeconds, 30, 86_400],
+    ['spec.retention.maxAgeHours', s.retention.maxAgeHours, 1, 87_600],
+    ['spec.retention.binlogMinAgeHours', s.retention.binlogMinAgeHours, 0, 8760],
+    ['spec.retention.intervalSeconds', s.retention.intervalSeconds, 5, 3600],
   ];
+  if (s.retention.maxBytesPerShard !== undefined) {
+    ranges.push([
+      'spec.retention.maxBytesPerShard',
+      s.retention.maxBytesPerShard,
+      1,
+      Number.MAX_SAFE_INTEGER,
+    ]);
+  }
   return ranges
     .filter(([, v, min, max]) => !Number.isInteger(v) || v < min || v > max)
     .map(([field, v, min, max]) => `${field} is ${v}; it must be a whole number from ${min} to ${max}`);
@@ -143,12 +157,14 @@ function checkMyCnf(s: DefaultedSpec): string[] {
   );
   if (packet) {
     const bytes = parseMyCnfSize(packet[1]);
-    const needed = 2 * Math.max(s.brokers.maxMessageBytes, BROKER_BATCH_BYTES);
+    // The broker's largest INSERT (src/broker/limits.ts), in whole MiB, and never below 16M.
+    const insert = maxInsertBytes(s.brokers.maxMessageBytes, MAX_MESSAGES_PER_PUBLISH);
+    const needed = Math.max(2 * BROKER_BATCH_BYTES, Math.ceil(insert / 2 ** 20) * 2 ** 20);
     if (bytes === undefined) {
       problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
     } else if (bytes < needed) {
       problems.push(
-        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (twice the larger of spec.brokers.maxMessageBytes and their 8 MiB write batch)`,
+        `spec.mysql.config.${packet[0]} is ${packet[1]}; brokers need at least ${needed / 2 ** 20}M (their largest INSERT with spec.brokers.maxMessageBytes, and at least 16M)`,
       );
     }
   }
@@ -206,6 +222,19 @@ function checkFailover(s: DefaultedSpec): string[] {
     );
   }
   return problems;
+}
+
+/**
+ * A size limit below two of the largest messages would delete what producers were just told is
+ * stored (retention keeps whole messages; the newest must fit).
+ */
+function checkRetention(s: DefaultedSpec): string[] {
+  const limit = s.retention.maxBytesPerShard;
+  const least = 2 * s.brokers.maxMessageBytes;
+  if (limit === undefined || !Number.isInteger(limit) || limit < 1 || limit >= least) return [];
+  return [
+    `spec.retention.maxBytesPerShard is ${limit}; it must be at least ${least} (twice spec.brokers.maxMessageBytes), or the newest messages would be deleted as soon as they are written`,
+  ];
 }
 
 function checkPodTemplate(s: DefaultedSpec): string[] {

@@ -16,8 +16,10 @@ import {
   hashOf,
   names,
   objectMeta,
+  RESTRICTED_CONTAINER,
   podPlacement,
   resourcesOf,
+  restrictedPodSecurity,
   selectorString,
   withSpreadAffinity,
 } from './meta.js';
@@ -80,6 +82,17 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
     enableServiceLinks: false,
     affinity: withSpreadAffinity(podTemplate.affinity, brokerSelector(cr)),
     ...podPlacement(cr),
+    // Across zones as far as they allow (across nodes: the anti-affinity above); never blocks.
+    topologySpreadConstraints: [
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'ScheduleAnyway',
+        labelSelector: { matchLabels: brokerSelector(cr) },
+      },
+    ],
+    // The image's user (Dockerfile: USER 1000:1000).
+    securityContext: restrictedPodSecurity(1000),
     containers: [
       {
         name: 'broker',
@@ -119,7 +132,8 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           periodSeconds: 10,
           failureThreshold: 3,
         },
-        securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } },
+        // The broker writes no file: logs go to stdout, state to MariaDB.
+        securityContext: { ...RESTRICTED_CONTAINER, readOnlyRootFilesystem: true },
         volumeMounts: [{ name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true }],
         ...(resources ? { resources } : {}),
       },

@@ -5,6 +5,7 @@ import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
 import {
   INSTANCES,
+  type SeedAnnotations,
   dataPvc,
   mycnfConfigMap,
   mysqlPod,
@@ -28,6 +29,8 @@ export interface DesiredInputs {
   pdbApiVersion?: PdbApiVersion;
   /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
   authSecretVersion?: string;
+  /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
+  seeds?: Readonly<Record<string, SeedAnnotations>>;
 }
 
 /** The kinds a cluster owns (what the operator watches and cleans up). */
@@ -64,7 +67,10 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
   }
   for (const s of shards) {
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;
-    for (const n of INSTANCES) objects.push(mysqlPod(cr, s, n, roleOf(n, primary)));
+    for (const n of INSTANCES) {
+      const seed = inputs.seeds?.[names.pod(cr.metadata.name, s, n)];
+      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
+    }
   }
   objects.push(
     routingConfigMap(cr, inputs.routing),

@@ -190,6 +190,26 @@ export function withSpreadAffinity(
   return affinity;
 }
 
+/** A container that needs no Linux capability and cannot gain privileges (exec of setuid files). */
+export const RESTRICTED_CONTAINER = {
+  allowPrivilegeEscalation: false,
+  capabilities: { drop: ['ALL'] },
+} as const;
+
+/**
+ * Pod-level security of the operator's Pods (the Kubernetes "restricted" profile): a fixed
+ * non-root user of the image, and the container runtime's default seccomp filter.
+ */
+export function restrictedPodSecurity(uid: number, fsGroup?: number): Record<string, unknown> {
+  return {
+    runAsNonRoot: true,
+    runAsUser: uid,
+    runAsGroup: uid,
+    ...(fsGroup === undefined ? {} : { fsGroup }),
+    seccompProfile: { type: 'RuntimeDefault' },
+  };
+}
+
 /** The pod-spec fields `spec.podTemplate` contributes (besides affinity, labels and annotations). */
 export function podPlacement(cr: DefaultedCluster): Record<string, unknown> {
   const p = cr.spec.podTemplate;

@@ -1,3 +1,4 @@
+import { AGENT_PORT, ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../../agent/contract.js';
 import { refusedOverrides, renderMyCnf } from '../../shard/mycnf.js';
 import {
   ANNOTATION_CONFIG_HASH,
@@ -17,10 +18,15 @@ import {
   hashOf,
   names,
   objectMeta,
+  RESTRICTED_CONTAINER,
   podPlacement,
   resourcesOf,
+  restrictedPodSecurity,
   withSpreadAffinity,
 } from './meta.js';
+
+/** The mysql user and group of the official MariaDB image. */
+const MARIADB_UID = 999;
 
 /**
  * Desired objects of one shard (docs/operator-design.md): the my.cnf ConfigMap, two
@@ -32,6 +38,10 @@ import {
 export const MYSQL_PORT = 3306;
 export const MYCNF_MOUNT = '/etc/mysql/conf.d/mysqlmq.cnf';
 export const DATA_MOUNT = '/var/lib/mysql';
+/** The agent's scratch space (credentials file, mariadb-backup's work files): an emptyDir. */
+export const AGENT_TMP_MOUNT = '/tmp';
+/** uid/gid of `mysql` in the official MariaDB image: the agent reads and writes the data files. */
+export const MYSQL_UID = 999;
 export const INSTANCES = [0, 1] as const;
 
 /** server_id of instance `instance` (0|1) of shard `shard`: unique across the cluster. */
@@ -113,6 +123,65 @@ function instanceTolerations(user: Record<string, unknown>[]): Record<string, un
   ];
 }
 
+const adminPasswordEnv = (cr: DefaultedCluster) => ({
+  name: 'MARIADB_ROOT_PASSWORD',
+  valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'admin-password' } },
+});
+
+const agentMounts = [
+  { name: 'data', mountPath: DATA_MOUNT },
+  { name: 'agent-tmp', mountPath: AGENT_TMP_MOUNT },
+];
+
+const agentCommand = (command: 'serve' | 'seed') => [
+  'node',
+  '/app/dist/agent/main.js',
+  command,
+  '--data-dir',
+  DATA_MOUNT,
+  '--work-dir',
+  `${AGENT_TMP_MOUNT}/mq-agent`,
+];
+
+/**
+ * The agent sidecar (the mysqlmq image): streams a physical copy of this instance to an instance
+ * being rebuilt. No readiness probe: the Pod's readiness is the failover signal of MariaDB alone.
+ */
+function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
+  return {
+    name: 'agent',
+    image: cr.spec.brokers.image,
+    imagePullPolicy: 'IfNotPresent',
+    command: [...agentCommand('serve'), '--host', '0.0.0.0', '--port', String(AGENT_PORT)],
+    ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
+    env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
+    volumeMounts: agentMounts,
+    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+  };
+}
+
+/**
+ * The init step: seeds the data directory from the agent named by the `mysqlmq.io/seed-source`
+ * annotation when the volume is empty or a rebuild (`mysqlmq.io/seed-id`) asks for it; otherwise
+ * it exits at once. The operator sets the annotations on the Pods it creates.
+ */
+function seedContainer(cr: DefaultedCluster): Record<string, unknown> {
+  const annotation = (key: string) => ({ fieldRef: { fieldPath: `metadata.annotations['${key}']` } });
+  return {
+    name: 'seed',
+    image: cr.spec.brokers.image,
+    imagePullPolicy: 'IfNotPresent',
+    command: agentCommand('seed'),
+    env: [
+      adminPasswordEnv(cr),
+      { name: 'MQ_SEED_SOURCE', valueFrom: annotation(ANNOTATION_SEED_SOURCE) },
+      { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
+    ],
+    volumeMounts: agentMounts,
+    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+  };
+}
+
 /** The Pod spec of an instance: everything but the role, so a failover never changes it. */
 function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number): Record<string, unknown> {
   const { mysql, podTemplate } = cr.spec;
@@ -129,6 +198,10 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
     affinity: withSpreadAffinity(podTemplate.affinity, shardSelector(cr, shard)),
     ...podPlacement(cr),
     tolerations: instanceTolerations(podTemplate.tolerations),
+    // The image's mysql user (999) from the start: the entrypoint then skips its switch from root,
+    // and fsGroup makes the data volume writable by it. The root filesystem stays writable: the
+    // entrypoint and mariadbd write to /run/mysqld and /tmp of the image.
+    securityContext: restrictedPodSecurity(MARIADB_UID, MARIADB_UID),
     containers: [
       {
         name: 'mariadb',
@@ -146,6 +219,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
         ],
+        securityContext: { ...RESTRICTED_CONTAINER },
         // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
         // this only keeps a dead instance out of its Service within a few seconds.
         readinessProbe: {
@@ -156,10 +230,13 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         },
         ...(resources ? { resources } : {}),
       },
+      agentContainer(cr),
     ],
+    initContainers: [seedContainer(cr)],
     volumes: [
       { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
       { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
+      { name: 'agent-tmp', emptyDir: {} },
     ],
   };
 }
@@ -174,8 +251,25 @@ export function mysqlPodHash(cr: DefaultedCluster, shard: number, instance: numb
   return hashOf(instancePodSpec(cr, shard, instance), instanceMyCnf(cr, shard, instance));
 }
 
-/** Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). */
-export function mysqlPod(cr: DefaultedCluster, shard: number, instance: number, role: Role): DesiredObject {
+/** Where a Pod created now seeds its data from (the seed step's annotations). */
+export interface SeedAnnotations {
+  /** `host:port` of the primary's agent. */
+  source: string;
+  /** A rebuild request id; absent: seed only an empty volume. */
+  id?: string;
+}
+
+/**
+ * Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). `seed`
+ * names the agent its init step copies from, for a standby of a shard that already holds data.
+ */
+export function mysqlPod(
+  cr: DefaultedCluster,
+  shard: number,
+  instance: number,
+  role: Role,
+  seed?: SeedAnnotations,
+): DesiredObject {
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -185,6 +279,8 @@ export function mysqlPod(cr: DefaultedCluster, shard: number, instance: number, 
       annotations: {
         ...cr.spec.podTemplate.annotations,
         [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance),
+        ...(seed ? { [ANNOTATION_SEED_SOURCE]: seed.source } : {}),
+        ...(seed?.id ? { [ANNOTATION_SEED_ID]: seed.id } : {}),
       },
     }),
     spec: instancePodSpec(cr, shard, instance),

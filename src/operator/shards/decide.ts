@@ -18,6 +18,21 @@ export interface InstanceView {
   /** Undefined when the probe failed or could not run. */
   probe?: InstanceProbe;
   probeError?: string;
+  /** The rebuild request this pod was created for (its `mysqlmq.io/seed-id` annotation). */
+  seedId?: string;
+}
+
+/**
+ * A standby being re-seeded with a physical copy of its primary: the reconciler replaces its pod
+ * with one whose init step pulls the copy from `source` (the primary's agent) for request `id`.
+ */
+export interface RebuildRequest {
+  index: number;
+  id: string;
+  /** `host:port` of the primary's agent when the request was made. */
+  source: string;
+  reason: string;
+  since: string;
 }
 
 export type ReadsFrom = 'primary' | 'standby' | 'none';
@@ -39,6 +54,8 @@ export interface ShardMemory {
   failedOverProtected?: boolean;
   /** The standby is a former primary that must be fenced and rejoined (or rebuilt) before it follows. */
   standbyMustRejoin?: boolean;
+  /** A rebuild by physical clone in progress. */
+  rebuild?: RebuildRequest;
   /**
    * A planned switchover has taken this shard out of the write rotation; the next decision swaps
    * the roles (or gives up). Never persisted: an operator that restarts mid-switchover reopens
@@ -56,6 +73,7 @@ export type ShardPhase =
   | 'Promoting'
   | 'Recovering'
   | 'Diverged'
+  | 'Rebuilding'
   | 'Unavailable'
   | 'SwitchingOver';
 
@@ -65,6 +83,12 @@ export interface ShardPolicy {
   promoteStandbyForReads: boolean;
   /** How long a failed primary may stay down before its standby becomes the primary; null: never. */
   promoteForWritesAfterMs: number | null;
+  /**
+   * Where a standby that cannot follow pulls a physical copy from: the port of the agent next to
+   * every instance. Null where instances run without an agent (then a diverged former primary is
+   * wiped and replays the primary's binlog, and other standbys that cannot follow stay broken).
+   */
+  cloneAgentPort: number | null;
 }
 
 export type ShardAction =
@@ -76,6 +100,8 @@ export type ShardAction =
   | { kind: 'promote' }
   /** Fence the former primary and make it follow; `rebuild` wipes and re-replicates it first. */
   | { kind: 'rejoinStandby'; rebuild: boolean }
+  /** Cut the standby's broker connections and make it read-only (it is about to be rebuilt). */
+  | { kind: 'fenceStandby' }
   /**
    * Planned switchover, run while the shard is out of the write rotation: fence the primary, wait
    * until the standby applied everything it has, promote the standby, make the old primary follow
@@ -379,7 +405,36 @@ function decideHealth(
   const actions: ShardAction[] = [];
   if (!p.semiSyncPrimaryEnabled) actions.push({ kind: 'enableSemiSync' });
   const following = s?.replica?.ioRunning && s.replica.sqlRunning && s.replica.sourceHost === primary.podIP;
-  if (s && !following && previous.standbyMustRejoin) {
+  const source =
+    policy.cloneAgentPort !== null && primary.podIP ? `${primary.podIP}:${policy.cloneAgentPort}` : null;
+  const rebuilding = previous.rebuild?.index === standby.index ? previous.rebuild : undefined;
+  const rebuilt = rebuilding !== undefined && standby.seedId === rebuilding.id && s !== undefined;
+  // A rebuilt standby is asked again only if it fails to replicate (a copy that does not fit).
+  const cannotFollow =
+    s && !following && source && (!rebuilt || s.replica?.lastError)
+      ? whyCannotFollow(p, s, previous)
+      : undefined;
+  if (rebuilding && !rebuilt) {
+    // The reconciler replaces the standby's pod; a request whose source moved is made again.
+    if (source && rebuilding.source !== source && !standby.podReady) {
+      memory.rebuild = { ...rebuilding, id: rebuildId(now), source, since: now.toISOString() };
+    }
+  } else if (cannotFollow && source) {
+    memory.rebuild = {
+      index: standby.index,
+      id: rebuildId(now),
+      source,
+      reason: cannotFollow,
+      since: now.toISOString(),
+    };
+    memory.standbyMustRejoin = false;
+    actions.push({ kind: 'fenceStandby' });
+    events.push({
+      type: 'Warning',
+      reason: 'RebuildingStandby',
+      message: `${shard}: ${standby.podName} ${cannotFollow}; it is re-seeded with a physical copy of ${primary.podName}`,
+    });
+  } else if (s && !following && previous.standbyMustRejoin) {
     // The former primary is back. Whatever it holds beyond what its successor received was never
     // acknowledged (AFTER_SYNC semi-sync); it is wiped rather than replicated around.
     const rebuild = !binlogHolds(p.gtidBinlogState, s.gtidBinlogPos);
@@ -401,6 +456,31 @@ function decideHealth(
     actions.push({ kind: 'attachStandby' });
   }
   if (following) memory.standbyMustRejoin = false;
+  if (rebuilt && following && rebuilding) {
+    memory.rebuild = undefined;
+    const seconds = Math.round((now.getTime() - Date.parse(rebuilding.since)) / 1000);
+    events.push({
+      type: 'Normal',
+      reason: 'StandbyRebuilt',
+      message: `${shard}: ${standby.podName} was re-seeded with a physical copy of ${primary.podName} and follows it (${seconds} s after it ${rebuilding.reason})`,
+    });
+  }
+  if (memory.rebuild && memory.rebuild.index === standby.index) {
+    // Until the copy follows its primary: attached once its pod is the rebuilt one, not before.
+    const r = memory.rebuild;
+    if (p.readOnly && !requireStandbyAck) actions.push({ kind: 'openWrites' });
+    memory.readsFrom = 'primary';
+    return finish(
+      'Rebuilding',
+      { write: requireStandbyAck ? null : 'primary', read: 'primary', requireStandbyAck },
+      `rebuilding ${standby.podName} with a physical copy of ${primary.podName} (it ${r.reason}; since ${r.since}); ${
+        requireStandbyAck
+          ? 'durability "required": writes go to the other shards until it follows'
+          : 'durability "preferred": acknowledged writes on this shard are on the primary only until it follows'
+      }`,
+      rebuilt ? actions : actions.filter((a) => a.kind !== 'attachStandby'),
+    );
+  }
   const caughtUp =
     s !== undefined && following === true && transactionsBehind(p.gtidBinlogPos, s.gtidCurrentPos) === 0;
   const protectedBySemiSync = p.semiSyncPrimaryEnabled && p.semiSyncPrimaryActive && p.semiSyncStandbys >= 1;
@@ -462,6 +542,40 @@ function promotionFor(memory: ShardMemory, policy: ShardPolicy, now: Date): 'off
   if (policy.promoteForWritesAfterMs === null || !memory.failedOverAt) return 'off';
   if (now.getTime() - Date.parse(memory.failedOverAt) < policy.promoteForWritesAfterMs) return 'off';
   return memory.failedOverProtected ? 'due' : 'unsafe';
+}
+
+/** A fresh id per rebuild request (a pod annotation value). */
+const rebuildId = (now: Date) =>
+  now
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .slice(0, 17);
+
+/**
+ * Why a standby that does not follow its primary cannot simply be attached, or undefined when it
+ * can: a former primary with transactions its successor never received, a standby with errant
+ * transactions (written there directly), a standby whose primary purged the binlogs it needs, or an
+ * empty standby (a lost volume) of a primary that holds data.
+ */
+export function whyCannotFollow(
+  p: InstanceProbe,
+  s: InstanceProbe,
+  previous: ShardMemory,
+): string | undefined {
+  if (!binlogHolds(p.gtidBinlogState, s.gtidBinlogPos)) {
+    return previous.standbyMustRejoin
+      ? `holds transactions the new primary never received (${describeGtidList(s.gtidBinlogPos)}, none acknowledged)`
+      : `holds errant transactions its primary does not have (${describeGtidList(s.gtidBinlogPos)})`;
+  }
+  const error = s.replica && !s.replica.ioRunning ? s.replica.lastError : '';
+  if (/\b1236\b/.test(error))
+    return `cannot replicate: its primary no longer has the binlogs it needs (${error})`;
+  // Replication retries transient errors itself; a stopped SQL thread means the data disagrees.
+  if (s.replica && !s.replica.sqlRunning && s.replica.lastError)
+    return `cannot apply its primary's transactions (${s.replica.lastError})`;
+  if (s.gtidCurrentPos.length === 0 && p.gtidBinlogPos.length > 0)
+    return 'lost its data (empty data directory)';
+  return undefined;
 }
 
 function replicationLag(

@@ -10,6 +10,7 @@ import {
   bootstrapShard,
   configurePrimarySemiSync,
   setReadOnly,
+  upgradeShardSchema,
 } from '../../shard/bootstrap.js';
 import type { Endpoint } from '../../shard/connection.js';
 import { probeInstance } from '../../shard/probe.js';
@@ -25,6 +26,7 @@ import {
   decideShard,
   initialMemory,
 } from './decide.js';
+import type { ShardRetentionView } from '../retention/loop.js';
 
 export const MYSQL_PORT = 3306;
 
@@ -46,6 +48,8 @@ export interface ShardOutcome {
   /** The action that failed this tick, if any; writes are withheld until it succeeds. */
   actionError?: string;
   route: ShardRoute;
+  /** Added by the retention loop (src/operator/retention/loop.ts). */
+  retention?: ShardRetentionView;
 }
 
 /**
@@ -55,6 +59,8 @@ export interface ShardOutcome {
  */
 export class ShardManager {
   private readonly memory = new Map<string, ShardMemory>();
+  /** Shards whose schema upgrade this process started or finished (once per operator start suffices). */
+  private readonly schemaChecked = new Set<string>();
 
   constructor(
     private readonly secrets: ShardSecrets,
@@ -149,9 +155,25 @@ export class ShardManager {
             : null,
       requireStandbyAck: choice.requireStandbyAck,
     };
+    if (route.write && !this.schemaChecked.has(observed.name)) this.upgradeSchema(observed.name, route.write);
     // Status (and an operator that restarts from it) must see what is true: after a failed
     // promotion, say, the old primary is still the primary.
     return { shard: observed.name, decision: { ...decision, memory: kept }, instances, actionError, route };
+  }
+
+  /**
+   * Shards bootstrapped by an older operator lack newer tables and grants; bootstrap never runs on
+   * them again. It runs beside the tick, so it never holds up routing.
+   */
+  private upgradeSchema(shard: string, primary: Endpoint): void {
+    // Marked at once so ticks do not start it twice; a failure unmarks it for the next tick.
+    this.schemaChecked.add(shard);
+    withDeadline(upgradeShardSchema(primary, this.secrets), 10_000, 'schema upgrade', () => undefined).catch(
+      (err: unknown) => {
+        this.schemaChecked.delete(shard);
+        this.log.warn('schema upgrade failed; retried on the next tick', { shard, error: errorMessage(err) });
+      },
+    );
   }
 
   private async probe(view: ObservedShard['instances'][number]): Promise<InstanceView> {
@@ -199,6 +221,10 @@ export class ShardManager {
             instance: standby.host,
           });
         return promoteStandby(primary, this.secrets.admin, semiSync);
+      case 'fenceStandby':
+        if (standby && !(await tryFence(standby, this.secrets, 1000)))
+          this.log.info('standby not reachable to fence before its rebuild', { instance: standby.host });
+        return;
       case 'rejoinStandby':
         if (!standby) throw new Error('standby has no address');
         return rejoinAsStandby(standby, primary, this.secrets, action.rebuild);

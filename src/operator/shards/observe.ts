@@ -1,9 +1,15 @@
+import { ANNOTATION_SEED_ID } from '../../agent/contract.js';
 import { names } from '../desired/meta.js';
 import type { ObservedShard } from './manager.js';
 
 /** The parts of a Pod the shard loop reads (plain JSON or a client-node object alike). */
 export interface PodLike {
-  metadata?: { name?: string; labels?: Record<string, string>; deletionTimestamp?: unknown };
+  metadata?: {
+    name?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: unknown;
+  };
   spec?: { nodeName?: string };
   status?: { phase?: string; podIP?: string; conditions?: { type: string; status: string }[] };
 }
@@ -22,6 +28,7 @@ export function observeShards(cluster: string, shards: number, pods: PodLike[]):
         podPhase: pod ? (pod.status?.phase ?? 'Pending') : undefined,
         podReady: pod?.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') ?? false,
         deleting: Boolean(pod?.metadata?.deletionTimestamp),
+        seedId: pod?.metadata?.annotations?.[ANNOTATION_SEED_ID],
       };
     }),
   }));

@@ -96,7 +96,7 @@ describe('the CRD', () => {
 
   it('declares the same defaults as withDefaults', () => {
     expect(spec.default).toEqual({});
-    for (const section of ['mysql', 'mysql.storage', 'brokers', 'failover'])
+    for (const section of ['mysql', 'mysql.storage', 'brokers', 'failover', 'retention'])
       expect(at(section).default, section).toEqual({});
     expect(at('shards').default).toBe(DEFAULTS.shards);
     expect(at('mysql.image').default).toBe(DEFAULTS.mysql.image);
@@ -106,6 +106,7 @@ describe('the CRD', () => {
     for (const [k, v] of Object.entries(DEFAULTS.brokers)) expect(at(`brokers.${k}`).default, k).toBe(v);
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
+    for (const [k, v] of Object.entries(DEFAULTS.retention)) expect(at(`retention.${k}`).default, k).toBe(v);
   });
 
   it('has the ranges validateSpec repeats', () => {
@@ -114,10 +115,13 @@ describe('the CRD', () => {
       'mysql.semiSyncTimeoutSeconds': [1, 3600],
       'brokers.replicas': [0, 100],
       'brokers.port': [1024, 65535],
-      'brokers.maxMessageBytes': [1, 16777216],
+      'brokers.maxMessageBytes': [1, 16777215],
       'failover.probePeriodSeconds': [1, 60],
       'failover.failureThreshold': [1, 30],
       'failover.promoteForWritesDelaySeconds': [30, 86400],
+      'retention.maxAgeHours': [1, 87600],
+      'retention.binlogMinAgeHours': [0, 8760],
+      'retention.intervalSeconds': [5, 3600],
     };
     for (const [path, [min, max]] of Object.entries(ranges)) {
       expect([at(path).minimum, at(path).maximum], path).toEqual([min, max]);
@@ -181,6 +185,11 @@ describe('the CRD', () => {
         'failedOverAt',
         'failedOverProtected',
         'standbyMustRejoin',
+        'standbyBehindBinlogPurge',
+        'binlogBytes',
+        'oldestMessageAgeSeconds',
+        'retentionError',
+        'rebuild',
       ].sort(),
     );
     const conditions = status.properties.conditions;

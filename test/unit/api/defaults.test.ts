@@ -30,6 +30,7 @@ describe('withDefaults', () => {
       },
       podTemplate: { tolerations: [], nodeSelector: {}, labels: {}, annotations: {} },
       pvcDeletionPolicy: 'Retain',
+      retention: { maxAgeHours: 720, binlogMinAgeHours: 24, intervalSeconds: 60 },
     };
     expect(withDefaults({})).toEqual(expected);
     expect(withDefaults(undefined)).toEqual(expected);
@@ -71,6 +72,7 @@ describe('withDefaults', () => {
         priorityClassName: 'high',
       },
       pvcDeletionPolicy: 'Delete',
+      retention: { maxAgeHours: 1, maxBytesPerShard: 4 << 20, binlogMinAgeHours: 0, intervalSeconds: 5 },
     };
     expect(withDefaults(spec)).toEqual(spec);
   });

@@ -55,9 +55,10 @@ describe('validateSpec', () => {
     expect(
       validateSpec({
         mysql: { config: { 'max-allowed-packet': '16M' } },
-        brokers: { maxMessageBytes: 16 * 2 ** 20 },
+        brokers: { maxMessageBytes: 16 * 2 ** 20 - 1 },
       })[0],
-    ).toMatch(/at least 32M/);
+    ).toMatch(/at least 33M/);
+    expect(validateSpec({ brokers: { maxMessageBytes: 16 * 2 ** 20 } })[0]).toMatch(/from 1 to 16777215/);
     expect(validateSpec({ mysql: { config: { max_allowed_packet: 'big' } } })[0]).toMatch(/not a size/);
   });
 

@@ -51,6 +51,41 @@ describe('routing ConfigMap', () => {
   });
 });
 
+describe('broker placement', () => {
+  it('spreads brokers over zones without ever blocking their scheduling', () => {
+    const spec = specOf(brokerDeployment(cluster())).template.spec;
+    expect(spec.topologySpreadConstraints).toEqual([
+      {
+        maxSkew: 1,
+        topologyKey: 'topology.kubernetes.io/zone',
+        whenUnsatisfiable: 'ScheduleAnyway',
+        labelSelector: {
+          matchLabels:
+            spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm
+              .labelSelector.matchLabels,
+        },
+      },
+    ]);
+  });
+});
+
+describe('broker pod security', () => {
+  it('runs as the image user, non-root, read-only root filesystem, no privileges, RuntimeDefault seccomp', () => {
+    const spec = specOf(brokerDeployment(cluster())).template.spec;
+    expect(spec.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 1000,
+      runAsGroup: 1000,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container(spec, 'broker').securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+    });
+  });
+});
+
 describe('broker Deployment', () => {
   const cr = cluster({
     brokers: {

@@ -91,6 +91,17 @@ describe('instance Pod', () => {
     expect(pod.metadata.annotations).toEqual({ note: 'x', 'mysqlmq.io/config-hash': mysqlPodHash(cr, 1, 0) });
   });
 
+  it('runs as the mysql user of the image under the restricted pod security profile', () => {
+    expect(spec.securityContext).toEqual({
+      runAsNonRoot: true,
+      runAsUser: 999,
+      runAsGroup: 999,
+      fsGroup: 999,
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+  });
+
   it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
     expect(c.image).toBe('mariadb:11.4');
     expect(c.ports).toEqual([{ name: 'mysql', containerPort: 3306, protocol: 'TCP' }]);
@@ -272,5 +283,51 @@ describe('shard Services and PDB', () => {
         },
       },
     });
+  });
+});
+
+describe('the agent of an instance Pod', () => {
+  it('runs the agent sidecar and the seed init step from the mysqlmq image, on the data volume', () => {
+    const cr = cluster();
+    const spec = specOf(mysqlPod(cr, 0, 1, 'standby'));
+    const agent = container(spec, 'agent');
+    expect(agent.image).toBe(cr.spec.brokers.image);
+    expect(agent.command).toEqual([
+      'node',
+      '/app/dist/agent/main.js',
+      'serve',
+      '--data-dir',
+      '/var/lib/mysql',
+      '--work-dir',
+      '/tmp/mq-agent',
+      '--host',
+      '0.0.0.0',
+      '--port',
+      '9080',
+    ]);
+    // No readiness probe: Pod readiness stays the failover signal of MariaDB alone.
+    expect(agent.readinessProbe).toBeUndefined();
+    expect(agent.volumeMounts).toContainEqual({ name: 'data', mountPath: '/var/lib/mysql' });
+    const [seed] = spec.initContainers;
+    expect(seed.name).toBe('seed');
+    expect(seed.command).toContain('seed');
+    expect(envOf(seed).MQ_SEED_SOURCE).toEqual({
+      fieldRef: { fieldPath: "metadata.annotations['mysqlmq.io/seed-source']" },
+    });
+    expect(spec.volumes).toContainEqual({ name: 'agent-tmp', emptyDir: {} });
+  });
+
+  it('carries the seed annotations it is created with, outside the config hash', () => {
+    const cr = cluster();
+    const plain = mysqlPod(cr, 0, 1, 'standby');
+    const seeded = mysqlPod(cr, 0, 1, 'standby', { source: '10.0.0.5:9080', id: '20261204' });
+    expect(plain.metadata.annotations).not.toHaveProperty('mysqlmq.io/seed-source');
+    expect(seeded.metadata.annotations).toMatchObject({
+      'mysqlmq.io/seed-source': '10.0.0.5:9080',
+      'mysqlmq.io/seed-id': '20261204',
+    });
+    expect(seeded.metadata.annotations!['mysqlmq.io/config-hash']).toBe(
+      plain.metadata.annotations!['mysqlmq.io/config-hash'],
+    );
   });
 });

@@ -14,6 +14,7 @@ const policy: ShardPolicy = {
   failureThreshold: 3,
   promoteStandbyForReads: true,
   promoteForWritesAfterMs: null,
+  cloneAgentPort: null,
 };
 const now = new Date('2026-11-23T12:00:00Z');
 
@@ -349,6 +350,150 @@ describe('promotion for writes', () => {
       expect(d.memory.phase).toBe('Healthy');
       expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
     });
+  });
+});
+
+describe('rebuild by physical clone', () => {
+  const cloning: ShardPolicy = { ...policy, cloneAgentPort: 9080 };
+  const notFollowing = (over: Partial<InstanceProbe>) =>
+    instance(1, {
+      probe: standbyProbe({
+        ...over,
+        replica: { ...standbyProbe().replica!, ioRunning: false, sqlRunning: false, ...over.replica },
+      }),
+    });
+  const primaryWithoutStandby = instance(0, { probe: primaryProbe({ semiSyncStandbys: 0 }) });
+  const purged = notFollowing({
+    gtidBinlogPos: parseGtidList('0-1-40'),
+    gtidCurrentPos: parseGtidList('0-1-40'),
+    replica: {
+      ...standbyProbe().replica!,
+      ioRunning: false,
+      lastError:
+        "Got fatal error 1236 from master when reading data from binary log: 'Could not find GTID state requested by slave in any binlog files'",
+    },
+  });
+
+  it('rebuilds a standby whose primary purged the binlogs it needs', () => {
+    const d = decide([primaryWithoutStandby, purged], healthy, cloning);
+    expect(d.memory.rebuild).toMatchObject({ index: 1, source: '127.1.0.1:9080' });
+    expect(d.memory.rebuild!.reason).toContain('binlogs');
+    expect(d.actions).toEqual([{ kind: 'fenceStandby' }]);
+    expect(d.events).toEqual([expect.objectContaining({ type: 'Warning', reason: 'RebuildingStandby' })]);
+    expect(d.memory.phase).toBe('Rebuilding');
+    // Under "required", the shard's writes go elsewhere until the copy follows.
+    expect(d.route).toEqual({ write: null, read: 'primary', requireStandbyAck: true });
+  });
+
+  it('rebuilds a standby with errant transactions, and one that lost its data', () => {
+    const errant = notFollowing({
+      gtidBinlogPos: parseGtidList('0-2-101'),
+      gtidCurrentPos: parseGtidList('0-2-101'),
+    });
+    expect(decide([primaryWithoutStandby, errant], healthy, cloning).memory.rebuild?.reason).toContain(
+      'errant transactions',
+    );
+    const empty = notFollowing({ gtidBinlogPos: [], gtidCurrentPos: [], gtidBinlogState: [] });
+    expect(decide([primaryWithoutStandby, empty], healthy, cloning).memory.rebuild?.reason).toContain(
+      'lost its data',
+    );
+  });
+
+  it('rebuilds a standby whose SQL thread stopped on an error, also a rebuilt one', () => {
+    const broken = notFollowing({
+      gtidBinlogPos: parseGtidList('0-1-90'),
+      gtidCurrentPos: parseGtidList('0-1-90'),
+      replica: {
+        ...standbyProbe().replica!,
+        ioRunning: true,
+        sqlRunning: false,
+        lastError: "Error 'Table 'm_9' already exists' on query",
+      },
+    });
+    const first = decide([primaryWithoutStandby, broken], healthy, cloning).memory;
+    expect(first.rebuild?.reason).toContain('cannot apply');
+    const again = decideShard(
+      'shard-0',
+      [primaryWithoutStandby, { ...broken, seedId: first.rebuild!.id }],
+      first,
+      cloning,
+      new Date(now.getTime() + 60_000),
+    );
+    expect(again.memory.rebuild?.id).not.toBe(first.rebuild!.id);
+  });
+
+  it('attaches a standby that can follow instead of rebuilding it', () => {
+    const behind = notFollowing({
+      gtidBinlogPos: parseGtidList('0-1-40'),
+      gtidCurrentPos: parseGtidList('0-1-40'),
+    });
+    const d = decide([primaryWithoutStandby, behind], healthy, cloning);
+    expect(d.memory.rebuild).toBeUndefined();
+    expect(d.actions).toEqual([{ kind: 'attachStandby' }]);
+  });
+
+  it('without an agent (no clone source) it never asks for a rebuild', () => {
+    const d = decide([primaryWithoutStandby, purged], healthy, policy);
+    expect(d.memory.rebuild).toBeUndefined();
+  });
+
+  it('waits for the rebuilt pod, attaches it, and reports the rebuild once it follows', () => {
+    const requested = decide([primaryWithoutStandby, purged], healthy, cloning).memory;
+    const id = requested.rebuild!.id;
+    // The old pod is still there: nothing is attached to it.
+    const waiting = decide([primaryWithoutStandby, purged], requested, cloning);
+    expect(waiting.actions).toEqual([]);
+    expect(waiting.memory.rebuild?.id).toBe(id);
+    // The new pod (seeded for this request) runs: it is attached.
+    const seeded = notFollowing({ gtidBinlogPos: [], gtidCurrentPos: parseGtidList('0-1-90') });
+    const attach = decide([primaryWithoutStandby, { ...seeded, seedId: id }], waiting.memory, cloning);
+    expect(attach.actions).toEqual([{ kind: 'attachStandby' }]);
+    expect(attach.memory.phase).toBe('Rebuilding');
+    // It follows: the rebuild is over, the shard is healthy again.
+    const done = decide([instance(0), instance(1, { seedId: id })], attach.memory, cloning);
+    expect(done.memory.rebuild).toBeUndefined();
+    expect(done.events.map((e) => e.reason)).toEqual(['StandbyRebuilt']);
+    expect(done.memory.phase).toBe('Healthy');
+  });
+
+  it('asks again when the primary moved before the copy started', () => {
+    const requested = decide([primaryWithoutStandby, purged], healthy, cloning).memory;
+    const moved = instance(0, { podIP: '127.1.0.9', probe: primaryProbe({ semiSyncStandbys: 0 }) });
+    const later = new Date(now.getTime() + 60_000);
+    const d = decideShard(
+      'shard-0',
+      [moved, instance(1, { podPhase: 'Pending', podReady: false, probe: undefined })],
+      requested,
+      cloning,
+      later,
+    );
+    expect(d.memory.rebuild?.source).toBe('127.1.0.9:9080');
+    expect(d.memory.rebuild?.id).not.toBe(requested.rebuild!.id);
+  });
+
+  it('rebuilds a former primary with unacknowledged transactions by clone, not by replay', () => {
+    const promoted: ShardMemory = {
+      ...healthy,
+      primaryIndex: 1,
+      standbyMustRejoin: true,
+      phase: 'StandbyUnavailable',
+    };
+    const newPrimary = instance(1, {
+      probe: primaryProbe({
+        serverId: 2,
+        gtidBinlogState: parseGtidList('0-1-100,0-2-110'),
+        gtidBinlogPos: parseGtidList('0-2-110'),
+        gtidCurrentPos: parseGtidList('0-2-110'),
+        semiSyncStandbys: 0,
+      }),
+    });
+    const former = instance(0, {
+      probe: primaryProbe({ gtidBinlogPos: parseGtidList('0-1-101'), semiSyncStandbys: 0 }),
+    });
+    const d = decide([former, newPrimary], promoted, cloning);
+    expect(d.actions).toEqual([{ kind: 'fenceStandby' }]);
+    expect(d.memory.rebuild).toMatchObject({ index: 0, source: '127.1.0.2:9080' });
+    expect(d.memory.rebuild!.reason).toContain('never received');
   });
 });
 

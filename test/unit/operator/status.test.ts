@@ -65,6 +65,27 @@ const base = {
 const condition = (s: MessageQueueClusterStatus, type: string) => s.conditions?.find((c) => c.type === type);
 
 describe('computeStatus', () => {
+  it('reports a standby behind the binlog purge in its shard and as Degraded, with the retention figures', () => {
+    const behind = {
+      ...outcome(1, 'Provisioning'),
+      retention: {
+        standbyBehindPurge: 'standby c-shard-1-1 cannot follow c-shard-1-0: its position is gone',
+        binlogBytes: 1234,
+        oldestMessageAgeSeconds: 60,
+      },
+    };
+    const s = computeStatus({ ...base, previous: undefined, outcomes: [outcome(0, 'Healthy'), behind], now });
+    expect(s.shards![1]).toMatchObject({
+      standbyBehindBinlogPurge: true,
+      binlogBytes: 1234,
+      oldestMessageAgeSeconds: 60,
+    });
+    expect(s.shards![1].message).toMatch(/cannot follow c-shard-1-0.*must be rebuilt/);
+    expect(s.shards![0].standbyBehindBinlogPurge).toBeUndefined();
+    expect(condition(s, 'Degraded')).toMatchObject({ status: 'True', reason: 'StandbyBehindBinlogPurge' });
+    expect(condition(s, 'Degraded')!.message).toMatch(/shard-1: .*must be rebuilt/);
+  });
+
   it('is Ready when every shard is healthy and every broker ready', () => {
     const s = computeStatus({
       ...base,
