@@ -168,7 +168,12 @@ export class Broker {
     this.router = new ShardRouter(config.routing, this.pools, log);
     this.router.onChange(() => this.fetchPools.retainOnly(this.router.endpoints()));
     this.catalog = new TopicCatalog(this.router, this.fetchPools, config.maxTopics);
-    this.groupAdmission = new GroupAdmission(this.router, this.fetchPools, this.catalog, config.maxGroupsPerTopic);
+    this.groupAdmission = new GroupAdmission(
+      this.router,
+      this.fetchPools,
+      this.catalog,
+      config.maxGroupsPerTopic,
+    );
     // Lag queries at every scrape: on the fetch pools, away from the publishes' commits.
     this.lag = new LagMetrics(this.metrics.registry, this.router, this.fetchPools, log);
     this.deadLetters = new DeadLetters(
