@@ -165,10 +165,18 @@ export class Fetcher {
   async fetch(req: FetchRequest): Promise<FetchResult> {
     const deadline = Date.now() + req.waitMs;
     for (;;) {
-      const result = await this.fetchOnce(req);
+      let result: FetchResult | undefined;
+      try {
+        result = await this.fetchOnce(req);
+      } catch (err) {
+        // A long-poll outlives a moment in which no shard answered (an instance busy, restarting or
+        // starved of CPU): it fails only if none has answered by the end of its wait.
+        const noShard = err instanceof MqError && err.code === 'no_readable_shard';
+        if (!noShard || Date.now() >= deadline || this.closed) throw err;
+      }
       const left = deadline - Date.now();
-      if (result.messages.length > 0 || left <= 0 || this.closed) return result;
-      await this.waitForMessages(req.topic, Math.min(left, this.options.pollIntervalMs));
+      if (result && (result.messages.length > 0 || left <= 0 || this.closed)) return result;
+      await this.waitForMessages(req.topic, Math.max(1, Math.min(left, this.options.pollIntervalMs)));
     }
   }
 

@@ -30,7 +30,9 @@ export class ShardPools {
         password: this.creds.password,
         database: 'mq',
         connectionLimit: this.connectionLimit,
-        connectTimeout: 1000,
+        // Hung instances are caught by the shard deadlines and the writer's commit deadline; a short
+        // connect timeout only failed handshakes that a busy event loop read late (400 long-polls).
+        connectTimeout: 5000,
         enableKeepAlive: true,
         // A dead instance must fail fast, not queue callers behind a full pool.
         queueLimit: 1000,

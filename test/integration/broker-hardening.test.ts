@@ -74,7 +74,7 @@ async function startBrokerProcess(): Promise<typeof real> {
         MQ_DB_USER: cluster.secrets.broker.user,
         MQ_DB_PASSWORD: cluster.secrets.broker.password,
         MQ_ADMIN_TOKEN: ADMIN_TOKEN,
-        MQ_LOG_LEVEL: 'error',
+        MQ_LOG_LEVEL: process.env.MQ_LOG_LEVEL ?? 'error',
       },
     },
   );

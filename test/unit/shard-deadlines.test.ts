@@ -23,3 +23,18 @@ describe('ShardDeadlines', () => {
     await expect(deadlines.run('a', 'shard a', async () => 8)).resolves.toBe(8);
   });
 });
+
+describe('ShardDeadlines on a busy instance', () => {
+  it('lets overrunning work wait while other work on the key keeps finishing', async () => {
+    const deadlines = new ShardDeadlines(30);
+    let answer!: (v: number) => void;
+    const slow = deadlines.run('a', 'shard a', () => new Promise<number>((resolve) => (answer = resolve)));
+    // Other work finishes every 10 ms for 100 ms: the instance is busy, not hung.
+    for (let i = 0; i < 10; i++) {
+      await deadlines.run('a', 'shard a', () => new Promise((r) => setTimeout(r, 10)));
+    }
+    expect(deadlines.stalled('a')).toBe(false);
+    answer(5);
+    await expect(slow).resolves.toBe(5);
+  });
+});
