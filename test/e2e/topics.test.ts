@@ -178,5 +178,34 @@ spec:
       // The discovered topic's data stays.
       expect(await query(host, 'SELECT 1 FROM mq.topics WHERE name = ?', ['ad_hoc'])).toHaveLength(1);
     }
+    // Brokers that had the topic's tables cached recreate it on the next publish rather than
+    // failing on the dropped table; it is then listed as discovered.
+    const producer = new Producer({ brokers: await brokerUrls() });
+    try {
+      await waitFor(
+        'a publish to the deleted topic to succeed',
+        async () => {
+          try {
+            await producer.send('orders', 'again');
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        30_000,
+        500,
+      );
+    } finally {
+      await producer.close();
+    }
+    await waitFor(
+      'orders discovered again',
+      async () =>
+        (await topics()).some(
+          (t) => t.spec.topicName === 'orders' && t.metadata.labels?.['mysqlmq.io/discovered'] === 'true',
+        ),
+      30_000,
+      300,
+    );
   });
 });
