@@ -21,6 +21,11 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kubernetes-client
   fi
+  if ! command -v faketime >/dev/null 2>&1; then
+    echo "==> installing faketime (a test runs a broker whose clock is 60 s behind)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends faketime
+  fi
   if ! command -v mariadb-backup >/dev/null 2>&1; then
     echo "==> installing mariadb-backup (rebuilds and backups: physical copies of an instance)"
     apt-get update -q

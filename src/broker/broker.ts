@@ -124,7 +124,7 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
     commitTimeoutMs: 2000,
   },
   maxPublishBytesInFlight: 8 << 20,
-  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20 },
+  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20, shardTimeoutMs: 500 },
   probeIntervalMs: 500,
   poolSize: 12,
   fetchPoolSize: 8,

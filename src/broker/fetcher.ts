@@ -6,6 +6,7 @@ import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
+import { ShardDeadlines } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
 import { PendingState } from './pending.js';
 import {
@@ -90,6 +91,11 @@ export interface FetcherOptions {
   cacheBytes: number;
   /** The largest message: a shard read assumes it until it has seen the topic's sizes. */
   maxMessageBytes: number;
+  /**
+   * How long one shard may take to answer its part of a fetch, a commit or a release: a fetch
+   * answers with the other shards' messages after that (see shard-deadlines.ts).
+   */
+  shardTimeoutMs: number;
 }
 
 interface CachedLease {
@@ -117,6 +123,7 @@ export class Fetcher {
   readonly cache: FetchCache;
   private readonly idleSweep: NodeJS.Timeout;
   private readonly offsetWriter: OffsetWriter;
+  private readonly deadlines: ShardDeadlines;
   private readonly pending: PendingState;
   /** Highest message id seen per shard and topic table: commits up to it need no lookup. */
   private readonly newestSeen = new Map<string, number>();
@@ -133,6 +140,7 @@ export class Fetcher {
   ) {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
+    this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
     this.pending = new PendingState(router, pools, log);
     // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
     this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
@@ -212,27 +220,34 @@ export class Fetcher {
   }
 
   private async readShard(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
+    const key = readKey(shard);
+    // Still waiting for an earlier answer: skipped quietly (that one was logged).
+    if (this.deadlines.stalled(key)) return { kind: 'failed', shard: shard.name };
     try {
-      const topicId = await this.catalog.idOnReadable(shard, req.topic);
-      if (topicId === undefined) return { kind: 'empty', shard: shard.name };
-      const from = await this.startPosition(shard, topicId, req);
-      if (from === undefined) return { kind: 'held', shard: shard.name };
-      const { start, generation } = from;
-      const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
-      // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
-      const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
-      const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
-      const read = await this.cache.read(key, start, rows, () =>
-        this.readDb(shard, key, topicId, start, rows, req.encoding),
-      );
-      this.metrics.fetchShardReads.inc({ source: read.source });
-      // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
-      const fromCommitted = from.committed && shard.writable ? { shard, topicId } : undefined;
-      return { kind: 'read', shard: shard.name, start, generation, messages: read.messages, fromCommitted };
+      return await this.deadlines.run(key, `shard ${shard.name}`, () => this.readShardNow(shard, req, limit));
     } catch (err) {
       this.log.warn('fetch from shard failed', { shard: shard.name, error: errorMessage(err) });
       return { kind: 'failed', shard: shard.name };
     }
+  }
+
+  private async readShardNow(shard: ShardView, req: FetchRequest, limit: number): Promise<ShardRead> {
+    const topicId = await this.catalog.idOnReadable(shard, req.topic);
+    if (topicId === undefined) return { kind: 'empty', shard: shard.name };
+    const from = await this.startPosition(shard, topicId, req);
+    if (from === undefined) return { kind: 'held', shard: shard.name };
+    const { start, generation } = from;
+    const key = [shard.name, endpointKey(shard.route.read!), topicId, req.encoding].join('\u0000');
+    // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
+    const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
+    const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
+    const read = await this.cache.read(key, start, rows, () =>
+      this.readDb(shard, key, topicId, start, rows, req.encoding),
+    );
+    this.metrics.fetchShardReads.inc({ source: read.source });
+    // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
+    const fromCommitted = from.committed && shard.writable ? { shard, topicId } : undefined;
+    return { kind: 'read', shard: shard.name, start, generation, messages: read.messages, fromCommitted };
   }
 
   /** Messages after `start` on the shard's read instance, up to the first gap that may still fill. */
@@ -244,16 +259,21 @@ export class Fetcher {
     rows: number,
     encoding: Encoding,
   ): Promise<FetchedMessage[]> {
-    // Before the read's snapshot: a gap judged old at this time cannot fill in that snapshot.
-    const now = Date.now();
-    const maxGapAge = await this.maxGapAge(shard, now);
-    const read = await readMessages(this.pools.get(shard.route.read!), topicId, start, rows);
+    const maxGapAge = await this.maxGapAge(shard, Date.now());
+    const { messages: read, shardNowMs } = await readMessages(
+      this.pools.get(shard.route.read!),
+      topicId,
+      start,
+      rows,
+    );
     if (read.length > 0) {
       this.rowBytes.set(key, read.reduce((n, m) => n + m.payload.length, 0) / read.length);
       const newestKey = `${shard.name}\u0000${topicId}`;
       this.newestSeen.set(newestKey, Math.max(this.newestSeen.get(newestKey) ?? 0, read[read.length - 1].id));
     }
-    const readable = readableCount(read, start, now, maxGapAge);
+    // Rows were stamped by the shard's clock and are judged by it, taken before the read's
+    // snapshot: brokers' clocks play no part (a gap judged old then cannot fill in that snapshot).
+    const readable = shardNowMs === undefined ? 0 : readableCount(read, start, shardNowMs, maxGapAge);
     const messages = new Array<FetchedMessage>(readable);
     for (let i = 0; i < readable; i++) {
       const m = read[i];
@@ -451,16 +471,24 @@ export class Fetcher {
     const unknown = Object.keys(offsets).find((name) => !shards.has(name));
     if (unknown) throw badRequest('unknown_shard', `shard "${unknown}" is not in the routing`);
     const entries = Object.entries(offsets).map(([name, id]) => ({ shard: shards.get(name)!, id }));
-    await Promise.all(entries.map((e) => this.checkCommit(e.shard, group, topic, consumer, e.id)));
+    await Promise.all(
+      entries.map((e) =>
+        this.deadlines.run(readKey(e.shard), `shard ${e.shard.name}`, () =>
+          this.checkCommit(e.shard, group, topic, consumer, e.id),
+        ),
+      ),
+    );
     await Promise.all(
       entries.map(async ({ shard, id }) => {
         if (!shard.writable) return this.pending.saveOffset(shard.name, group, topic, id);
         const topicId = await this.catalog.idOnWritable(shard, topic);
         const generation = generations[shard.name];
         try {
-          await this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation });
+          await this.deadlines.run(writeKey(shard), `offsets on ${shard.name}`, () =>
+            this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation }),
+          );
         } catch (err) {
-          // The primary went away before the routing said so: kept as during any outage.
+          // The primary went away (or hangs) before the routing said so: kept as during any outage.
           this.log.warn('offset commit failed; keeping it on another shard', {
             shard: shard.name,
             error: errorMessage(err),
@@ -570,8 +598,10 @@ export class Fetcher {
     await Promise.all(
       this.router.shards().map(async (shard) => {
         this.leases.delete(leaseKey(group, topic, shard.name));
-        if (!(await this.released(shard, group, topic, consumer)))
-          await this.pending.saveRelease(shard.name, group, topic, consumer);
+        const released = await this.deadlines
+          .run(readKey(shard), `leases on ${shard.name}`, () => this.released(shard, group, topic, consumer))
+          .catch(() => false);
+        if (!released) await this.pending.saveRelease(shard.name, group, topic, consumer);
       }),
     );
   }
@@ -605,24 +635,26 @@ export class Fetcher {
     return Promise.all(
       this.router.readableShards().map(async (shard): Promise<ShardOffsets> => {
         try {
-          const db = this.pools.get(shard.route.read!);
-          const topicId = await this.catalog.idOnReadable(shard, topic);
-          if (topicId === undefined) return { shard: shard.name, ...NO_OFFSETS };
-          const [lease, pending, latest, deletedThrough] = await Promise.all([
-            readLease(db, group, topicId),
-            this.pending.offset(shard.name, group, topic),
-            highestMessageId(db, topicId),
-            retentionDeletedThrough(db, topicId),
-          ]);
-          const committed = Math.max(lease?.committedId ?? 0, pending);
-          return {
-            shard: shard.name,
-            committed,
-            latest,
-            owner: lease && lease.remainingMs > 0 ? lease.owner : null,
-            deletedThrough,
-            missed: Math.max(0, deletedThrough - committed),
-          };
+          return await this.deadlines.run(readKey(shard), `shard ${shard.name}`, async () => {
+            const db = this.pools.get(shard.route.read!);
+            const topicId = await this.catalog.idOnReadable(shard, topic);
+            if (topicId === undefined) return { shard: shard.name, ...NO_OFFSETS };
+            const [lease, pending, latest, deletedThrough] = await Promise.all([
+              readLease(db, group, topicId),
+              this.pending.offset(shard.name, group, topic),
+              highestMessageId(db, topicId),
+              retentionDeletedThrough(db, topicId),
+            ]);
+            const committed = Math.max(lease?.committedId ?? 0, pending);
+            return {
+              shard: shard.name,
+              committed,
+              latest,
+              owner: lease && lease.remainingMs > 0 ? lease.owner : null,
+              deletedThrough,
+              missed: Math.max(0, deletedThrough - committed),
+            };
+          });
         } catch (err) {
           return { shard: shard.name, ...NO_OFFSETS, error: errorMessage(err) };
         }
@@ -637,6 +669,10 @@ export class Fetcher {
   }
 }
 
+/** The instances a shard read touches: its read instance, and its primary for the lease. */
+const readKey = (s: ShardView) =>
+  `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
+const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
 const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
 type ShardRead =

@@ -10,7 +10,10 @@
 
 export interface IdRow {
   id: number;
-  /** When the row's INSERT was sent, by the writer's clock (ms since the epoch). */
+  /**
+   * When the row's INSERT began on the shard's primary, by the primary's clock (ms since the
+   * epoch). Brokers' clocks play no part: a broker whose clock is off cannot make rows look old.
+   */
   publishedAt: number;
 }
 
@@ -19,9 +22,9 @@ export interface IdRow {
  *
  * The missing ids were assigned before those of the row after the gap, so their INSERT reached
  * the database no later than that row's did; and a publish is acknowledged only when its commit
- * returned within `commitTimeoutMs` of the INSERT being sent. The row after the gap can itself
- * have spent up to a deadline between its `published_at` and reaching the database, hence two
- * deadlines; `clockSkewMs` covers brokers whose clocks disagree.
+ * returned within `commitTimeoutMs` of the INSERT being sent. Two deadlines keep the margin the
+ * rule had when rows were stamped by the broker before sending; `clockSkewMs` covers a standby
+ * whose clock disagrees with its primary's (reads from a standby judge the primary's stamps).
  */
 export function maxGapAgeMs(commitTimeoutMs: number, clockSkewMs = 1000): number {
   return 2 * commitTimeoutMs + clockSkewMs;
@@ -30,8 +33,9 @@ export function maxGapAgeMs(commitTimeoutMs: number, clockSkewMs = 1000): number
 /**
  * How many of `rows` (ascending ids, all > `after`) the reader may take now: up to the first gap
  * (a row whose id does not follow the previous row's, or `after`) whose next row was published
- * less than `maxAgeMs` before `nowMs`. `nowMs` must be taken before the read began, so a
- * transaction that committed after the read's snapshot cannot be mistaken for one that never will.
+ * less than `maxAgeMs` before `nowMs`. `nowMs` is the read instance's clock, taken before the read
+ * began, so a transaction that committed after the read's snapshot cannot be mistaken for one that
+ * never will.
  */
 export function readableCount(
   rows: readonly IdRow[],

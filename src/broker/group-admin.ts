@@ -14,25 +14,7 @@ import {
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
 import type { TopicCatalog } from './topic-catalog.js';
-
-/** Where a reset puts a group: every shard's oldest or newest message, a time, or given ids. */
-export type ResetTarget = 'earliest' | 'latest' | { timestamp: number } | { offsets: Record<string, number> };
-
-export interface GroupShardState {
-  committed: number | null;
-  newest: number | null;
-  lag: number | null;
-  /** The consumer holding an unexpired lease on this shard, or null. */
-  owner: string | null;
-  error?: string;
-}
-
-export interface GroupInfo {
-  name: string;
-  /** Consumers holding unexpired leases on some shard. */
-  members: string[];
-  shards: Record<string, GroupShardState>;
-}
+import type { GroupInfo, GroupShard, ResetTarget } from '../api/groups.js';
 
 /**
  * Consumer-group administration: list, reset and delete. A reset or delete writes every shard it
@@ -72,7 +54,7 @@ export class GroupAdmin {
     );
     const names = new Set(perShard.flatMap((s) => (s.rows ?? []).map((r) => r.group)));
     return [...names].sort().map((name): GroupInfo => {
-      const shards: Record<string, GroupShardState> = {};
+      const shards: Record<string, GroupShard> = {};
       for (const s of perShard) {
         if (s.error !== undefined) {
           shards[s.shard] = { committed: null, newest: null, lag: null, owner: null, error: s.error };

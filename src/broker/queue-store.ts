@@ -46,13 +46,20 @@ const QUOTED_SPECIALS = /[\0'\\]/g;
 const escapeSpecial = (c: string) => (c === '\0' ? '\\0' : `\\${c}`);
 
 /**
+ * A row's publish time, by the shard's clock: readers judge gaps by it against the same clock
+ * (gaps.ts), so a broker whose clock is off cannot make rows look older than they are. NOW() is
+ * fixed for the whole statement: every row of a batch gets the same value.
+ */
+const SHARD_NOW_MS = 'UNIX_TIMESTAMP(NOW(3))*1000';
+
+/**
  * The multi-row INSERT, rendered here rather than by mysql2, whose escaping hex-encodes each Buffer
  * and then runs a per-character regex over the hex. Text goes in as a quoted literal (its own size;
  * only quote, backslash and NUL escaped; the connection is utf8mb4 and the column a BLOB, so the
  * stored bytes are the text's UTF-8), bytes as a hex literal.
  */
-export function insertSql(table: string, publishedAt: number, payloads: readonly Payload[]): string {
-  const at = String(Math.trunc(publishedAt));
+export function insertSql(table: string, payloads: readonly Payload[]): string {
+  const at = SHARD_NOW_MS;
   const rows = new Array<string>(payloads.length);
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i];
@@ -64,13 +71,8 @@ export function insertSql(table: string, publishedAt: number, payloads: readonly
 }
 
 /** One multi-row INSERT under autocommit; returns the id of the first row (ids are consecutive). */
-export async function insertMessages(
-  db: Db,
-  topicId: number,
-  publishedAt: number,
-  payloads: readonly Payload[],
-): Promise<number> {
-  const [result] = await db.query(insertSql(messageTable(topicId), publishedAt, payloads));
+export async function insertMessages(db: Db, topicId: number, payloads: readonly Payload[]): Promise<number> {
+  const [result] = await db.query(insertSql(messageTable(topicId), payloads));
   return Number((result as mysql.ResultSetHeader).insertId);
 }
 
@@ -80,22 +82,35 @@ export interface StoredMessage {
   payload: Buffer;
 }
 
+export interface ReadResult {
+  messages: StoredMessage[];
+  /**
+   * The instance's clock when the statement began, before its snapshot (ms since the epoch);
+   * undefined when no row came back.
+   */
+  shardNowMs: number | undefined;
+}
+
 export async function readMessages(
   db: Db,
   topicId: number,
   afterId: number,
   limit: number,
-): Promise<StoredMessage[]> {
+): Promise<ReadResult> {
   const result = await rows(
     db,
-    `SELECT id, published_at, payload FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
+    `SELECT id, published_at, payload, ${DB_NOW_MS} AS now_ms
+       FROM ${messageTable(topicId)} WHERE id > ? ORDER BY id LIMIT ?`,
     [afterId, limit],
   );
-  return result.map((r) => ({
-    id: Number(r.id),
-    publishedAt: Number(r.published_at),
-    payload: r.payload as Buffer,
-  }));
+  return {
+    messages: result.map((r) => ({
+      id: Number(r.id),
+      publishedAt: Number(r.published_at),
+      payload: r.payload as Buffer,
+    })),
+    shardNowMs: result.length > 0 ? Number(result[0].now_ms) : undefined,
+  };
 }
 
 /** How many groups have offsets for the topic on this shard, and whether `group` is one of them. */
@@ -446,6 +461,6 @@ export async function countDelivery(
 
 /** One stored message by id, or undefined. */
 export async function readMessage(db: Db, topicId: number, id: number): Promise<StoredMessage | undefined> {
-  const [m] = await readMessages(db, topicId, id - 1, 1);
+  const [m] = (await readMessages(db, topicId, id - 1, 1)).messages;
   return m?.id === id ? m : undefined;
 }

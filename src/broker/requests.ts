@@ -2,7 +2,7 @@ import type { TopicSettings } from '../api/topic-settings.js';
 import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
-import type { ResetTarget } from './group-admin.js';
+import type { ResetTarget } from '../api/groups.js';
 import type { HandlerFailure } from './fetcher.js';
 import type { Payload } from './queue-store.js';
 import { asObject, onlyKeys } from '../api/json-shape.js';

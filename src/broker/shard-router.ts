@@ -1,3 +1,4 @@
+import { withDeadline } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import { errorMessage } from '../common/errors.js';
 import type { Endpoint } from '../shard/connection.js';
@@ -130,12 +131,18 @@ export class ShardRouter {
 
   private async probeWrite(route: ShardRoute): Promise<{ result: WriteProbe; error?: string }> {
     try {
-      const [rows] = await this.pools.get(route.write!).query(
-        `SELECT @@read_only AS ro,
-           (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS') AS ss,
-           (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
-             WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') AS clients`,
+      // A hung instance never answers: without a deadline one shard's probe holds up every shard's.
+      const [rows] = await withDeadline(
+        this.pools.get(route.write!).query(
+          `SELECT @@read_only AS ro,
+             (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+               WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_STATUS') AS ss,
+             (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS
+               WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS') AS clients`,
+        ),
+        PROBE_TIMEOUT_MS,
+        `probe of ${route.name}`,
+        () => undefined,
       );
       const row = (rows as Record<string, unknown>[])[0];
       return {
@@ -163,6 +170,8 @@ export class ShardRouter {
     this.pools.retainOnly(this.endpoints());
   }
 }
+
+const PROBE_TIMEOUT_MS = 2000;
 
 function describeProbe(p: WriteProbe): string {
   if (p.readOnly) return 'instance is read-only';

@@ -187,7 +187,7 @@ export class BatchingWriter {
       }
       conn = acquired;
       const topicId = await this.catalog.idOnWritable(shard, topic, acquired);
-      return insertMessages(acquired, topicId, Date.now(), payloads);
+      return insertMessages(acquired, topicId, payloads);
     })();
     try {
       const firstId = await withDeadline(work, this.options.commitTimeoutMs, 'commit', () => {

@@ -4,6 +4,8 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
 import { Transport, groupPath } from '../client/transport.js';
+import { DeliveryTracker, PIPE_BUFFER_BYTES } from './delivered.js';
+import { StdoutLines } from './stdout-lines.js';
 import { groupsTable, parseResetFlags } from './groups.js';
 import { Progress } from './progress.js';
 import { formatTable } from './table.js';
@@ -44,7 +46,9 @@ const COMMAND_HELP: Record<string, string> = {
   --batch N    messages per publish request when reading lines (default 500)`,
   consume: `mqctl consume TOPIC --group G [--max N] [--follow] [--wait-ms MS] [--no-commit]
   Prints messages as JSON lines {"shard","id","publishedAt","value"} and commits them for group G,
-  so the next consumer of G starts after them.
+  so the next consumer of G starts after them. Only what was written out is committed; into a pipe,
+  only what its reader certainly took (a reader that quits, as "| head -5", does not consume the
+  lines it never read: the group gets them again). To take exactly N messages, use --max N.
   --group G      consumer group (required)
   --max N        stop after N messages (default: until no message arrives for one wait)
   --follow       keep waiting for new messages until Ctrl-C
@@ -176,16 +180,28 @@ async function main(argv: string[]): Promise<number> {
       });
       let stop = false;
       process.once('SIGINT', () => (stop = true));
+      const output = new StdoutLines();
+      const delivered = new DeliveryTracker(output.isPipe ? PIPE_BUFFER_BYTES : 0);
+      const commit = !values['no-commit'];
       let printed = 0;
-      while (!stop && printed < max) {
+      while (!stop && printed < max && !output.closed) {
         const messages = await consumer.poll(Math.min(1000, max - printed));
-        for (const m of messages) console.log(JSON.stringify(m));
-        printed += messages.length;
-        if (!values['no-commit']) await consumer.commit();
+        for (const m of messages) {
+          const line = JSON.stringify(m) + '\n';
+          if (!(await output.write(line))) break;
+          delivered.wrote(m.shard, m.id, Buffer.byteLength(line));
+          printed++;
+        }
+        // Only what the reader certainly has: `| head -5` must not consume what it threw away.
+        if (commit) await consumer.commit(delivered.takeDelivered());
         if (messages.length === 0 && !values.follow) break;
       }
-      if (values['no-commit']) consumer.stop();
-      else await consumer.close();
+      if (!output.closed) {
+        delivered.flushed();
+        if (commit) await consumer.commit(delivered.takeDelivered());
+      }
+      // What was fetched and not certainly read goes to the next consumer of the group.
+      await consumer.close({ commit: false });
       console.error(`consumed ${printed} message(s)`);
       return 0;
     }

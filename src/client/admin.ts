@@ -1,23 +1,7 @@
+import type { GroupInfo, GroupShard, ResetTarget } from '../api/groups.js';
 import { Transport, type TransportOptions, groupPath, topicPath } from './transport.js';
 
-/** Where `Admin.resetGroup` puts a group (the broker's reset body `to`). */
-export type ResetTarget = 'earliest' | 'latest' | { timestamp: number } | { offsets: Record<string, number> };
-
-export interface GroupShard {
-  committed: number | null;
-  newest: number | null;
-  lag: number | null;
-  owner: string | null;
-  /** Why the shard could not be read (then the numbers are null). */
-  error?: string;
-}
-
-export interface GroupInfo {
-  name: string;
-  /** Consumers holding a shard of the topic for the group right now. */
-  members: string[];
-  shards: Record<string, GroupShard>;
-}
+export type { GroupInfo, GroupShard, ResetTarget };
 
 /**
  * Consumer-group administration: list a topic's groups, move a group (reset), delete one. A reset

@@ -98,11 +98,14 @@ export class Consumer {
     return messages;
   }
 
-  /** Records everything polled so far as processed. A shard whose primary is down is retried later. */
-  async commit(): Promise<void> {
-    const offsets = this.uncommitted;
+  /**
+   * Records everything polled so far as processed, or only up to the given id per shard (ids this
+   * consumer was delivered). A shard whose primary is down is retried later.
+   */
+  async commit(upTo?: Record<string, number>): Promise<void> {
+    const offsets = upTo ?? this.uncommitted;
     if (Object.keys(offsets).length === 0) return;
-    this.uncommitted = {};
+    if (!upTo) this.uncommitted = {};
     try {
       await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
         consumer: this.consumerId,
@@ -111,7 +114,7 @@ export class Consumer {
       });
     } catch (err) {
       // Keep what failed unless a newer delivery replaced it meanwhile; a refusal (4xx) is final.
-      if (!(err instanceof MqClientError && err.status < 500))
+      if (!upTo && !(err instanceof MqClientError && err.status < 500))
         this.uncommitted = { ...offsets, ...this.uncommitted };
       throw err;
     }
@@ -230,10 +233,13 @@ export class Consumer {
     this.stopped = true;
   }
 
-  /** Commits, then hands this consumer's shards to the rest of the group at once. */
-  async close(): Promise<void> {
+  /**
+   * Commits (unless `commit: false`: what was polled and not committed is then delivered again),
+   * then hands this consumer's shards to the rest of the group at once.
+   */
+  async close({ commit = true }: { commit?: boolean } = {}): Promise<void> {
     this.stop();
-    await this.commit().catch(() => undefined);
+    if (commit) await this.commit().catch(() => undefined);
     await this.transport
       .call(
         'DELETE',

@@ -6,6 +6,13 @@
 import { Consumer, Producer } from '../../src/client/index.js';
 import { waitFor } from './operator.js';
 
+/** One acknowledged publish: where it went, when it was handed to the SDK and when acknowledged. */
+export interface Ack {
+  shard: string;
+  sentAt: number;
+  ackedAt: number;
+}
+
 export interface WorkloadResult {
   acked: number;
   failedPublishes: string[];
@@ -13,6 +20,8 @@ export interface WorkloadResult {
   missing: Record<string, string[]>;
   /** Per group: deliveries beyond the first of a message (at-least-once redeliveries). */
   duplicates: Record<string, number>;
+  /** Every acknowledged publish, in the order the acknowledgements came. */
+  acks: Ack[];
 }
 
 export interface WorkloadOptions {
@@ -28,6 +37,7 @@ export interface WorkloadOptions {
 
 export class Workload {
   private readonly acked = new Set<string>();
+  private readonly acks: Ack[] = [];
   private readonly failed: string[] = [];
   private readonly seen = new Map<string, Set<string>>();
   private readonly duplicates = new Map<string, number>();
@@ -62,10 +72,14 @@ export class Workload {
     const inflight = new Set<Promise<void>>();
     while (this.producing) {
       const value = `${this.opts.tag}-p${index}-${seq++}`;
+      const sentAt = Date.now();
       const send = producer
         .send(this.opts.topic, value)
         .then(
-          () => void this.acked.add(value),
+          (ack) => {
+            this.acked.add(value);
+            this.acks.push({ shard: ack.shard, sentAt, ackedAt: Date.now() });
+          },
           (err: unknown) => void this.failed.push(`${value}: ${String(err)}`),
         )
         .finally(() => inflight.delete(send));
@@ -119,6 +133,7 @@ export class Workload {
       failedPublishes: this.failed.slice(0, 20),
       missing,
       duplicates: Object.fromEntries(this.duplicates),
+      acks: this.acks,
     };
   }
 }

@@ -97,7 +97,7 @@ async function pacedInserts(
       outstanding++;
       const sent = performance.now();
       pools[shard]
-        .query(insertSql(table, Date.now(), new Array<string>(scheduled.length).fill(payload)))
+        .query(insertSql(table, new Array<string>(scheduled.length).fill(payload)))
         .then(
           () => {
             const now = performance.now();

@@ -12,6 +12,10 @@
  * the victim's mariadbd runs this long first, so the kubelet's crash back-off stays at 1 s),
  * --timeout S (180 per trial), --prefix (127.0.45: pod IPs), --keep (keep the state dir), --no-write,
  * --report-only (rewrite the docs/benchmarks.md section from docs/bench-results/failover.json, no run).
+ *
+ * --faults all|LIST (comma-separated, from failover/faults.ts FAULTS): fault injection instead,
+ * --trials N per fault (default 10 there), --after S (5: load after the cluster is steady again);
+ * writes the section "Fault injection under load (issue 13)" and docs/bench-results/failover-faults.json.
  * Ctrl-C stops everything (operator, kubelet with every mariadbd and broker, control plane).
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -35,6 +39,17 @@ import { type TrialContext, type TrialRecord, clusterSteady, runTrial } from './
 import { Workload } from './failover/workload.js';
 import { sleep } from '../../src/common/deadline.js';
 import { waitFor } from '../local/wait.js';
+import {
+  FAULTS,
+  FAULTS_JSON,
+  FAULTS_SECTION,
+  type Fault,
+  type FaultReport,
+  type FaultTrial,
+  faultsMarkdown,
+  runFaultTrial,
+  summarizeFaults,
+} from './failover/faults.js';
 
 const NS = 'bench';
 const NAME = 'fo';
@@ -56,6 +71,8 @@ const { values } = parseArgs({
     keep: { type: 'boolean', default: false },
     'no-write': { type: 'boolean', default: false },
     'report-only': { type: 'boolean', default: false },
+    faults: { type: 'string' },
+    after: { type: 'string', default: '5' },
     help: { type: 'boolean', short: 'h', default: false },
   },
 });
@@ -63,11 +80,21 @@ if (values.help) {
   console.log(
     'usage: npm run bench:failover -- [--trials 20] [--rate 1380] [--producers 3] [--groups 3]\n' +
       '         [--poll-ms 25] [--jitter 1000] [--pause 5] [--min-uptime 21] [--timeout 180] [--prefix 127.0.45] [--keep] [--no-write]\n' +
-      '       npm run bench:failover -- --report-only   (rewrite the docs section from the JSON)',
+      '       npm run bench:failover -- --report-only   (rewrite the docs section from the JSON)\n' +
+      `       npm run bench:failover -- --faults all|${FAULTS.join(',')} [--trials 10] [--after 5]`,
   );
   process.exit(0);
 }
-const TRIALS = Number(values.trials);
+const FAULT_LIST: Fault[] | undefined = values.faults
+  ? values.faults === 'all'
+    ? [...FAULTS]
+    : values.faults.split(',').map((f) => {
+        if (!(FAULTS as readonly string[]).includes(f))
+          throw new Error(`unknown fault ${f}: one of ${FAULTS.join(', ')}`);
+        return f as Fault;
+      })
+  : undefined;
+const TRIALS = Number(FAULT_LIST && !process.argv.includes('--trials') ? '10' : values.trials);
 const RATE = Number(values.rate);
 const PRODUCERS = Number(values.producers);
 const GROUP_COUNT = Math.min(Number(values.groups), GROUPS.length);
@@ -150,6 +177,72 @@ async function tail(file: string, lines = 20): Promise<string> {
   return text.trimEnd().split('\n').slice(-lines).join('\n');
 }
 
+async function runFaults(
+  stack: Stack,
+  brokers: string[],
+  groups: string[],
+  faults: Fault[],
+  stateDir: string,
+): Promise<void> {
+  const ctx = {
+    stack,
+    namespace: NS,
+    cluster: NAME,
+    brokers,
+    pollMs: POLL_MS,
+    timeoutMs: TIMEOUT_S * 1000,
+    workload: { ackedCount: 0, failedCount: 0, takeMaxLatency: () => 0 },
+    interrupted: () => interrupted,
+    groups,
+    producers: PRODUCERS,
+    rate: RATE,
+    afterSeconds: Number(values.after),
+    log: step,
+    waitUntil,
+  };
+  const trials: FaultTrial[] = [];
+  // Written after each fault, so an interrupted run keeps the faults it finished.
+  const write = async () => {
+    const report: FaultReport = {
+      date: new Date().toISOString(),
+      machine: describeMachine(),
+      command: `npm run bench:failover -- --faults ${values.faults} --trials ${TRIALS}`,
+      durationSeconds: (Date.now() - started) / 1000,
+      options: { trialsPerFault: TRIALS, rate: RATE, producers: PRODUCERS, groups: groups.length },
+      cluster:
+        'one MessageQueueCluster: 2 shards (primary + semi-sync standby `mariadbd` each, durability required), 2 brokers, ' +
+        '`failover.probePeriodSeconds: 1`, `failover.failureThreshold: 3`',
+      summary: summarizeFaults(trials),
+      trials,
+    };
+    await writeFile(join(stateDir, 'failover-faults.json'), JSON.stringify(report, null, 2) + '\n');
+    if (!values['no-write']) {
+      await writeBenchmarkJson(FAULTS_JSON, report);
+      await writeBenchmarkSection(FAULTS_SECTION, faultsMarkdown(report));
+    }
+    return report;
+  };
+  for (const fault of faults) {
+    step(`${fault}: ${TRIALS} trial(s)`);
+    for (let n = 1; n <= TRIALS; n++) {
+      const t = await runFaultTrial(ctx, fault, n, MIN_UPTIME_S * 1000);
+      trials.push(t);
+      console.log(
+        `    ${elapsed()}  ${fault} #${n}: acked ${t.acked}, failed ${t.failed}, lost ${t.lost}, ` +
+          `redelivered ${JSON.stringify(t.redelivered)} (in flight ${JSON.stringify(t.inFlightAtFault)}), ` +
+          `longest gap ${JSON.stringify(t.longestGapMs)} ms, steady after ${t.recoveredMs ?? '-'} ms, load ${t.load1}` +
+          (t.error ? `; ERROR ${t.error}` : ''),
+      );
+      checkpoint();
+      await sleep(PAUSE_S * 1000);
+    }
+    await write();
+  }
+  const report = await write();
+  console.log(JSON.stringify(report.summary, null, 2));
+  if (!values['no-write']) step(`wrote docs/benchmarks.md and ${FAULTS_JSON}`);
+}
+
 async function main(): Promise<number> {
   if (values['report-only']) {
     const report = JSON.parse(await readFile(RESULTS_JSON, 'utf8')) as FailoverReport;
@@ -190,6 +283,10 @@ async function main(): Promise<number> {
     );
     const brokers = stack.brokerUrls(BROKER_PORT);
     const groups = GROUPS.slice(0, GROUP_COUNT);
+    if (FAULT_LIST) {
+      await runFaults(stack, brokers, groups, FAULT_LIST, stateDir);
+      return 0;
+    }
     step(
       `starting the load: ${PRODUCERS} producers offering ${RATE} msg/s in all, consumer groups ${groups.join(', ')}; brokers ${brokers.join(', ')}`,
     );

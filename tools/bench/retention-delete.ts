@@ -99,7 +99,7 @@ class Producer {
       let next = performance.now();
       while (!this.stopped) {
         const t = process.hrtime.bigint();
-        await db.query(insertSql(table, Date.now(), payloads));
+        await db.query(insertSql(table, payloads));
         this.samples.push(ms(t));
         this.rows += batch;
         next += periodMs;
@@ -129,7 +129,7 @@ class Producer {
 
 async function fill(db: mysql.Pool, table: string, rows: number, payload: string): Promise<void> {
   const batch = Array.from({ length: 2000 }, () => payload);
-  for (let n = 0; n < rows; n += batch.length) await db.query(insertSql(table, Date.now(), batch));
+  for (let n = 0; n < rows; n += batch.length) await db.query(insertSql(table, batch));
 }
 
 async function runStrategy(

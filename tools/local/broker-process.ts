@@ -15,6 +15,10 @@ export interface BrokerProcessOptions {
   /** Extra arguments, e.g. for profiling. */
   nodeArgs?: string[];
   logLevel?: string;
+  /** The broker's main module: the compiled one beside this file unless given (tests run from src/). */
+  main?: string;
+  /** More environment, e.g. libfaketime's LD_PRELOAD and FAKETIME for a broker whose clock is off. */
+  env?: Record<string, string>;
 }
 
 /** A broker as its own `node` process (as in a Pod), for the demo and benchmarks. */
@@ -38,7 +42,7 @@ export class BrokerProcess {
       process.execPath,
       [
         ...(options.nodeArgs ?? []),
-        BROKER_MAIN,
+        options.main ?? BROKER_MAIN,
         '--routing',
         options.routingFile,
         '--host',
@@ -54,6 +58,7 @@ export class BrokerProcess {
           MQ_DB_PASSWORD: options.db.password,
           MQ_ADMIN_TOKEN: options.adminToken ?? '',
           MQ_LOG_LEVEL: options.logLevel ?? 'warn',
+          ...options.env,
         },
       },
     );

@@ -19,8 +19,8 @@ import {
 /** The longest cluster name whose derived names fit: `NAME-shard-63-standby` is a 63-character DNS label. */
 export const MAX_CLUSTER_NAME_LENGTH = 46;
 
-/** The broker's write batch (src/broker/broker.ts `writer.maxBatchBytes`). */
-const BROKER_BATCH_BYTES = 8 << 20;
+/** The floor for max_allowed_packet whatever the brokers send: MariaDB's own default is 16M. */
+const MIN_MAX_ALLOWED_PACKET = 16 << 20;
 /** MariaDB's redo log alone takes 256 MiB (src/shard/mycnf.ts): less cannot even start. */
 const MIN_STORAGE_BYTES = 512 * 2 ** 20;
 
@@ -159,7 +159,7 @@ function checkMyCnf(s: DefaultedSpec): string[] {
     const bytes = parseMyCnfSize(packet[1]);
     // The broker's largest INSERT (src/broker/limits.ts), in whole MiB, and never below 16M.
     const insert = maxInsertBytes(s.brokers.maxMessageBytes, MAX_MESSAGES_PER_PUBLISH);
-    const needed = Math.max(2 * BROKER_BATCH_BYTES, Math.ceil(insert / 2 ** 20) * 2 ** 20);
+    const needed = Math.max(MIN_MAX_ALLOWED_PACKET, Math.ceil(insert / 2 ** 20) * 2 ** 20);
     if (bytes === undefined) {
       problems.push(`spec.mysql.config.${packet[0]} "${packet[1]}" is not a size (e.g. 64M)`);
     } else if (bytes < needed) {

@@ -49,6 +49,8 @@ export class Stack {
   stack?: EmbeddedStack;
   operator?: OperatorProcess;
   operatorLog = '';
+  private metricsPort = 0;
+  private healthPort = 0;
   metricsUrl = '';
   /** Latest pod objects of the namespace, by name. */
   readonly pods = new Map<string, PodJson>();
@@ -103,21 +105,11 @@ export class Stack {
     await this.kubectl(['create', 'namespace', this.opts.namespace]);
     checkpoint();
 
-    const metricsPort = await freePort();
-    const healthPort = await freePort();
-    this.metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    this.metricsPort = await freePort();
+    this.healthPort = await freePort();
+    this.metricsUrl = `http://127.0.0.1:${this.metricsPort}/metrics`;
     this.operatorLog = join(stateDir, 'operator.log');
-    step(`starting the operator (node dist/operator/main.js; log ${this.operatorLog})`);
-    this.operator = this.stack.startOperator({
-      logFile: this.operatorLog,
-      detached: true,
-      env: {
-        METRICS_PORT: String(metricsPort),
-        HEALTH_PORT: String(healthPort),
-        WATCH_NAMESPACES: this.opts.namespace,
-        MQ_LOG_LEVEL: this.opts.operatorLogLevel,
-      },
-    });
+    this.startOperator();
 
     const ns = this.opts.namespace;
     this.podReflector = new Reflector({
@@ -144,6 +136,26 @@ export class Stack {
       },
     });
     await Promise.all([this.podReflector.start(), this.clusterReflector.start()]);
+  }
+
+  /** Starts `node dist/operator/main.js`, appending to the operator log. */
+  startOperator(): void {
+    this.opts.step(`starting the operator (node dist/operator/main.js; log ${this.operatorLog})`);
+    this.operator = this.stack!.startOperator({
+      logFile: this.operatorLog,
+      detached: true,
+      env: {
+        METRICS_PORT: String(this.metricsPort),
+        HEALTH_PORT: String(this.healthPort),
+        WATCH_NAMESPACES: this.opts.namespace,
+        MQ_LOG_LEVEL: this.opts.operatorLogLevel,
+      },
+    });
+  }
+
+  /** kill -9 of the operator; resolves once it is gone. */
+  async killOperator(): Promise<void> {
+    await this.operator?.stop('SIGKILL');
   }
 
   /** Stops everything this stack started; safe to call twice and after a partial start. */

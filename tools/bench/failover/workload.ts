@@ -86,6 +86,8 @@ export interface WorkloadResult {
   duplicates: Record<string, number>;
   /** Fetch or commit calls that threw (the loop retries them). */
   consumerErrors: Record<string, number>;
+  /** Per group: the longest time between two deliveries, the drain included (ms). */
+  longestGapMs: Record<string, number>;
   /** Publish-acknowledgement latency from `send` to its resolution, ms. */
   ackLatencyMs: { p50: number; p99: number; max: number };
   /** Messages due by the pacing that could not be sent because 2000 were already outstanding. */
@@ -102,6 +104,14 @@ export class Workload {
   private readonly seen = new Map<string, BitSet[]>();
   private readonly duplicates = new Map<string, number>();
   private readonly consumerErrors = new Map<string, number>();
+  /** Per group: when it last received a message, the longest gap, what it holds uncommitted. */
+  private readonly lastDelivery = new Map<string, number>();
+  private readonly longestGap = new Map<string, number>();
+  private readonly uncommitted = new Map<string, number>();
+  /** Per group: the most it held uncommitted since `watchInFlight`. */
+  private readonly inFlightMax = new Map<string, number>();
+  /** Groups whose consumer is to die after its next batch, before committing it. */
+  private readonly doomed = new Set<string>();
   private readonly failures: PublishFailure[] = [];
   private failed = 0;
   private shortfall = 0;
@@ -126,6 +136,8 @@ export class Workload {
       );
       w.duplicates.set(group, 0);
       w.consumerErrors.set(group, 0);
+      w.longestGap.set(group, 0);
+      w.uncommitted.set(group, 0);
       w.consumerLoops.push(w.consume(group));
     }
     for (let p = 0; p < opts.producers; p++) {
@@ -142,6 +154,31 @@ export class Workload {
   get failedCount(): number {
     return this.failed;
   }
+
+  /**
+   * Starts recording, per group, the most messages delivered and not yet committed (what a fault
+   * may deliver again; commits that fail during a fault let it grow).
+   */
+  watchInFlight(): void {
+    for (const [group, n] of this.uncommitted) this.inFlightMax.set(group, n);
+  }
+
+  /** Per group: the most it held uncommitted since `watchInFlight`. */
+  inFlight(): Record<string, number> {
+    return Object.fromEntries(this.inFlightMax);
+  }
+
+  /**
+   * The group's consumer dies after its next batch, before committing it (no commit, no release of
+   * its shards, as a killed process); a new consumer of the group starts at once. Resolves when the
+   * old one is gone, with the size of the batch it took down.
+   */
+  killConsumerMidBatch(group: string): Promise<number> {
+    this.doomed.add(group);
+    return new Promise((resolve) => this.onKilled.set(group, resolve));
+  }
+
+  private readonly onKilled = new Map<string, (batch: number) => void>();
 
   /** The largest ack latency since the last call (ms). */
   takeMaxLatency(): number {
@@ -195,20 +232,37 @@ export class Workload {
   }
 
   private async consume(group: string): Promise<void> {
-    const consumer = new Consumer({ brokers: this.opts.brokers, topic: this.opts.topic, group, waitMs: 200 });
     const seen = this.seen.get(group)!;
     const prefix = `${this.opts.tag}-`;
+    let consumer = this.newConsumer(group);
     while (this.consuming) {
       try {
-        for (const m of await consumer.poll(1000)) {
+        const messages = await consumer.poll(1000);
+        let mine = 0;
+        for (const m of messages) {
           const value = String(m.value);
           if (!value.startsWith(prefix)) continue;
           const [p, n] = value.slice(prefix.length).split('-').map(Number);
           const set = seen[p];
           if (!set || !Number.isInteger(n)) continue;
+          mine++;
           if (!set.add(n)) this.duplicates.set(group, this.duplicates.get(group)! + 1);
         }
+        if (mine > 0) this.delivered(group);
+        const held = this.uncommitted.get(group)! + messages.length;
+        this.uncommitted.set(group, held);
+        if (this.inFlightMax.has(group))
+          this.inFlightMax.set(group, Math.max(this.inFlightMax.get(group)!, held));
+        if (messages.length > 0 && this.doomed.delete(group)) {
+          // Gone mid-batch: nothing committed or released; a replacement starts right away.
+          consumer.stop();
+          consumer = this.newConsumer(group);
+          this.onKilled.get(group)?.(messages.length);
+          this.uncommitted.set(group, 0);
+          continue;
+        }
         await consumer.commit();
+        this.uncommitted.set(group, 0);
       } catch {
         // A fetch or commit that failed during a fault is retried; at-least-once covers the gap.
         this.consumerErrors.set(group, this.consumerErrors.get(group)! + 1);
@@ -216,6 +270,23 @@ export class Workload {
       }
     }
     await consumer.close().catch(() => undefined);
+  }
+
+  private newConsumer(group: string): Consumer {
+    return new Consumer({ brokers: this.opts.brokers, topic: this.opts.topic, group, waitMs: 200 });
+  }
+
+  /**
+   * Measures the gap since the group's last delivery. The drain counts too: a group stalled by a
+   * fault may only resume after the producers stopped.
+   */
+  private delivered(group: string): void {
+    const now = Date.now();
+    const last = this.lastDelivery.get(group);
+    if (last !== undefined) {
+      this.longestGap.set(group, Math.max(this.longestGap.get(group)!, now - last));
+    }
+    this.lastDelivery.set(group, now);
   }
 
   private missing(): { lost: number; sample: string[]; perGroup: Record<string, number> } {
@@ -270,6 +341,7 @@ export class Workload {
       missing: perGroup,
       duplicates: Object.fromEntries(this.duplicates),
       consumerErrors: Object.fromEntries(this.consumerErrors),
+      longestGapMs: Object.fromEntries(this.longestGap),
       ackLatencyMs: { p50: s.p50, p99: s.p99, max: s.max },
       pacingShortfall: this.shortfall,
       drainedMs,

@@ -117,12 +117,10 @@ export class CeilingSystem implements BenchSystem {
         nextShard = (shard + 1) % pools.length;
         const batch = queue.splice(0, o.batchRows);
         inflight[shard]++;
-        const now = Date.now();
         pools[shard]
           .query(
             insertSql(
               table,
-              now,
               batch.map((p) => p.payload),
             ),
           )

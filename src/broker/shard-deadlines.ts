@@ -1,0 +1,47 @@
+import { unavailable } from '../common/errors.js';
+
+/**
+ * Deadlines for work against one shard. A hung instance (SIGSTOP, a frozen VM) accepts TCP but
+ * never answers, and its queries wait with no error; a fetch waiting for every shard would wait
+ * for that one. Work that overruns its deadline is abandoned, and further work under the same key
+ * fails at once until the overdue work has settled (the instance answers again), so the hung
+ * instance costs one deadline rather than one per request, and its queries do not pile up.
+ */
+export class ShardDeadlines {
+  /** Key -> overdue works still pending. */
+  private readonly overdue = new Map<string, number>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  /** Whether work under `key` is failed at once (some earlier work is still overdue). */
+  stalled(key: string): boolean {
+    return this.overdue.has(key);
+  }
+
+  /** Runs `work` unless `key` is stalled; rejects with a 503 after the deadline. */
+  async run<T>(key: string, what: string, work: () => Promise<T>): Promise<T> {
+    if (this.overdue.has(key)) throw unresponsive(what, 'an earlier request has not been answered');
+    const running = work();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.overdue.set(key, (this.overdue.get(key) ?? 0) + 1);
+        const settled = () => {
+          const left = (this.overdue.get(key) ?? 1) - 1;
+          if (left > 0) this.overdue.set(key, left);
+          else this.overdue.delete(key);
+        };
+        running.then(settled, settled);
+        reject(unresponsive(what, `no answer within ${this.timeoutMs} ms`));
+      }, this.timeoutMs);
+    });
+    try {
+      return await Promise.race([running, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+const unresponsive = (what: string, why: string) =>
+  unavailable('shard_unresponsive', `${what}: ${why}; try again later`);
