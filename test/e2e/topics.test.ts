@@ -32,6 +32,21 @@ async function podIPs(selector: string): Promise<string[]> {
     .map((p) => p.status!.podIP!);
 }
 
+async function primaryOf(shard: string): Promise<{ name: string; ip: string }> {
+  const out = await env.kubectl([
+    'get',
+    'pods',
+    '-n',
+    NS,
+    '-l',
+    `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=${shard},mysqlmq.io/role=primary`,
+    '-o',
+    'json',
+  ]);
+  const [pod] = (JSON.parse(out) as { items: PodJson[] }).items;
+  return { name: pod!.metadata.name, ip: pod!.status!.podIP! };
+}
+
 const primaries = () => podIPs(`mysqlmq.io/cluster=${NAME},mysqlmq.io/role=primary`);
 const brokerUrls = async () =>
   (await podIPs(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`)).map(
@@ -208,4 +223,57 @@ spec:
       300,
     );
   });
+
+  it('a shard whose primary is down keeps the finalizer until it is back; then the topic is dropped there too', async () => {
+    await env.apply(`apiVersion: mysqlmq.io/v1alpha1
+kind: MessageQueueTopic
+metadata:
+  name: payments
+  namespace: ${NS}
+spec:
+  cluster: ${NAME}
+`);
+    await waitFor('payments Ready', async () =>
+      (await topics()).some(
+        (t) =>
+          t.metadata.name === 'payments' &&
+          t.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True'),
+      ),
+    );
+    const [shard0, shard1] = [await primaryOf('shard-0'), await primaryOf('shard-1')];
+    // SIGSTOP: the operator's probe fails and shard-1 takes no writes (promoteForWrites is off).
+    await env.kubelet.killContainer(NS, shard1.name, 'mariadb', 'SIGSTOP');
+    try {
+      await waitFor(
+        'shard-1 to stop taking writes',
+        async () => (await env.getCluster(NS, NAME)).status?.shards?.[1]?.writable === false,
+        60_000,
+        300,
+      );
+      await env.kubectl(['delete', 'mqt', 'payments', '-n', NS, '--wait=false']);
+      const pending = await waitFor(
+        'the deletion to wait for shard-1',
+        async () => {
+          const t = (await topics()).find((x) => x.metadata.name === 'payments');
+          return t?.status && (t.status as { pendingShards?: string[] }).pendingShards?.includes('shard-1')
+            ? t
+            : undefined;
+        },
+        30_000,
+        300,
+      );
+      expect(pending.metadata.finalizers).toContain('mysqlmq.io/topic-cleanup');
+      expect(await query(shard0.ip, 'SELECT 1 FROM mq.topics WHERE name = ?', ['payments'])).toHaveLength(0);
+    } finally {
+      await env.kubelet.killContainer(NS, shard1.name, 'mariadb', 'SIGCONT');
+    }
+    await waitFor(
+      'the resource to be gone once shard-1 is back',
+      async () => !(await topics()).some((t) => t.metadata.name === 'payments'),
+      90_000,
+      500,
+    );
+    const back = await primaryOf('shard-1');
+    expect(await query(back.ip, 'SELECT 1 FROM mq.topics WHERE name = ?', ['payments'])).toHaveLength(0);
+  }, 240_000);
 });
