@@ -24,6 +24,7 @@ export const RESOURCES: Readonly<Record<string, ResourceInfo>> = {
   Event: { plural: 'events', namespaced: true }, // both core/v1 and events.k8s.io/v1
   Lease: { plural: 'leases', namespaced: true },
   MessageQueueCluster: { plural: 'messagequeueclusters', namespaced: true },
+  MessageQueueTopic: { plural: 'messagequeuetopics', namespaced: true },
   Namespace: { plural: 'namespaces', namespaced: false },
   Node: { plural: 'nodes', namespaced: false },
   CustomResourceDefinition: { plural: 'customresourcedefinitions', namespaced: false },

@@ -10,6 +10,7 @@ import {
   MANAGED_BY,
   type MessageQueueCluster,
 } from './api/types.js';
+import { type MessageQueueTopic, TOPIC_KIND } from './api/topic-types.js';
 import { OWNED_KINDS } from './desired/cluster.js';
 import type { PdbApiVersion } from './desired/meta.js';
 
@@ -28,6 +29,8 @@ export class Caches {
    * cluster-wide): a cordoned node that holds a primary gets that shard switched over.
    */
   private readonly nodes?: Informer<KubeObject & { spec?: { unschedulable?: boolean } }>;
+  /** MessageQueueTopics, all of them (declared by users or created for discovered topics). */
+  private readonly topicInformers: Informer<KubeObject>[];
 
   constructor(rest: KubeRest, namespaces: string[], pdbApiVersion: PdbApiVersion | undefined, log: Logger) {
     const scopes = namespaces.length ? namespaces : [undefined];
@@ -46,6 +49,15 @@ export class Caches {
         ),
       );
     add('MessageQueueCluster', API_VERSION);
+    this.topicInformers = scopes.map(
+      (namespace) =>
+        new Informer<KubeObject>({
+          rest,
+          path: resourcePath({ apiVersion: API_VERSION, kind: TOPIC_KIND, namespace }),
+          name: `${TOPIC_KIND}${namespace ? `/${namespace}` : ''}`,
+          logger: log,
+        }),
+    );
     const owned = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
     for (const { kind, apiVersion } of OWNED_KINDS) {
       // PodDisruptionBudgets come in the version discovery found, or not at all.
@@ -69,25 +81,51 @@ export class Caches {
     );
   }
 
+  /** The MessageQueueTopics of a namespace. */
+  topics(namespace: string): MessageQueueTopic[] {
+    return this.topicInformers.flatMap((i) => i.list(namespace)) as unknown as MessageQueueTopic[];
+  }
+
+  topic(key: string): MessageQueueTopic | undefined {
+    const [namespace, name] = key.split('/');
+    for (const i of this.topicInformers) {
+      const found = i.get(name!, namespace);
+      if (found) return found as unknown as MessageQueueTopic;
+    }
+    return undefined;
+  }
+
+  /** Calls `enqueue` with the `namespace/name` key of every MessageQueueTopic that changes. */
+  onTopicChange(enqueue: (key: string) => void): void {
+    for (const informer of this.topicInformers) {
+      informer.onChange(({ obj }) => {
+        if (obj.metadata?.namespace && obj.metadata.name)
+          enqueue(`${obj.metadata.namespace}/${obj.metadata.name}`);
+      });
+    }
+  }
+
+  private allInformers(): Informer<KubeObject>[] {
+    return [...[...this.informers.values()].flat(), ...this.topicInformers];
+  }
+
   start(): void {
-    for (const list of this.informers.values()) for (const i of list) i.start();
+    for (const i of this.allInformers()) i.start();
     this.nodes?.start();
   }
 
   async stop(): Promise<void> {
-    await Promise.all([...this.informers.values()].flat().map((i) => i.stop()));
+    await Promise.all(this.allInformers().map((i) => i.stop()));
     await this.nodes?.stop();
   }
 
   async synced(): Promise<void> {
-    await Promise.all([...this.informers.values()].flat().map((i) => i.synced));
+    await Promise.all(this.allInformers().map((i) => i.synced));
     await this.nodes?.synced;
   }
 
   hasSynced(): boolean {
-    return (
-      [...this.informers.values()].flat().every((i) => i.hasSynced()) && (this.nodes?.hasSynced() ?? true)
-    );
+    return this.allInformers().every((i) => i.hasSynced()) && (this.nodes?.hasSynced() ?? true);
   }
 
   get<T extends KubeObject>(kind: CachedKind, namespace: string, name: string): T | undefined {

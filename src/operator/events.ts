@@ -2,7 +2,13 @@ import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { KubeRest } from '../k8s/rest.js';
-import { API_VERSION, KIND, type DefaultedCluster } from './api/types.js';
+import { API_VERSION, KIND } from './api/types.js';
+
+/** The object an Event is about: a MessageQueueCluster unless `kind` says otherwise. */
+export interface EventSubject {
+  kind?: string;
+  metadata: { name: string; namespace: string; uid?: string; resourceVersion?: string };
+}
 
 export type EventType = 'Normal' | 'Warning';
 
@@ -25,7 +31,7 @@ export class EventRecorder {
    * same pod), never a repeated observation, so it is always written.
    */
   async record(
-    cr: DefaultedCluster,
+    cr: EventSubject,
     type: EventType,
     reason: string,
     message: string,
@@ -57,7 +63,7 @@ export class EventRecorder {
           },
           involvedObject: {
             apiVersion: API_VERSION,
-            kind: KIND,
+            kind: cr.kind ?? KIND,
             name: cr.metadata.name,
             namespace: cr.metadata.namespace,
             uid: cr.metadata.uid,

@@ -5,7 +5,8 @@
  * Environment (the helm chart sets these): WATCH_NAMESPACES (comma-separated; empty = all),
  * POD_NAMESPACE and POD_NAME (the leader-election Lease's namespace and holder), POD_IP (address to
  * bind /metrics and /healthz to; default all addresses), METRICS_PORT (8080), HEALTH_PORT (8081),
- * LEADER_ELECT_LEASE_DURATION / _RENEW_DEADLINE / _RETRY_PERIOD (`15s`, `10s`, `2s`), MQ_LOG_LEVEL.
+ * LEADER_ELECT_LEASE_DURATION / _RENEW_DEADLINE / _RETRY_PERIOD (`15s`, `10s`, `2s`), MQ_LOG_LEVEL,
+ * TOPIC_DISCOVERY_PERIOD (`30s`: how often the shards are listed for topics without a resource).
  */
 import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -22,6 +23,7 @@ import { ClusterReconciler } from './reconciler.js';
 import { Controller } from './runtime/controller.js';
 import { startHealthServer } from './runtime/health-server.js';
 import { LeaderElector, coordinationLeaseClient, defaultIdentity } from './runtime/leader-election.js';
+import { TopicReconciler } from './topics/reconciler.js';
 
 const LEASE_NAME = 'mysqlmq-operator-leader';
 
@@ -119,21 +121,53 @@ async function main(): Promise<void> {
     log,
   });
 
+  const topicController = new Controller({
+    name: 'messagequeuetopic',
+    reconcile: (key, signal) => topics.reconcile(key, signal),
+    workers: 1,
+    registry,
+    logger: log,
+  });
+  const topics = new TopicReconciler({
+    rest,
+    caches,
+    events,
+    shardAccess: (key) => reconciler.shardAccess(key),
+    log,
+  });
+  const discoveryPeriodMs = parseDuration(env.TOPIC_DISCOVERY_PERIOD, 30_000);
+  let discovery: NodeJS.Timeout | undefined;
+  const discover = () => {
+    discovery = setTimeout(() => {
+      topics
+        .discover()
+        .catch((err: unknown) => log.warn('topic discovery failed', { error: errorMessage(err) }))
+        .finally(() => {
+          if (discovery) discover();
+        });
+    }, discoveryPeriodMs);
+  };
+
   const lead = async (signal?: AbortSignal) => {
     leading = true;
     caches.onClusterChange((key) => controller.enqueue(key));
+    caches.onTopicChange((key) => topicController.enqueue(key));
     caches.start();
     await caches.synced();
     log.info('caches synced; reconciling', { clusters: caches.clusterKeys().length });
     controller.start();
+    topicController.start();
+    discover();
     if (signal) {
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
       await shutdownWork();
     }
   };
   const shutdownWork = async () => {
+    clearTimeout(discovery);
+    discovery = undefined;
     reconciler.stop();
-    await controller.stop();
+    await Promise.all([controller.stop(), topicController.stop()]);
     await caches.stop();
   };
 

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { AGENT_PORT } from '../agent/contract.js';
 import { type RoutingDocument, parseRouting } from '../api/routing.js';
 import { errorMessage } from '../common/errors.js';
+import type { Credentials as AdminCredentials, Endpoint } from '../shard/connection.js';
 import type { Logger } from '../common/logger.js';
 import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';
 import { errorSummary, isConflict, isNotFound } from '../k8s/client.js';
@@ -44,6 +45,12 @@ import type { PodLike } from './shards/observe.js';
 import { planPods } from './pod-plan.js';
 import { computeStatus } from './status.js';
 
+export interface ShardAccess {
+  cluster: DefaultedCluster;
+  admin: AdminCredentials;
+  shards: { shard: string; write: Endpoint | null }[];
+}
+
 export interface ReconcilerDeps {
   rest: KubeRest;
   caches: Caches;
@@ -77,8 +84,31 @@ export class ClusterReconciler {
   private readonly applied = new Map<string, { hash: string; resourceVersion?: string }>();
   /** When each cluster last deleted a Pod to roll a spec change: the next waits for a newer tick. */
   private readonly lastRollAt = new Map<string, number>();
+  /** The admin user of each cluster with a shard loop (for `shardAccess`). */
+  private readonly admins = new Map<string, AdminCredentials>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
+
+  /**
+   * What the topic reconciler needs of a cluster's shards: the admin user and, per shard, the
+   * primary that takes writes now (null while it takes none), from the shard loop's routing.
+   * Undefined until the cluster has a shard loop.
+   */
+  shardAccess(key: string): ShardAccess | undefined {
+    const loop = this.loops.get(key);
+    const cr = this.accepted.get(key);
+    const admin = this.admins.get(key);
+    if (!loop || !cr || !admin) return undefined;
+    const routes = loop.latest.routing.shards;
+    return {
+      cluster: cr,
+      admin,
+      shards: Array.from({ length: cr.spec.shards }, (_, i) => {
+        const shard = names.shard(i);
+        return { shard, write: routes.find((r) => r.name === shard)?.write ?? null };
+      }),
+    };
+  }
 
   /** Stops every shard loop (on shutdown or lost leadership). */
   stop(): void {
@@ -201,6 +231,7 @@ export class ClusterReconciler {
     this.loops.get(key)?.stop();
     this.loops.delete(key);
     this.accepted.delete(key);
+    this.admins.delete(key);
     this.lastRollAt.delete(key);
   }
 
@@ -308,6 +339,7 @@ export class ClusterReconciler {
       log: this.deps.log.child({ cluster: name, namespace }),
     });
     this.loops.set(key, loop);
+    this.admins.set(key, shardSecrets(credentials).admin);
     loop.start();
     return loop;
   }

@@ -181,6 +181,43 @@ async function roundTrip(namespace: string, name: string, tag: string, count = 2
   await consume(namespace, name, tag, `g-${tag}`, count);
 }
 
+/**
+ * Topics as resources under the chart's RBAC: a declared MessageQueueTopic gets its finalizer and
+ * becomes Ready (patch, status patch); the topic roundTrip made through the broker is listed as a
+ * discovered resource (create).
+ */
+async function exerciseTopics(namespace: string, name: string): Promise<void> {
+  await env.apply(`apiVersion: mysqlmq.io/v1alpha1
+kind: MessageQueueTopic
+metadata:
+  name: declared
+  namespace: ${namespace}
+spec:
+  cluster: ${name}
+  maxDeliveries: 3
+`);
+  type Topic = {
+    metadata: { name: string; finalizers?: string[]; labels?: Record<string, string> };
+    spec: { topicName?: string };
+    status?: { conditions?: { type: string; status: string }[] };
+  };
+  const list = async () =>
+    (JSON.parse(await env.kubectl(['get', 'mqt', '-n', namespace, '-o', 'json'])) as { items: Topic[] })
+      .items;
+  await waitFor('the declared topic Ready, with its finalizer', async () => {
+    const t = (await list()).find((x) => x.metadata.name === 'declared');
+    return (
+      t?.metadata.finalizers?.includes('mysqlmq.io/topic-cleanup') &&
+      t.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True')
+    );
+  });
+  await waitFor('orders listed as a discovered topic', async () =>
+    (await list()).some(
+      (t) => t.spec.topicName === 'orders' && t.metadata.labels?.['mysqlmq.io/discovered'] === 'true',
+    ),
+  );
+}
+
 /** Reads the `count` messages tagged `tag` with a consumer group of its own. */
 async function consume(
   namespace: string,
@@ -290,6 +327,8 @@ function checkAgainstChart(rbac: OperatorRbac, uses: RbacUse[], label: string): 
 const auditEnv = (dir: string) => [
   // $(POD_NAME) is expanded by the kubelet: one file per pod; a restarted process appends to it.
   { name: 'MQ_K8S_AUDIT_LOG', value: `${dir}/$(POD_NAME).jsonl` },
+  // The topic made by roundTrip is discovered within seconds rather than the default 30 s.
+  { name: 'TOPIC_DISCOVERY_PERIOD', value: '1s' },
 ];
 
 beforeAll(async () => {
@@ -354,6 +393,7 @@ describe('helm install of the operator (cluster-wide, 2 replicas, leader electio
     expect(cr.status?.phase).toBe('Ready');
     expect(cr.status?.writableShards).toBe(1);
     await roundTrip(NS, NAME, 'first');
+    await exerciseTopics(NS, NAME);
   }, 240_000);
 
   it('when the leader hangs and is killed, the other replica takes the Lease and keeps reconciling', async () => {
@@ -449,6 +489,7 @@ describe('helm install watching one namespace (watchNamespaces)', () => {
     const cr = await waitClusterReady(watched, NAME);
     expect(cr.status?.writableShards).toBe(1);
     await roundTrip(watched, NAME, 'scoped');
+    await exerciseTopics(watched, NAME);
     const ignored = await env.getCluster(NS, 'ignored');
     expect(ignored.metadata.finalizers ?? []).toEqual([]);
     expect(ignored.status).toBeUndefined();

@@ -126,7 +126,10 @@ describe('kubectl mqc', () => {
     const { stdout } = await mqc('topics', NAME);
     const rows = rowsOf(stdout.split('\n(')[0]);
     expect(rows[0]).toEqual(['TOPIC', 'RESOURCE', 'READY', 'ON SHARDS', 'RETENTION', 'MAX DELIVERIES']);
-    expect(rows.find((r) => r[0] === 'clicks')).toEqual(['clicks', '-', '-', 'yes', '-', '-']);
+    const clicks = rows.find((r) => r[0] === 'clicks');
+    expect(clicks?.slice(3)).toEqual(['yes', '-', '-']);
+    // The operator may already have listed it as a discovered MessageQueueTopic (named after it).
+    expect(['-', 'clicks']).toContain(clicks?.[1]);
     const crdInstalled = await env
       .kubectl(['get', 'crd', 'messagequeuetopics.mysqlmq.io'])
       .then(() => true)

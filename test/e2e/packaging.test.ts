@@ -240,16 +240,21 @@ describe('the CRD copies never drift', () => {
     for (const f of a) expect(read(`helm/mysqlmq-operator/crds/${f}`), f).toBe(read(`crds/${f}`));
   });
 
-  it('the CRD inside manifests/install.yaml is the same object (and the same text)', () => {
+  it('each CRD inside manifests/install.yaml is the same object (and the same text)', () => {
     const install = parseManifests(read('manifests/install.yaml'));
     const crds = install.filter((o) => o.kind === 'CustomResourceDefinition');
-    expect(crds).toHaveLength(1);
-    expect(crds[0]).toEqual(yaml.load(read(`crds/${CRD_FILE}`)));
+    const files = readdirSync(join(REPO_ROOT, 'crds')).sort();
+    expect(crds).toHaveLength(files.length);
     const text = read('manifests/install.yaml');
-    const marker = `# Source: mysqlmq-operator/crds/${CRD_FILE}\n`;
-    const start = text.indexOf(marker) + marker.length;
-    const end = text.indexOf('\n---', start);
-    expect(text.slice(start, end).trimEnd()).toBe(read(`crds/${CRD_FILE}`).trimEnd());
+    for (const file of files) {
+      const crd = yaml.load(read(`crds/${file}`)) as { metadata: { name: string } };
+      expect(crds.find((c) => c.metadata?.name === crd.metadata.name)).toEqual(crd);
+      const marker = `# Source: mysqlmq-operator/crds/${file}\n`;
+      expect(text).toContain(marker);
+      const start = text.indexOf(marker) + marker.length;
+      const end = text.indexOf('\n---', start);
+      expect(text.slice(start, end).trimEnd()).toBe(read(`crds/${file}`).trimEnd());
+    }
   });
 
   it('manifests/install.yaml is exactly the chart rendered (run bash hack/gen-manifests.sh when this fails)', async () => {

@@ -16,7 +16,7 @@ import { kubectl } from './kubectl.js';
 import { TestKubelet } from './kubelet/index.js';
 import { REPO_ROOT, productMain } from './paths.js';
 
-const CRD = 'messagequeueclusters.mysqlmq.io';
+const CRDS = ['messagequeueclusters.mysqlmq.io', 'messagequeuetopics.mysqlmq.io'];
 
 export interface EmbeddedStackOptions {
   /** Where kubelet.log and the operators' logs go. */
@@ -155,10 +155,15 @@ export class EmbeddedStack {
   }
 }
 
-/** Applies crds/ and waits until the MessageQueueCluster CRD is Established. */
+/** Applies crds/ and waits until its CRDs are Established. */
 export async function installCrd(kubeconfig: string | undefined): Promise<void> {
   await kubectl(kubeconfig, ['apply', '-f', join(REPO_ROOT, 'crds')]);
-  await kubectl(kubeconfig, ['wait', '--for=condition=Established', '--timeout=60s', `crd/${CRD}`]);
+  await kubectl(kubeconfig, [
+    'wait',
+    '--for=condition=Established',
+    '--timeout=60s',
+    ...CRDS.map((c) => `crd/${c}`),
+  ]);
 }
 
 /**

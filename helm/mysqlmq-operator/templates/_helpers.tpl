@@ -73,6 +73,13 @@ create as well when it creates the object.
 - apiGroups: [mysqlmq.io]
   resources: [messagequeueclusters/finalizers]
   verbs: [update]
+# Topics: watch cache, finalizer (merge patch), resources for discovered topics (create), status.
+- apiGroups: [mysqlmq.io]
+  resources: [messagequeuetopics]
+  verbs: [list, watch, create, patch]
+- apiGroups: [mysqlmq.io]
+  resources: [messagequeuetopics/status]
+  verbs: [patch]
 # MariaDB instance Pods: created when missing, relabelled after a failover, deleted to replace a
 # Failed one or to roll a spec change.
 - apiGroups: [""]
