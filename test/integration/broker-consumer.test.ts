@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, post, startBroker, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, committedOffsets, post, startBroker, startShards } from '../support/dataplane.js';
 
 const run = promisify(execFile);
 
@@ -25,12 +25,6 @@ afterAll(async () => {
   await cluster?.destroy();
 });
 
-async function committed(topic: string, group: string): Promise<Record<string, number>> {
-  const res = await fetch(`${broker.url}/v1/topics/${topic}/groups/${group}/offsets`);
-  const body = (await res.json()) as { shards: { shard: string; committed: number }[] };
-  return Object.fromEntries(body.shards.map((s) => [s.shard, s.committed]));
-}
-
 const lastIds = (messages: Message[]) => Object.fromEntries(messages.map((m) => [m.shard, m.id]));
 
 describe('Consumer.run', () => {
@@ -49,12 +43,12 @@ describe('Consumer.run', () => {
         return;
       }
       // This batch came with the fetch that committed the first one.
-      seenAtSecond.push(await committed(topic, 'g'));
+      seenAtSecond.push(await committedOffsets(broker.url, topic, 'g'));
       consumer.stop();
     });
     expect(batches.map((b) => b.map((m) => m.value))).toEqual([['a'], ['b']]);
     expect(seenAtSecond[0]).toMatchObject(lastIds(batches[0]));
-    expect(await committed(topic, 'g')).toMatchObject(lastIds(batches[1]));
+    expect(await committedOffsets(broker.url, topic, 'g')).toMatchObject(lastIds(batches[1]));
     await consumer.close();
   });
 
@@ -101,7 +95,7 @@ describe('Consumer.run', () => {
     });
     expect(failed).toHaveLength(1);
     expect(again).toEqual(failed);
-    expect(await committed(topic, 'g')).toMatchObject(lastIds(again[0]));
+    expect(await committedOffsets(broker.url, topic, 'g')).toMatchObject(lastIds(again[0]));
     await consumer.close();
   });
 });
@@ -151,10 +145,10 @@ describe('offset commits', () => {
     });
     expect(fetched.status).toBe(200);
     expect(fetched.body.commitError).toMatchObject({ status: 409, code: 'not_lease_holder' });
-    expect((await committed(topic, 'g'))[ack.shard]).toBe(0);
+    expect((await committedOffsets(broker.url, topic, 'g'))[ack.shard]).toBe(0);
 
     await holder.commit();
-    expect((await committed(topic, 'g'))[ack.shard]).toBe(ack.id);
+    expect((await committedOffsets(broker.url, topic, 'g'))[ack.shard]).toBe(ack.id);
     await holder.close();
   });
 });

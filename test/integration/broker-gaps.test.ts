@@ -1,10 +1,9 @@
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { BROKER_DEFAULTS } from '../../src/broker/broker.js';
 import { Consumer, Producer, type PublishAck } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { startBroker, startShards } from '../support/dataplane.js';
+import { holdIds, startBroker, startShards } from '../support/dataplane.js';
 
 /**
  * Ids are assigned when an INSERT runs and become visible when it commits, so concurrent batches
@@ -43,32 +42,6 @@ async function consume(consumer: Consumer, done: (got: string[]) => boolean): Pr
     await consumer.commit();
   }
   return got;
-}
-
-/** A transaction on the shard's primary that holds ids of the topic's table without committing. */
-async function holdIds(shard: number, topic: string, rows: number) {
-  const conn = await mysql.createConnection({
-    ...cluster.shards[shard].primary.endpoint,
-    ...cluster.secrets.broker,
-    database: 'mq',
-  });
-  const [found] = await conn.query('SELECT id FROM mq.topics WHERE name = ?', [topic]);
-  const table = `mq.m_${(found as { id: number }[])[0].id}`;
-  await conn.beginTransaction();
-  const values = Array.from({ length: rows }, (_, i) => [Date.now(), Buffer.from(`held-${i}`)]);
-  const [result] = await conn.query(`INSERT INTO ${table} (published_at, payload) VALUES ?`, [values]);
-  const firstId = (result as mysql.ResultSetHeader).insertId;
-  return {
-    ids: Array.from({ length: rows }, (_, i) => key(cluster.shards[shard].name, firstId + i)),
-    commit: async () => {
-      await conn.commit();
-      await conn.end();
-    },
-    rollback: async () => {
-      await conn.rollback();
-      await conn.end();
-    },
-  };
 }
 
 describe('consumer groups reading while batches commit out of id order', () => {
@@ -112,7 +85,7 @@ describe('consumer groups reading while batches commit out of id order', () => {
     await producer.createTopic(topic);
     const before = await producer.sendBatch(topic, ['a', 'b']);
     const shard = cluster.shards.findIndex((s) => s.name === before[0].shard);
-    const held = await holdIds(shard, topic, 3);
+    const held = await holdIds(cluster, shard, topic, 3);
     // Later ids on the same shard commit while the held ones are still open.
     const after: PublishAck[] = [];
     while (after.length < 4) {
@@ -141,7 +114,7 @@ describe('consumer groups reading while batches commit out of id order', () => {
     await producer.createTopic(topic);
     const first = await producer.sendBatch(topic, ['a']);
     const shard = cluster.shards.findIndex((s) => s.name === first[0].shard);
-    const held = await holdIds(shard, topic, 5);
+    const held = await holdIds(cluster, shard, topic, 5);
     const acked = [...first];
     while (acked.filter((a) => a.shard === first[0].shard).length < 3) {
       acked.push(...(await producer.sendBatch(topic, ['b'])));

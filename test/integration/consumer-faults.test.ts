@@ -3,14 +3,13 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import { sleep } from '../../src/common/deadline.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { startBroker, startShards } from '../support/dataplane.js';
+import { committedOffsets, holdIds, startBroker, startShards } from '../support/dataplane.js';
 
 /**
  * Consumers under faults: a reader that closes the CLI's pipe, a hung primary, a broker whose clock
@@ -30,12 +29,6 @@ afterAll(async () => {
   await broker?.close();
   await cluster?.destroy();
 });
-
-async function committed(topic: string, group: string): Promise<Record<string, number>> {
-  const res = await fetch(`${broker.url}/v1/topics/${topic}/groups/${group}/offsets`);
-  const body = (await res.json()) as { shards: { shard: string; committed: number }[] };
-  return Object.fromEntries(body.shards.map((s) => [s.shard, s.committed]));
-}
 
 /** Runs `mqctl consume` into `reader` through a real pipe; the reader's output and mqctl's exit. */
 function consumeInto(reader: string, topic: string, group: string, flags = '') {
@@ -85,7 +78,7 @@ describe('mqctl consume', () => {
     expect(printed).toHaveLength(7);
     const last: Record<string, number> = {};
     for (const m of printed) last[m.shard] = m.id;
-    const offsets = await committed(topic, 'to-the-end');
+    const offsets = await committedOffsets(broker.url, topic, 'to-the-end');
     expect(offsets).toMatchObject(last);
     expect(Object.values(offsets).reduce((a, b) => a + b, 0)).toBe(7);
   });
@@ -99,7 +92,7 @@ describe('mqctl consume', () => {
 
     // Every committed message was printed: nothing is marked consumed that nobody saw.
     const printed = new Set(run.lines.map((l) => JSON.parse(l) as Printed).map((m) => `${m.shard}/${m.id}`));
-    const offsets = await committed(topic, group);
+    const offsets = await committedOffsets(broker.url, topic, group);
     for (const [shard, upTo] of Object.entries(offsets)) {
       for (let id = 1; id <= upTo; id++) expect(printed.has(`${shard}/${id}`)).toBe(true);
     }
@@ -176,28 +169,6 @@ describe('a hung primary (SIGSTOP)', () => {
   });
 });
 
-/** A transaction on the shard's primary that holds ids of the topic's table without committing. */
-async function holdIds(shard: number, topic: string, rows: number) {
-  const conn = await mysql.createConnection({
-    ...cluster.shards[shard].primary.endpoint,
-    ...cluster.secrets.broker,
-    database: 'mq',
-  });
-  const [found] = await conn.query('SELECT id FROM mq.topics WHERE name = ?', [topic]);
-  const table = `mq.m_${(found as { id: number }[])[0].id}`;
-  await conn.beginTransaction();
-  const values = Array.from({ length: rows }, (_, i) => [Date.now(), Buffer.from(`held-${i}`)]);
-  const [result] = await conn.query(`INSERT INTO ${table} (published_at, payload) VALUES ?`, [values]);
-  const firstId = (result as mysql.ResultSetHeader).insertId;
-  return {
-    ids: Array.from({ length: rows }, (_, i) => `${cluster.shards[shard].name}/${firstId + i}`),
-    commit: async () => {
-      await conn.commit();
-      await conn.end();
-    },
-  };
-}
-
 describe('a broker whose clock runs 60 s behind', () => {
   let skewed: BrokerProcess;
 
@@ -229,7 +200,7 @@ describe('a broker whose clock runs 60 s behind', () => {
     const producer = new Producer({ brokers: [skewed.url], lingerMs: 1 });
     await producer.createTopic(topic);
     // A slow publish holds ids on shard-0 (it commits in time, within the writer's deadline)...
-    const held = await holdIds(0, topic, 3);
+    const held = await holdIds(cluster, 0, topic, 3);
     // ...while the skewed broker's publishes after it on that shard are acknowledged.
     const after: string[] = [];
     while (after.length < 4) {

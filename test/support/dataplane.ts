@@ -1,6 +1,7 @@
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import mysql from 'mysql2/promise';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from '../../src/broker/broker.js';
 import { createLogger } from '../../src/common/logger.js';
 import { LocalShards } from '../../tools/local/cluster.js';
@@ -38,4 +39,44 @@ export async function post(url: string, body: unknown, headers: Record<string, s
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
+}
+
+/** Committed offset per shard of a group, as the broker's offsets route reports it. */
+export async function committedOffsets(
+  brokerUrl: string,
+  topic: string,
+  group: string,
+): Promise<Record<string, number>> {
+  const res = await fetch(`${brokerUrl}/v1/topics/${topic}/groups/${group}/offsets`);
+  const body = (await res.json()) as { shards: { shard: string; committed: number }[] };
+  return Object.fromEntries(body.shards.map((s) => [s.shard, s.committed]));
+}
+
+/**
+ * A transaction on the shard's primary that holds ids of the topic's table without committing:
+ * an id gap readers must not step over. `ids` are `shard-N/id`.
+ */
+export async function holdIds(cluster: LocalShards, shard: number, topic: string, rows: number) {
+  const conn = await mysql.createConnection({
+    ...cluster.shards[shard].primary.endpoint,
+    ...cluster.secrets.broker,
+    database: 'mq',
+  });
+  const [found] = await conn.query('SELECT id FROM mq.topics WHERE name = ?', [topic]);
+  const table = `mq.m_${(found as { id: number }[])[0].id}`;
+  await conn.beginTransaction();
+  const values = Array.from({ length: rows }, (_, i) => [Date.now(), Buffer.from(`held-${i}`)]);
+  const [result] = await conn.query(`INSERT INTO ${table} (published_at, payload) VALUES ?`, [values]);
+  const firstId = (result as mysql.ResultSetHeader).insertId;
+  return {
+    ids: Array.from({ length: rows }, (_, i) => `${cluster.shards[shard].name}/${firstId + i}`),
+    commit: async () => {
+      await conn.commit();
+      await conn.end();
+    },
+    rollback: async () => {
+      await conn.rollback();
+      await conn.end();
+    },
+  };
 }
