@@ -16,6 +16,15 @@ export function groupsTable(groups: readonly GroupInfo[]): string {
   return formatTable(['GROUP', 'SHARD', 'COMMITTED', 'NEWEST', 'LAG', 'OWNER'], rows);
 }
 
+/** The reset flags in node:util parseArgs form, for mqctl and kubectl-mqc alike. */
+export const RESET_OPTIONS = {
+  force: { type: 'boolean' },
+  'to-earliest': { type: 'boolean' },
+  'to-latest': { type: 'boolean' },
+  'to-timestamp': { type: 'string' },
+  'to-offsets': { type: 'string' },
+} as const;
+
 export interface ResetFlags {
   'to-earliest'?: boolean;
   'to-latest'?: boolean;

@@ -7,7 +7,7 @@ import {
   ANNOTATION_SWITCHOVER as SWITCHOVER_ANNOTATION,
   type MessageQueueCluster,
 } from '../operator/api/types.js';
-import { groupsTable, parseResetFlags } from './groups.js';
+import { RESET_OPTIONS, groupsTable, parseResetFlags } from './groups.js';
 import { PluginKube } from './plugin/kube.js';
 import {
   brokerSelector,
@@ -57,11 +57,7 @@ async function main(argv: string[]): Promise<number> {
       timeout: { type: 'string' },
       'no-wait': { type: 'boolean' },
       json: { type: 'boolean' },
-      force: { type: 'boolean' },
-      'to-earliest': { type: 'boolean' },
-      'to-latest': { type: 'boolean' },
-      'to-timestamp': { type: 'string' },
-      'to-offsets': { type: 'string' },
+      ...RESET_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -6,7 +6,7 @@ import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
 import { Transport, groupPath } from '../client/transport.js';
 import { DeliveryTracker, PIPE_BUFFER_BYTES } from './delivered.js';
 import { StdoutLines } from './stdout-lines.js';
-import { groupsTable, parseResetFlags } from './groups.js';
+import { RESET_OPTIONS, groupsTable, parseResetFlags } from './groups.js';
 import { Progress } from './progress.js';
 import { formatTable } from './table.js';
 
@@ -91,11 +91,7 @@ async function main(argv: string[]): Promise<number> {
       'no-commit': { type: 'boolean' },
       file: { type: 'string' },
       json: { type: 'boolean' },
-      force: { type: 'boolean' },
-      'to-earliest': { type: 'boolean' },
-      'to-latest': { type: 'boolean' },
-      'to-timestamp': { type: 'string' },
-      'to-offsets': { type: 'string' },
+      ...RESET_OPTIONS,
       help: { type: 'boolean', short: 'h' },
     },
   });
