@@ -95,7 +95,7 @@ describe('a primary down and back', () => {
       expect(read.map((m) => m.value).sort()).toEqual([...values].sort());
       await reader.commit();
       // Shown at once, although shard-0 could not record it yet.
-      // TMP expect((await offsets(topic, "g"))["shard-0"]).toMatchObject({ committed: lastId, latest: lastId });
+      expect((await offsets(topic, 'g'))['shard-0']).toMatchObject({ committed: lastId, latest: lastId });
       await reader.close();
 
       await recoverShard0();
