@@ -37,6 +37,7 @@ import {
   generateCredentials,
   hashOf,
   initialRouting,
+  missingAddedKeys,
   names,
   shardSecrets,
 } from './desired/index.js';
@@ -273,11 +274,7 @@ export class ClusterReconciler {
     );
     const fromCache = credentialsFromSecret(cached?.data);
     if (fromCache) return fromCache;
-    if (cached) {
-      throw new Error(
-        `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
-      );
-    }
+    if (cached) return this.addMissingCredentials(cr, cached, signal);
     const secret = credentialsSecret(cr, generateCredentials());
     try {
       await this.deps.rest.request({
@@ -298,6 +295,49 @@ export class ClusterReconciler {
     // Read back what the server holds: after a conflict another writer's passwords win.
     const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
       path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
+      signal,
+    });
+    const creds = credentialsFromSecret(stored.data);
+    if (!creds) throw new Error(`Secret ${name} lacks one of its keys`);
+    return creds;
+  }
+
+  /**
+   * A Secret written by an older operator lacks the keys added since (the monitor password): they
+   * are generated and merged in, guarded by the resourceVersion read, so a concurrent writer's
+   * value wins and is read back. A Secret missing an original key cannot be repaired.
+   */
+  private async addMissingCredentials(
+    cr: DefaultedCluster,
+    cached: KubeObject & { data?: Record<string, string> },
+    signal: AbortSignal,
+  ): Promise<Credentials> {
+    const name = names.credentials(cr.metadata.name);
+    const added = missingAddedKeys(cached.data);
+    if (!added) {
+      throw new Error(
+        `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
+      );
+    }
+    const ref = { apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name };
+    try {
+      await mergePatch(
+        this.deps.rest,
+        ref,
+        { data: added },
+        { resourceVersion: cached.metadata?.resourceVersion, signal },
+      );
+      void this.deps.events.record(
+        cr,
+        'Normal',
+        'CredentialsUpdated',
+        `added ${Object.keys(added).join(', ')} to Secret ${name} (keys this operator version needs)`,
+      );
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
+      path: resourcePath(ref),
       signal,
     });
     const creds = credentialsFromSecret(stored.data);
