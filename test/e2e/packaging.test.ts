@@ -43,6 +43,13 @@ const VALUE_SETS: Record<string, HelmValues> = {
   watchNamespaces: { watchNamespaces: ['team-a', 'team-b'] },
   singleReplicaNoLeaderElection: { replicaCount: 1, leaderElection: { enabled: false } },
   serviceMonitor: { serviceMonitor: { enabled: true, labels: { release: 'prometheus' } } },
+  monitoring: {
+    monitoring: {
+      brokerPodMonitor: { enabled: true },
+      mysqldExporterPodMonitor: { enabled: true },
+      prometheusRule: { enabled: true },
+    },
+  },
 };
 
 interface Container {
@@ -142,6 +149,30 @@ describe('helm chart', () => {
     expect(sm.metadata.labels?.release).toBe('prometheus');
     expect(sm.spec.endpoints).toEqual([expect.objectContaining({ port: 'http-metrics', path: '/metrics' })]);
     expect(rendered.defaults!.some((o) => o.kind === 'ServiceMonitor')).toBe(false);
+  });
+
+  it('with monitoring: PodMonitors for brokers and the MariaDB exporter sidecars, and the alerts', () => {
+    const objects = rendered.monitoring!;
+    const mysqld = objects.find((o) => o.metadata.name === 'mysqlmq-operator-mysqld') as unknown as
+      | (ManifestObject & {
+          spec: {
+            selector: { matchLabels: Record<string, string> };
+            podMetricsEndpoints: { port: string; relabelings: { targetLabel: string }[] }[];
+          };
+        })
+      | undefined;
+    expect(mysqld?.kind).toBe('PodMonitor');
+    expect(mysqld!.spec.selector.matchLabels).toEqual({
+      'app.kubernetes.io/managed-by': 'mysqlmq-operator',
+      'app.kubernetes.io/component': 'mysql',
+    });
+    const [endpoint] = mysqld!.spec.podMetricsEndpoints;
+    expect(endpoint!.port).toBe('metrics');
+    expect(endpoint!.relabelings.map((r) => r.targetLabel)).toEqual(['cluster', 'shard', 'role']);
+    expect(kinds(objects)).toEqual(
+      expect.arrayContaining(['PodMonitor/mysqlmq-operator-brokers', 'PrometheusRule/mysqlmq-operator']),
+    );
+    expect(rendered.defaults!.some((o) => o.kind === 'PodMonitor')).toBe(false);
   });
 
   it('values.schema.json refuses a wrong value type', async () => {
