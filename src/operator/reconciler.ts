@@ -44,6 +44,8 @@ import {
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
 import { planPods } from './pod-plan.js';
+import { topicNameOf } from './topics/plan.js';
+import { TOPIC_KIND } from './api/topic-types.js';
 import { computeStatus } from './status.js';
 
 export interface ShardAccess {
@@ -292,14 +294,13 @@ export class ClusterReconciler {
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
-    // Read back what the server holds: after a conflict another writer's passwords win.
-    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
+    // Read back what the server holds: after a conflict another writer's passwords win (an older
+    // operator's, perhaps, not yet in the cache: it may lack the keys added since).
+    const stored = await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
       path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
       signal,
     });
-    const creds = credentialsFromSecret(stored.data);
-    if (!creds) throw new Error(`Secret ${name} lacks one of its keys`);
-    return creds;
+    return credentialsFromSecret(stored.data) ?? this.addMissingCredentials(cr, stored, signal);
   }
 
   /**
@@ -375,6 +376,12 @@ export class ClusterReconciler {
         });
       },
       events: this.deps.events,
+      topicResource: (topic) => {
+        const t = this.deps.caches
+          .topics(namespace)
+          .find((r) => r.spec.cluster === name && topicNameOf(r) === topic && !r.metadata.deletionTimestamp);
+        return t && { kind: TOPIC_KIND, metadata: t.metadata };
+      },
       metrics: this.deps.loopMetrics,
       log: this.deps.log.child({ cluster: name, namespace }),
     });
