@@ -5,6 +5,8 @@
 #   operator: node /app/dist/operator/main.js [--leader-elect]   (the default command; see helm/)
 #   broker:   node /app/dist/broker/main.js --routing FILE --host 0.0.0.0 --port 8080
 #             (the operator's broker Deployment sets this command)
+#   MariaDB pod sidecars: the agent (node /app/dist/agent/main.js) and, when enabled,
+#             /usr/bin/prometheus-mysqld-exporter (Debian's package)
 #
 # Runs as the non-root user 1000:1000 (numeric, so runAsNonRoot can verify it) and needs no
 # writable root filesystem (the chart mounts an emptyDir at /tmp). Tests never build this image:
@@ -33,9 +35,11 @@ LABEL org.opencontainers.image.title="mysqlmq" \
 ENV NODE_ENV=production
 # The agent of a MariaDB pod (dist/agent/main.js) streams and seeds physical copies: mariadb-backup
 # and mbstream, and mariadbd for the seed's offline step, from Debian 12 (MariaDB 10.11, the version
-# of the default mariadb:10.11 server image; a copy needs the server's major version).
+# of the default mariadb:10.11 server image; a copy needs the server's major version). The opt-in
+# metrics sidecar of a MariaDB pod (spec.monitoring.mysqldExporter) runs Debian 12's
+# mysqld_exporter 0.14, /usr/bin/prometheus-mysqld-exporter, from this image too.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-backup mariadb-server-core \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-backup mariadb-server-core prometheus-mysqld-exporter \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build --chown=0:0 /app/package.json ./package.json

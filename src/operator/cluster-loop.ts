@@ -5,7 +5,8 @@ import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { ShardSecrets } from '../shard/bootstrap.js';
 import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } from './api/types.js';
-import type { EventRecorder } from './events.js';
+import { DeadLetterWatch } from './dead-letters/watch.js';
+import type { EventRecorder, EventSubject } from './events.js';
 import { RetentionLoop, retentionMetrics } from './retention/loop.js';
 import { names } from './desired/meta.js';
 import type { ShardMemory, SwitchoverRequest } from './shards/decide.js';
@@ -31,6 +32,8 @@ export interface ClusterLoopDeps {
   /** Removes the switchover annotation once the switchover it asked for is over (either way). */
   clearSwitchoverRequest(): Promise<void>;
   events: EventRecorder;
+  /** The MessageQueueTopic of a topic of this cluster, if one exists (dead-letter Events go there). */
+  topicResource(topic: string): EventSubject | undefined;
   metrics: ClusterLoopMetrics;
   log: Logger;
 }
@@ -115,6 +118,7 @@ export function clusterLoopMetrics(registry: Registry) {
 export class ClusterLoop {
   private readonly manager: ShardManager;
   private readonly retention: RetentionLoop;
+  private readonly deadLetters: DeadLetterWatch;
   private timer?: NodeJS.Timeout;
   private running = false;
   private stopped = false;
@@ -143,6 +147,12 @@ export class ClusterLoop {
       admin: deps.secrets.admin,
       events: deps.events,
       metrics: deps.metrics.retention,
+      log: deps.log,
+    });
+    this.deadLetters = new DeadLetterWatch({
+      admin: deps.secrets.admin,
+      events: deps.events,
+      topicResource: deps.topicResource,
       log: deps.log,
     });
     const cr = deps.cluster();
@@ -234,6 +244,7 @@ export class ClusterLoop {
       requested,
     );
     this.retention.maybeRun(cr, decided);
+    this.deadLetters.maybeRun(cr, decided);
     const outcomes = this.retention.annotate(cr, decided);
     this.outcomes = outcomes;
     this.observedAt = observedAt;

@@ -37,12 +37,15 @@ import {
   generateCredentials,
   hashOf,
   initialRouting,
+  missingAddedKeys,
   names,
   shardSecrets,
 } from './desired/index.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
 import { planPods } from './pod-plan.js';
+import { topicNameOf } from './topics/plan.js';
+import { TOPIC_KIND } from './api/topic-types.js';
 import { computeStatus } from './status.js';
 
 export interface ShardAccess {
@@ -273,11 +276,7 @@ export class ClusterReconciler {
     );
     const fromCache = credentialsFromSecret(cached?.data);
     if (fromCache) return fromCache;
-    if (cached) {
-      throw new Error(
-        `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
-      );
-    }
+    if (cached) return this.addMissingCredentials(cr, cached, signal);
     const secret = credentialsSecret(cr, generateCredentials());
     try {
       await this.deps.rest.request({
@@ -295,9 +294,51 @@ export class ClusterReconciler {
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
-    // Read back what the server holds: after a conflict another writer's passwords win.
-    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
+    // Read back what the server holds: after a conflict another writer's passwords win (an older
+    // operator's, perhaps, not yet in the cache: it may lack the keys added since).
+    const stored = await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
       path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
+      signal,
+    });
+    return credentialsFromSecret(stored.data) ?? this.addMissingCredentials(cr, stored, signal);
+  }
+
+  /**
+   * A Secret written by an older operator lacks the keys added since (the monitor password): they
+   * are generated and merged in, guarded by the resourceVersion read, so a concurrent writer's
+   * value wins and is read back. A Secret missing an original key cannot be repaired.
+   */
+  private async addMissingCredentials(
+    cr: DefaultedCluster,
+    cached: KubeObject & { data?: Record<string, string> },
+    signal: AbortSignal,
+  ): Promise<Credentials> {
+    const name = names.credentials(cr.metadata.name);
+    const added = missingAddedKeys(cached.data);
+    if (!added) {
+      throw new Error(
+        `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
+      );
+    }
+    const ref = { apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name };
+    try {
+      await mergePatch(
+        this.deps.rest,
+        ref,
+        { data: added },
+        { resourceVersion: cached.metadata?.resourceVersion, signal },
+      );
+      void this.deps.events.record(
+        cr,
+        'Normal',
+        'CredentialsUpdated',
+        `added ${Object.keys(added).join(', ')} to Secret ${name} (keys this operator version needs)`,
+      );
+    } catch (err) {
+      if (!isConflict(err)) throw err;
+    }
+    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
+      path: resourcePath(ref),
       signal,
     });
     const creds = credentialsFromSecret(stored.data);
@@ -335,6 +376,12 @@ export class ClusterReconciler {
         });
       },
       events: this.deps.events,
+      topicResource: (topic) => {
+        const t = this.deps.caches
+          .topics(namespace)
+          .find((r) => r.spec.cluster === name && topicNameOf(r) === topic && !r.metadata.deletionTimestamp);
+        return t && { kind: TOPIC_KIND, metadata: t.metadata };
+      },
       metrics: this.deps.loopMetrics,
       log: this.deps.log.child({ cluster: name, namespace }),
     });

@@ -7,6 +7,8 @@ export interface ShardSecrets {
   admin: Credentials;
   replication: Credentials;
   broker: Credentials;
+  /** The metrics exporter's user (`MONITOR_GRANTS`): reads server status, never queue data. */
+  monitor: Credentials;
 }
 
 export interface SemiSyncPolicy {
@@ -34,6 +36,7 @@ export async function bootstrapPrimary(primary: Endpoint, secrets: ShardSecrets)
     await ensureSchema(conn);
     await ensureUser(conn, secrets.replication, [[['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*']]);
     await ensureUser(conn, secrets.broker, BROKER_GRANTS);
+    await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }
 
@@ -46,6 +49,16 @@ const BROKER_GRANTS: [string[], string][] = [
   ...['group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'].map(
     (table): [string[], string] => [['DELETE'], `${QUEUE_DATABASE}.${table}`],
   ),
+];
+
+/**
+ * What mysqld_exporter needs and nothing more: server status and variables (PROCESS), replication
+ * status (REPLICATION CLIENT for the primary's binlogs, SLAVE MONITOR for SHOW SLAVE STATUS, which
+ * MariaDB 10.5+ split off REPLICATION CLIENT) and performance_schema. No right on the queue data.
+ */
+export const MONITOR_GRANTS: [string[], string][] = [
+  [['PROCESS', 'REPLICATION CLIENT', 'SLAVE MONITOR'], '*.*'],
+  [['SELECT'], 'performance_schema.*'],
 ];
 
 /** Creates the user with its grants once; an existing user keeps the grants it has. */
@@ -66,7 +79,7 @@ async function ensureUser(
 
 /**
  * Brings a shard bootstrapped by an older operator up to this version: missing tables and columns,
- * and the broker's grants on them (GRANT is idempotent). Runs on a writable primary whose standby
+ * the broker's grants on them (GRANT is idempotent) and the monitor user. Runs on a writable primary whose standby
  * acknowledges, so its statements never wait on semi-sync.
  */
 export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
@@ -75,6 +88,7 @@ export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecret
     for (const [privileges, on] of BROKER_GRANTS) {
       await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [secrets.broker.user]);
     }
+    await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }
 

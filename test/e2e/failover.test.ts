@@ -116,7 +116,10 @@ describe('faults under load', () => {
     const reasons = await clusterEvents();
     expect(reasons).toContain('FailedOver');
     expect(reasons.some((r) => /Recovered|Healthy/.test(r))).toBe(true);
-    expect((await cluster()).status?.lastFailoverTime).toBeDefined();
+    const status = (await cluster()).status;
+    expect(status?.lastFailoverTime).toBeDefined();
+    // Kept in status: Events may be deduplicated or expire.
+    expect(status?.failoverCount).toBeGreaterThanOrEqual(1);
   }, 900_000);
 
   it('deletion of a primary pod: the operator recreates it on its volume and recovers the shard', async () => {

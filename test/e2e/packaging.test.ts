@@ -43,6 +43,13 @@ const VALUE_SETS: Record<string, HelmValues> = {
   watchNamespaces: { watchNamespaces: ['team-a', 'team-b'] },
   singleReplicaNoLeaderElection: { replicaCount: 1, leaderElection: { enabled: false } },
   serviceMonitor: { serviceMonitor: { enabled: true, labels: { release: 'prometheus' } } },
+  monitoring: {
+    monitoring: {
+      brokerPodMonitor: { enabled: true },
+      mysqldExporterPodMonitor: { enabled: true },
+      prometheusRule: { enabled: true },
+    },
+  },
 };
 
 interface Container {
@@ -142,6 +149,30 @@ describe('helm chart', () => {
     expect(sm.metadata.labels?.release).toBe('prometheus');
     expect(sm.spec.endpoints).toEqual([expect.objectContaining({ port: 'http-metrics', path: '/metrics' })]);
     expect(rendered.defaults!.some((o) => o.kind === 'ServiceMonitor')).toBe(false);
+  });
+
+  it('with monitoring: PodMonitors for brokers and the MariaDB exporter sidecars, and the alerts', () => {
+    const objects = rendered.monitoring!;
+    const mysqld = objects.find((o) => o.metadata.name === 'mysqlmq-operator-mysqld') as unknown as
+      | (ManifestObject & {
+          spec: {
+            selector: { matchLabels: Record<string, string> };
+            podMetricsEndpoints: { port: string; relabelings: { targetLabel: string }[] }[];
+          };
+        })
+      | undefined;
+    expect(mysqld?.kind).toBe('PodMonitor');
+    expect(mysqld!.spec.selector.matchLabels).toEqual({
+      'app.kubernetes.io/managed-by': 'mysqlmq-operator',
+      'app.kubernetes.io/component': 'mysql',
+    });
+    const [endpoint] = mysqld!.spec.podMetricsEndpoints;
+    expect(endpoint!.port).toBe('metrics');
+    expect(endpoint!.relabelings.map((r) => r.targetLabel)).toEqual(['cluster', 'shard', 'role']);
+    expect(kinds(objects)).toEqual(
+      expect.arrayContaining(['PodMonitor/mysqlmq-operator-brokers', 'PrometheusRule/mysqlmq-operator']),
+    );
+    expect(rendered.defaults!.some((o) => o.kind === 'PodMonitor')).toBe(false);
   });
 
   it('values.schema.json refuses a wrong value type', async () => {
@@ -407,6 +438,20 @@ describe('on the embedded control plane', () => {
         await ok(['apply', '-f', '-'], SERVICE_MONITOR_CRD);
         await ok(['wait', '--for=condition=Established', 'crd/servicemonitors.monitoring.coreos.com']);
       }
+      if (set === 'monitoring') {
+        // Stand-ins for prometheus-operator's PodMonitor and PrometheusRule, as for ServiceMonitor.
+        for (const [kind, required] of [
+          ['PodMonitor', ['selector', 'podMetricsEndpoints']],
+          ['PrometheusRule', ['groups']],
+        ] as const) {
+          await ok(['apply', '-f', '-'], standInCrd(kind, [...required]));
+          await ok([
+            'wait',
+            '--for=condition=Established',
+            `crd/${kind.toLowerCase()}s.monitoring.coreos.com`,
+          ]);
+        }
+      }
       const out = await ok(
         ['apply', '--dry-run=server', '-f', '-', '-o', 'name'],
         await helmTemplate({ values: VALUE_SETS[set] }),
@@ -414,6 +459,10 @@ describe('on the embedded control plane', () => {
       expect(out).toContain('deployment.apps/mysqlmq-operator');
       if (set === 'serviceMonitor')
         expect(out).toContain('servicemonitor.monitoring.coreos.com/mysqlmq-operator');
+      if (set === 'monitoring') {
+        expect(out).toContain('podmonitor.monitoring.coreos.com/mysqlmq-operator-mysqld');
+        expect(out).toContain('prometheusrule.monitoring.coreos.com/mysqlmq-operator');
+      }
     },
   );
 
@@ -551,3 +600,30 @@ spec:
               required: [selector, endpoints]
               x-kubernetes-preserve-unknown-fields: true
 `;
+
+/** A minimal stand-in CRD of a prometheus-operator kind (group monitoring.coreos.com, v1). */
+function standInCrd(kind: string, required: string[]): string {
+  const plural = `${kind.toLowerCase()}s`;
+  return `
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: ${plural}.monitoring.coreos.com
+spec:
+  group: monitoring.coreos.com
+  scope: Namespaced
+  names: {kind: ${kind}, listKind: ${kind}List, plural: ${plural}, singular: ${kind.toLowerCase()}}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec:
+              type: object
+              required: [${required.join(', ')}]
+              x-kubernetes-preserve-unknown-fields: true
+`;
+}

@@ -1,3 +1,4 @@
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
@@ -19,16 +20,17 @@ afterAll(async () => {
 });
 
 describe('a shard bootstrapped by an older operator', () => {
-  it('gets the tables, columns and grants this version needs, and brokers work on it', async () => {
+  it('gets the tables, columns, grants and users this version needs, and brokers work on it', async () => {
     const { primary } = cluster.shards[0];
     const admin = cluster.secrets.admin;
     // What a shard bootstrapped before per-topic settings, generations, dead letters and
-    // per-table grants looks like.
+    // per-table grants and the metrics user looks like.
     await withAdmin(primary.endpoint, admin, async (conn) => {
       await conn.query('DROP TABLE mq.deliveries, mq.pending_releases');
       await conn.query('ALTER TABLE mq.topics DROP COLUMN settings');
       await conn.query('ALTER TABLE mq.group_offsets DROP COLUMN generation');
       await conn.query(`REVOKE DELETE ON mq.group_offsets FROM ?@'%'`, [cluster.secrets.broker.user]);
+      await conn.query(`DROP USER ?@'%'`, [cluster.secrets.monitor.user]); // before metrics
     });
 
     await upgradeShardSchema(primary.endpoint, cluster.secrets);
@@ -40,6 +42,11 @@ describe('a shard bootstrapped by an older operator', () => {
     expect(tables.map((r) => String(r.t))).toEqual(
       expect.arrayContaining(['deliveries', 'pending_releases']),
     );
+
+    const monitor = await mysql.createConnection({ ...primary.endpoint, ...cluster.secrets.monitor });
+    const [status] = await monitor.query(`SHOW GLOBAL STATUS LIKE 'Rpl_semi_sync_master_clients'`);
+    await monitor.end();
+    expect(status).toEqual([{ Variable_name: 'Rpl_semi_sync_master_clients', Value: '1' }]);
 
     broker = await startBroker(cluster);
     const url = broker.url;

@@ -2,7 +2,8 @@
 /**
  * `npm run check:promql`: runs every query of the chart's Grafana dashboard and every alert of its
  * PrometheusRule against a real Prometheus (Debian package `prometheus`) that scrapes a real
- * broker in front of two local shards while producers and two consumer groups (one keeping up,
+ * broker in front of two local shards, and Debian's mysqld_exporter on each of their four
+ * `mariadbd` (as the sidecars run), while producers and two consumer groups (one keeping up,
  * one committing half) run. Writes the section "PromQL check" of docs/observability.md: each query,
  * whether Prometheus accepted it, and how many series it returned. Operator and kubelet series
  * (mysqlmq_*, kubelet_volume_*) do not exist here: those queries are checked for syntax only,
@@ -19,6 +20,7 @@ import { BROKER_DEFAULTS, Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { LocalShards } from '../local/cluster.js';
+import { LocalMysqldExporter } from '../local/mysqld-exporter.js';
 import { replaceSection } from './machine.js';
 import { sleep } from '../../src/common/deadline.js';
 
@@ -54,6 +56,26 @@ async function main(): Promise<void> {
     },
     createLogger('broker', 'error'),
   );
+  // One mysqld_exporter per instance, as the sidecars of spec.monitoring.mysqldExporter run, with
+  // the labels the chart's PodMonitor gives them.
+  const exporters = await Promise.all(
+    shards.shards.flatMap((shard, i) =>
+      (['primary', 'standby'] as const).map(async (role, r) => ({
+        labels: {
+          namespace: 'local',
+          cluster: 'promql-check',
+          shard: shard.name,
+          role,
+          pod: `promql-check-${shard.name}-${r}`,
+        },
+        exporter: await LocalMysqldExporter.start({
+          target: shard[role].endpoint,
+          user: shards.secrets.monitor,
+          listen: `${prefix}.${70 + i * 2 + r}:9104`,
+        }),
+      })),
+    ),
+  );
   const promUrl = `http://${prefix}.60:9090`;
   await writeFile(
     join(dir, 'prometheus.yml'),
@@ -61,7 +83,16 @@ async function main(): Promise<void> {
     JSON.stringify({
       global: { scrape_interval: '2s', evaluation_interval: '2s' },
       rule_files: [join(process.cwd(), CHART_FILES, 'alerts.yaml')],
-      scrape_configs: [{ job_name: 'mysqlmq-broker', static_configs: [{ targets: [`${prefix}.50:8080`] }] }],
+      scrape_configs: [
+        { job_name: 'mysqlmq-broker', static_configs: [{ targets: [`${prefix}.50:8080`] }] },
+        {
+          job_name: 'mysqlmq-mysqld',
+          static_configs: exporters.map((e) => ({
+            targets: [e.exporter.url.replace('http://', '')],
+            labels: e.labels,
+          })),
+        },
+      ],
     }),
   );
   const prometheus = spawn(
@@ -162,7 +193,8 @@ async function main(): Promise<void> {
 
 \`npm run check:promql\` on ${new Date().toISOString().slice(0, 10)}: ${version.trim()} (Debian package
 \`prometheus\`) scraping one real broker every 2 s, in front of two local shards (primary + semi-sync
-standby \`mariadbd\` each), for ${values.seconds} s while producers publish to two topics and two groups
+standby \`mariadbd\` each), and Debian's \`prometheus-mysqld-exporter\` on each of the four \`mariadbd\`
+(as the MariaDB pods' sidecars, logged in as \`mq_monitor\`), for ${values.seconds} s while producers publish to two topics and two groups
 consume \`orders\` (\`billing\` keeps up, \`reporting\` commits 20 messages every half second). The alert
 rules are loaded from \`helm/mysqlmq-operator/files/alerts.yaml\`; Prometheus reports them as: ${ruleHealth.join('; ')}.
 
@@ -187,6 +219,7 @@ ${table}
     await Promise.allSettled(loops);
     prometheus.kill('SIGTERM');
     await broker.close();
+    await Promise.all(exporters.map((e) => e.exporter.stop()));
     await shards.destroy();
     await rm(dir, { recursive: true, force: true });
   }

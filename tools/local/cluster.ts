@@ -26,6 +26,7 @@ export function generateSecrets(): ShardSecrets {
     admin: { user: 'mq_admin', password: password() },
     replication: { user: 'mq_repl', password: password() },
     broker: { user: 'mq_broker', password: password() },
+    monitor: { user: 'mq_monitor', password: password() },
   };
 }
 

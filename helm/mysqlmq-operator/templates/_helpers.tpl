@@ -93,10 +93,11 @@ create as well when it creates the object.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, watch, create, patch]
-# The generated credentials Secret (created once, read back) and the brokers' auth Secret (get).
+# The generated credentials Secret (created once, read back; patched once to add a key a newer
+# operator needs) and the brokers' auth Secret (get).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create]
+  verbs: [get, list, watch, create, patch]
 # Events for `kubectl describe mqc`.
 - apiGroups: [""]
   resources: [events]

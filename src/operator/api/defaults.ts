@@ -39,6 +39,9 @@ export const DEFAULTS = {
     binlogMinAgeHours: 24,
     intervalSeconds: 60,
   },
+  monitoring: {
+    mysqldExporter: { enabled: false },
+  },
 } as const;
 
 /**
@@ -53,6 +56,8 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
   const f = s.failover ?? {};
   const p = s.podTemplate ?? {};
   const r = s.retention ?? {};
+  const exporter = s.monitoring?.mysqldExporter ?? {};
+  const brokerImage = b.image || DEFAULTS.brokers.image;
   const maxBytesPerShard = r.maxBytesPerShard;
   const storageClassName = m.storage?.storageClassName;
   const authSecretName = b.authSecretName;
@@ -72,7 +77,7 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
     },
     brokers: {
       replicas: b.replicas ?? DEFAULTS.brokers.replicas,
-      image: b.image || DEFAULTS.brokers.image,
+      image: brokerImage,
       resources: clone(b.resources ?? {}),
       port: b.port ?? DEFAULTS.brokers.port,
       ...(authSecretName ? { authSecretName } : {}),
@@ -100,6 +105,14 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       ...(maxBytesPerShard !== undefined ? { maxBytesPerShard } : {}),
       binlogMinAgeHours: r.binlogMinAgeHours ?? DEFAULTS.retention.binlogMinAgeHours,
       intervalSeconds: r.intervalSeconds ?? DEFAULTS.retention.intervalSeconds,
+    },
+    monitoring: {
+      mysqldExporter: {
+        enabled: exporter.enabled ?? DEFAULTS.monitoring.mysqldExporter.enabled,
+        // The mysqlmq image carries Debian's prometheus-mysqld-exporter (Dockerfile).
+        image: exporter.image || brokerImage,
+        resources: clone(exporter.resources ?? {}),
+      },
     },
   };
 }

@@ -182,6 +182,18 @@ export interface RetentionSpec {
   intervalSeconds?: number;
 }
 
+/** A `mysqld_exporter` sidecar in every MariaDB instance Pod (off by default). */
+export interface MysqldExporterSpec {
+  enabled?: boolean;
+  /** An image with Debian's `prometheus-mysqld-exporter` (0.14); default: the brokers' image, which has it. */
+  image?: string;
+  resources?: ResourceRequirements;
+}
+
+export interface MonitoringSpec {
+  mysqldExporter?: MysqldExporterSpec;
+}
+
 /** What a user sends (and an old object may hold): every field is optional. */
 export interface MessageQueueClusterSpec {
   shards?: number;
@@ -191,6 +203,7 @@ export interface MessageQueueClusterSpec {
   podTemplate?: PodTemplateSpec;
   pvcDeletionPolicy?: PvcDeletionPolicy;
   retention?: RetentionSpec;
+  monitoring?: MonitoringSpec;
 }
 
 /** The spec after `withDefaults`: every field with a default is present. */
@@ -227,6 +240,9 @@ export interface DefaultedSpec {
     maxBytesPerShard?: number;
     binlogMinAgeHours: number;
     intervalSeconds: number;
+  };
+  monitoring: {
+    mysqldExporter: { enabled: boolean; image: string; resources: ResourceRequirements };
   };
 }
 

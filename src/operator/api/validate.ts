@@ -32,6 +32,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkStorage(s),
     ...checkResources('spec.mysql.resources', s.mysql.resources),
     ...checkResources('spec.brokers.resources', s.brokers.resources),
+    ...checkResources('spec.monitoring.mysqldExporter.resources', s.monitoring.mysqldExporter.resources),
     ...checkFailover(s),
     ...checkPodTemplate(s),
     ...checkRetention(s),

@@ -9,15 +9,22 @@ export const SECRET_KEYS = [
   'replication-password',
   'broker-password',
   'admin-token',
+  'monitor-password',
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
+/**
+ * Keys later versions added: a Secret written by an older operator gets them generated and
+ * patched in. The others are never generated again (databases were initialised with them).
+ */
+export const ADDED_SECRET_KEYS: readonly SecretKey[] = ['monitor-password'];
 /** The cluster's generated secrets, by Secret key. Never logged, never in status or ConfigMaps. */
 export type Credentials = Record<SecretKey, string>;
 
-/** MariaDB users: the image's root (MARIADB_ROOT_PASSWORD), the replication user, the brokers' user. */
+/** MariaDB users: the image's root (MARIADB_ROOT_PASSWORD), replication, the brokers', the metrics exporter's. */
 export const MYSQL_ADMIN_USER = 'root';
 export const REPLICATION_USER = 'mq_repl';
 export const BROKER_USER = 'mq_broker';
+export const MONITOR_USER = 'mq_monitor';
 
 /**
  * Fresh random credentials (32 URL-safe characters each, 192 bits). Not pure: the caller does
@@ -41,6 +48,20 @@ export function credentialsSecret(cr: DefaultedCluster, creds: Credentials): Des
   };
 }
 
+/**
+ * The `data` to merge into an existing Secret that lacks only keys of `ADDED_SECRET_KEYS` (base64,
+ * freshly generated); undefined when nothing is missing, or when an original key is missing (that
+ * Secret cannot be repaired: its passwords are in the databases).
+ */
+export function missingAddedKeys(
+  data: Record<string, string> | undefined,
+  random: (bytes: number) => string = (n) => randomBytes(n).toString('base64url'),
+): Record<string, string> | undefined {
+  const missing = SECRET_KEYS.filter((k) => !data?.[k]);
+  if (!missing.length || missing.some((k) => !ADDED_SECRET_KEYS.includes(k))) return undefined;
+  return Object.fromEntries(missing.map((k) => [k, Buffer.from(random(24), 'utf8').toString('base64')]));
+}
+
 /** The credentials in an existing Secret's `data`; undefined when any key is missing or empty. */
 export function credentialsFromSecret(data: Record<string, string> | undefined): Credentials | undefined {
   if (!data) return undefined;
@@ -55,5 +76,6 @@ export function shardSecrets(creds: Credentials): ShardSecrets {
     admin: { user: MYSQL_ADMIN_USER, password: creds['admin-password'] },
     replication: { user: REPLICATION_USER, password: creds['replication-password'] },
     broker: { user: BROKER_USER, password: creds['broker-password'] },
+    monitor: { user: MONITOR_USER, password: creds['monitor-password'] },
   };
 }

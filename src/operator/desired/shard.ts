@@ -11,6 +11,7 @@ import {
   LABEL_SHARD,
 } from '../api/types.js';
 import { ownedKeyOf } from '../api/validate.js';
+import { MONITOR_USER } from './credentials.js';
 import {
   type DesiredObject,
   type PdbApiVersion,
@@ -160,6 +161,47 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
   };
 }
 
+export const EXPORTER_CONTAINER = 'mysqld-exporter';
+export const EXPORTER_PORT = 9104;
+/** Where Debian's `prometheus-mysqld-exporter` package installs mysqld_exporter. */
+export const EXPORTER_BINARY = '/usr/bin/prometheus-mysqld-exporter';
+
+/**
+ * The opt-in mysqld_exporter sidecar: /metrics on port 9104 (`metrics`) about this instance,
+ * read over the Pod's loopback as `mq_monitor`. The DSN names the password only as a reference to
+ * the Secret-backed variable before it, so neither the Pod spec nor the logs hold it. No readiness
+ * probe: the Pod's readiness stays the failover signal of MariaDB alone.
+ */
+function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
+  const { image, resources } = cr.spec.monitoring.mysqldExporter;
+  const limits = resourcesOf(resources);
+  return {
+    name: EXPORTER_CONTAINER,
+    image,
+    imagePullPolicy: 'IfNotPresent',
+    command: [
+      EXPORTER_BINARY,
+      `--web.listen-address=:${EXPORTER_PORT}`,
+      // Binlog sizes on top of the defaults (status, variables, SHOW SLAVE STATUS): the growth
+      // that retention's binlog purge should bound.
+      '--collect.binlog_size',
+    ],
+    ports: [{ name: 'metrics', containerPort: EXPORTER_PORT, protocol: 'TCP' }],
+    env: [
+      {
+        name: 'MQ_MONITOR_PASSWORD',
+        valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'monitor-password' } },
+      },
+      {
+        name: 'DATA_SOURCE_NAME',
+        value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/`,
+      },
+    ],
+    securityContext: { ...RESTRICTED_CONTAINER },
+    ...(limits ? { resources: limits } : {}),
+  };
+}
+
 /**
  * The init step: seeds the data directory from the agent named by the `mysqlmq.io/seed-source`
  * annotation when the volume is empty or a rebuild (`mysqlmq.io/seed-id`) asks for it; otherwise
@@ -231,6 +273,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         ...(resources ? { resources } : {}),
       },
       agentContainer(cr),
+      ...(cr.spec.monitoring.mysqldExporter.enabled ? [exporterContainer(cr)] : []),
     ],
     initContainers: [seedContainer(cr)],
     volumes: [

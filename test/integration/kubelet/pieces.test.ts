@@ -8,6 +8,7 @@ import {
   brokerArgs,
   brokerPort,
   localBrokerArgs,
+  localExporterConfig,
   readinessCheck,
 } from '../../../tools/local/kubelet/containers.js';
 import { expandVars } from '../../../tools/local/kubelet/env.js';
@@ -32,6 +33,21 @@ describe('AddressPool', () => {
     expect(wide.claim('127.2.0.1')).toBe(false);
     expect(new AddressPool('127.0.20').cidr).toBe('127.0.20.0/24');
     expect(() => new AddressPool('10.1')).toThrow(/127\.0\.0\.0\/8/);
+  });
+});
+
+describe('mysqld-exporter containers', () => {
+  it("listen on the pod IP and reach the MariaDB of their pod at its pod IP, not this machine's loopback", () => {
+    const container: V1Container = {
+      name: 'mysqld-exporter',
+      command: ['/usr/bin/prometheus-mysqld-exporter', '--web.listen-address=:9104', '--collect.binlog_size'],
+    };
+    const env = { DATA_SOURCE_NAME: 'mq_monitor:s3cret@tcp(127.0.0.1:3306)/' };
+    expect(localExporterConfig({ container, env, podIP: '127.9.0.7' })).toEqual({
+      args: ['--web.listen-address=127.9.0.7:9104', '--collect.binlog_size'],
+      env: { DATA_SOURCE_NAME: 'mq_monitor:s3cret@tcp(127.9.0.7:3306)/' },
+    });
+    expect(readinessCheck('mysqld-exporter', container)).toEqual({ kind: 'running' });
   });
 });
 

@@ -107,6 +107,9 @@ describe('the CRD', () => {
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
     for (const [k, v] of Object.entries(DEFAULTS.retention)) expect(at(`retention.${k}`).default, k).toBe(v);
+    for (const section of ['monitoring', 'monitoring.mysqldExporter'])
+      expect(at(section).default, section).toEqual({});
+    expect(at('monitoring.mysqldExporter.enabled').default).toBe(DEFAULTS.monitoring.mysqldExporter.enabled);
   });
 
   it('has the ranges validateSpec repeats', () => {

@@ -31,6 +31,9 @@ describe('withDefaults', () => {
       podTemplate: { tolerations: [], nodeSelector: {}, labels: {}, annotations: {} },
       pvcDeletionPolicy: 'Retain',
       retention: { maxAgeHours: 720, binlogMinAgeHours: 24, intervalSeconds: 60 },
+      monitoring: {
+        mysqldExporter: { enabled: false, image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0', resources: {} },
+      },
     };
     expect(withDefaults({})).toEqual(expected);
     expect(withDefaults(undefined)).toEqual(expected);
@@ -73,6 +76,9 @@ describe('withDefaults', () => {
       },
       pvcDeletionPolicy: 'Delete',
       retention: { maxAgeHours: 1, maxBytesPerShard: 4 << 20, binlogMinAgeHours: 0, intervalSeconds: 5 },
+      monitoring: {
+        mysqldExporter: { enabled: true, image: 'exporter:1', resources: { limits: { cpu: '100m' } } },
+      },
     };
     expect(withDefaults(spec)).toEqual(spec);
   });

@@ -4,6 +4,7 @@ import {
   credentialsFromSecret,
   credentialsSecret,
   generateCredentials,
+  missingAddedKeys,
   shardSecrets,
 } from '../../../src/operator/desired/credentials.js';
 import { OWNER, STANDARD_LABELS, cluster } from './fixtures.js';
@@ -13,10 +14,11 @@ const creds = {
   'replication-password': 'r-pass',
   'broker-password': 'b-pass',
   'admin-token': 't-token',
+  'monitor-password': 'm-pass',
 };
 
 describe('credentials Secret', () => {
-  it('is NAME-credentials with the four keys base64-encoded', () => {
+  it('is NAME-credentials with the five keys base64-encoded', () => {
     const s = credentialsSecret(cluster(), creds);
     expect(s.apiVersion).toBe('v1');
     expect(s.kind).toBe('Secret');
@@ -52,7 +54,7 @@ describe('credentials Secret', () => {
       expect(a[k]).toMatch(/^[A-Za-z0-9_-]{32}$/);
       expect(a[k]).not.toBe(b[k]);
     }
-    expect(new Set(Object.values(a)).size).toBe(4);
+    expect(new Set(Object.values(a)).size).toBe(5);
     expect(generateCredentials(() => 'fixed')['admin-token']).toBe('fixed');
   });
 
@@ -61,6 +63,21 @@ describe('credentials Secret', () => {
       admin: { user: 'root', password: 'a-pass' },
       replication: { user: 'mq_repl', password: 'r-pass' },
       broker: { user: 'mq_broker', password: 'b-pass' },
+      monitor: { user: 'mq_monitor', password: 'm-pass' },
     });
+  });
+
+  it('completes a Secret of an older operator with the keys added since, and nothing else', () => {
+    const data = credentialsSecret(cluster(), creds).data as Record<string, string>;
+    expect(missingAddedKeys(data)).toBeUndefined();
+    const old = { ...data };
+    delete old['monitor-password'];
+    const added = missingAddedKeys(old, () => 'fresh');
+    expect(added).toEqual({ 'monitor-password': Buffer.from('fresh').toString('base64') });
+    expect(credentialsFromSecret({ ...old, ...added })).toEqual({ ...creds, 'monitor-password': 'fresh' });
+    // A lost original password cannot be generated again: the databases hold the old one.
+    const broken = { ...old };
+    delete broken['admin-password'];
+    expect(missingAddedKeys(broken)).toBeUndefined();
   });
 });

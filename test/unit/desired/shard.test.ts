@@ -331,3 +331,42 @@ describe('the agent of an instance Pod', () => {
     );
   });
 });
+
+describe('the mysqld_exporter sidecar (spec.monitoring.mysqldExporter)', () => {
+  it('is absent by default, so upgrading the operator restarts no instance Pod', () => {
+    const spec = specOf(mysqlPod(cluster(), 0, 0, 'primary'));
+    expect(spec.containers.map((c: { name: string }) => c.name)).toEqual(['mariadb', 'agent']);
+  });
+
+  it('when enabled, serves /metrics on port 9104 as mq_monitor, the password only by reference', () => {
+    const cr = cluster({
+      monitoring: { mysqldExporter: { enabled: true, resources: { limits: { cpu: '50m' } } } },
+    });
+    const spec = specOf(mysqlPod(cr, 0, 1, 'standby'));
+    const exporter = container(spec, 'mysqld-exporter');
+    expect(exporter.image).toBe(cr.spec.brokers.image);
+    expect(exporter.command[0]).toBe('/usr/bin/prometheus-mysqld-exporter');
+    expect(exporter.command).toContain('--web.listen-address=:9104');
+    expect(exporter.ports).toEqual([{ name: 'metrics', containerPort: 9104, protocol: 'TCP' }]);
+    const env = envOf(exporter);
+    expect(env.MQ_MONITOR_PASSWORD).toEqual({
+      secretKeyRef: { name: 'mq-credentials', key: 'monitor-password' },
+    });
+    // Kubernetes expands $(VAR) from the variables before it: the spec never holds the password.
+    expect(env.DATA_SOURCE_NAME).toBe('mq_monitor:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:3306)/');
+    expect(exporter.readinessProbe).toBeUndefined();
+    expect(exporter.resources).toEqual({ limits: { cpu: '50m' } });
+    expect(exporter.securityContext).toMatchObject({ allowPrivilegeEscalation: false });
+    // Turning it on changes the Pod spec hash: instance Pods roll, standby first.
+    expect(mysqlPodHash(cr, 0, 1)).not.toBe(mysqlPodHash(cluster(), 0, 1));
+  });
+
+  it('runs the image the spec names', () => {
+    const cr = cluster({
+      monitoring: { mysqldExporter: { enabled: true, image: 'registry/exporter:0.14' } },
+    });
+    expect(container(specOf(mysqlPod(cr, 1, 0, 'primary')), 'mysqld-exporter').image).toBe(
+      'registry/exporter:0.14',
+    );
+  });
+});

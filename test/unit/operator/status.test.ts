@@ -155,6 +155,24 @@ describe('computeStatus', () => {
     expect(restarted).toMatchObject({ failoverCount: 3, lastSwitchover: switchover });
   });
 
+  it('keeps the last failover time and count after the shard recovered (Events may be deduplicated or expire)', () => {
+    const failedOver = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'FailedOver', { readsFrom: 'standby', write: false }), outcome(1, 'Healthy')],
+      failoverCount: 1,
+      now,
+    });
+    const recovered = computeStatus({
+      ...base,
+      previous: failedOver,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      now: later,
+    });
+    expect(recovered.phase).toBe('Ready');
+    expect(recovered).toMatchObject({ lastFailoverTime: now.toISOString(), failoverCount: 1 });
+  });
+
   it('stays Ready while a shard is switching over (its writes go to the other shards)', () => {
     const s = computeStatus({
       ...base,

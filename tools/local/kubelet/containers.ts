@@ -10,10 +10,20 @@ import { ContainerConfigError, expandVars } from './env.js';
 import type { PodVolumes } from './volumes.js';
 
 /** The container kinds this kubelet can run, by container name. */
-export type ContainerKind = 'mariadb' | 'broker' | 'operator' | 'agent' | 'seed';
+export type ContainerKind = 'mariadb' | 'broker' | 'operator' | 'agent' | 'seed' | 'mysqld-exporter';
 
-/** `agent` is the MariaDB pod's sidecar, `seed` its init step (both dist/agent/main.js). */
-export const CONTAINER_KINDS: readonly ContainerKind[] = ['mariadb', 'broker', 'operator', 'agent', 'seed'];
+/**
+ * `agent` is the MariaDB pod's sidecar, `seed` its init step (both dist/agent/main.js),
+ * `mysqld-exporter` its opt-in metrics sidecar (this machine's prometheus-mysqld-exporter).
+ */
+export const CONTAINER_KINDS: readonly ContainerKind[] = [
+  'mariadb',
+  'broker',
+  'operator',
+  'agent',
+  'seed',
+  'mysqld-exporter',
+];
 
 export function containerKind(container: V1Container): ContainerKind | undefined {
   return (CONTAINER_KINDS as readonly string[]).includes(container.name)
@@ -195,8 +205,18 @@ export function brokerPort(container: V1Container): number {
 }
 
 /** Runs `node <argv>` as the container's process, its output in `<podDir>/logs/<container>.log`. */
-async function startNodeProcess(
+function startNodeProcess(
   ctx: StartContext,
+  argv: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<ContainerProcess> {
+  return startLocalProcess(ctx, process.execPath, argv, extraEnv);
+}
+
+/** Runs `file <argv>` as the container's process, its output in `<podDir>/logs/<container>.log`. */
+async function startLocalProcess(
+  ctx: StartContext,
+  file: string,
   argv: string[],
   extraEnv: Record<string, string> = {},
 ): Promise<ContainerProcess> {
@@ -213,7 +233,7 @@ async function startNodeProcess(
   const log = await open(logFile, 'a');
   let child: ChildProcess;
   try {
-    child = spawn(process.execPath, argv, {
+    child = spawn(file, argv, {
       cwd: ctx.podDir,
       env,
       stdio: ['ignore', log.fd, log.fd],
@@ -310,8 +330,48 @@ async function startAgent(ctx: StartContext): Promise<ContainerProcess> {
   return startNodeProcess(ctx, [ctx.agentMain, ...localBrokerArgs(ctx)]);
 }
 
+// --- mysqld-exporter ----------------------------------------------------------
+
+/** mysqld_exporter from Debian's package on this machine (what the image has at the same path). */
+export const LOCAL_EXPORTER = 'prometheus-mysqld-exporter';
+
+/**
+ * The exporter's flags and DATA_SOURCE_NAME as this machine needs them: pods share its loopback,
+ * so the listen address becomes the pod IP and the DSN's loopback host (the MariaDB container of
+ * the same Pod) becomes the pod IP MariaDB listens on. Pure.
+ */
+export function localExporterConfig(ctx: Pick<StartContext, 'container' | 'env' | 'podIP'>): {
+  args: string[];
+  env: Record<string, string>;
+} {
+  const argv = [...(ctx.container.command ?? []), ...(ctx.container.args ?? [])].map((a) =>
+    expandVars(a, ctx.env),
+  );
+  const flags = /(^|\/)(prometheus-mysqld-exporter|mysqld_exporter)$/.test(argv[0] ?? '')
+    ? argv.slice(1)
+    : argv;
+  let listens = false;
+  const args = flags.map((a) => {
+    const m = /^--web\.listen-address=.*:(\d+)$/.exec(a);
+    if (!m) return a;
+    listens = true;
+    return `--web.listen-address=${ctx.podIP}:${m[1]}`;
+  });
+  if (!listens) args.push(`--web.listen-address=${ctx.podIP}:9104`);
+  const dsn = ctx.env.DATA_SOURCE_NAME;
+  const env: Record<string, string> = {};
+  if (dsn) env.DATA_SOURCE_NAME = dsn.replace(/@tcp\((127\.0\.0\.1|localhost):/, `@tcp(${ctx.podIP}:`);
+  return { args, env };
+}
+
+async function startExporter(ctx: StartContext): Promise<ContainerProcess> {
+  const { args, env } = localExporterConfig(ctx);
+  return startLocalProcess(ctx, LOCAL_EXPORTER, args, env);
+}
+
 export async function startContainer(kind: ContainerKind, ctx: StartContext): Promise<ContainerProcess> {
   if (kind === 'mariadb') return startMariaDb(ctx);
+  if (kind === 'mysqld-exporter') return startExporter(ctx);
   if (kind === 'agent' || kind === 'seed') return startAgent(ctx);
   return kind === 'operator' ? startOperator(ctx) : startBroker(ctx);
 }
@@ -350,7 +410,8 @@ export function readinessCheck(kind: ContainerKind, container: V1Container): Rea
     return { kind: 'tcp', port, timeoutMs };
   }
   // Like a kubelet, a container without a readiness probe is ready once it runs.
-  if (kind === 'operator' || kind === 'agent' || kind === 'seed') return { kind: 'running' };
+  if (kind === 'operator' || kind === 'agent' || kind === 'seed' || kind === 'mysqld-exporter')
+    return { kind: 'running' };
   return { kind: 'http', port: brokerPort(container), path: '/readyz', timeoutMs };
 }
 
