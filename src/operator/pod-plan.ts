@@ -5,7 +5,7 @@ import type { PodLike } from './shards/observe.js';
 
 /**
  * The instance Pod policy, as a pure function of the desired Pods and the Pods the cache holds:
- * create the missing, replace Failed ones, delete the ones the shard loop asked to rebuild, relabel roles after a failover, and roll a changed spec
+ * create the missing, replace Failed ones, delete the ones the shard loop asked to rebuild, relabel roles after a failover, recreate an unscheduled Pod whose spec changed, and roll a changed spec
  * one Pod at a time, standbys first, only while every shard is healthy (a restarted primary goes
  * through the failover path: reads from its standby, writes to the other shards). The reconciler
  * observes, calls this, and executes the actions in order; every branch is unit-tested.
@@ -42,6 +42,11 @@ export type PodAction =
   | { kind: 'rebuild'; name: string; id: string; source: string | undefined }
   /** Merge-patch the role label after a failover swapped primary and standby. */
   | { kind: 'relabel'; name: string; role: string }
+  /**
+   * Delete a Pod that is stale and on no node yet (no node fit its old spec): it never ran, so it
+   * is created again with the new spec at once, e.g. after spec.placement or nodeSelector was relaxed.
+   */
+  | { kind: 'reschedule'; name: string }
   /** Delete a Pod whose config hash is stale; `stale` counts the stale Pods including this one. */
   | { kind: 'roll'; name: string; role: string; stale: number };
 
@@ -86,6 +91,11 @@ export function planPods({ desired, observed, shardsSettled }: PodPlanInput): Po
       pod.metadata.annotations?.[ANNOTATION_CONFIG_HASH] !==
       want.metadata.annotations?.[ANNOTATION_CONFIG_HASH]
     ) {
+      if (!pod.spec?.nodeName) {
+        progressing = true;
+        actions.push({ kind: 'reschedule', name });
+        continue;
+      }
       stale.push({ name, role });
     }
   }

@@ -13,12 +13,14 @@ import {
   ANNOTATION_SWITCHOVER,
   COMPONENT_BROKER,
   COMPONENT_MYSQL,
+  ConditionType,
   type DefaultedCluster,
   FINALIZER,
   LABEL_COMPONENT,
   LABEL_ROLE,
   LABEL_SHARD,
   type MessageQueueClusterSpec,
+  type MessageQueueClusterStatus,
 } from './api/types.js';
 import { validateSpec, validateSpecUpdate } from './api/validate.js';
 import type { ReconcileResult } from './runtime/controller.js';
@@ -42,6 +44,7 @@ import {
 } from './desired/index.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
+import { instanceSeparation } from './placement.js';
 import { planPods } from './pod-plan.js';
 import { computeStatus } from './status.js';
 
@@ -509,6 +512,15 @@ export class ClusterReconciler {
             { signal },
           );
           break;
+        case 'reschedule':
+          void this.deps.events.record(
+            cr,
+            'Normal',
+            'ReschedulingPod',
+            `recreating Pod ${action.name}, which no node took, with the changed spec`,
+          );
+          await this.deleteIgnoringMissing(podRef(action.name), signal);
+          break;
         case 'roll':
           void this.deps.events.record(
             cr,
@@ -546,10 +558,19 @@ export class ClusterReconciler {
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
       lastSwitchover: loop?.latest.lastSwitchover,
       failoverCount: loop?.latest.failoverCount,
+      separation: instanceSeparation(
+        name,
+        cr.spec.shards,
+        cr.spec.placement.instanceAntiAffinity,
+        this.deps.caches
+          .ofCluster<Pod>('Pod', namespace, name)
+          .filter((p) => p.metadata.labels?.[LABEL_COMPONENT] === COMPONENT_MYSQL),
+      ),
       now: new Date(),
     });
     // Key order differs between what the server returns and what is built here: compare by value.
     if (hashOf(status) === hashOf(cr.status)) return status;
+    this.recordSeparationChange(cr, status);
     if (status.phase !== cr.status?.phase) {
       const ready = status.conditions?.find((c) => c.type === 'Ready');
       void this.deps.events.record(
@@ -570,6 +591,16 @@ export class ClusterReconciler {
       if (!isNotFound(err)) throw err;
     }
     return status;
+  }
+
+  /** A Warning Event when the instances of a shard come to share a node or find none. */
+  private recordSeparationChange(cr: DefaultedCluster, status: MessageQueueClusterStatus): void {
+    const type = ConditionType.InstancesSeparated;
+    const next = status.conditions?.find((c) => c.type === type);
+    const before = cr.status?.conditions?.find((c) => c.type === type);
+    if (next?.status !== 'False' || (before?.status === 'False' && before.reason === next.reason)) return;
+    const reason = next.reason === 'SameNode' ? 'InstancesOnSameNode' : 'InstanceUnschedulable';
+    void this.deps.events.record(cr, 'Warning', reason, next.message);
   }
 
   private async deleteIgnoringMissing(

@@ -190,6 +190,31 @@ export function withSpreadAffinity(
   return affinity;
 }
 
+/**
+ * The user's affinity with a required pod anti-affinity term added: a Pod matching `selector` is
+ * never scheduled onto a node (`topologyKey` domain) that already runs one; it stays Pending
+ * instead. The user's own node/pod (anti-)affinity stays as given.
+ */
+export function withRequiredAntiAffinity(
+  userAffinity: Record<string, unknown> | undefined,
+  selector: Record<string, string>,
+  topologyKey = 'kubernetes.io/hostname',
+): Record<string, unknown> {
+  const affinity = structuredClone(userAffinity ?? {});
+  const anti = (affinity.podAntiAffinity ?? {}) as Record<string, unknown>;
+  const required = Array.isArray(anti.requiredDuringSchedulingIgnoredDuringExecution)
+    ? (anti.requiredDuringSchedulingIgnoredDuringExecution as unknown[])
+    : [];
+  affinity.podAntiAffinity = {
+    ...anti,
+    requiredDuringSchedulingIgnoredDuringExecution: [
+      ...required,
+      { topologyKey, labelSelector: { matchLabels: selector } },
+    ],
+  };
+  return affinity;
+}
+
 /** A container that needs no Linux capability and cannot gain privileges (exec of setuid files). */
 export const RESTRICTED_CONTAINER = {
   allowPrivilegeEscalation: false,

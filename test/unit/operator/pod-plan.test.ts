@@ -21,10 +21,10 @@ function desiredPods(hash = 'h1'): DesiredObject[] {
   }));
 }
 
-/** The running Pod of a desired one; `over` changes its labels, hash, phase or deletion. */
+/** The running Pod of a desired one; `over` changes its labels, hash, phase, deletion or node. */
 function running(
   want: DesiredObject,
-  over: { role?: string; hash?: string; phase?: string; deleting?: boolean } = {},
+  over: { role?: string; hash?: string; phase?: string; deleting?: boolean; unscheduled?: boolean } = {},
 ): ObservedPod {
   return {
     metadata: {
@@ -35,6 +35,7 @@ function running(
       },
       ...(over.deleting ? { deletionTimestamp: '2026-12-04T00:00:00Z' } : {}),
     },
+    ...(over.unscheduled ? {} : { spec: { nodeName: 'node-a' } }),
     status: { phase: over.phase ?? 'Running' },
   };
 }
@@ -132,6 +133,24 @@ describe('planPods', () => {
       shardsSettled: false,
     });
     expect(plan).toEqual({ actions: [], progressing: true });
+  });
+
+  it('recreates at once a stale Pod that no node took, without waiting for the shards', () => {
+    const [p2, s2] = desiredPods('h2');
+    const plan = planPods({
+      desired: [p2!, s2!],
+      observed: observe(running(primary!), running(standby!, { phase: 'Pending', unscheduled: true })),
+      shardsSettled: false,
+    });
+    expect(plan).toEqual({ actions: [{ kind: 'reschedule', name: 'c-shard-0-1' }], progressing: true });
+    // One that is current stays Pending: recreating it would not place it.
+    expect(
+      planPods({
+        desired: [primary!, standby!],
+        observed: observe(running(primary!), running(standby!, { phase: 'Pending', unscheduled: true })),
+        shardsSettled: false,
+      }).actions,
+    ).toEqual([]);
   });
 
   it('does not roll while another Pod is on its way, but still creates it', () => {
