@@ -29,6 +29,7 @@ import { ClusterLoop, type ClusterLoopMetrics } from './cluster-loop.js';
 import {
   type Credentials,
   type DesiredObject,
+  type OperatorPeer,
   type PdbApiVersion,
   ROUTING_FILE,
   type SeedAnnotations,
@@ -60,6 +61,8 @@ export interface ReconcilerDeps {
   events: EventRecorder;
   loopMetrics: ClusterLoopMetrics;
   pdbApiVersion?: PdbApiVersion;
+  /** The operator's Pods, when it protects MariaDB with a NetworkPolicy per cluster. */
+  networkPolicy?: OperatorPeer;
   /** Asks the controller to reconcile a cluster again soon (the shard loop calls it on changes). */
   enqueue(key: string): void;
   log: Logger;
@@ -89,6 +92,8 @@ export class ClusterReconciler {
   private readonly lastRollAt = new Map<string, number>();
   /** The admin user of each cluster with a shard loop (for `shardAccess`). */
   private readonly admins = new Map<string, AdminCredentials>();
+  /** The credentials each cluster's Secret held when last read, to restore a deleted Secret. */
+  private readonly credentials = new Map<string, Credentials>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -169,6 +174,7 @@ export class ClusterReconciler {
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
       seeds: this.seedsOf(cr, loop),
+      networkPolicy: this.deps.networkPolicy,
     });
 
     for (const obj of desired) {
@@ -235,6 +241,7 @@ export class ClusterReconciler {
     this.loops.delete(key);
     this.accepted.delete(key);
     this.admins.delete(key);
+    this.credentials.delete(key);
     this.lastRollAt.delete(key);
   }
 
@@ -267,45 +274,69 @@ export class ClusterReconciler {
     };
   }
 
+  /**
+   * The cluster's generated credentials, from its Secret read by name (the operator neither lists
+   * nor watches Secrets). A Secret deleted by hand is written again with the passwords this
+   * operator already knows (the instances and brokers still use them); one that never existed
+   * gets new ones.
+   */
   private async ensureCredentials(cr: DefaultedCluster, signal: AbortSignal): Promise<Credentials> {
+    const { namespace } = cr.metadata;
     const name = names.credentials(cr.metadata.name);
-    const cached = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
-      'Secret',
-      cr.metadata.namespace,
-      name,
-    );
-    const fromCache = credentialsFromSecret(cached?.data);
-    if (fromCache) return fromCache;
-    if (cached) {
+    const key = `${namespace}/${cr.metadata.name}`;
+    const stored = await this.readSecret(namespace, name, signal);
+    const fromSecret = credentialsFromSecret(stored?.data);
+    if (fromSecret) {
+      this.credentials.set(key, fromSecret);
+      return fromSecret;
+    }
+    if (stored) {
       throw new Error(
         `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
       );
     }
-    const secret = credentialsSecret(cr, generateCredentials());
+    const known = this.credentials.get(key);
+    const secret = credentialsSecret(cr, known ?? generateCredentials());
     try {
       await this.deps.rest.request({
         method: 'POST',
-        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace }),
+        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace }),
         body: secret,
         signal,
       });
       void this.deps.events.record(
         cr,
-        'Normal',
-        'CredentialsCreated',
-        `created Secret ${name} with generated passwords`,
+        known ? 'Warning' : 'Normal',
+        known ? 'CredentialsRestored' : 'CredentialsCreated',
+        known
+          ? `Secret ${name} was deleted; wrote it again with the passwords in use`
+          : `created Secret ${name} with generated passwords`,
       );
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
     // Read back what the server holds: after a conflict another writer's passwords win.
-    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
-      path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
-      signal,
-    });
-    const creds = credentialsFromSecret(stored.data);
+    const creds = credentialsFromSecret((await this.readSecret(namespace, name, signal))?.data);
     if (!creds) throw new Error(`Secret ${name} lacks one of its keys`);
+    this.credentials.set(key, creds);
     return creds;
+  }
+
+  /** GET of one Secret by name; undefined when there is none. */
+  private async readSecret(
+    namespace: string,
+    name: string,
+    signal: AbortSignal,
+  ): Promise<(KubeObject & { data?: Record<string, string> }) | undefined> {
+    try {
+      return await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
+        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace, name }),
+        signal,
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   private ensureLoop(key: string, cr: DefaultedCluster, credentials: Credentials): ClusterLoop {

@@ -93,10 +93,11 @@ create as well when it creates the object.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, watch, create, patch]
-# The generated credentials Secret (created once, read back) and the brokers' auth Secret (get).
+# Secrets by name only, never listed or watched: each cluster's generated credentials Secret
+# (created once, read every reconcile) and the brokers' auth Secret named in the spec (get).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create]
+  verbs: [get, create]
 # Events for `kubectl describe mqc`.
 - apiGroups: [""]
   resources: [events]
@@ -109,6 +110,12 @@ create as well when it creates the object.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+{{- if .Values.networkPolicy.enabled }}
+# The NetworkPolicy of each cluster's MariaDB Pods: watch cache, server-side apply.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch, create, patch]
+{{- end }}
 {{- if not .Values.watchNamespaces }}
 # Nodes (cluster-wide installs only): a cordoned node holding a primary gets its shard switched
 # over, so `kubectl drain` can evict it.

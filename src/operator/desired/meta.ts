@@ -54,6 +54,7 @@ export const names = {
   primaryPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}-primary`,
   routing: (cluster: string) => `${cluster}-routing`,
   broker: (cluster: string) => `${cluster}-broker`,
+  networkPolicy: (cluster: string) => `${cluster}-mysql`,
 };
 
 export type Role = 'primary' | 'standby';

@@ -157,7 +157,7 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
     ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
     env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
     volumeMounts: agentMounts,
-    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
 
@@ -179,7 +179,7 @@ function seedContainer(cr: DefaultedCluster): Record<string, unknown> {
       { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
     ],
     volumeMounts: agentMounts,
-    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
 

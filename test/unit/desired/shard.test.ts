@@ -100,6 +100,15 @@ describe('instance Pod', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     });
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    // The agent sidecar and the seed init step too: the restricted profile covers every container.
+    for (const other of [container(spec, 'agent'), spec.initContainers[0]]) {
+      expect(other.securityContext).toEqual({
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        runAsUser: 999,
+        runAsGroup: 999,
+      });
+    }
   });
 
   it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
