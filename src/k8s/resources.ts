@@ -21,6 +21,7 @@ export const RESOURCES: Readonly<Record<string, ResourceInfo>> = {
   ServiceAccount: { plural: 'serviceaccounts', namespaced: true },
   Deployment: { plural: 'deployments', namespaced: true },
   PodDisruptionBudget: { plural: 'poddisruptionbudgets', namespaced: true },
+  NetworkPolicy: { plural: 'networkpolicies', namespaced: true },
   Event: { plural: 'events', namespaced: true }, // both core/v1 and events.k8s.io/v1
   Lease: { plural: 'leases', namespaced: true },
   MessageQueueCluster: { plural: 'messagequeueclusters', namespaced: true },

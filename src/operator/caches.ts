@@ -14,13 +14,17 @@ import { type MessageQueueTopic, TOPIC_KIND } from './api/topic-types.js';
 import { OWNED_KINDS } from './desired/cluster.js';
 import type { PdbApiVersion } from './desired/meta.js';
 
-/** What the reconciler reads from the watch caches: the clusters and the kinds they own. */
-export type CachedKind = typeof KIND | (typeof OWNED_KINDS)[number]['kind'];
+/**
+ * What the reconciler reads from the watch caches: the clusters and the kinds they own, except
+ * Secrets, which the operator reads by name (least privilege: no list or watch on Secrets, whose
+ * cache would hold every credential of the namespace in the operator's memory).
+ */
+export type CachedKind = typeof KIND | Exclude<(typeof OWNED_KINDS)[number]['kind'], 'Secret'>;
 
 /**
  * One informer per (kind, watched namespace): the clusters themselves, and everything the operator
- * created (selected by `app.kubernetes.io/managed-by`, so the operator never caches, and needs no
- * watch on, the rest of the cluster's Secrets). `namespaces` empty means all namespaces.
+ * created but Secrets (selected by `app.kubernetes.io/managed-by`). `namespaces` empty means all
+ * namespaces.
  */
 export class Caches {
   private readonly informers = new Map<CachedKind, Informer<KubeObject>[]>();
@@ -32,7 +36,14 @@ export class Caches {
   /** MessageQueueTopics, all of them (declared by users or created for discovered topics). */
   private readonly topicInformers: Informer<KubeObject>[];
 
-  constructor(rest: KubeRest, namespaces: string[], pdbApiVersion: PdbApiVersion | undefined, log: Logger) {
+  constructor(
+    rest: KubeRest,
+    namespaces: string[],
+    pdbApiVersion: PdbApiVersion | undefined,
+    log: Logger,
+    /** Whether the operator writes NetworkPolicies (and so may list and watch them). */
+    networkPolicies = false,
+  ) {
     const scopes = namespaces.length ? namespaces : [undefined];
     const add = (kind: CachedKind, apiVersion: string, labelSelector?: string) =>
       this.informers.set(
@@ -60,7 +71,10 @@ export class Caches {
     );
     const owned = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
     for (const { kind, apiVersion } of OWNED_KINDS) {
-      // PodDisruptionBudgets come in the version discovery found, or not at all.
+      if (kind === 'Secret') continue;
+      // PodDisruptionBudgets come in the version discovery found, or not at all; NetworkPolicies
+      // only when the operator writes them.
+      if (kind === 'NetworkPolicy' && !networkPolicies) continue;
       const version = kind === 'PodDisruptionBudget' ? pdbApiVersion : apiVersion;
       if (version) add(kind, version, owned);
     }

@@ -6,7 +6,10 @@
  * POD_NAMESPACE and POD_NAME (the leader-election Lease's namespace and holder), POD_IP (address to
  * bind /metrics and /healthz to; default all addresses), METRICS_PORT (8080), HEALTH_PORT (8081),
  * LEADER_ELECT_LEASE_DURATION / _RENEW_DEADLINE / _RETRY_PERIOD (`15s`, `10s`, `2s`), MQ_LOG_LEVEL,
- * TOPIC_DISCOVERY_PERIOD (`30s`: how often the shards are listed for topics without a resource).
+ * TOPIC_DISCOVERY_PERIOD (`30s`: how often the shards are listed for topics without a resource),
+ * NETWORK_POLICY_OPERATOR_LABELS (`k=v,k=v`, the labels of the operator's own Pods in POD_NAMESPACE:
+ * when set, every cluster gets a NetworkPolicy that lets only its brokers, its instances and these
+ * Pods reach MariaDB; unset: no NetworkPolicies).
  */
 import { parseArgs } from 'node:util';
 import { Registry, collectDefaultMetrics } from 'prom-client';
@@ -17,7 +20,7 @@ import { loadKubeConfig } from '../k8s/client.js';
 import { KubeRest } from '../k8s/rest.js';
 import { Caches } from './caches.js';
 import { clusterLoopMetrics } from './cluster-loop.js';
-import { pdbApiVersion } from './desired/index.js';
+import { type OperatorPeer, parseLabels, pdbApiVersion } from './desired/index.js';
 import { EventRecorder } from './events.js';
 import { ClusterReconciler } from './reconciler.js';
 import { Controller } from './runtime/controller.js';
@@ -44,6 +47,15 @@ async function groupVersions(rest: KubeRest): Promise<string[]> {
     path: '/apis',
   });
   return (list.groups ?? []).flatMap((g) => (g.versions ?? []).map((v) => v.groupVersion));
+}
+
+/** The operator's Pods for the clusters' NetworkPolicies, from the chart's environment; undefined: off. */
+function networkPolicyPeer(env: NodeJS.ProcessEnv): OperatorPeer | undefined {
+  const labels = env.NETWORK_POLICY_OPERATOR_LABELS?.trim();
+  if (!labels) return undefined;
+  if (!env.POD_NAMESPACE)
+    throw new Error("NETWORK_POLICY_OPERATOR_LABELS needs POD_NAMESPACE (the operator's namespace)");
+  return { namespace: env.POD_NAMESPACE, podLabels: parseLabels(labels) };
 }
 
 async function main(): Promise<void> {
@@ -76,14 +88,16 @@ async function main(): Promise<void> {
   collectDefaultMetrics({ register: registry });
 
   const pdbVersion = pdbApiVersion(await groupVersions(rest));
+  const networkPolicy = networkPolicyPeer(env);
   log.info('starting', {
     namespaces: namespaces.length ? namespaces : 'all',
     server: kc.getCurrentCluster()?.server,
     pdbApiVersion: pdbVersion ?? 'none',
     leaderElect: values['leader-elect'],
+    networkPolicy: networkPolicy ?? 'off',
   });
 
-  const caches = new Caches(rest, namespaces, pdbVersion, log);
+  const caches = new Caches(rest, namespaces, pdbVersion, log, networkPolicy !== undefined);
   let leading = !values['leader-elect'];
   const host = env.POD_IP || '0.0.0.0';
   const health = await startHealthServer({
@@ -117,6 +131,7 @@ async function main(): Promise<void> {
     events,
     loopMetrics: clusterLoopMetrics(registry),
     pdbApiVersion: pdbVersion,
+    networkPolicy,
     enqueue: (key) => controller.enqueue(key),
     log,
   });

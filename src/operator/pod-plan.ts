@@ -1,11 +1,11 @@
 import { ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../agent/contract.js';
-import { ANNOTATION_CONFIG_HASH, LABEL_ROLE } from './api/types.js';
+import { ANNOTATION_CONFIG_HASH, LABEL_ROLE, LABEL_SHARD } from './api/types.js';
 import type { DesiredObject } from './desired/index.js';
 import type { PodLike } from './shards/observe.js';
 
 /**
  * The instance Pod policy, as a pure function of the desired Pods and the Pods the cache holds:
- * create the missing, replace Failed ones, delete the ones the shard loop asked to rebuild, relabel roles after a failover, and roll a changed spec
+ * create the missing, replace Failed ones, delete the ones the shard loop asked to rebuild, relabel roles after a failover, recreate an unscheduled Pod whose spec changed, and roll a changed spec
  * one Pod at a time, standbys first, only while every shard is healthy (a restarted primary goes
  * through the failover path: reads from its standby, writes to the other shards). The reconciler
  * observes, calls this, and executes the actions in order; every branch is unit-tested.
@@ -42,6 +42,11 @@ export type PodAction =
   | { kind: 'rebuild'; name: string; id: string; source: string | undefined }
   /** Merge-patch the role label after a failover swapped primary and standby. */
   | { kind: 'relabel'; name: string; role: string }
+  /**
+   * Delete a Pod that is stale and on no node yet (no node fit its old spec): it never ran, so it
+   * is created again with the new spec at once, e.g. after spec.placement or nodeSelector was relaxed.
+   */
+  | { kind: 'reschedule'; name: string }
   /** Delete a Pod whose config hash is stale; `stale` counts the stale Pods including this one. */
   | { kind: 'roll'; name: string; role: string; stale: number };
 
@@ -51,13 +56,23 @@ export interface PodPlan {
   progressing: boolean;
 }
 
+/** No node takes the Pod (the scheduler set PodScheduled False, reason Unschedulable). */
+const unschedulable = (pod: ObservedPod) =>
+  !pod.spec?.nodeName &&
+  (pod.status?.conditions as { type: string; status: string; reason?: string }[] | undefined)?.some(
+    (c) => c.type === 'PodScheduled' && c.status === 'False' && c.reason === 'Unschedulable',
+  ) === true;
+
 export function planPods({ desired, observed, shardsSettled }: PodPlanInput): PodPlan {
   const actions: PodAction[] = [];
   let progressing = false;
-  const stale: { name: string; role: string }[] = [];
+  const stale: { name: string; role: string; shard?: string }[] = [];
+  /** Shards with a current Pod that no node takes. */
+  const blocked = new Set<string | undefined>();
   for (const want of desired) {
     const name = want.metadata.name;
     const role = want.metadata.labels[LABEL_ROLE]!;
+    const shard = want.metadata.labels[LABEL_SHARD];
     const pod = observed.get(name);
     if (!pod) {
       progressing = true;
@@ -86,10 +101,26 @@ export function planPods({ desired, observed, shardsSettled }: PodPlanInput): Po
       pod.metadata.annotations?.[ANNOTATION_CONFIG_HASH] !==
       want.metadata.annotations?.[ANNOTATION_CONFIG_HASH]
     ) {
-      stale.push({ name, role });
+      if (!pod.spec?.nodeName) {
+        progressing = true;
+        actions.push({ kind: 'reschedule', name });
+        continue;
+      }
+      stale.push({ name, role, shard });
+    } else if (unschedulable(pod)) {
+      blocked.add(shard);
     }
   }
   if (!stale.length) return { actions, progressing };
+  // A shard whose current Pod finds no node cannot settle: the other, stale Pod (e.g. one still
+  // carrying the required anti-affinity that spec.placement just relaxed) may be what keeps it
+  // off the node. It is rolled now; the shard serves nothing protected meanwhile anyway.
+  const unblocking = stale.filter((s) => blocked.has(s.shard));
+  if (unblocking.length) {
+    for (const s of unblocking)
+      actions.push({ kind: 'roll', name: s.name, role: s.role, stale: stale.length });
+    return { actions, progressing: true };
+  }
   // A roll waits for a quiet cluster: nothing else on its way and every shard settled.
   if (progressing || !shardsSettled) return { actions, progressing: true };
   const next = stale.find((s) => s.role === 'standby') ?? stale[0]!;

@@ -13,12 +13,14 @@ import {
   ANNOTATION_SWITCHOVER,
   COMPONENT_BROKER,
   COMPONENT_MYSQL,
+  ConditionType,
   type DefaultedCluster,
   FINALIZER,
   LABEL_COMPONENT,
   LABEL_ROLE,
   LABEL_SHARD,
   type MessageQueueClusterSpec,
+  type MessageQueueClusterStatus,
 } from './api/types.js';
 import { validateSpec, validateSpecUpdate } from './api/validate.js';
 import type { ReconcileResult } from './runtime/controller.js';
@@ -27,6 +29,7 @@ import { ClusterLoop, type ClusterLoopMetrics } from './cluster-loop.js';
 import {
   type Credentials,
   type DesiredObject,
+  type OperatorPeer,
   type PdbApiVersion,
   ROUTING_FILE,
   type SeedAnnotations,
@@ -43,6 +46,7 @@ import {
 } from './desired/index.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
+import { instanceSeparation } from './placement.js';
 import { planPods } from './pod-plan.js';
 import { topicNameOf } from './topics/plan.js';
 import { TOPIC_KIND } from './api/topic-types.js';
@@ -60,6 +64,8 @@ export interface ReconcilerDeps {
   events: EventRecorder;
   loopMetrics: ClusterLoopMetrics;
   pdbApiVersion?: PdbApiVersion;
+  /** The operator's Pods, when it protects MariaDB with a NetworkPolicy per cluster. */
+  networkPolicy?: OperatorPeer;
   /** Asks the controller to reconcile a cluster again soon (the shard loop calls it on changes). */
   enqueue(key: string): void;
   log: Logger;
@@ -89,6 +95,8 @@ export class ClusterReconciler {
   private readonly lastRollAt = new Map<string, number>();
   /** The admin user of each cluster with a shard loop (for `shardAccess`). */
   private readonly admins = new Map<string, AdminCredentials>();
+  /** The credentials each cluster's Secret held when last read, to restore a deleted Secret. */
+  private readonly credentials = new Map<string, Credentials>();
 
   constructor(private readonly deps: ReconcilerDeps) {}
 
@@ -169,6 +177,7 @@ export class ClusterReconciler {
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
       seeds: this.seedsOf(cr, loop),
+      networkPolicy: this.deps.networkPolicy,
     });
 
     for (const obj of desired) {
@@ -235,6 +244,7 @@ export class ClusterReconciler {
     this.loops.delete(key);
     this.accepted.delete(key);
     this.admins.delete(key);
+    this.credentials.delete(key);
     this.lastRollAt.delete(key);
   }
 
@@ -267,40 +277,57 @@ export class ClusterReconciler {
     };
   }
 
+  /**
+   * The cluster's generated credentials, from its Secret read by name (the operator neither lists
+   * nor watches Secrets). A Secret deleted by hand is written again with the passwords this
+   * operator already knows (the instances and brokers still use them); one that never existed
+   * gets new ones.
+   */
   private async ensureCredentials(cr: DefaultedCluster, signal: AbortSignal): Promise<Credentials> {
+    const { namespace } = cr.metadata;
     const name = names.credentials(cr.metadata.name);
-    const cached = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
-      'Secret',
-      cr.metadata.namespace,
-      name,
-    );
-    const fromCache = credentialsFromSecret(cached?.data);
-    if (fromCache) return fromCache;
-    if (cached) return this.addMissingCredentials(cr, cached, signal);
-    const secret = credentialsSecret(cr, generateCredentials());
+    const key = `${namespace}/${cr.metadata.name}`;
+    const stored = await this.readSecret(namespace, name, signal);
+    if (stored) return this.remember(key, await this.credentialsOf(cr, stored, signal));
+    const known = this.credentials.get(key);
+    const secret = credentialsSecret(cr, known ?? generateCredentials());
     try {
       await this.deps.rest.request({
         method: 'POST',
-        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace }),
+        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace }),
         body: secret,
         signal,
       });
       void this.deps.events.record(
         cr,
-        'Normal',
-        'CredentialsCreated',
-        `created Secret ${name} with generated passwords`,
+        known ? 'Warning' : 'Normal',
+        known ? 'CredentialsRestored' : 'CredentialsCreated',
+        known
+          ? `Secret ${name} was deleted; wrote it again with the passwords in use`
+          : `created Secret ${name} with generated passwords`,
       );
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
     // Read back what the server holds: after a conflict another writer's passwords win (an older
-    // operator's, perhaps, not yet in the cache: it may lack the keys added since).
-    const stored = await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
-      path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name }),
-      signal,
-    });
-    return credentialsFromSecret(stored.data) ?? this.addMissingCredentials(cr, stored, signal);
+    // operator's, perhaps: it may lack the keys added since).
+    const written = await this.readSecret(namespace, name, signal);
+    if (!written) throw new Error(`Secret ${name} was deleted while it was being written`);
+    return this.remember(key, await this.credentialsOf(cr, written, signal));
+  }
+
+  private remember(key: string, creds: Credentials): Credentials {
+    this.credentials.set(key, creds);
+    return creds;
+  }
+
+  /** The credentials a Secret holds, after adding the keys a newer operator needs. */
+  private async credentialsOf(
+    cr: DefaultedCluster,
+    secret: KubeObject & { data?: Record<string, string> },
+    signal: AbortSignal,
+  ): Promise<Credentials> {
+    return credentialsFromSecret(secret.data) ?? this.addMissingCredentials(cr, secret, signal);
   }
 
   /**
@@ -310,23 +337,24 @@ export class ClusterReconciler {
    */
   private async addMissingCredentials(
     cr: DefaultedCluster,
-    cached: KubeObject & { data?: Record<string, string> },
+    current: KubeObject & { data?: Record<string, string> },
     signal: AbortSignal,
   ): Promise<Credentials> {
+    const { namespace } = cr.metadata;
     const name = names.credentials(cr.metadata.name);
-    const added = missingAddedKeys(cached.data);
+    const added = missingAddedKeys(current.data);
     if (!added) {
       throw new Error(
         `Secret ${name} lacks one of its keys; delete it only if the cluster holds no data yet`,
       );
     }
-    const ref = { apiVersion: 'v1', kind: 'Secret', namespace: cr.metadata.namespace, name };
+    const ref = { apiVersion: 'v1', kind: 'Secret', namespace, name };
     try {
       await mergePatch(
         this.deps.rest,
         ref,
         { data: added },
-        { resourceVersion: cached.metadata?.resourceVersion, signal },
+        { resourceVersion: current.metadata?.resourceVersion, signal },
       );
       void this.deps.events.record(
         cr,
@@ -337,13 +365,26 @@ export class ClusterReconciler {
     } catch (err) {
       if (!isConflict(err)) throw err;
     }
-    const stored = await this.deps.rest.request<{ data?: Record<string, string> }>({
-      path: resourcePath(ref),
-      signal,
-    });
-    const creds = credentialsFromSecret(stored.data);
+    const creds = credentialsFromSecret((await this.readSecret(namespace, name, signal))?.data);
     if (!creds) throw new Error(`Secret ${name} lacks one of its keys`);
     return creds;
+  }
+
+  /** GET of one Secret by name; undefined when there is none. */
+  private async readSecret(
+    namespace: string,
+    name: string,
+    signal: AbortSignal,
+  ): Promise<(KubeObject & { data?: Record<string, string> }) | undefined> {
+    try {
+      return await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
+        path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace, name }),
+        signal,
+      });
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
   }
 
   private ensureLoop(key: string, cr: DefaultedCluster, credentials: Credentials): ClusterLoop {
@@ -556,6 +597,15 @@ export class ClusterReconciler {
             { signal },
           );
           break;
+        case 'reschedule':
+          void this.deps.events.record(
+            cr,
+            'Normal',
+            'ReschedulingPod',
+            `recreating Pod ${action.name}, which no node took, with the changed spec`,
+          );
+          await this.deleteIgnoringMissing(podRef(action.name), signal);
+          break;
         case 'roll':
           void this.deps.events.record(
             cr,
@@ -593,10 +643,19 @@ export class ClusterReconciler {
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
       lastSwitchover: loop?.latest.lastSwitchover,
       failoverCount: loop?.latest.failoverCount,
+      separation: instanceSeparation(
+        name,
+        cr.spec.shards,
+        cr.spec.placement.instanceAntiAffinity,
+        this.deps.caches
+          .ofCluster<Pod>('Pod', namespace, name)
+          .filter((p) => p.metadata.labels?.[LABEL_COMPONENT] === COMPONENT_MYSQL),
+      ),
       now: new Date(),
     });
     // Key order differs between what the server returns and what is built here: compare by value.
     if (hashOf(status) === hashOf(cr.status)) return status;
+    this.recordSeparationChange(cr, status);
     if (status.phase !== cr.status?.phase) {
       const ready = status.conditions?.find((c) => c.type === 'Ready');
       void this.deps.events.record(
@@ -617,6 +676,16 @@ export class ClusterReconciler {
       if (!isNotFound(err)) throw err;
     }
     return status;
+  }
+
+  /** A Warning Event when the instances of a shard come to share a node or find none. */
+  private recordSeparationChange(cr: DefaultedCluster, status: MessageQueueClusterStatus): void {
+    const type = ConditionType.InstancesSeparated;
+    const next = status.conditions?.find((c) => c.type === type);
+    const before = cr.status?.conditions?.find((c) => c.type === type);
+    if (next?.status !== 'False' || (before?.status === 'False' && before.reason === next.reason)) return;
+    const reason = next.reason === 'SameNode' ? 'InstancesOnSameNode' : 'InstanceUnschedulable';
+    void this.deps.events.record(cr, 'Warning', reason, next.message);
   }
 
   private async deleteIgnoringMissing(

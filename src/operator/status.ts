@@ -6,6 +6,7 @@ import type {
   ShardStatus,
   SwitchoverStatus,
 } from './api/types.js';
+import type { SeparationVerdict } from './placement.js';
 import type { ShardMemory } from './shards/decide.js';
 import type { ShardOutcome } from './shards/manager.js';
 
@@ -22,6 +23,8 @@ export interface StatusInput {
   /** The shard loop's last switchover and failover count; the previous status's when it has none. */
   lastSwitchover?: SwitchoverStatus;
   failoverCount?: number;
+  /** Whether each shard's instances run on different nodes (`instanceSeparation`). */
+  separation?: SeparationVerdict;
   now: Date;
 }
 
@@ -174,6 +177,10 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
       : 'AsExpected',
     degraded.length ? describe(degraded) : 'every shard has its primary and a semi-sync standby',
   );
+  if (input.separation) {
+    const { status, reason, message } = input.separation;
+    setCondition(conditions, { type: 'InstancesSeparated', status, reason, message }, input.generation, now);
+  }
 
   const phase: ClusterPhase = ready
     ? 'Ready'

@@ -25,6 +25,7 @@ interface PodJson {
     labels?: Record<string, string>;
     annotations?: Record<string, string>;
   };
+  spec?: { nodeName?: string };
   status?: { podIP?: string; phase?: string; containerStatuses?: { restartCount: number; ready: boolean }[] };
 }
 
@@ -140,6 +141,15 @@ describe('operator end to end', () => {
       );
       expect(semi!.Value).toBe('ON');
     }
+
+    // By default the two instances of every shard run on different nodes, and status says so.
+    for (const s of [0, 1]) {
+      const nodes = (await pods(`mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-${s}`)).map(
+        (p) => p.spec?.nodeName,
+      );
+      expect(new Set(nodes).size, `shard-${s} on ${nodes.join(', ')}`).toBe(2);
+    }
+    expect(conditionOf(cr, 'InstancesSeparated')).toMatchObject({ status: 'True', reason: 'SeparateNodes' });
 
     // The generated passwords are in the Secret, never in a ConfigMap or in status.
     const configMaps = await env.kubectl(['get', 'configmaps', '-n', NS, '-o', 'json']);

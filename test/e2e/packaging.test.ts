@@ -50,6 +50,7 @@ const VALUE_SETS: Record<string, HelmValues> = {
       prometheusRule: { enabled: true },
     },
   },
+  networkPolicyOff: { networkPolicy: { enabled: false } },
 };
 
 interface Container {
@@ -119,6 +120,29 @@ describe('helm chart', () => {
     expect(rulesFor(rbac, 'team-a').length).toBeGreaterThan(0);
     // In the release namespace only the leader-election Lease.
     expect(rulesFor(rbac, 'mysqlmq-system').flatMap((r) => r.resources)).toEqual(['leases', 'leases']);
+  });
+
+  it("gives the operator its own pod labels for the clusters' NetworkPolicies, and RBAC for them; none when off", async () => {
+    const deployment = rendered.defaults!.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: {
+        selector: { matchLabels: Record<string, string> };
+        template: { metadata: { labels: Record<string, string> } };
+      };
+    };
+    const env = operatorContainer(rendered.defaults!).env ?? [];
+    const labels = env.find((e) => e.name === 'NETWORK_POLICY_OPERATOR_LABELS')?.value ?? '';
+    const parsed = Object.fromEntries(labels.split(',').map((kv) => kv.split('=') as [string, string]));
+    // The selector labels: every operator pod carries them, whatever podLabels add.
+    expect(parsed).toEqual(deployment.spec.selector.matchLabels);
+    expect(deployment.spec.template.metadata.labels).toMatchObject(parsed);
+    const verbs = async (values: HelmValues) =>
+      rulesFor(await renderOperatorRbac({ values }), 'any')
+        .filter((r) => r.resources?.includes('networkpolicies'))
+        .flatMap((r) => r.verbs);
+    expect(await verbs({})).toEqual(['list', 'watch', 'create', 'patch']);
+    expect(await verbs(VALUE_SETS.networkPolicyOff!)).toEqual([]);
+    const off = operatorContainer(rendered.networkPolicyOff!).env ?? [];
+    expect(off.map((e) => e.name)).not.toContain('NETWORK_POLICY_OPERATOR_LABELS');
   });
 
   it('with leader election off and 1 replica: no --leader-elect and no lease settings', () => {

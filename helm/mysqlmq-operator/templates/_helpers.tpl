@@ -93,11 +93,12 @@ create as well when it creates the object.
 - apiGroups: [""]
   resources: [services, configmaps]
   verbs: [list, watch, create, patch]
-# The generated credentials Secret (created once, read back; patched once to add a key a newer
-# operator needs) and the brokers' auth Secret (get).
+# Secrets by name only, never listed or watched: each cluster's generated credentials Secret
+# (created once, read every reconcile, patched once to add a key a newer operator needs) and the
+# brokers' auth Secret named in the spec (get).
 - apiGroups: [""]
   resources: [secrets]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, create, patch]
 # Events for `kubectl describe mqc`.
 - apiGroups: [""]
   resources: [events]
@@ -110,6 +111,12 @@ create as well when it creates the object.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [list, watch, create, patch]
+{{- if .Values.networkPolicy.enabled }}
+# The NetworkPolicy of each cluster's MariaDB Pods: watch cache, server-side apply.
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [list, watch, create, patch]
+{{- end }}
 {{- if not .Values.watchNamespaces }}
 # Nodes (cluster-wide installs only): a cordoned node holding a primary gets its shard switched
 # over, so `kubectl drain` can evict it.

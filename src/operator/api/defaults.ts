@@ -33,6 +33,7 @@ export const DEFAULTS = {
     promoteForWrites: false,
     promoteForWritesDelaySeconds: 300,
   },
+  placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
   retention: {
     maxAgeHours: 720,
@@ -98,6 +99,9 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       labels: { ...(p.labels ?? {}) },
       annotations: { ...(p.annotations ?? {}) },
       ...(priorityClassName ? { priorityClassName } : {}),
+    },
+    placement: {
+      instanceAntiAffinity: s.placement?.instanceAntiAffinity ?? DEFAULTS.placement.instanceAntiAffinity,
     },
     pvcDeletionPolicy: s.pvcDeletionPolicy ?? DEFAULTS.pvcDeletionPolicy,
     retention: {

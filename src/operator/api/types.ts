@@ -77,6 +77,12 @@ export const ConditionType = {
   Progressing: 'Progressing',
   /** Something runs with less than full protection or capacity (a failover, a missing standby). */
   Degraded: 'Degraded',
+  /**
+   * Every shard's primary and standby run on different nodes (kubernetes.io/hostname). False with
+   * reason SameNode when `spec.placement.instanceAntiAffinity: preferred` let both land on one
+   * node, Unschedulable when the required rule leaves an instance Pod without a node.
+   */
+  InstancesSeparated: 'InstancesSeparated',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
@@ -108,6 +114,13 @@ export const DURABILITIES = ['required', 'preferred'] as const;
  * keeps taking writes, and status says the shard is unprotected.
  */
 export type Durability = (typeof DURABILITIES)[number];
+
+export const INSTANCE_ANTI_AFFINITIES = ['required', 'preferred'] as const;
+/**
+ * `required`: a shard's two instances never run on the same node (a Pod stays Pending rather
+ * than share one); `preferred`: they spread when they can, and status warns when they share one.
+ */
+export type InstanceAntiAffinity = (typeof INSTANCE_ANTI_AFFINITIES)[number];
 
 export const PVC_DELETION_POLICIES = ['Retain', 'Delete'] as const;
 export type PvcDeletionPolicy = (typeof PVC_DELETION_POLICIES)[number];
@@ -171,6 +184,11 @@ export interface PodTemplateSpec {
   priorityClassName?: string;
 }
 
+/** Where the MariaDB instances may run relative to each other. */
+export interface PlacementSpec {
+  instanceAntiAffinity?: InstanceAntiAffinity;
+}
+
 /** Message retention and binlog purge (src/operator/retention/). */
 export interface RetentionSpec {
   /** Messages older than this are deleted; a topic's `retentionMaxAgeHours` overrides it. */
@@ -201,6 +219,7 @@ export interface MessageQueueClusterSpec {
   brokers?: BrokersSpec;
   failover?: FailoverSpec;
   podTemplate?: PodTemplateSpec;
+  placement?: PlacementSpec;
   pvcDeletionPolicy?: PvcDeletionPolicy;
   retention?: RetentionSpec;
   monitoring?: MonitoringSpec;
@@ -234,6 +253,7 @@ export interface DefaultedSpec {
     annotations: Record<string, string>;
     priorityClassName?: string;
   };
+  placement: { instanceAntiAffinity: InstanceAntiAffinity };
   pvcDeletionPolicy: PvcDeletionPolicy;
   retention: {
     maxAgeHours: number;

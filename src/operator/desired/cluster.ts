@@ -3,6 +3,7 @@ import type { DefaultedCluster } from '../api/types.js';
 import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './brokers.js';
 import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
+import { type OperatorPeer, mysqlNetworkPolicy } from './network-policy.js';
 import {
   INSTANCES,
   type SeedAnnotations,
@@ -31,6 +32,8 @@ export interface DesiredInputs {
   authSecretVersion?: string;
   /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
   seeds?: Readonly<Record<string, SeedAnnotations>>;
+  /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
+  networkPolicy?: OperatorPeer;
 }
 
 /** The kinds a cluster owns (what the operator watches and cleans up). */
@@ -42,6 +45,7 @@ export const OWNED_KINDS = [
   { apiVersion: 'v1', kind: 'Pod' },
   { apiVersion: 'apps/v1', kind: 'Deployment' },
   { apiVersion: 'policy/*', kind: 'PodDisruptionBudget' },
+  { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy' },
 ] as const;
 
 /**
@@ -55,6 +59,8 @@ export const OWNED_KINDS = [
  */
 export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): DesiredObject[] {
   const objects: DesiredObject[] = [credentialsSecret(cr, inputs.credentials)];
+  // Before any Pod: an instance never runs unprotected where a NetworkPolicy controller runs.
+  if (inputs.networkPolicy) objects.push(mysqlNetworkPolicy(cr, inputs.networkPolicy));
   const shards = Array.from({ length: cr.spec.shards }, (_, i) => i);
   for (const s of shards) {
     objects.push(mycnfConfigMap(cr, s));

@@ -3,4 +3,5 @@ export * from './brokers.js';
 export * from './cluster.js';
 export * from './credentials.js';
 export * from './meta.js';
+export * from './network-policy.js';
 export * from './shard.js';

@@ -54,6 +54,7 @@ export const names = {
   primaryPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}-primary`,
   routing: (cluster: string) => `${cluster}-routing`,
   broker: (cluster: string) => `${cluster}-broker`,
+  networkPolicy: (cluster: string) => `${cluster}-mysql`,
 };
 
 export type Role = 'primary' | 'standby';
@@ -185,6 +186,31 @@ export function withSpreadAffinity(
     preferredDuringSchedulingIgnoredDuringExecution: [
       ...preferred,
       { weight: 100, podAffinityTerm: { topologyKey, labelSelector: { matchLabels: selector } } },
+    ],
+  };
+  return affinity;
+}
+
+/**
+ * The user's affinity with a required pod anti-affinity term added: a Pod matching `selector` is
+ * never scheduled onto a node (`topologyKey` domain) that already runs one; it stays Pending
+ * instead. The user's own node/pod (anti-)affinity stays as given.
+ */
+export function withRequiredAntiAffinity(
+  userAffinity: Record<string, unknown> | undefined,
+  selector: Record<string, string>,
+  topologyKey = 'kubernetes.io/hostname',
+): Record<string, unknown> {
+  const affinity = structuredClone(userAffinity ?? {});
+  const anti = (affinity.podAntiAffinity ?? {}) as Record<string, unknown>;
+  const required = Array.isArray(anti.requiredDuringSchedulingIgnoredDuringExecution)
+    ? (anti.requiredDuringSchedulingIgnoredDuringExecution as unknown[])
+    : [];
+  affinity.podAntiAffinity = {
+    ...anti,
+    requiredDuringSchedulingIgnoredDuringExecution: [
+      ...required,
+      { topologyKey, labelSelector: { matchLabels: selector } },
     ],
   };
   return affinity;

@@ -23,6 +23,7 @@ import {
   podPlacement,
   resourcesOf,
   restrictedPodSecurity,
+  withRequiredAntiAffinity,
   withSpreadAffinity,
 } from './meta.js';
 
@@ -157,7 +158,7 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
     ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
     env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
     volumeMounts: agentMounts,
-    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
 
@@ -220,8 +221,20 @@ function seedContainer(cr: DefaultedCluster): Record<string, unknown> {
       { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
     ],
     volumeMounts: agentMounts,
-    securityContext: { runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
+}
+
+/**
+ * The two instances of a shard on different nodes: with both on one node, that node's failure
+ * takes the whole shard (and every message on it) away. `spec.placement.instanceAntiAffinity:
+ * preferred` relaxes the rule for clusters with fewer nodes than that needs.
+ */
+function instanceAffinity(cr: DefaultedCluster, shard: number): Record<string, unknown> {
+  const { affinity } = cr.spec.podTemplate;
+  return cr.spec.placement.instanceAntiAffinity === 'required'
+    ? withRequiredAntiAffinity(affinity, shardSelector(cr, shard))
+    : withSpreadAffinity(affinity, shardSelector(cr, shard));
 }
 
 /** The Pod spec of an instance: everything but the role, so a failover never changes it. */
@@ -237,7 +250,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
     // MariaDB needs no Kubernetes API access, nor one env var per Service in the namespace.
     automountServiceAccountToken: false,
     enableServiceLinks: false,
-    affinity: withSpreadAffinity(podTemplate.affinity, shardSelector(cr, shard)),
+    affinity: instanceAffinity(cr, shard),
     ...podPlacement(cr),
     tolerations: instanceTolerations(podTemplate.tolerations),
     // The image's mysql user (999) from the start: the entrypoint then skips its switch from root,

@@ -96,7 +96,7 @@ describe('the CRD', () => {
 
   it('declares the same defaults as withDefaults', () => {
     expect(spec.default).toEqual({});
-    for (const section of ['mysql', 'mysql.storage', 'brokers', 'failover', 'retention'])
+    for (const section of ['mysql', 'mysql.storage', 'brokers', 'failover', 'placement', 'retention'])
       expect(at(section).default, section).toEqual({});
     expect(at('shards').default).toBe(DEFAULTS.shards);
     expect(at('mysql.image').default).toBe(DEFAULTS.mysql.image);
@@ -106,6 +106,7 @@ describe('the CRD', () => {
     for (const [k, v] of Object.entries(DEFAULTS.brokers)) expect(at(`brokers.${k}`).default, k).toBe(v);
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
+    expect(at('placement.instanceAntiAffinity').default).toBe(DEFAULTS.placement.instanceAntiAffinity);
     for (const [k, v] of Object.entries(DEFAULTS.retention)) expect(at(`retention.${k}`).default, k).toBe(v);
     for (const section of ['monitoring', 'monitoring.mysqldExporter'])
       expect(at(section).default, section).toEqual({});
@@ -134,6 +135,7 @@ describe('the CRD', () => {
     }
     expect(at('mysql.durability').enum).toEqual(['required', 'preferred']);
     expect(at('pvcDeletionPolicy').enum).toEqual(['Retain', 'Delete']);
+    expect(at('placement.instanceAntiAffinity').enum).toEqual(['required', 'preferred']);
   });
 
   it('refuses every operator-owned my.cnf key, in both spellings', () => {

@@ -29,6 +29,7 @@ describe('withDefaults', () => {
         promoteForWritesDelaySeconds: 300,
       },
       podTemplate: { tolerations: [], nodeSelector: {}, labels: {}, annotations: {} },
+      placement: { instanceAntiAffinity: 'required' },
       pvcDeletionPolicy: 'Retain',
       retention: { maxAgeHours: 720, binlogMinAgeHours: 24, intervalSeconds: 60 },
       monitoring: {
@@ -74,6 +75,7 @@ describe('withDefaults', () => {
         annotations: { a: 'n' },
         priorityClassName: 'high',
       },
+      placement: { instanceAntiAffinity: 'preferred' },
       pvcDeletionPolicy: 'Delete',
       retention: { maxAgeHours: 1, maxBytesPerShard: 4 << 20, binlogMinAgeHours: 0, intervalSeconds: 5 },
       monitoring: {

@@ -6,6 +6,7 @@ import {
   pdbApiVersion,
   resourcesOf,
   selectorString,
+  withRequiredAntiAffinity,
   withSpreadAffinity,
 } from '../../../src/operator/desired/meta.js';
 import { OWNER, STANDARD_LABELS, cluster } from './fixtures.js';
@@ -108,6 +109,30 @@ describe('withSpreadAffinity', () => {
       { weight: 1, podAffinityTerm: { topologyKey: 'rack' } },
       term,
     ]);
+  });
+});
+
+describe('withRequiredAntiAffinity', () => {
+  const selector = { 'mysqlmq.io/shard': 'shard-0' };
+  const term = { topologyKey: 'kubernetes.io/hostname', labelSelector: { matchLabels: selector } };
+
+  it('adds a required anti-affinity on the hostname after the user terms, without modifying them', () => {
+    expect(withRequiredAntiAffinity(undefined, selector)).toEqual({
+      podAntiAffinity: { requiredDuringSchedulingIgnoredDuringExecution: [term] },
+    });
+    const user = {
+      podAntiAffinity: {
+        requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'zone' }],
+        preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: {} }],
+      },
+    };
+    const before = structuredClone(user);
+    const merged = withRequiredAntiAffinity(user, selector) as Record<string, any>;
+    expect(user).toEqual(before);
+    expect(merged.podAntiAffinity).toEqual({
+      requiredDuringSchedulingIgnoredDuringExecution: [{ topologyKey: 'zone' }, term],
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 1, podAffinityTerm: {} }],
+    });
   });
 });
 

@@ -100,6 +100,15 @@ describe('instance Pod', () => {
       seccompProfile: { type: 'RuntimeDefault' },
     });
     expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    // The agent sidecar and the seed init step too: the restricted profile covers every container.
+    for (const other of [container(spec, 'agent'), spec.initContainers[0]]) {
+      expect(other.securityContext).toEqual({
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+        runAsUser: 999,
+        runAsGroup: 999,
+      });
+    }
   });
 
   it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
@@ -130,22 +139,26 @@ describe('instance Pod', () => {
     expect(c.resources).toEqual({ requests: { cpu: '1', memory: '2Gi' } });
   });
 
-  it('spreads the two instances of a shard over nodes and honours the pod template', () => {
-    expect(spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution).toEqual([
-      {
-        weight: 100,
-        podAffinityTerm: {
-          topologyKey: 'kubernetes.io/hostname',
-          labelSelector: {
-            matchLabels: {
-              'mysqlmq.io/cluster': 'mq',
-              'app.kubernetes.io/component': 'mysql',
-              'mysqlmq.io/shard': 'shard-1',
-            },
-          },
+  it('never puts the two instances of a shard on one node, and honours the pod template', () => {
+    const shardTerm = {
+      topologyKey: 'kubernetes.io/hostname',
+      labelSelector: {
+        matchLabels: {
+          'mysqlmq.io/cluster': 'mq',
+          'app.kubernetes.io/component': 'mysql',
+          'mysqlmq.io/shard': 'shard-1',
         },
       },
-    ]);
+    };
+    expect(spec.affinity.podAntiAffinity).toEqual({
+      requiredDuringSchedulingIgnoredDuringExecution: [shardTerm],
+    });
+    // placement.instanceAntiAffinity: preferred only spreads them, and the change rolls the Pods.
+    const relaxed = cluster({ ...cr.spec, placement: { instanceAntiAffinity: 'preferred' } });
+    expect(specOf(mysqlPod(relaxed, 1, 0, 'primary')).affinity.podAntiAffinity).toEqual({
+      preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: shardTerm }],
+    });
+    expect(mysqlPodHash(relaxed, 1, 0)).not.toBe(mysqlPodHash(cr, 1, 0));
     expect(spec.nodeSelector).toEqual({ disk: 'ssd' });
     expect(spec.tolerations).toEqual([
       { key: 'dedicated', operator: 'Equal', value: 'mq', effect: 'NoSchedule' },

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../../../src/agent/contract.js';
-import { ANNOTATION_CONFIG_HASH, LABEL_ROLE } from '../../../src/operator/api/types.js';
+import { ANNOTATION_CONFIG_HASH, LABEL_ROLE, LABEL_SHARD } from '../../../src/operator/api/types.js';
 import type { DesiredObject } from '../../../src/operator/desired/index.js';
 import { type ObservedPod, planPods } from '../../../src/operator/pod-plan.js';
 
@@ -15,16 +15,16 @@ function desiredPods(hash = 'h1'): DesiredObject[] {
     metadata: {
       name: name!,
       namespace: 'ns',
-      labels: { [LABEL_ROLE]: role! },
+      labels: { [LABEL_ROLE]: role!, [LABEL_SHARD]: 'shard-0' },
       annotations: { [ANNOTATION_CONFIG_HASH]: hash },
     },
   }));
 }
 
-/** The running Pod of a desired one; `over` changes its labels, hash, phase or deletion. */
+/** The running Pod of a desired one; `over` changes its labels, hash, phase, deletion or node. */
 function running(
   want: DesiredObject,
-  over: { role?: string; hash?: string; phase?: string; deleting?: boolean } = {},
+  over: { role?: string; hash?: string; phase?: string; deleting?: boolean; unscheduled?: boolean } = {},
 ): ObservedPod {
   return {
     metadata: {
@@ -35,7 +35,13 @@ function running(
       },
       ...(over.deleting ? { deletionTimestamp: '2026-12-04T00:00:00Z' } : {}),
     },
-    status: { phase: over.phase ?? 'Running' },
+    ...(over.unscheduled ? {} : { spec: { nodeName: 'node-a' } }),
+    status: {
+      phase: over.phase ?? 'Running',
+      ...(over.unscheduled
+        ? { conditions: [{ type: 'PodScheduled', status: 'False', reason: 'Unschedulable' }] }
+        : {}),
+    },
   };
 }
 
@@ -132,6 +138,39 @@ describe('planPods', () => {
       shardsSettled: false,
     });
     expect(plan).toEqual({ actions: [], progressing: true });
+  });
+
+  it('recreates at once a stale Pod that no node took, without waiting for the shards', () => {
+    const [p2, s2] = desiredPods('h2');
+    const plan = planPods({
+      desired: [p2!, s2!],
+      observed: observe(running(primary!), running(standby!, { phase: 'Pending', unscheduled: true })),
+      shardsSettled: false,
+    });
+    expect(plan).toEqual({ actions: [{ kind: 'reschedule', name: 'c-shard-0-1' }], progressing: true });
+    // One that is current stays Pending: recreating it would not place it.
+    expect(
+      planPods({
+        desired: [primary!, standby!],
+        observed: observe(running(primary!), running(standby!, { phase: 'Pending', unscheduled: true })),
+        shardsSettled: false,
+      }).actions,
+    ).toEqual([]);
+  });
+
+  it("rolls a shard's stale Pod at once when the shard's current Pod finds no node", () => {
+    // The primary still carries the old required anti-affinity, which keeps the relaxed standby off
+    // the one node allowed: waiting for the shard to settle would wait forever.
+    const [p2, s2] = desiredPods('h2');
+    const plan = planPods({
+      desired: [p2!, s2!],
+      observed: observe(running(primary!), running(s2!, { phase: 'Pending', unscheduled: true })),
+      shardsSettled: false,
+    });
+    expect(plan).toEqual({
+      actions: [{ kind: 'roll', name: 'c-shard-0-0', role: 'primary', stale: 1 }],
+      progressing: true,
+    });
   });
 
   it('does not roll while another Pod is on its way, but still creates it', () => {

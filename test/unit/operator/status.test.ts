@@ -110,6 +110,23 @@ describe('computeStatus', () => {
     });
   });
 
+  it('carries the instance separation as the InstancesSeparated condition, without changing readiness', () => {
+    const sameNode = {
+      status: 'False' as const,
+      reason: 'SameNode',
+      message: 'shard-1: c-shard-1-0 and c-shard-1-1 both run on node-a',
+    };
+    const s = computeStatus({
+      ...base,
+      previous: undefined,
+      outcomes: [outcome(0, 'Healthy'), outcome(1, 'Healthy')],
+      separation: sameNode,
+      now,
+    });
+    expect(condition(s, 'InstancesSeparated')).toMatchObject({ ...sameNode, observedGeneration: 3 });
+    expect(condition(s, 'Ready')?.status).toBe('True');
+  });
+
   it('says which shard failed over, and stays Available while another shard takes writes', () => {
     const s = computeStatus({
       ...base,

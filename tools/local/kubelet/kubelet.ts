@@ -18,6 +18,7 @@ import { ObjectLookup } from './env.js';
 import { NodeAgent, mergePatch } from './nodes.js';
 import { PodWorker } from './pod-worker.js';
 import { Reflector } from './reflector.js';
+import { type PlacedPod, feasibleNodes } from './scheduling.js';
 import { type ApiServerEndpoint, endpointOf } from './service-account.js';
 import { pvcDir, pvcUidFile } from './volumes.js';
 
@@ -90,7 +91,10 @@ export class TestKubelet {
   private scheduling = false;
   /** Pods bound by us that the watch has not shown bound yet (uid -> node), for spreading. */
   private readonly assumed = new Map<string, string>();
-  private readonly unschedulableReported = new Set<string>();
+  /** The scheduler message last written to each unschedulable pod (by uid). */
+  private readonly unschedulableReported = new Map<string, string>();
+  /** Pods no node fits now (keys), tried again when a pod goes away. */
+  private readonly unschedulable = new Set<string>();
   private stopped = false;
   private readonly brokerMain: string;
   private readonly operatorMain: string;
@@ -238,6 +242,9 @@ export class TestKubelet {
     if (this.stopped) return;
     const worker = this.workers.get(key);
     if (!pod) {
+      this.unschedulable.delete(key);
+      // A pod gone may have been what kept an unschedulable one off a node.
+      for (const waiting of this.unschedulable) this.enqueueSchedule(waiting);
       if (worker) {
         this.workers.delete(key);
         this.log.info('pod gone from the API; killing its processes', { pod: key });
@@ -257,6 +264,7 @@ export class TestKubelet {
       return;
     }
     this.assumed.delete(uid);
+    this.unschedulable.delete(key);
     if (!this.nodeNames.includes(nodeName)) return;
     let w = this.workers.get(key);
     if (!w) {
@@ -338,19 +346,32 @@ export class TestKubelet {
     }
   }
 
-  /** Nodes whose labels satisfy the pod's nodeSelector, least loaded with pods of its shard first. */
-  private pickNode(pod: V1Pod): string | undefined {
-    const selector = pod.spec?.nodeSelector ?? {};
-    const fits = this.agents.filter((a) => Object.entries(selector).every(([k, v]) => a.labels[k] === v));
-    if (!fits.length) return undefined;
+  /**
+   * The node for a pod: among those the scheduler's filters allow (`feasibleNodes`: nodeSelector,
+   * required pod anti-affinity both ways), the least loaded with pods of its shard, then with
+   * pods. Undefined with the reason when none fits.
+   */
+  private pickNode(pod: V1Pod): { node?: string; message?: string } {
+    const placed: PlacedPod[] = [];
+    for (const other of this.podReflector?.store.values() ?? []) {
+      if (isTerminal(other)) continue;
+      const node = other.spec?.nodeName ?? this.assumed.get(other.metadata?.uid ?? '');
+      if (node) placed.push({ pod: other, node });
+    }
+    const { nodes: fits, message } = feasibleNodes(
+      pod,
+      this.agents.map((a) => ({ name: a.name, labels: a.labels })),
+      placed,
+    );
+    if (!fits.length) return { message };
     const ns = pod.metadata?.namespace;
     const shard = pod.metadata?.labels?.[SHARD_LABEL];
     const load = new Map<string, { shard: number; all: number }>(
       fits.map((a) => [a.name, { shard: 0, all: 0 }]),
     );
-    const count = (node: string | undefined, other: V1Pod) => {
-      const l = node ? load.get(node) : undefined;
-      if (!l) return;
+    for (const { pod: other, node } of placed) {
+      const l = load.get(node);
+      if (!l || other.metadata?.uid === pod.metadata?.uid) continue;
       l.all++;
       if (
         shard !== undefined &&
@@ -359,27 +380,25 @@ export class TestKubelet {
       ) {
         l.shard++;
       }
-    };
-    for (const other of this.podReflector?.store.values() ?? []) {
-      if (isTerminal(other) || other.metadata?.uid === pod.metadata?.uid) continue;
-      count(other.spec?.nodeName ?? this.assumed.get(other.metadata?.uid ?? ''), other);
     }
-    return [...fits].sort((a, b) => {
+    const node = [...fits].sort((a, b) => {
       const la = load.get(a.name)!;
       const lb = load.get(b.name)!;
       return la.shard - lb.shard || la.all - lb.all;
     })[0]!.name;
+    return { node };
   }
 
   private async bind(key: string, pod: V1Pod): Promise<void> {
     const name = pod.metadata!.name!;
     const namespace = pod.metadata!.namespace!;
     const uid = pod.metadata!.uid!;
-    const node = this.pickNode(pod);
+    const { node, message = '' } = this.pickNode(pod);
     if (!node) {
-      if (!this.unschedulableReported.has(uid)) {
-        this.unschedulableReported.add(uid);
-        const message = `0/${this.agents.length} nodes are available: node(s) didn't match node selector.`;
+      // Tried again whenever a pod goes away (kube-scheduler retries on cluster changes too).
+      this.unschedulable.add(key);
+      if (this.unschedulableReported.get(uid) !== message) {
+        this.unschedulableReported.set(uid, message);
         this.log.warn('pod unschedulable', { pod: key, detail: message });
         await this.core
           .patchNamespacedPodStatus(
