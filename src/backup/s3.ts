@@ -44,8 +44,10 @@ export class S3Target implements BackupTarget {
       ...(options.endpoint ? { endpoint: options.endpoint } : {}),
       forcePathStyle: options.forcePathStyle ?? false,
       ...(options.credentials ? { credentials: options.credentials } : {}),
-      // A dead endpoint fails a backup in seconds instead of after the SDK's long retries.
+      // A dead endpoint fails a backup in seconds instead of after the SDK's long retries, and a
+      // stalled one does not hold the backup run forever.
       maxAttempts: 3,
+      requestHandler: { connectionTimeout: 5_000, requestTimeout: 120_000 },
     });
   }
 

@@ -17,6 +17,8 @@ export interface BackupTarget {
   list(prefix: string): Promise<string[]>;
   /** Deletes every key under `prefix`. */
   removeAll(prefix: string): Promise<void>;
+  /** Releases connections (S3); a directory has none. */
+  close?(): void;
 }
 
 export class BackupNotFoundError extends Error {

@@ -1,11 +1,13 @@
-import type {
-  ClusterPhase,
-  Condition,
-  ConditionType,
-  MessageQueueClusterStatus,
-  ShardStatus,
-  SwitchoverStatus,
+import {
+  BACKUP_READY_CONDITION,
+  type ClusterPhase,
+  type Condition,
+  type ConditionType,
+  type MessageQueueClusterStatus,
+  type ShardStatus,
+  type SwitchoverStatus,
 } from './api/types.js';
+import type { BackupView } from './backup/loop.js';
 import type { ShardMemory } from './shards/decide.js';
 import type { ShardOutcome } from './shards/manager.js';
 
@@ -22,6 +24,8 @@ export interface StatusInput {
   /** The shard loop's last switchover and failover count; the previous status's when it has none. */
   lastSwitchover?: SwitchoverStatus;
   failoverCount?: number;
+  /** With `spec.backup`: status.backup and the BackupReady condition (src/operator/backup/). */
+  backup?: BackupView;
   now: Date;
 }
 
@@ -175,6 +179,24 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     degraded.length ? describe(degraded) : 'every shard has its primary and a semi-sync standby',
   );
 
+  // A cluster without spec.backup has no BackupReady condition (one that had it loses it).
+  if (input.backup) {
+    setCondition(
+      conditions,
+      {
+        type: BACKUP_READY_CONDITION,
+        status: input.backup.ready ? 'True' : 'False',
+        reason: input.backup.reason,
+        message: input.backup.message,
+      },
+      input.generation,
+      now,
+    );
+  } else {
+    const i = conditions.findIndex((c) => c.type === BACKUP_READY_CONDITION);
+    if (i >= 0) conditions.splice(i, 1);
+  }
+
   const phase: ClusterPhase = ready
     ? 'Ready'
     : degraded.length
@@ -191,6 +213,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     ...(lastFailoverTime ? { lastFailoverTime } : {}),
     ...(failoverCount ? { failoverCount } : {}),
     ...(lastSwitchover ? { lastSwitchover } : {}),
+    ...(input.backup ? { backup: input.backup.status } : {}),
     shards,
   };
 }

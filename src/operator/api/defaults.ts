@@ -34,6 +34,7 @@ export const DEFAULTS = {
     promoteForWritesDelaySeconds: 300,
   },
   pvcDeletionPolicy: 'Retain',
+  backup: { keep: 7 },
   retention: {
     maxAgeHours: 720,
     binlogMinAgeHours: 24,
@@ -101,6 +102,15 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       binlogMinAgeHours: r.binlogMinAgeHours ?? DEFAULTS.retention.binlogMinAgeHours,
       intervalSeconds: r.intervalSeconds ?? DEFAULTS.retention.intervalSeconds,
     },
+    ...(s.backup
+      ? {
+          backup: {
+            schedule: s.backup.schedule,
+            target: s.backup.target,
+            keep: s.backup.keep ?? DEFAULTS.backup.keep,
+          },
+        }
+      : {}),
   };
 }
 

@@ -8,6 +8,8 @@
  * and what the desired-state builders (../desired/) consume.
  */
 
+import type { BackupTargetSpec } from '../../backup/target-spec.js';
+
 // --- API identity ----------------------------------------------------------------------------
 
 export const GROUP = 'mysqlmq.io';
@@ -79,6 +81,9 @@ export const ConditionType = {
   Degraded: 'Degraded',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+/** With `spec.backup` only: True once every shard's last scheduled backup finished. */
+export const BACKUP_READY_CONDITION = 'BackupReady';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -182,6 +187,15 @@ export interface RetentionSpec {
   intervalSeconds?: number;
 }
 
+/** Scheduled full backups of every shard (src/operator/backup/, docs/backup.md). */
+export interface BackupSpec {
+  /** Cron, UTC: 5 fields, or 6 with seconds first, or `@daily`-style nicknames. */
+  schedule: string;
+  target: BackupTargetSpec;
+  /** Finished backups kept per shard. */
+  keep?: number;
+}
+
 /** What a user sends (and an old object may hold): every field is optional. */
 export interface MessageQueueClusterSpec {
   shards?: number;
@@ -191,6 +205,8 @@ export interface MessageQueueClusterSpec {
   podTemplate?: PodTemplateSpec;
   pvcDeletionPolicy?: PvcDeletionPolicy;
   retention?: RetentionSpec;
+  /** Absent: no backups (nothing changes for a cluster without it). */
+  backup?: BackupSpec;
 }
 
 /** The spec after `withDefaults`: every field with a default is present. */
@@ -228,6 +244,7 @@ export interface DefaultedSpec {
     binlogMinAgeHours: number;
     intervalSeconds: number;
   };
+  backup?: { schedule: string; target: BackupTargetSpec; keep: number };
 }
 
 // --- status ----------------------------------------------------------------------------------
@@ -292,6 +309,20 @@ export interface SwitchoverStatus {
   requestedBy?: string;
 }
 
+/** The last scheduled backup, as `kubectl describe` shows it. */
+export interface BackupStatus {
+  /** When the last backup of every shard that finished started (RFC 3339). */
+  lastBackupTime?: string;
+  /** Bytes of that backup, all shards together. */
+  lastBackupBytes?: number;
+  /** Why the last attempt failed; empty after a success. */
+  lastError?: string;
+  /** When the schedule runs next (RFC 3339). */
+  nextBackupTime?: string;
+  /** The target, without credentials (`s3://bucket/prefix/ at endpoint`, `directory /backups`). */
+  target?: string;
+}
+
 export interface MessageQueueClusterStatus {
   observedGeneration?: number;
   phase?: ClusterPhase;
@@ -308,6 +339,7 @@ export interface MessageQueueClusterStatus {
   /** Failovers since the cluster was created (Events may be deduplicated or expire; this stays). */
   failoverCount?: number;
   lastSwitchover?: SwitchoverStatus;
+  backup?: BackupStatus;
   shards?: ShardStatus[];
   /** The version of the last routing document published to brokers. */
   routingVersion?: number;

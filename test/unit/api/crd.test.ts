@@ -107,6 +107,9 @@ describe('the CRD', () => {
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
     for (const [k, v] of Object.entries(DEFAULTS.retention)) expect(at(`retention.${k}`).default, k).toBe(v);
+    // Backups are opt-in: no default object, only the default of `keep` inside one.
+    expect(at('backup').default).toBeUndefined();
+    expect(at('backup.keep').default).toBe(DEFAULTS.backup.keep);
   });
 
   it('has the ranges validateSpec repeats', () => {
@@ -161,6 +164,7 @@ describe('the CRD', () => {
         'lastFailoverTime',
         'failoverCount',
         'lastSwitchover',
+        'backup',
         'shards',
         'routingVersion',
       ].sort(),
