@@ -2,6 +2,8 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { restoreShard } from '../backup/restore.js';
+import { targetOf } from '../backup/target-spec.js';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { dataDirState, planSeed, pullAndSeed } from './seed.js';
@@ -13,9 +15,11 @@ import { agentToken } from './token.js';
  * The agent of a MariaDB pod (the mysqlmq image, next to the mariadb container):
  *   serve  the sidecar: streams physical copies of the local instance to instances being rebuilt
  *   seed   the init step: fills an empty (or to-be-rebuilt) data directory from the shard's primary
- * Secrets come from the environment (MARIADB_ROOT_PASSWORD), never from flags.
+ *   restore  fills a data directory from a backup in a directory or an S3 bucket (docs/backup.md)
+ * Secrets come from the environment (MARIADB_ROOT_PASSWORD, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY),
+ * never from flags.
  */
-const USAGE = `Usage: mq-agent serve|seed [options]
+const USAGE = `Usage: mq-agent serve|seed|restore [options]
 
   --data-dir DIR      the instance's data directory (default /var/lib/mysql)
   --work-dir DIR      scratch space outside the data directory (default $TMPDIR/mq-agent)
@@ -23,8 +27,12 @@ const USAGE = `Usage: mq-agent serve|seed [options]
          --mysql-host ADDR (default $POD_IP, else 127.0.0.1) --mysql-port N (default 3306)
   seed:  MQ_SEED_SOURCE (host:port of the source's agent) and MQ_SEED_ID (a rebuild request) from
          the environment; does nothing when MQ_SEED_SOURCE is empty
+  restore: --cluster NAME --shard shard-N [--backup STAMP, default the newest finished one]
+         and a target: --directory PATH, or --s3-bucket B [--s3-prefix P] [--s3-endpoint URL]
+         [--s3-region R] [--s3-force-path-style]; S3 credentials from AWS_ACCESS_KEY_ID and
+         AWS_SECRET_ACCESS_KEY. Replaces --data-dir (mariadbd must not be running on it).
 
-Environment: MARIADB_ROOT_PASSWORD, MQ_LOG_LEVEL`;
+Environment: MARIADB_ROOT_PASSWORD (serve, seed), MQ_LOG_LEVEL`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -36,13 +44,57 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       'mysql-host': { type: 'string' },
       'mysql-port': { type: 'string' },
+      cluster: { type: 'string' },
+      shard: { type: 'string' },
+      backup: { type: 'string' },
+      directory: { type: 'string' },
+      's3-bucket': { type: 'string' },
+      's3-prefix': { type: 'string' },
+      's3-endpoint': { type: 'string' },
+      's3-region': { type: 'string' },
+      's3-force-path-style': { type: 'boolean' },
       help: { type: 'boolean' },
     },
   });
   const command = positionals[0];
-  if (values.help || (command !== 'serve' && command !== 'seed')) {
+  if (values.help || (command !== 'serve' && command !== 'seed' && command !== 'restore')) {
     console.log(USAGE);
     process.exit(values.help ? 0 : 2);
+  }
+  if (command === 'restore') {
+    if (!values.cluster || !values.shard || !values.directory === !values['s3-bucket'])
+      throw new Error('restore needs --cluster, --shard and one of --directory and --s3-bucket (see --help)');
+    const log = createLogger('agent-restore');
+    const target = targetOf({
+      ...(values.directory ? { directory: { path: values.directory } } : {}),
+      ...(values['s3-bucket']
+        ? {
+            s3: {
+              bucket: values['s3-bucket'],
+              prefix: values['s3-prefix'],
+              endpoint: values['s3-endpoint'],
+              region: values['s3-region'],
+              forcePathStyle: values['s3-force-path-style'],
+            },
+          }
+        : {}),
+    });
+    const started = Date.now();
+    const manifest = await restoreShard({
+      target,
+      cluster: values.cluster,
+      shard: values.shard,
+      stamp: values.backup,
+      dataDir: values['data-dir'] ?? '/var/lib/mysql',
+    });
+    log.info('restored', {
+      from: target.description,
+      backup: manifest.startedAt,
+      gtid: manifest.gtidAtStart,
+      bytes: manifest.bytes,
+      ms: Date.now() - started,
+    });
+    return;
   }
   const password = process.env.MARIADB_ROOT_PASSWORD ?? '';
   if (!password) throw new Error('MARIADB_ROOT_PASSWORD is not set');

@@ -48,7 +48,7 @@ export async function dataDirState(dataDir: string): Promise<DataDirState> {
 }
 
 /** A GET to the agent at `source` (`host:port`): the response when 200, else its error message. */
-function agentGet(
+export function agentGet(
   source: string,
   path: string,
   token: string,

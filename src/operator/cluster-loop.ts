@@ -7,6 +7,8 @@ import type { ShardSecrets } from '../shard/bootstrap.js';
 import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } from './api/types.js';
 import { DeadLetterWatch } from './dead-letters/watch.js';
 import type { EventRecorder, EventSubject } from './events.js';
+import { agentToken } from '../agent/token.js';
+import { BackupLoop, type BackupView } from './backup/loop.js';
 import { RetentionLoop, retentionMetrics } from './retention/loop.js';
 import { names } from './desired/meta.js';
 import type { ShardMemory, SwitchoverRequest } from './shards/decide.js';
@@ -29,6 +31,8 @@ export interface ClusterLoopDeps {
   changed(): void;
   /** Nodes marked unschedulable: a primary there is switched over to its standby elsewhere. */
   cordonedNodes(): Set<string>;
+  /** A Secret's `data` in the cluster's namespace (backup target credentials); undefined if absent. */
+  readSecret(name: string): Promise<Record<string, string> | undefined>;
   /** Removes the switchover annotation once the switchover it asked for is over (either way). */
   clearSwitchoverRequest(): Promise<void>;
   events: EventRecorder;
@@ -119,6 +123,7 @@ export class ClusterLoop {
   private readonly manager: ShardManager;
   private readonly retention: RetentionLoop;
   private readonly deadLetters: DeadLetterWatch;
+  private readonly backup: BackupLoop;
   private timer?: NodeJS.Timeout;
   private running = false;
   private stopped = false;
@@ -140,6 +145,7 @@ export class ClusterLoop {
   /** Per shard: when a switchover for a drain was last refused (tried again after a while). */
   private readonly drainRefusedAt = new Map<string, number>();
   private failoverCount: number;
+  private backupView?: BackupView;
 
   constructor(private readonly deps: ClusterLoopDeps) {
     this.manager = new ShardManager(deps.secrets, deps.log, 2000);
@@ -156,6 +162,16 @@ export class ClusterLoop {
       log: deps.log,
     });
     const cr = deps.cluster();
+    this.backup = new BackupLoop(
+      {
+        admin: deps.secrets.admin,
+        agentToken: agentToken(deps.secrets.admin.password),
+        readSecret: deps.readSecret,
+        events: deps.events,
+        log: deps.log,
+      },
+      cr?.status?.backup,
+    );
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
     this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
     this.failoverCount = cr?.status?.failoverCount ?? 0;
@@ -167,6 +183,7 @@ export class ClusterLoop {
     routing: RoutingDocument;
     lastSwitchover?: SwitchoverStatus;
     failoverCount: number;
+    backup?: BackupView;
   } {
     return {
       outcomes: this.outcomes,
@@ -174,6 +191,7 @@ export class ClusterLoop {
       routing: this.routing,
       lastSwitchover: this.lastSwitchover,
       failoverCount: this.failoverCount,
+      backup: this.backupView,
     };
   }
 
@@ -245,6 +263,8 @@ export class ClusterLoop {
     );
     this.retention.maybeRun(cr, decided);
     this.deadLetters.maybeRun(cr, decided);
+    this.backup.maybeRun(cr, decided);
+    this.backupView = this.backup.view(cr);
     const outcomes = this.retention.annotate(cr, decided);
     this.outcomes = outcomes;
     this.observedAt = observedAt;
@@ -325,6 +345,7 @@ export class ClusterLoop {
       this.routing.version,
       this.lastSwitchover,
       this.failoverCount,
+      this.backupView,
       outcomes.map((o) => ({ ...shardStatusOf(o), replicationLagSeconds: null, lagTransactions: null })),
     ]);
     if (summary !== this.lastSummary) {

@@ -409,6 +409,17 @@ export class ClusterReconciler {
       publishedRouting: this.publishedRouting(cr),
       changed: () => this.deps.enqueue(key),
       cordonedNodes: () => this.deps.caches.cordonedNodes(),
+      readSecret: async (secretName) => {
+        try {
+          const secret = await this.deps.rest.request<KubeObject & { data?: Record<string, string> }>({
+            path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace, name: secretName }),
+          });
+          return secret.data ?? {};
+        } catch (err) {
+          if (isNotFound(err)) return undefined;
+          throw err;
+        }
+      },
       clearSwitchoverRequest: async () => {
         const live = this.deps.caches.cluster(key);
         if (!live?.metadata.annotations?.[ANNOTATION_SWITCHOVER]) return;
@@ -642,6 +653,7 @@ export class ClusterReconciler {
       },
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
       lastSwitchover: loop?.latest.lastSwitchover,
+      backup: loop?.latest.backup,
       failoverCount: loop?.latest.failoverCount,
       separation: instanceSeparation(
         name,

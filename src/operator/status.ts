@@ -1,12 +1,14 @@
-import type {
-  ClusterPhase,
-  Condition,
-  ConditionType,
-  MessageQueueClusterStatus,
-  ShardStatus,
-  SwitchoverStatus,
+import {
+  BACKUP_READY_CONDITION,
+  type ClusterPhase,
+  type Condition,
+  type ConditionType,
+  type MessageQueueClusterStatus,
+  type ShardStatus,
+  type SwitchoverStatus,
 } from './api/types.js';
 import type { SeparationVerdict } from './placement.js';
+import type { BackupView } from './backup/loop.js';
 import type { ShardMemory } from './shards/decide.js';
 import type { ShardOutcome } from './shards/manager.js';
 
@@ -25,6 +27,8 @@ export interface StatusInput {
   failoverCount?: number;
   /** Whether each shard's instances run on different nodes (`instanceSeparation`). */
   separation?: SeparationVerdict;
+  /** With `spec.backup`: status.backup and the BackupReady condition (src/operator/backup/). */
+  backup?: BackupView;
   now: Date;
 }
 
@@ -182,6 +186,24 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     setCondition(conditions, { type: 'InstancesSeparated', status, reason, message }, input.generation, now);
   }
 
+  // A cluster without spec.backup has no BackupReady condition (one that had it loses it).
+  if (input.backup) {
+    setCondition(
+      conditions,
+      {
+        type: BACKUP_READY_CONDITION,
+        status: input.backup.ready ? 'True' : 'False',
+        reason: input.backup.reason,
+        message: input.backup.message,
+      },
+      input.generation,
+      now,
+    );
+  } else {
+    const i = conditions.findIndex((c) => c.type === BACKUP_READY_CONDITION);
+    if (i >= 0) conditions.splice(i, 1);
+  }
+
   const phase: ClusterPhase = ready
     ? 'Ready'
     : degraded.length
@@ -198,6 +220,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     ...(lastFailoverTime ? { lastFailoverTime } : {}),
     ...(failoverCount ? { failoverCount } : {}),
     ...(lastSwitchover ? { lastSwitchover } : {}),
+    ...(input.backup ? { backup: input.backup.status } : {}),
     shards,
   };
 }

@@ -183,30 +183,27 @@ async function emptyDirectory(dir: string): Promise<void> {
   for (const entry of await readdir(dir)) await rm(join(dir, entry), { recursive: true, force: true });
 }
 
-export interface SeedOptions {
-  /** The request this seed satisfies (kept in the marker). */
+/** What `extractAndPrepare` needs: where the stream came from, scratch space, prepare memory. */
+export interface PrepareOptions {
+  /** Why the directory is being replaced (kept in the partial-copy file). */
   id: string;
-  /** Turns the copy's binlog position into a GTID on the source (`gtidAtBinlogPosition` there). */
-  gtidAt(at: BinlogPosition): Promise<string>;
-  /** Where the stream came from, for the marker and messages. */
+  /** Where the stream came from, for messages. */
   source: string;
-  /** A scratch directory outside the data directory. */
-  workDir: string;
   /** InnoDB memory for --prepare. */
   prepareMemory?: string;
 }
 
 /**
- * Replaces the contents of `dataDir` with the copy in `stream` (xbstream from `streamBackup`):
- * extract, apply the redo log (`--prepare`), and set the replication position to the copy's GTID,
- * so the server that starts on it replicates from its source's next transaction. The marker is
- * written last: a seed that stopped half way is redone.
+ * Replaces the contents of `dataDir` with the xbstream in `stream` and applies its redo log
+ * (`mbstream -x`, `mariadb-backup --prepare`): a data directory mariadbd can start on. The
+ * partial-copy file stays until the caller removes it (`SEED_INCOMPLETE_FILE`), so a copy that
+ * stopped half way is never started. Used by rebuilds (`seedDataDir`) and restores from a backup.
  */
-export async function seedDataDir(
+export async function extractAndPrepare(
   stream: Readable,
   dataDir: string,
-  options: SeedOptions,
-): Promise<SeedMarker> {
+  options: PrepareOptions,
+): Promise<void> {
   await emptyDirectory(dataDir);
   await writeFile(join(dataDir, SEED_INCOMPLETE_FILE), `${options.id} from ${options.source}\n`);
   const extract = spawn('mbstream', ['-x', '-C', dataDir], { stdio: ['pipe', 'ignore', 'pipe'] });
@@ -229,6 +226,27 @@ export async function seedDataDir(
     `--target-dir=${dataDir}`,
     `--use-memory=${options.prepareMemory ?? '256M'}`,
   ]);
+}
+
+export interface SeedOptions extends PrepareOptions {
+  /** Turns the copy's binlog position into a GTID on the source (`gtidAtBinlogPosition` there). */
+  gtidAt(at: BinlogPosition): Promise<string>;
+  /** A scratch directory outside the data directory. */
+  workDir: string;
+}
+
+/**
+ * Replaces the contents of `dataDir` with the copy in `stream` (xbstream from `streamBackup`):
+ * extract, apply the redo log (`--prepare`), and set the replication position to the copy's GTID,
+ * so the server that starts on it replicates from its source's next transaction. The marker is
+ * written last: a seed that stopped half way is redone.
+ */
+export async function seedDataDir(
+  stream: Readable,
+  dataDir: string,
+  options: SeedOptions,
+): Promise<SeedMarker> {
+  await extractAndPrepare(stream, dataDir, options);
   // No InnoDB commit with a binlog position yet (a shard without messages): replicate from the start.
   const at = parseInnodbBinlogPos(
     await readFile(join(dataDir, INNODB_BINLOG_POS_FILE), 'utf8').catch(() => ''),

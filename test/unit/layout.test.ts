@@ -16,6 +16,7 @@ describe('the product is only src/', () => {
     expect(readdirSync(join(REPO, 'src')).sort()).toEqual([
       'agent',
       'api',
+      'backup',
       'broker',
       'cli',
       'client',

@@ -35,6 +35,7 @@ export const DEFAULTS = {
   },
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
+  backup: { keep: 7 },
   retention: {
     maxAgeHours: 720,
     binlogMinAgeHours: 24,
@@ -118,6 +119,15 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         resources: clone(exporter.resources ?? {}),
       },
     },
+    ...(s.backup
+      ? {
+          backup: {
+            schedule: s.backup.schedule,
+            target: s.backup.target,
+            keep: s.backup.keep ?? DEFAULTS.backup.keep,
+          },
+        }
+      : {}),
   };
 }
 

@@ -8,6 +8,8 @@
  * and what the desired-state builders (../desired/) consume.
  */
 
+import type { BackupTargetSpec } from '../../backup/target-spec.js';
+
 // --- API identity ----------------------------------------------------------------------------
 
 export const GROUP = 'mysqlmq.io';
@@ -85,6 +87,9 @@ export const ConditionType = {
   InstancesSeparated: 'InstancesSeparated',
 } as const;
 export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
+
+/** With `spec.backup` only: True once every shard's last scheduled backup finished. */
+export const BACKUP_READY_CONDITION = 'BackupReady';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -212,6 +217,15 @@ export interface MonitoringSpec {
   mysqldExporter?: MysqldExporterSpec;
 }
 
+/** Scheduled full backups of every shard (src/operator/backup/, docs/backup.md). */
+export interface BackupSpec {
+  /** Cron, UTC: 5 fields, or 6 with seconds first, or `@daily`-style nicknames. */
+  schedule: string;
+  target: BackupTargetSpec;
+  /** Finished backups kept per shard. */
+  keep?: number;
+}
+
 /** What a user sends (and an old object may hold): every field is optional. */
 export interface MessageQueueClusterSpec {
   shards?: number;
@@ -223,6 +237,8 @@ export interface MessageQueueClusterSpec {
   pvcDeletionPolicy?: PvcDeletionPolicy;
   retention?: RetentionSpec;
   monitoring?: MonitoringSpec;
+  /** Absent: no backups (nothing changes for a cluster without it). */
+  backup?: BackupSpec;
 }
 
 /** The spec after `withDefaults`: every field with a default is present. */
@@ -264,6 +280,7 @@ export interface DefaultedSpec {
   monitoring: {
     mysqldExporter: { enabled: boolean; image: string; resources: ResourceRequirements };
   };
+  backup?: { schedule: string; target: BackupTargetSpec; keep: number };
 }
 
 // --- status ----------------------------------------------------------------------------------
@@ -328,6 +345,20 @@ export interface SwitchoverStatus {
   requestedBy?: string;
 }
 
+/** The last scheduled backup, as `kubectl describe` shows it. */
+export interface BackupStatus {
+  /** When the last backup of every shard that finished started (RFC 3339). */
+  lastBackupTime?: string;
+  /** Bytes of that backup, all shards together. */
+  lastBackupBytes?: number;
+  /** Why the last attempt failed; empty after a success. */
+  lastError?: string;
+  /** When the schedule runs next (RFC 3339). */
+  nextBackupTime?: string;
+  /** The target, without credentials (`s3://bucket/prefix/ at endpoint`, `directory /backups`). */
+  target?: string;
+}
+
 export interface MessageQueueClusterStatus {
   observedGeneration?: number;
   phase?: ClusterPhase;
@@ -344,6 +375,7 @@ export interface MessageQueueClusterStatus {
   /** Failovers since the cluster was created (Events may be deduplicated or expire; this stays). */
   failoverCount?: number;
   lastSwitchover?: SwitchoverStatus;
+  backup?: BackupStatus;
   shards?: ShardStatus[];
   /** The version of the last routing document published to brokers. */
   routingVersion?: number;

@@ -111,6 +111,9 @@ describe('the CRD', () => {
     for (const section of ['monitoring', 'monitoring.mysqldExporter'])
       expect(at(section).default, section).toEqual({});
     expect(at('monitoring.mysqldExporter.enabled').default).toBe(DEFAULTS.monitoring.mysqldExporter.enabled);
+    // Backups are opt-in: no default object, only the default of `keep` inside one.
+    expect(at('backup').default).toBeUndefined();
+    expect(at('backup.keep').default).toBe(DEFAULTS.backup.keep);
   });
 
   it('has the ranges validateSpec repeats', () => {
@@ -166,6 +169,7 @@ describe('the CRD', () => {
         'lastFailoverTime',
         'failoverCount',
         'lastSwitchover',
+        'backup',
         'shards',
         'routingVersion',
       ].sort(),

@@ -305,3 +305,43 @@ describe('computeStatus', () => {
     });
   });
 });
+
+describe('computeStatus with backups', () => {
+  const view = {
+    status: {
+      lastBackupTime: now.toISOString(),
+      lastBackupBytes: 1234,
+      lastError: '',
+      target: 'directory /b',
+    },
+    ready: true,
+    reason: 'BackupSucceeded',
+    message: 'backed up 2 shard(s)',
+  };
+  const outcomes = [outcome(0, 'Healthy'), outcome(1, 'Healthy')];
+
+  it('shows the last backup and a BackupReady condition with spec.backup', () => {
+    const s = computeStatus({ ...base, previous: undefined, outcomes, backup: view, now });
+    expect(s.backup).toEqual(view.status);
+    expect(condition(s, 'BackupReady')).toMatchObject({ status: 'True', reason: 'BackupSucceeded' });
+    // A failed backup is its own condition: the queue itself stays Ready.
+    const failed = computeStatus({
+      ...base,
+      previous: s,
+      outcomes,
+      backup: { ...view, ready: false, reason: 'BackupFailed', message: 'target unreachable' },
+      now: later,
+    });
+    expect(condition(failed, 'BackupReady')).toMatchObject({ status: 'False', reason: 'BackupFailed' });
+    expect(condition(failed, 'Ready')).toMatchObject({ status: 'True' });
+  });
+
+  it('has no BackupReady condition without spec.backup, and drops it when spec.backup goes', () => {
+    const without = computeStatus({ ...base, previous: undefined, outcomes, now });
+    expect(condition(without, 'BackupReady')).toBeUndefined();
+    expect(without.backup).toBeUndefined();
+    const withBackup = computeStatus({ ...base, previous: undefined, outcomes, backup: view, now });
+    const removed = computeStatus({ ...base, previous: withBackup, outcomes, now: later });
+    expect(condition(removed, 'BackupReady')).toBeUndefined();
+  });
+});
