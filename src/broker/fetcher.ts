@@ -18,6 +18,7 @@ import {
   readMessage,
   readMessages,
   releaseLease,
+  renewLease,
   replicaAppliedPosition,
   retentionDeletedThrough,
 } from './queue-store.js';
@@ -596,6 +597,62 @@ export class Fetcher {
     const newest = await highestMessageId(this.pools.get(instance), topicId);
     this.newestSeen.set(key, Math.max(seen, newest));
     return newest;
+  }
+
+  /**
+   * A consumer's heartbeat: extends its leases on every shard where it holds one, so a consumer
+   * whose handler runs longer than a lease keeps its shards while it lives. Answers the shards it
+   * holds; 409 `no_lease_held` when it holds none (it should fetch again), 503 when no shard could
+   * tell. A shard whose primary is down renews nothing (no lease can be written or taken there):
+   * it counts as held while its standby names this consumer.
+   */
+  async heartbeat(group: string, topic: string, consumer: string): Promise<string[]> {
+    const answers = await Promise.all(
+      this.router.shards().map(async (shard) => {
+        if (!shard.readable) return 'failed';
+        try {
+          return await this.deadlines.run(readKey(shard), `leases on ${shard.name}`, async () =>
+            (await this.holdsAfterHeartbeat(shard, group, topic, consumer)) ? 'held' : 'not_held',
+          );
+        } catch (err) {
+          this.log.warn('heartbeat on shard failed', { shard: shard.name, error: errorMessage(err) });
+          return 'failed';
+        }
+      }),
+    );
+    const shards = this.router.shards();
+    const held = shards.filter((_, i) => answers[i] === 'held').map((s) => s.name);
+    if (held.length > 0) return held;
+    if (answers.includes('failed')) {
+      throw unavailable('heartbeat_unavailable', 'no shard could renew or confirm the leases right now');
+    }
+    throw new MqError(
+      409,
+      'no_lease_held',
+      `consumer "${consumer}" holds no shard of topic "${topic}" for group "${group}"; fetch to take one`,
+    );
+  }
+
+  private async holdsAfterHeartbeat(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+  ): Promise<boolean> {
+    const topicId = await this.catalog.idOnReadable(shard, topic);
+    if (topicId === undefined) return false;
+    if (!shard.writable) {
+      const lease = await readLease(this.pools.get(shard.route.read!), group, topicId);
+      return lease?.owner === consumer;
+    }
+    const now = Date.now();
+    const ttl = this.options.leaseTtlMs;
+    if (!(await renewLease(this.pools.get(shard.route.write!), group, topicId, consumer, ttl))) return false;
+    // The row now runs at least until `now + ttl` (the database's now is later): fetches and
+    // commits through this broker need not renew it again before then.
+    const cached = this.leases.get(leaseKey(group, topic, shard.name));
+    if (cached?.consumer === consumer) cached.expiresAt = Math.max(cached.expiresAt, now + ttl);
+    return true;
   }
 
   /**
