@@ -6,7 +6,7 @@ import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
-import { ShardDeadlines } from './shard-deadlines.js';
+import { ShardDeadlines, readKey } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
 import { PendingState } from './pending.js';
 import {
@@ -142,7 +142,7 @@ export class Fetcher {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
     this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
-    this.pending = new PendingState(router, pools, log);
+    this.pending = new PendingState(router, pools, this.deadlines, log);
     // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
     this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
     this.idleSweep.unref();
@@ -734,9 +734,6 @@ export class Fetcher {
   }
 }
 
-/** The instances a shard read touches: its read instance, and its primary for the lease. */
-const readKey = (s: ShardView) =>
-  `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
 const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
 const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
