@@ -116,6 +116,8 @@ interface CachedLease {
  */
 export class Fetcher {
   private readonly leases = new Map<string, CachedLease>();
+  /** Leases being renewed in the background (see renewInBackground). */
+  private readonly renewing = new Set<string>();
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Per replica serving reads: its applied GTID position and since when it has not moved. */
   private readonly replicaApplied = new Map<string, { position: string; since: number }>();
@@ -338,24 +340,12 @@ export class Fetcher {
       const deleted = await retentionDeletedThrough(db, topicId);
       return { start: Math.max(lease?.committedId ?? 0, pending, deleted), committed: true, generation };
     }
-    const now = Date.now();
-    const cached = this.leases.get(key);
-    if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
-      // Offsets committed and leases released while the shard took no writes come first.
-      await this.pending.apply(shard, req.group, req.topic, topicId);
-      const db = this.pools.get(shard.route.write!);
-      const lease = await acquireLease(db, req.group, topicId, req.consumer, this.options.leaseTtlMs);
-      if (lease.owner !== req.consumer) {
-        this.leases.delete(key);
-        return undefined;
-      }
-      this.leases.set(key, {
-        consumer: req.consumer,
-        expiresAt: now + lease.remainingMs,
-        committed: lease.committedId,
-        deletedThrough: await retentionDeletedThrough(db, topicId),
-        generation: lease.generation,
-      });
+    const left = (this.leases.get(key)?.expiresAt ?? 0) - Date.now();
+    const ttl = this.options.leaseTtlMs;
+    if (this.leases.get(key)?.consumer !== req.consumer || left < ttl / 4) {
+      if (!(await this.takeLease(shard, topicId, req.group, req.topic, req.consumer))) return undefined;
+    } else if (left < ttl / 2) {
+      this.renewInBackground(shard, topicId, req.group, req.topic, req.consumer);
     }
     const { committed, deletedThrough, generation } = this.leases.get(key)!;
     const given = positionIn(generation);
@@ -366,6 +356,58 @@ export class Fetcher {
     return given === undefined
       ? { start: Math.max(committed, deletedThrough), committed: true, generation }
       : { start: Math.max(given, committed, deletedThrough), committed: false, generation };
+  }
+
+  /**
+   * Takes or renews the consumer's lease on the shard and caches it; false while another consumer
+   * holds it. Offsets committed and leases released while the shard took no writes come first.
+   */
+  private async takeLease(
+    shard: ShardView,
+    topicId: number,
+    group: string,
+    topic: string,
+    consumer: string,
+  ): Promise<boolean> {
+    const key = leaseKey(group, topic, shard.name);
+    const now = Date.now();
+    await this.pending.apply(shard, group, topic, topicId);
+    const db = this.pools.get(shard.route.write!);
+    const lease = await acquireLease(db, group, topicId, consumer, this.options.leaseTtlMs);
+    if (lease.owner !== consumer) {
+      this.leases.delete(key);
+      return false;
+    }
+    this.leases.set(key, {
+      consumer,
+      expiresAt: now + lease.remainingMs,
+      committed: lease.committedId,
+      deletedThrough: await retentionDeletedThrough(db, topicId),
+      generation: lease.generation,
+    });
+    return true;
+  }
+
+  /**
+   * Renews a lease that still runs for a while without holding up the read: the renewal is a
+   * durable write, slow on a busy primary, and one past the read's shard deadline failed the
+   * shard's reads until it returned. One renewal per lease at a time.
+   */
+  private renewInBackground(
+    shard: ShardView,
+    topicId: number,
+    group: string,
+    topic: string,
+    consumer: string,
+  ) {
+    const key = leaseKey(group, topic, shard.name);
+    if (this.renewing.has(key)) return;
+    this.renewing.add(key);
+    this.takeLease(shard, topicId, group, topic, consumer)
+      .catch((err: unknown) =>
+        this.log.warn('lease renewal failed', { shard: shard.name, group, error: errorMessage(err) }),
+      )
+      .finally(() => this.renewing.delete(key));
   }
 
   /** Drops what this broker remembers of the group's leases (after a reset or delete). */
@@ -611,7 +653,7 @@ export class Fetcher {
       this.router.shards().map(async (shard) => {
         if (!shard.readable) return 'failed';
         try {
-          return await this.deadlines.run(readKey(shard), `leases on ${shard.name}`, async () =>
+          return await this.deadlines.run(heartbeatKey(shard), `leases on ${shard.name}`, async () =>
             (await this.holdsAfterHeartbeat(shard, group, topic, consumer)) ? 'held' : 'not_held',
           );
         } catch (err) {
@@ -735,6 +777,11 @@ export class Fetcher {
 }
 
 const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
+/**
+ * Heartbeats have deadlines of their own: a lease UPDATE is a durable commit, slow on a busy
+ * primary, and one past the deadline must not fail the shard's reads at once until it returns.
+ */
+const heartbeatKey = (s: ShardView) => `heartbeat\u0000${readKey(s)}`;
 const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
 type ShardRead =

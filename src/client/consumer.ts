@@ -72,6 +72,11 @@ export class Consumer {
   private running = false;
   private heartbeatTimer?: NodeJS.Timeout;
   private heartbeatInFlight = false;
+  /**
+   * When the fetch in flight was sent. A fetch renews the leases itself while it waits, so no
+   * heartbeat is needed meanwhile, unless it overran its wait (a broker that does not answer).
+   */
+  private fetchSentAt: number | undefined;
   /** The broker said this consumer holds no shard: no heartbeats until a fetch may have taken one. */
   private holdsNoShard = false;
   private lastPollAt = 0;
@@ -87,22 +92,25 @@ export class Consumer {
     this.lastPollAt = Date.now();
     const commit = Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
     const failed = this.failed.length > 0 ? this.failed : undefined;
-    const res = await this.transport.call<FetchResponse>(
-      'POST',
-      `${groupPath(this.options.topic, this.options.group)}/fetch`,
-      {
-        consumer: this.consumerId,
-        positions: this.positions,
-        generations: this.generations,
-        commit,
-        failed,
-        maxMessages,
-        maxBytes: this.options.maxBytes,
-        waitMs,
-        encoding: this.options.binary ? 'base64' : undefined,
-      },
-      waitMs + 10_000,
-    );
+    this.fetchSentAt = Date.now();
+    const res = await this.transport
+      .call<FetchResponse>(
+        'POST',
+        `${groupPath(this.options.topic, this.options.group)}/fetch`,
+        {
+          consumer: this.consumerId,
+          positions: this.positions,
+          generations: this.generations,
+          commit,
+          failed,
+          maxMessages,
+          maxBytes: this.options.maxBytes,
+          waitMs,
+          encoding: this.options.binary ? 'base64' : undefined,
+        },
+        waitMs + 10_000,
+      )
+      .finally(() => (this.fetchSentAt = undefined));
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
     if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
     if (failed) this.failed = this.failed.filter((f) => !failed.includes(f));
@@ -294,6 +302,8 @@ export class Consumer {
 
   private beat(interval: number): void {
     if (this.heartbeatInFlight || this.holdsNoShard) return;
+    const waitMs = this.options.waitMs ?? 1000;
+    if (this.fetchSentAt !== undefined && Date.now() - this.fetchSentAt < waitMs + interval) return;
     if (Date.now() - this.lastPollAt > (this.options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS)) {
       // The handler has not returned for too long: its shards go to the rest of the group.
       this.stopHeartbeat();
