@@ -124,7 +124,7 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
     commitTimeoutMs: 2000,
   },
   maxPublishBytesInFlight: 8 << 20,
-  fetcher: { leaseTtlMs: 15_000, pollIntervalMs: 50, cacheBytes: 16 << 20, shardTimeoutMs: 500 },
+  fetcher: { leaseTtlMs: 2_000, pollIntervalMs: 50, cacheBytes: 16 << 20, shardTimeoutMs: 500 },
   probeIntervalMs: 500,
   poolSize: 12,
   fetchPoolSize: 8,
@@ -264,6 +264,11 @@ export class Broker {
         'DELETE /v1/topics/groups/consumers',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)$/,
         (q, res, p) => this.leave(q, res, p),
+      ],
+      [
+        'POST /v1/topics/groups/consumers/heartbeat',
+        /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)\/heartbeat$/,
+        (q, res, p) => this.heartbeat(q, res, p),
       ],
       ['PUT /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.putRouting(q, res)],
       ['GET /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.getRouting(q, res)],
@@ -541,6 +546,17 @@ export class Broker {
     await this.catalog.requireTopic(topic);
     await this.fetcher.leave(group, topic, consumer);
     res.writeHead(204).end();
+  }
+
+  private async heartbeat(
+    _req: IncomingMessage,
+    res: ServerResponse,
+    [topicParam, groupParam, consumer]: string[],
+  ) {
+    const topic = checkTopicName(topicParam);
+    const group = checkGroupName(groupParam);
+    await this.catalog.requireTopic(topic);
+    sendJson(res, 200, { shards: await this.fetcher.heartbeat(group, topic, consumer) });
   }
 
   private requireAdmin(req: IncomingMessage): void {

@@ -6,7 +6,7 @@ import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
-import { ShardDeadlines } from './shard-deadlines.js';
+import { ShardDeadlines, readKey } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
 import { PendingState } from './pending.js';
 import {
@@ -18,6 +18,7 @@ import {
   readMessage,
   readMessages,
   releaseLease,
+  renewLease,
   replicaAppliedPosition,
   retentionDeletedThrough,
 } from './queue-store.js';
@@ -115,6 +116,8 @@ interface CachedLease {
  */
 export class Fetcher {
   private readonly leases = new Map<string, CachedLease>();
+  /** Leases being renewed in the background (see renewInBackground). */
+  private readonly renewing = new Set<string>();
   private readonly waiters = new Map<string, Set<() => void>>();
   /** Per replica serving reads: its applied GTID position and since when it has not moved. */
   private readonly replicaApplied = new Map<string, { position: string; since: number }>();
@@ -141,7 +144,7 @@ export class Fetcher {
     this.cache = new FetchCache(options.cacheBytes);
     this.offsetWriter = new OffsetWriter(pools);
     this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
-    this.pending = new PendingState(router, pools, log);
+    this.pending = new PendingState(router, pools, this.deadlines, log);
     // Messages of topics nobody reads any more need not wait to be pushed out by new ones.
     this.idleSweep = setInterval(() => this.cache.dropIdle(Date.now(), CACHE_IDLE_MS), 1000);
     this.idleSweep.unref();
@@ -337,24 +340,12 @@ export class Fetcher {
       const deleted = await retentionDeletedThrough(db, topicId);
       return { start: Math.max(lease?.committedId ?? 0, pending, deleted), committed: true, generation };
     }
-    const now = Date.now();
-    const cached = this.leases.get(key);
-    if (cached?.consumer !== req.consumer || cached.expiresAt - now < this.options.leaseTtlMs / 2) {
-      // Offsets committed and leases released while the shard took no writes come first.
-      await this.pending.apply(shard, req.group, req.topic, topicId);
-      const db = this.pools.get(shard.route.write!);
-      const lease = await acquireLease(db, req.group, topicId, req.consumer, this.options.leaseTtlMs);
-      if (lease.owner !== req.consumer) {
-        this.leases.delete(key);
-        return undefined;
-      }
-      this.leases.set(key, {
-        consumer: req.consumer,
-        expiresAt: now + lease.remainingMs,
-        committed: lease.committedId,
-        deletedThrough: await retentionDeletedThrough(db, topicId),
-        generation: lease.generation,
-      });
+    const left = (this.leases.get(key)?.expiresAt ?? 0) - Date.now();
+    const ttl = this.options.leaseTtlMs;
+    if (this.leases.get(key)?.consumer !== req.consumer || left < ttl / 4) {
+      if (!(await this.takeLease(shard, topicId, req.group, req.topic, req.consumer))) return undefined;
+    } else if (left < ttl / 2) {
+      this.renewInBackground(shard, topicId, req.group, req.topic, req.consumer);
     }
     const { committed, deletedThrough, generation } = this.leases.get(key)!;
     const given = positionIn(generation);
@@ -365,6 +356,58 @@ export class Fetcher {
     return given === undefined
       ? { start: Math.max(committed, deletedThrough), committed: true, generation }
       : { start: Math.max(given, committed, deletedThrough), committed: false, generation };
+  }
+
+  /**
+   * Takes or renews the consumer's lease on the shard and caches it; false while another consumer
+   * holds it. Offsets committed and leases released while the shard took no writes come first.
+   */
+  private async takeLease(
+    shard: ShardView,
+    topicId: number,
+    group: string,
+    topic: string,
+    consumer: string,
+  ): Promise<boolean> {
+    const key = leaseKey(group, topic, shard.name);
+    const now = Date.now();
+    await this.pending.apply(shard, group, topic, topicId);
+    const db = this.pools.get(shard.route.write!);
+    const lease = await acquireLease(db, group, topicId, consumer, this.options.leaseTtlMs);
+    if (lease.owner !== consumer) {
+      this.leases.delete(key);
+      return false;
+    }
+    this.leases.set(key, {
+      consumer,
+      expiresAt: now + lease.remainingMs,
+      committed: lease.committedId,
+      deletedThrough: await retentionDeletedThrough(db, topicId),
+      generation: lease.generation,
+    });
+    return true;
+  }
+
+  /**
+   * Renews a lease that still runs for a while without holding up the read: the renewal is a
+   * durable write, slow on a busy primary, and one past the read's shard deadline failed the
+   * shard's reads until it returned. One renewal per lease at a time.
+   */
+  private renewInBackground(
+    shard: ShardView,
+    topicId: number,
+    group: string,
+    topic: string,
+    consumer: string,
+  ) {
+    const key = leaseKey(group, topic, shard.name);
+    if (this.renewing.has(key)) return;
+    this.renewing.add(key);
+    this.takeLease(shard, topicId, group, topic, consumer)
+      .catch((err: unknown) =>
+        this.log.warn('lease renewal failed', { shard: shard.name, group, error: errorMessage(err) }),
+      )
+      .finally(() => this.renewing.delete(key));
   }
 
   /** Drops what this broker remembers of the group's leases (after a reset or delete). */
@@ -599,6 +642,62 @@ export class Fetcher {
   }
 
   /**
+   * A consumer's heartbeat: extends its leases on every shard where it holds one, so a consumer
+   * whose handler runs longer than a lease keeps its shards while it lives. Answers the shards it
+   * holds; 409 `no_lease_held` when it holds none (it should fetch again), 503 when no shard could
+   * tell. A shard whose primary is down renews nothing (no lease can be written or taken there):
+   * it counts as held while its standby names this consumer.
+   */
+  async heartbeat(group: string, topic: string, consumer: string): Promise<string[]> {
+    const answers = await Promise.all(
+      this.router.shards().map(async (shard) => {
+        if (!shard.readable) return 'failed';
+        try {
+          return await this.deadlines.run(heartbeatKey(shard), `leases on ${shard.name}`, async () =>
+            (await this.holdsAfterHeartbeat(shard, group, topic, consumer)) ? 'held' : 'not_held',
+          );
+        } catch (err) {
+          this.log.warn('heartbeat on shard failed', { shard: shard.name, error: errorMessage(err) });
+          return 'failed';
+        }
+      }),
+    );
+    const shards = this.router.shards();
+    const held = shards.filter((_, i) => answers[i] === 'held').map((s) => s.name);
+    if (held.length > 0) return held;
+    if (answers.includes('failed')) {
+      throw unavailable('heartbeat_unavailable', 'no shard could renew or confirm the leases right now');
+    }
+    throw new MqError(
+      409,
+      'no_lease_held',
+      `consumer "${consumer}" holds no shard of topic "${topic}" for group "${group}"; fetch to take one`,
+    );
+  }
+
+  private async holdsAfterHeartbeat(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    consumer: string,
+  ): Promise<boolean> {
+    const topicId = await this.catalog.idOnReadable(shard, topic);
+    if (topicId === undefined) return false;
+    if (!shard.writable) {
+      const lease = await readLease(this.pools.get(shard.route.read!), group, topicId);
+      return lease?.owner === consumer;
+    }
+    const now = Date.now();
+    const ttl = this.options.leaseTtlMs;
+    if (!(await renewLease(this.pools.get(shard.route.write!), group, topicId, consumer, ttl))) return false;
+    // The row now runs at least until `now + ttl` (the database's now is later): fetches and
+    // commits through this broker need not renew it again before then.
+    const cached = this.leases.get(leaseKey(group, topic, shard.name));
+    if (cached?.consumer === consumer) cached.expiresAt = Math.max(cached.expiresAt, now + ttl);
+    return true;
+  }
+
+  /**
    * Gives up the consumer's leases so another consumer of the group can take over at once. A shard
    * whose primary is down (or fails the write) gets the release when it takes writes again.
    */
@@ -677,10 +776,12 @@ export class Fetcher {
   }
 }
 
-/** The instances a shard read touches: its read instance, and its primary for the lease. */
-const readKey = (s: ShardView) =>
-  `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
 const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
+/**
+ * Heartbeats have deadlines of their own: a lease UPDATE is a durable commit, slow on a busy
+ * primary, and one past the deadline must not fail the shard's reads at once until it returns.
+ */
+const heartbeatKey = (s: ShardView) => `heartbeat\u0000${readKey(s)}`;
 const leaseKey = (group: string, topic: string, shard: string) => `${group}\u0000${topic}\u0000${shard}`;
 
 type ShardRead =

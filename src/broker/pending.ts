@@ -9,6 +9,7 @@ import {
   savePendingOffset,
   savePendingRelease,
 } from './queue-store.js';
+import { type ShardDeadlines, readKey } from './shard-deadlines.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
 
@@ -29,6 +30,7 @@ export class PendingState {
   constructor(
     private readonly router: ShardRouter,
     private readonly pools: ShardPools,
+    private readonly deadlines: ShardDeadlines,
     private readonly log: Logger,
   ) {}
 
@@ -105,7 +107,11 @@ export class PendingState {
     );
   }
 
-  /** What every other readable shard keeps for `origin`; a shard that fails to answer keeps nothing. */
+  /**
+   * What every other readable shard keeps for `origin`; a shard that fails to answer keeps nothing.
+   * A hung keeper is given up after its shard deadline (then at once while it stays hung): it must
+   * not hold up the lease renewals, and so the reads, of every other shard.
+   */
   private async read(
     origin: string,
     group: string,
@@ -115,7 +121,9 @@ export class PendingState {
     const found = await Promise.allSettled(
       keepers.map(async (keeper) => ({
         keeper,
-        pending: await readPending(this.pools.get(keeper.route.read!), origin, group, topic),
+        pending: await this.deadlines.run(readKey(keeper), `pending records on ${keeper.name}`, () =>
+          readPending(this.pools.get(keeper.route.read!), origin, group, topic),
+        ),
       })),
     );
     return found.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));

@@ -192,6 +192,27 @@ export async function readLease(db: Db, group: string, topicId: number): Promise
   };
 }
 
+/**
+ * Extends `consumer`'s lease on this shard's part of the topic by `ttlMs` from now (a heartbeat);
+ * true when it holds it. A lease it gave up (released: lease_until 0) or that another consumer took
+ * is not renewed; one that ran out with nobody taking it is still this consumer's and is renewed,
+ * as its next fetch would. The GREATEST keeps the row changed (counted) even within one millisecond.
+ */
+export async function renewLease(
+  db: Db,
+  group: string,
+  topicId: number,
+  consumer: string,
+  ttlMs: number,
+): Promise<boolean> {
+  const [result] = await db.query(
+    `UPDATE mq.group_offsets SET lease_until = GREATEST(lease_until + 1, ${DB_NOW_MS} + ?)
+      WHERE group_name = ? AND topic_id = ? AND owner = ? AND lease_until > 0`,
+    [ttlMs, group, topicId, consumer],
+  );
+  return (result as mysql.ResultSetHeader).affectedRows > 0;
+}
+
 export async function releaseLease(db: Db, group: string, topicId: number, consumer: string): Promise<void> {
   await db.query(
     'UPDATE mq.group_offsets SET lease_until = 0 WHERE group_name = ? AND topic_id = ? AND owner = ?',

@@ -1,4 +1,6 @@
 import { unavailable } from '../common/errors.js';
+import { endpointKey } from '../shard/connection.js';
+import type { ShardView } from './shard-router.js';
 
 /**
  * Deadlines for work against one shard. A hung instance (SIGSTOP, a frozen VM) accepts TCP but
@@ -59,3 +61,7 @@ export class ShardDeadlines {
 
 const unresponsive = (what: string, why: string) =>
   unavailable('shard_unresponsive', `${what}: ${why}; try again later`);
+
+/** The instances a shard read touches: its read instance, and its primary for the lease. */
+export const readKey = (s: ShardView) =>
+  `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;

@@ -14,7 +14,22 @@ export interface ConsumerOptions extends TransportOptions {
   binary?: boolean;
   /** Called with each error `run`'s handler throws (the messages come again; see `run`). */
   onError?: (error: unknown, messages: Message[]) => void;
+  /**
+   * How often the consumer tells a broker it is alive while it polls (also while `run`'s handler
+   * works): its shards' leases, which run out 2 s after the last fetch or heartbeat, are renewed.
+   * Default 500 ms.
+   */
+  heartbeatIntervalMs?: number;
+  /**
+   * A consumer that has not polled for this long (a handler that never returns) stops
+   * heartbeating, so the rest of the group takes its shards; the next poll takes them back if
+   * nobody did. Default 60 s.
+   */
+  maxPollIntervalMs?: number;
 }
+
+const DEFAULT_HEARTBEAT_INTERVAL_MS = 500;
+const DEFAULT_MAX_POLL_INTERVAL_MS = 60_000;
 
 export interface Message<V = string | Buffer> {
   shard: string;
@@ -53,6 +68,18 @@ export class Consumer {
   /** Per shard, the message the handler last threw for alone: handed to it alone again. */
   private readonly suspects = new Map<string, number>();
   private stopped = false;
+  /** Whether `run` is active (its loop or its handler). */
+  private running = false;
+  private heartbeatTimer?: NodeJS.Timeout;
+  private heartbeatInFlight = false;
+  /**
+   * When the fetch in flight was sent. A fetch renews the leases itself while it waits, so no
+   * heartbeat is needed meanwhile, unless it overran its wait (a broker that does not answer).
+   */
+  private fetchSentAt: number | undefined;
+  /** The broker said this consumer holds no shard: no heartbeats until a fetch may have taken one. */
+  private holdsNoShard = false;
+  private lastPollAt = 0;
 
   constructor(private readonly options: ConsumerOptions) {
     this.transport = new Transport(options);
@@ -62,24 +89,28 @@ export class Consumer {
   /** One fetch of at most `maxMessages`; the messages count as delivered (committed by the next `commit`). */
   async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
     const waitMs = this.options.waitMs ?? 1000;
+    this.lastPollAt = Date.now();
     const commit = Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
     const failed = this.failed.length > 0 ? this.failed : undefined;
-    const res = await this.transport.call<FetchResponse>(
-      'POST',
-      `${groupPath(this.options.topic, this.options.group)}/fetch`,
-      {
-        consumer: this.consumerId,
-        positions: this.positions,
-        generations: this.generations,
-        commit,
-        failed,
-        maxMessages,
-        maxBytes: this.options.maxBytes,
-        waitMs,
-        encoding: this.options.binary ? 'base64' : undefined,
-      },
-      waitMs + 10_000,
-    );
+    this.fetchSentAt = Date.now();
+    const res = await this.transport
+      .call<FetchResponse>(
+        'POST',
+        `${groupPath(this.options.topic, this.options.group)}/fetch`,
+        {
+          consumer: this.consumerId,
+          positions: this.positions,
+          generations: this.generations,
+          commit,
+          failed,
+          maxMessages,
+          maxBytes: this.options.maxBytes,
+          waitMs,
+          encoding: this.options.binary ? 'base64' : undefined,
+        },
+        waitMs + 10_000,
+      )
+      .finally(() => (this.fetchSentAt = undefined));
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
     if (commit && (!res.commitError || res.commitError.status < 500)) this.committed(commit);
     if (failed) this.failed = this.failed.filter((f) => !failed.includes(f));
@@ -91,6 +122,8 @@ export class Consumer {
     }
     for (const m of res.messages) this.uncommitted[m.shard] = m.id;
     Object.assign(this.positions, res.positions);
+    this.holdsNoShard = false;
+    this.startHeartbeat();
     if (!this.options.binary) return res.messages;
     // Decoded in place: the parsed objects are ours.
     const messages = res.messages as Message[];
@@ -132,6 +165,16 @@ export class Consumer {
    */
   async run(handler: (messages: Message[]) => Promise<void> | void): Promise<void> {
     this.stopped = false;
+    this.running = true;
+    try {
+      await this.runLoop(handler);
+    } finally {
+      this.running = false;
+      this.stopHeartbeat();
+    }
+  }
+
+  private async runLoop(handler: (messages: Message[]) => Promise<void> | void): Promise<void> {
     let failures = 0;
     while (!this.stopped) {
       const before = { ...this.positions };
@@ -229,8 +272,54 @@ export class Consumer {
     }
   }
 
+  /**
+   * Ends `run` once its handler returned (heartbeats go on until then, so the batch can still be
+   * committed). Without `run`, stops the heartbeats at once: a consumer stopped without `close`
+   * keeps its shards for one lease term (2 s), then the rest of the group takes them.
+   */
   stop(): void {
     this.stopped = true;
+    if (!this.running) this.stopHeartbeat();
+  }
+
+  /**
+   * Heartbeats every `heartbeatIntervalMs` from the first poll on (one at a time), so a live
+   * consumer keeps its leases between fetches however long its handler takes, up to
+   * `maxPollIntervalMs` since the last poll. A killed process sends none: its leases run out.
+   */
+  private startHeartbeat(): void {
+    if (this.heartbeatTimer) return;
+    const interval = this.options.heartbeatIntervalMs ?? DEFAULT_HEARTBEAT_INTERVAL_MS;
+    this.heartbeatTimer = setInterval(() => this.beat(interval), interval);
+    // A consumer nobody closed does not keep its process alive.
+    this.heartbeatTimer.unref();
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = undefined;
+  }
+
+  private beat(interval: number): void {
+    if (this.heartbeatInFlight || this.holdsNoShard) return;
+    const waitMs = this.options.waitMs ?? 1000;
+    if (this.fetchSentAt !== undefined && Date.now() - this.fetchSentAt < waitMs + interval) return;
+    if (Date.now() - this.lastPollAt > (this.options.maxPollIntervalMs ?? DEFAULT_MAX_POLL_INTERVAL_MS)) {
+      // The handler has not returned for too long: its shards go to the rest of the group.
+      this.stopHeartbeat();
+      return;
+    }
+    this.heartbeatInFlight = true;
+    const path = `${groupPath(this.options.topic, this.options.group)}/consumers/${encodeURIComponent(this.consumerId)}/heartbeat`;
+    // Given up within about a lease term (a later one is pointless): the next tick tries again.
+    const requestTimeoutMs = Math.max(1000, 2 * interval);
+    this.transport
+      .call('POST', path, undefined, requestTimeoutMs, 2 * requestTimeoutMs)
+      .catch((err: unknown) => {
+        // 409 no_lease_held (or the topic is gone): nothing to renew until the next fetch.
+        if (err instanceof MqClientError && err.status < 500) this.holdsNoShard = true;
+      })
+      .finally(() => (this.heartbeatInFlight = false));
   }
 
   /**
@@ -239,6 +328,7 @@ export class Consumer {
    */
   async close({ commit = true }: { commit?: boolean } = {}): Promise<void> {
     this.stop();
+    this.stopHeartbeat();
     if (commit) await this.commit().catch(() => undefined);
     await this.transport
       .call(

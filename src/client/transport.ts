@@ -46,8 +46,9 @@ export class Transport {
     path: string,
     body?: unknown,
     requestTimeoutMs = this.requestTimeoutMs,
+    timeoutMs = this.timeoutMs,
   ): Promise<T> {
-    const deadline = Date.now() + this.timeoutMs;
+    const deadline = Date.now() + timeoutMs;
     const brokers = this.options.brokers;
     // A Buffer is a body already encoded as JSON (a publish: see Producer).
     const payload =
