@@ -111,7 +111,7 @@ export async function rejoinAsStandby(
       // Kept out of its binlog: this instance's history is about to be replaced by the primary's.
       await conn.query('SET SESSION sql_log_bin = 0');
       await conn.query(`DROP DATABASE IF EXISTS \`${QUEUE_DATABASE}\``);
-      for (const user of [secrets.replication.user, secrets.broker.user]) {
+      for (const user of [secrets.replication.user, secrets.broker.user, secrets.monitor.user]) {
         await conn.query(`DROP USER IF EXISTS ?@'%'`, [user]);
       }
       await conn.query('RESET MASTER');
