@@ -29,12 +29,17 @@ fi
 
 log() { echo "[kube/start] $*" >&2; }
 
-# A port nobody listens on. Racy in theory, but each cluster picks 3 random
-# ports out of 20000, which is plenty for tests running side by side.
+# A port nobody listens on, below the kernel's ephemeral range: a port in that
+# range can be taken between this check and the bind by any outgoing
+# connection's local end or any listen(0) (CI saw the apiserver fail with
+# "address already in use" on 34898). Racy only against another cluster
+# picking the same port out of ~12,000 at the same moment.
+EPHEMERAL_LOW="$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)"
 free_port() {
-  local p
+  local p span=$((EPHEMERAL_LOW - 20000))
+  ((span > 1000)) || span=12000
   for _ in $(seq 100); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % span))
     (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
   done
   echo "no free port found" >&2; return 1
