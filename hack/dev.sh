@@ -31,6 +31,11 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-backup
   fi
+  if ! command -v prometheus-mysqld-exporter >/dev/null 2>&1; then
+    echo "==> installing prometheus-mysqld-exporter (the MariaDB pods' metrics sidecar)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus-mysqld-exporter
+  fi
   # npm ci wipes node_modules: only when package-lock.json changed since the last one.
   local sum stamp=node_modules/.dev-sh-lock.sha256
   sum="$(sha256sum package-lock.json | cut -d' ' -f1)"
