@@ -137,6 +137,9 @@ export async function attachStandby(
 ): Promise<void> {
   await withAdmin(standby, secrets.admin, async (conn) => {
     await conn.query(`SET GLOBAL read_only = ON`);
+    // A standby that was promoted once (a switchover cut short) still waits, as a primary, for an
+    // acknowledgement of every transaction its SQL thread writes to its own binlog: nobody sends one.
+    await conn.query(`SET GLOBAL rpl_semi_sync_master_enabled = OFF`);
     const [status] = await queryRows(conn, 'SHOW SLAVE STATUS');
     const following =
       status &&

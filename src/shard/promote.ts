@@ -106,7 +106,6 @@ export async function rejoinAsStandby(
       await conn.query('STOP SLAVE');
       await conn.query('RESET SLAVE ALL');
     }
-    await conn.query('SET GLOBAL rpl_semi_sync_master_enabled = OFF');
     if (rebuild) {
       // Kept out of its binlog: this instance's history is about to be replaced by the primary's.
       await conn.query('SET SESSION sql_log_bin = 0');

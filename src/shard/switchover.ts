@@ -92,7 +92,6 @@ export async function switchover(
         await conn.query('STOP SLAVE');
         await conn.query('RESET SLAVE ALL');
       }
-      await conn.query('SET GLOBAL rpl_semi_sync_master_enabled = OFF');
       // It holds exactly what `to` holds (checked above): it follows from its own last transaction.
       await conn.query('SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos');
     });

@@ -59,7 +59,7 @@ export interface ShardMemory {
   /**
    * A planned switchover has taken this shard out of the write rotation; the next decision swaps
    * the roles (or gives up). Never persisted: an operator that restarts mid-switchover reopens
-   * writes on the primary it finds in status.
+   * writes on the primary it finds in status, or adopts the swapped roles (`rolesAsObserved`).
    */
   switchoverWritesPaused?: boolean;
 }
@@ -173,14 +173,53 @@ export function decideShard(
   now: Date,
   switchover?: SwitchoverRequest,
 ): ShardDecision {
+  const adopted = rolesAsObserved(shard, instances, previous, now);
+  const remembered = adopted?.memory ?? previous;
   const health = decideHealth(
     shard,
     instances,
-    { ...previous, switchoverWritesPaused: undefined },
+    { ...remembered, switchoverWritesPaused: undefined },
     policy,
     now,
   );
-  return withSwitchover(shard, instances, previous, health, now, switchover);
+  if (adopted) health.events.unshift(adopted.event);
+  return withSwitchover(shard, instances, remembered, health, now, switchover);
+}
+
+/**
+ * The roles as the instances show them, when they contradict what was remembered: the remembered
+ * primary replicates from the remembered standby, which replicates from nobody. Only a swap that
+ * finished without being recorded leaves that (an operator killed mid-switchover, or between a
+ * promotion and its status write): `attachStandby` points an instance only at the primary of the
+ * moment. Turning the roles back would make two writable primaries out of one.
+ */
+function rolesAsObserved(
+  shard: string,
+  instances: InstanceView[],
+  previous: ShardMemory,
+  now: Date,
+): { memory: ShardMemory; event: ShardEvent } | undefined {
+  if (!previous.bootstrapped) return undefined;
+  const primary = instances.find((i) => i.index === previous.primaryIndex)!;
+  const standby = instances.find((i) => i.index !== previous.primaryIndex)!;
+  const followsStandby =
+    standby.podIP !== undefined && primary.probe?.replica?.sourceHost === standby.podIP;
+  if (!followsStandby || standby.probe?.replica) return undefined;
+  return {
+    memory: {
+      ...previous,
+      primaryIndex: standby.index,
+      primaryProbeFailures: 0,
+      standbyMustRejoin: false,
+      rebuild: undefined,
+      lastTransitionTime: now.toISOString(),
+    },
+    event: {
+      type: 'Normal',
+      reason: 'RolesAdopted',
+      message: `${shard}: ${primary.podName} replicates from ${standby.podName}, so ${standby.podName} is the primary (a role change finished without being recorded, e.g. an operator stopped mid-switchover)`,
+    },
+  };
 }
 
 /**

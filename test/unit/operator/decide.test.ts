@@ -564,3 +564,45 @@ describe('planned switchover', () => {
     expect(d.memory.switchoverWritesPaused).toBeUndefined();
   });
 });
+
+describe('roles a previous operator changed without recording them', () => {
+  // Instance 1 is the primary (writable, replicates from nobody); instance 0 follows it.
+  const swapped = () => [
+    instance(0, {
+      probe: standbyProbe({
+        serverId: 1,
+        replica: { ...standbyProbe().replica!, sourceHost: '127.1.0.2' },
+      }),
+    }),
+    instance(1, { probe: primaryProbe({ serverId: 2 }) }),
+  ];
+
+  it('keeps the instance the other replicates from as the primary, and says so', () => {
+    const d = decide(swapped());
+    expect(d.memory.primaryIndex).toBe(1);
+    expect(d.actions).toEqual([]);
+    expect(d.route).toEqual({ write: 'primary', read: 'primary', requireStandbyAck: true });
+    expect(d.events.map((e) => e.reason)).toEqual(['RolesAdopted']);
+    // Recorded once: the next decision starts from the adopted roles.
+    expect(decide(swapped(), d.memory).events).toEqual([]);
+  });
+
+  it('opens writes on an adopted primary still read-only (cut before the last step)', () => {
+    const [follower, promoted] = swapped();
+    promoted.probe = { ...promoted.probe!, readOnly: true };
+    const d = decide([follower, promoted]);
+    expect(d.memory.primaryIndex).toBe(1);
+    expect(d.actions).toEqual([{ kind: 'openWrites' }]);
+  });
+
+  it('leaves the roles alone while the remembered standby replicates itself', () => {
+    const [follower, promoted] = swapped();
+    promoted.probe = standbyProbe({ serverId: 2 });
+    expect(decide([follower, promoted]).memory.primaryIndex).toBe(0);
+  });
+
+  it('does not adopt before the shard was bootstrapped', () => {
+    const d = decide(swapped(), initialMemory());
+    expect(d.memory.primaryIndex).toBe(0);
+  });
+});
