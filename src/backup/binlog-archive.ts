@@ -52,9 +52,7 @@ export const sidecarKey = (key: string) => key.slice(0, -BINLOG_SUFFIX.length) +
 /** The `.binlog` keys that have a sidecar, oldest archive first. Pure. */
 export function completeBinlogKeys(keys: readonly string[]): string[] {
   const all = new Set(keys);
-  return keys
-    .filter((k) => k.endsWith(BINLOG_SUFFIX) && all.has(sidecarKey(k)))
-    .sort();
+  return keys.filter((k) => k.endsWith(BINLOG_SUFFIX) && all.has(sidecarKey(k))).sort();
 }
 
 /** A closed binlog file of the primary, with the Gtid_lists around it. */
@@ -74,9 +72,7 @@ export function binlogsToArchive(
   archived: readonly ArchivedBinlog[],
   server: string,
 ): ClosedBinlog[] {
-  const done = new Set(
-    archived.filter((a) => a.server === server).map((a) => `${a.file}\n${a.gtidStart}`),
-  );
+  const done = new Set(archived.filter((a) => a.server === server).map((a) => `${a.file}\n${a.gtidStart}`));
   return closed.filter((c) => !done.has(`${c.file}\n${c.gtidStart}`));
 }
 
@@ -152,7 +148,8 @@ export class BinlogEventClock extends Transform {
       const time = this.header.readUInt32LE(0);
       const size = this.header.readUInt32LE(9);
       this.header = Buffer.alloc(0);
-      if (size < 19) return callback(new Error(`binlog event at byte ${this.next} has size ${size}: not a binlog file`));
+      if (size < 19)
+        return callback(new Error(`binlog event at byte ${this.next} has size ${size}: not a binlog file`));
       if (time > 0) {
         this.first ??= time;
         this.last = time;
