@@ -21,19 +21,23 @@ import type { BackupTarget } from './target.js';
  * down to its second, and a transaction is replayed when it began before that second.
  */
 
-/** The newest backup that finished at or before `point`, or why there is none. Pure. */
+/**
+ * The newest backup taken from a standby that finished at or before `point`, or why there is none.
+ * A backup taken from a primary (its standby did not replicate then) does not record its exact
+ * position (see `replayToPointInTime`), so an older one from a standby is used instead. Pure.
+ */
 export function backupForPointInTime(
   backups: readonly { prefix: string; manifest: BackupManifest }[],
   point: Date,
 ): { prefix: string; manifest: BackupManifest } | string {
-  const before = backups
-    .filter((b) => new Date(b.manifest.finishedAt) <= point)
-    .sort((a, b) => a.manifest.finishedAt.localeCompare(b.manifest.finishedAt));
-  const chosen = before.at(-1);
+  const byFinish = [...backups].sort((a, b) => a.manifest.finishedAt.localeCompare(b.manifest.finishedAt));
+  const before = byFinish.filter((b) => new Date(b.manifest.finishedAt) <= point);
+  const chosen = before.filter((b) => b.manifest.role === 'standby').at(-1);
   if (chosen) return chosen;
-  const oldest = [...backups].sort((a, b) => a.manifest.finishedAt.localeCompare(b.manifest.finishedAt))[0];
-  return oldest
-    ? `no backup finished before ${point.toISOString()}: the oldest kept one finished at ${oldest.manifest.finishedAt}`
+  if (before.length)
+    return `no backup taken from a standby finished before ${point.toISOString()} (${before.length} taken from a primary, whose exact position a copy does not record)`;
+  return byFinish[0]
+    ? `no backup finished before ${point.toISOString()}: the oldest kept one finished at ${byFinish[0].manifest.finishedAt}`
     : 'there is no finished backup';
 }
 

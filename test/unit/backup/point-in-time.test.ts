@@ -139,6 +139,19 @@ describe('picking what a point-in-time restore uses', () => {
     { prefix: 'b/', manifest: manifest('2026-01-06T03:00:00Z', '2026-01-06T03:10:00Z') },
   ];
 
+  it('skips backups taken from a primary, which do not record their exact position', () => {
+    const primary = {
+      prefix: 'p/',
+      manifest: { ...manifest('2026-01-06T04:00:00Z', '2026-01-06T04:10:00Z'), role: 'primary' as const },
+    };
+    expect(backupForPointInTime([...backups, primary], new Date('2026-01-06T12:00:00Z'))).toMatchObject({
+      prefix: 'b/',
+    });
+    expect(backupForPointInTime([primary], new Date('2026-01-06T12:00:00Z'))).toMatch(
+      /1 taken from a primary/,
+    );
+  });
+
   it('the newest backup that finished before the point', () => {
     expect(backupForPointInTime(backups, new Date('2026-01-06T12:00:00Z'))).toMatchObject({ prefix: 'b/' });
     expect(backupForPointInTime(backups, new Date('2026-01-06T03:05:00Z'))).toMatchObject({ prefix: 'a/' });
