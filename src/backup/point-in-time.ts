@@ -238,12 +238,7 @@ export async function replayToPointInTime(options: ReplayOptions): Promise<Repla
     const from = parseGtidList(await server.sql('SELECT @@gtid_slave_pos'));
     const plan = replayPlan(archived, from, point);
     if (typeof plan === 'string') throw new Error(plan);
-    for (const step of plan) {
-      const file = join(options.workDir, 'replay.binlog');
-      await pipeline(await options.target.get(step.key), createWriteStream(file));
-      await replayFile(server, file, step, point);
-      await rm(file, { force: true });
-    }
+    await replay(server, plan, point, options);
     await server.stop();
     return { from: gtidText(from), binlogs: plan.map((s) => s.key) };
   } catch (err) {
@@ -252,25 +247,58 @@ export async function replayToPointInTime(options: ReplayOptions): Promise<Repla
   }
 }
 
-async function replayFile(server: PrivateServer, file: string, step: ReplayStep, point: Date): Promise<void> {
-  const decode = spawn(
-    'mariadb-binlog',
-    [
-      ...(step.startPosition ? [`--start-position=${step.startPosition}`] : []),
-      `--stop-datetime=${stopDatetime(point)}`,
-      file,
-    ],
-    // --stop-datetime is read in the local time zone.
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } },
-  );
+/**
+ * Every planned file through one client session: the server started without grant tables (so no
+ * password is needed), and the session loads them first (FLUSH PRIVILEGES keeps its own rights),
+ * so account statements in the binlog apply like any other. A later session could not log in.
+ */
+async function replay(
+  server: PrivateServer,
+  plan: ReplayStep[],
+  point: Date,
+  options: ReplayOptions,
+): Promise<void> {
   const apply = spawn('mariadb', server.clientArgs([]), { stdio: ['pipe', 'ignore', 'pipe'] });
-  const decodeTail = stderrTail(decode);
   const applyTail = stderrTail(apply);
-  const [decoded, applied] = await Promise.all([
-    exitOf(decode),
-    exitOf(apply),
-    pipeline(decode.stdout!, apply.stdin!).catch(() => undefined),
-  ]);
-  if (decoded !== 0) throw new Error(`mariadb-binlog ${step.key} failed (exit ${decoded}): ${decodeTail()}`);
-  if (applied !== 0) throw new Error(`replaying ${step.key} failed (exit ${applied}): ${applyTail()}`);
+  const applied = exitOf(apply);
+  const failed = async (what: string) => {
+    apply.kill('SIGKILL');
+    const code = await applied;
+    const reason = applyTail();
+    return new Error(
+      reason ? `replaying ${what} failed (exit ${code}): ${reason}` : `replaying ${what} failed`,
+    );
+  };
+  apply.stdin!.on('error', () => undefined);
+  apply.stdin!.write('FLUSH PRIVILEGES;\n');
+  const file = join(options.workDir, 'replay.binlog');
+  for (const step of plan) {
+    await pipeline(await options.target.get(step.key), createWriteStream(file));
+    const decode = spawn(
+      'mariadb-binlog',
+      [
+        ...(step.startPosition ? [`--start-position=${step.startPosition}`] : []),
+        `--stop-datetime=${stopDatetime(point)}`,
+        file,
+      ],
+      // --stop-datetime is read in the local time zone.
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TZ: 'UTC' } },
+    );
+    const decodeTail = stderrTail(decode);
+    const decoded = exitOf(decode);
+    try {
+      await pipeline(decode.stdout!, apply.stdin!, { end: false });
+    } catch {
+      decode.kill('SIGKILL');
+      throw await failed(step.key);
+    }
+    const code = await decoded;
+    if (code !== 0) {
+      apply.kill('SIGKILL');
+      throw new Error(`mariadb-binlog ${step.key} failed (exit ${code}): ${decodeTail()}`);
+    }
+    await rm(file, { force: true });
+  }
+  apply.stdin!.end();
+  if ((await applied) !== 0) throw await failed(plan.map((s) => s.key).join(', '));
 }

@@ -120,6 +120,10 @@ describe('point-in-time restore of a shard', () => {
 
     // Two batches after the backup, one archive run in between so the replay spans several files.
     const early = await produce(producer, 'early', 500);
+    // An account statement in the binlog replays too (the replay session has the grant tables).
+    await withAdmin(cluster.shards[0]!.primary.endpoint, cluster.secrets.admin, (c) =>
+      c.query("CREATE USER 'pitr_probe'@'%' IDENTIFIED BY 'probe'"),
+    );
     const first = await archive();
     expect(first.archived.length).toBeGreaterThan(0);
     const middle = await produce(producer, 'middle', 500);
@@ -157,6 +161,10 @@ describe('point-in-time restore of a shard', () => {
       admin: cluster.secrets.admin,
     });
     await withAdmin(restored.endpoint, cluster.secrets.admin, (c) => c.query('SET GLOBAL read_only = OFF'));
+    const probe = await withAdmin(restored.endpoint, cluster.secrets.admin, (c) =>
+      c.query("SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'pitr_probe'"),
+    );
+    expect((probe[0] as { n: number }[])[0]!.n).toBe(1);
     restoredBroker = await startBroker(undefined, {
       db: cluster.secrets.broker,
       routing: {
