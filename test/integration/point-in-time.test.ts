@@ -193,6 +193,20 @@ describe('point-in-time restore of a shard', () => {
     expect(late.filter((v) => seen.has(v))).toEqual([]);
   }, 240_000);
 
+  it('the agent serves binlog files only, and only with its token', async () => {
+    const url = (file: string) => `http://${archiveSource.agent}/v1/binlog?file=${file}`;
+    const auth = { authorization: `Bearer ${token}` };
+    expect((await fetch(url('mysql-bin.000001'))).status).toBe(401);
+    const bad = await fetch(url('ibdata1'), { headers: auth });
+    expect([bad.status, ((await bad.json()) as { code: string }).code]).toEqual([400, 'bad_file']);
+    expect((await fetch(url('..%2Fmy.cnf'), { headers: auth })).status).toBe(400);
+    expect((await fetch(url('mysql-bin.999999'), { headers: auth })).status).toBe(404);
+    const ok = await fetch(url('mysql-bin.000001'), { headers: auth });
+    expect(ok.status).toBe(200);
+    // Every binlog file starts with the magic bytes 0xfe 'bin'.
+    expect(Buffer.from(await ok.arrayBuffer()).subarray(0, 4)).toEqual(Buffer.from([0xfe, 0x62, 0x69, 0x6e]));
+  });
+
   it('names what is missing when no backup is old enough or the archive does not reach the point', async () => {
     const options = {
       target,
