@@ -37,9 +37,11 @@ ENV NODE_ENV=production
 # and mbstream, and mariadbd for the seed's offline step, from Debian 12 (MariaDB 10.11, the version
 # of the default mariadb:10.11 server image; a copy needs the server's major version). The opt-in
 # metrics sidecar of a MariaDB pod (spec.monitoring.mysqldExporter) runs Debian 12's
-# mysqld_exporter 0.14, /usr/bin/prometheus-mysqld-exporter, from this image too.
+# mysqld_exporter 0.14, /usr/bin/prometheus-mysqld-exporter, from this image too. A point-in-time
+# restore (mq-agent restore --point-in-time) replays archived binlogs with mariadb-binlog piped
+# into the mariadb client, both from mariadb-client.
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-backup mariadb-server-core prometheus-mysqld-exporter \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends mariadb-backup mariadb-client mariadb-server-core prometheus-mysqld-exporter \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY --from=build --chown=0:0 /app/package.json ./package.json

@@ -31,6 +31,11 @@ install_deps() {
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-backup
   fi
+  if ! command -v mariadb-binlog >/dev/null 2>&1; then
+    echo "==> installing mariadb-client (point-in-time restore replays archived binlogs with mariadb-binlog)"
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends mariadb-client
+  fi
   if ! command -v prometheus-mysqld-exporter >/dev/null 2>&1; then
     echo "==> installing prometheus-mysqld-exporter (the MariaDB pods' metrics sidecar)"
     apt-get update -q

@@ -5,6 +5,8 @@
 export const AGENT_PORT = 9080;
 export const CLONE_PATH = '/v1/clone';
 export const CLONE_GTID_PATH = '/v1/clone/gtid';
+/** `?file=mysql-bin.000042`: streams a binlog file of the local instance (binlog archiving). */
+export const BINLOG_PATH = '/v1/binlog';
 /** `host:port` of the agent the seed step pulls a copy from; absent: never seed (a new shard). */
 export const ANNOTATION_SEED_SOURCE = 'mysqlmq.io/seed-source';
 /** A rebuild request: the seed step replaces the data directory unless it already did for this id. */

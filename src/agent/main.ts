@@ -28,6 +28,8 @@ const USAGE = `Usage: mq-agent serve|seed|restore [options]
   seed:  MQ_SEED_SOURCE (host:port of the source's agent) and MQ_SEED_ID (a rebuild request) from
          the environment; does nothing when MQ_SEED_SOURCE is empty
   restore: --cluster NAME --shard shard-N [--backup STAMP, default the newest finished one]
+         [--point-in-time RFC3339: the newest backup finished before it plus the archived
+         binlogs replayed up to it (second resolution), instead of --backup]
          and a target: --directory PATH, or --s3-bucket B [--s3-prefix P] [--s3-endpoint URL]
          [--s3-region R] [--s3-force-path-style]; S3 credentials from AWS_ACCESS_KEY_ID and
          AWS_SECRET_ACCESS_KEY. Replaces --data-dir (mariadbd must not be running on it).
@@ -47,6 +49,7 @@ async function main(): Promise<void> {
       cluster: { type: 'string' },
       shard: { type: 'string' },
       backup: { type: 'string' },
+      'point-in-time': { type: 'string' },
       directory: { type: 'string' },
       's3-bucket': { type: 'string' },
       's3-prefix': { type: 'string' },
@@ -64,6 +67,9 @@ async function main(): Promise<void> {
   if (command === 'restore') {
     if (!values.cluster || !values.shard || !values.directory === !values['s3-bucket'])
       throw new Error('restore needs --cluster, --shard and one of --directory and --s3-bucket (see --help)');
+    if (values.backup && values['point-in-time'])
+      throw new Error('restore takes --backup or --point-in-time, not both');
+    const pointInTime = values['point-in-time'] ? parsePointInTime(values['point-in-time']) : undefined;
     const log = createLogger('agent-restore');
     const target = targetOf({
       ...(values.directory ? { directory: { path: values.directory } } : {}),
@@ -80,18 +86,27 @@ async function main(): Promise<void> {
         : {}),
     });
     const started = Date.now();
-    const manifest = await restoreShard({
+    const { manifest, replay } = await restoreShard({
       target,
       cluster: values.cluster,
       shard: values.shard,
       stamp: values.backup,
+      pointInTime,
       dataDir: values['data-dir'] ?? '/var/lib/mysql',
+      workDir: values['work-dir'] ?? join(tmpdir(), 'mq-agent-restore'),
     });
     log.info('restored', {
       from: target.description,
       backup: manifest.startedAt,
       gtid: manifest.gtidAtStart,
       bytes: manifest.bytes,
+      ...(replay
+        ? {
+            pointInTime: pointInTime!.toISOString(),
+            replayedFrom: replay.from,
+            binlogs: replay.binlogs.length,
+          }
+        : {}),
       ms: Date.now() - started,
     });
     return;
@@ -133,6 +148,19 @@ async function main(): Promise<void> {
   const stop = () => server.close(() => process.exit(0));
   process.once('SIGTERM', stop);
   process.once('SIGINT', stop);
+}
+
+/** An RFC 3339 time with a zone (`2026-01-05T08:12:03Z`, `...+01:00`). */
+function parsePointInTime(text: string): Date {
+  const at = new Date(text);
+  if (
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(text) ||
+    Number.isNaN(at.getTime())
+  )
+    throw new Error(
+      `--point-in-time "${text}" is not an RFC 3339 time with a zone, e.g. 2026-01-05T08:12:03Z`,
+    );
+  return at;
 }
 
 main().catch((err) => {

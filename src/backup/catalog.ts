@@ -7,6 +7,8 @@ import type { BackupTarget } from './target.js';
  */
 export const STREAM_FILE = 'backup.xbstream';
 export const MANIFEST_FILE = 'manifest.json';
+/** `<cluster>/<shard>/binlogs/`: archived binlogs (binlog-archive.ts), not a backup. */
+export const BINLOG_DIR = 'binlogs';
 
 export interface BackupManifest {
   formatVersion: 1;
@@ -53,7 +55,7 @@ export function groupBackups(keys: string[], shardKeyPrefix: string): ShardBacku
   for (const key of keys) {
     if (!key.startsWith(shardKeyPrefix)) continue;
     const [stamp, file] = key.slice(shardKeyPrefix.length).split('/');
-    if (!stamp || !file) continue;
+    if (!stamp || !file || stamp === BINLOG_DIR) continue;
     const prefix = `${shardKeyPrefix}${stamp}/`;
     byPrefix.set(prefix, (byPrefix.get(prefix) ?? new Set()).add(file));
   }

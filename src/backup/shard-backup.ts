@@ -7,8 +7,11 @@ import {
   STREAM_FILE,
   backupPrefix,
   backupStamp,
+  listShardBackups,
   pruneShardBackups,
+  readManifest,
 } from './catalog.js';
+import { pruneArchivedBinlogs } from './binlog-archive.js';
 import type { BackupTarget } from './target.js';
 
 export interface BackupSourceInstance {
@@ -40,6 +43,8 @@ export interface ShardBackupResult {
   manifest: BackupManifest;
   /** Older backups deleted by retention. */
   pruned: string[];
+  /** Archived binlogs deleted because every kept backup holds them. */
+  prunedBinlogs: string[];
 }
 
 const currentGtid = (endpoint: Endpoint, admin: Credentials) =>
@@ -84,5 +89,9 @@ export async function backupShard(options: ShardBackupOptions): Promise<ShardBac
   };
   await target.put(prefix + MANIFEST_FILE, JSON.stringify(manifest, null, 2) + '\n');
   const pruned = await pruneShardBackups(target, cluster, shard, options.keep);
-  return { prefix, manifest, pruned };
+  const oldestKept = (await listShardBackups(target, cluster, shard)).complete[0];
+  const prunedBinlogs = oldestKept
+    ? await pruneArchivedBinlogs(target, cluster, shard, (await readManifest(target, oldestKept)).gtidAtStart)
+    : [];
+  return { prefix, manifest, pruned, prunedBinlogs };
 }

@@ -8,6 +8,7 @@ import { ANNOTATION_SWITCHOVER, type DefaultedCluster, type SwitchoverStatus } f
 import { DeadLetterWatch } from './dead-letters/watch.js';
 import type { EventRecorder, EventSubject } from './events.js';
 import { agentToken } from '../agent/token.js';
+import { BinlogArchiveLoop } from './backup/binlog-loop.js';
 import { BackupLoop, type BackupView } from './backup/loop.js';
 import { RetentionLoop, retentionMetrics } from './retention/loop.js';
 import { names } from './desired/meta.js';
@@ -124,6 +125,7 @@ export class ClusterLoop {
   private readonly retention: RetentionLoop;
   private readonly deadLetters: DeadLetterWatch;
   private readonly backup: BackupLoop;
+  private readonly binlogArchive: BinlogArchiveLoop;
   private timer?: NodeJS.Timeout;
   private running = false;
   private stopped = false;
@@ -154,6 +156,7 @@ export class ClusterLoop {
       events: deps.events,
       metrics: deps.metrics.retention,
       log: deps.log,
+      archivedPosition: (cr, shard) => this.binlogArchive.archivedPosition(cr, shard),
     });
     this.deadLetters = new DeadLetterWatch({
       admin: deps.secrets.admin,
@@ -162,16 +165,15 @@ export class ClusterLoop {
       log: deps.log,
     });
     const cr = deps.cluster();
-    this.backup = new BackupLoop(
-      {
-        admin: deps.secrets.admin,
-        agentToken: agentToken(deps.secrets.admin.password),
-        readSecret: deps.readSecret,
-        events: deps.events,
-        log: deps.log,
-      },
-      cr?.status?.backup,
-    );
+    const backupDeps = {
+      admin: deps.secrets.admin,
+      agentToken: agentToken(deps.secrets.admin.password),
+      readSecret: deps.readSecret,
+      events: deps.events,
+      log: deps.log,
+    };
+    this.backup = new BackupLoop(backupDeps, cr?.status?.backup);
+    this.binlogArchive = new BinlogArchiveLoop(backupDeps, cr?.status?.backup);
     for (const s of cr?.status?.shards ?? []) this.manager.remember(s.name, memoryFromStatus(s));
     this.routing = deps.publishedRouting ?? { version: cr?.status?.routingVersion ?? 0, shards: [] };
     this.failoverCount = cr?.status?.failoverCount ?? 0;
@@ -264,7 +266,12 @@ export class ClusterLoop {
     this.retention.maybeRun(cr, decided);
     this.deadLetters.maybeRun(cr, decided);
     this.backup.maybeRun(cr, decided);
-    this.backupView = this.backup.view(cr);
+    this.binlogArchive.maybeRun(cr, decided);
+    const backupView = this.backup.view(cr);
+    this.backupView = backupView && {
+      ...backupView,
+      status: { ...backupView.status, ...this.binlogArchive.statusFields(cr) },
+    };
     const outcomes = this.retention.annotate(cr, decided);
     this.outcomes = outcomes;
     this.observedAt = observedAt;

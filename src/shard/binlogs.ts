@@ -30,3 +30,8 @@ export async function binlogStartState(conn: mysql.Connection, file: string): Pr
 export async function purgeBinlogsTo(conn: mysql.Connection, file: string): Promise<void> {
   await conn.query('PURGE BINARY LOGS TO ?', [file]);
 }
+
+/** Closes the binlog file being written and opens the next (so the closed one can be archived). */
+export async function flushBinlogs(conn: mysql.Connection): Promise<void> {
+  await conn.query('FLUSH BINARY LOGS');
+}

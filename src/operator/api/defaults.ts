@@ -35,7 +35,7 @@ export const DEFAULTS = {
   },
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
-  backup: { keep: 7 },
+  backup: { keep: 7, binlogArchive: true, binlogArchiveIntervalSeconds: 300 },
   retention: {
     maxAgeHours: 720,
     binlogMinAgeHours: 24,
@@ -125,6 +125,9 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
             schedule: s.backup.schedule,
             target: s.backup.target,
             keep: s.backup.keep ?? DEFAULTS.backup.keep,
+            binlogArchive: s.backup.binlogArchive ?? DEFAULTS.backup.binlogArchive,
+            binlogArchiveIntervalSeconds:
+              s.backup.binlogArchiveIntervalSeconds ?? DEFAULTS.backup.binlogArchiveIntervalSeconds,
           },
         }
       : {}),

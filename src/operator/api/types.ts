@@ -224,6 +224,10 @@ export interface BackupSpec {
   target: BackupTargetSpec;
   /** Finished backups kept per shard. */
   keep?: number;
+  /** Archive each shard primary's binlogs to the target, for point-in-time restore (default true). */
+  binlogArchive?: boolean;
+  /** How often the current binlog is closed and archived (default 300). */
+  binlogArchiveIntervalSeconds?: number;
 }
 
 /** What a user sends (and an old object may hold): every field is optional. */
@@ -280,7 +284,13 @@ export interface DefaultedSpec {
   monitoring: {
     mysqldExporter: { enabled: boolean; image: string; resources: ResourceRequirements };
   };
-  backup?: { schedule: string; target: BackupTargetSpec; keep: number };
+  backup?: {
+    schedule: string;
+    target: BackupTargetSpec;
+    keep: number;
+    binlogArchive: boolean;
+    binlogArchiveIntervalSeconds: number;
+  };
 }
 
 // --- status ----------------------------------------------------------------------------------
@@ -357,6 +367,10 @@ export interface BackupStatus {
   nextBackupTime?: string;
   /** The target, without credentials (`s3://bucket/prefix/ at endpoint`, `directory /backups`). */
   target?: string;
+  /** When every shard's binlogs were last archived (RFC 3339): a restore can reach this time. */
+  lastBinlogArchiveTime?: string;
+  /** Why the last binlog archive run failed; empty after a success. */
+  lastBinlogArchiveError?: string;
 }
 
 export interface MessageQueueClusterStatus {

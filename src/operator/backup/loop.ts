@@ -51,6 +51,21 @@ export function backupSourceOf(o: ShardOutcome): BackupSourceInstance | undefine
 
 const MiB = 1024 * 1024;
 
+/** The target `spec.backup.target` names, with S3 credentials from its Secret. */
+export async function backupTargetOf(
+  cr: DefaultedCluster,
+  readSecret: (name: string) => Promise<Record<string, string> | undefined>,
+): Promise<BackupTarget> {
+  const t = cr.spec.backup!.target;
+  const secretName = t.s3?.credentialsSecret;
+  if (!secretName) return targetOf(t);
+  const data = await readSecret(secretName);
+  if (!data) throw new Error(`Secret ${secretName} (spec.backup.target.s3.credentialsSecret) does not exist`);
+  const credentials = s3CredentialsFromSecret(secretName, data);
+  if (typeof credentials === 'string') throw new Error(credentials);
+  return targetOf(t, credentials);
+}
+
 /**
  * Scheduled full backups of one cluster, driven by the shard loop's ticks but never holding them
  * up: when the schedule is due, every shard is backed up one after the other in the background,
@@ -69,7 +84,10 @@ export class BackupLoop {
     private readonly deps: BackupLoopDeps,
     previous?: BackupStatus,
   ) {
+    // The binlog archive fields belong to BinlogArchiveLoop.
     this.status = { ...previous };
+    delete this.status.lastBinlogArchiveTime;
+    delete this.status.lastBinlogArchiveError;
   }
 
   /** Starts a run when one is due; returns at once. */
@@ -134,25 +152,13 @@ export class BackupLoop {
     };
   }
 
-  private async target(cr: DefaultedCluster): Promise<BackupTarget> {
-    const t = cr.spec.backup!.target;
-    const secretName = t.s3?.credentialsSecret;
-    if (!secretName) return targetOf(t);
-    const data = await this.deps.readSecret(secretName);
-    if (!data)
-      throw new Error(`Secret ${secretName} (spec.backup.target.s3.credentialsSecret) does not exist`);
-    const credentials = s3CredentialsFromSecret(secretName, data);
-    if (typeof credentials === 'string') throw new Error(credentials);
-    return targetOf(t, credentials);
-  }
-
   private async run(cr: DefaultedCluster, outcomes: ShardOutcome[], started: Date): Promise<void> {
     const spec = cr.spec.backup!;
     const failures: string[] = [];
     let bytes = 0;
     let description = '';
     try {
-      const target = await this.target(cr);
+      const target = await backupTargetOf(cr, this.deps.readSecret);
       description = target.description;
       this.status.target = description;
       for (const o of outcomes) {

@@ -36,6 +36,12 @@ export interface PurgeInput {
   closedAt: ReadonlyMap<string, number>;
   now: number;
   minAgeMs: number;
+  /**
+   * With binlog archiving on: where the shard's archive reaches (empty before its first run). A
+   * file goes only once every transaction in it is archived, on either instance (the standby's
+   * files hold the same transactions as the primary's). Undefined: archiving is off.
+   */
+  archivedPosition?: readonly Gtid[];
 }
 
 /**
@@ -43,16 +49,18 @@ export interface PurgeInput {
  * when nothing may go. A file goes only when it was closed at least `minAgeMs` ago and the other
  * instance of the shard already has every transaction in it: the standby must be able to resume
  * from its position, and a former primary rejoining its successor too. Without the other
- * instance's position nothing is purged.
+ * instance's position nothing is purged. With archiving on, a file not yet archived stays too, or
+ * a point-in-time restore would find a gap.
  */
 export function purgeTarget(input: PurgeInput): string | undefined {
-  const { files, peerPosition, closedAt, now, minAgeMs } = input;
+  const { files, peerPosition, closedAt, now, minAgeMs, archivedPosition } = input;
   if (!peerPosition) return undefined;
   let target: string | undefined;
   for (let k = 1; k < files.length; k++) {
     const closed = closedAt.get(files[k - 1].name);
     const state = files[k].startState;
     if (closed === undefined || now - closed < minAgeMs || !state || !covers(peerPosition, state)) break;
+    if (archivedPosition && !covers(archivedPosition, state)) break;
     target = files[k].name;
   }
   return target;

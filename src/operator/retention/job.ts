@@ -30,6 +30,9 @@ export interface RetentionPolicy extends ClusterRetention {
   binlogMinAgeMs: number;
 }
 
+/** Where a shard's binlog archive reaches (binlog archiving on), else undefined. */
+export type ArchivedPositionOf = (shard: string) => Gtid[] | undefined;
+
 /** One instance of a shard as the job sees it. */
 export interface RetentionInstance {
   name: string;
@@ -92,7 +95,12 @@ export class RetentionJob {
     private readonly pacing: RetentionPacing = DEFAULT_PACING,
   ) {}
 
-  async run(shard: RetentionShard, policy: RetentionPolicy, now = Date.now()): Promise<ShardRetentionReport> {
+  async run(
+    shard: RetentionShard,
+    policy: RetentionPolicy,
+    now = Date.now(),
+    archivedPosition?: Gtid[],
+  ): Promise<ShardRetentionReport> {
     const report: ShardRetentionReport = {
       shard: shard.shard,
       at: now,
@@ -110,7 +118,7 @@ export class RetentionJob {
     }
     for (const [i, instance] of shard.instances.entries()) {
       const peer = shard.instances[1 - i];
-      report.binlogs.push(await this.purgeBinlogs(instance, peer, policy, Date.now()));
+      report.binlogs.push(await this.purgeBinlogs(instance, peer, policy, Date.now(), archivedPosition));
     }
     return report;
   }
@@ -164,6 +172,7 @@ export class RetentionJob {
     peer: RetentionInstance,
     policy: RetentionPolicy,
     now: number,
+    archivedPosition: Gtid[] | undefined,
   ): Promise<InstanceBinlogReport> {
     const report: InstanceBinlogReport = { instance: instance.name, files: 0, bytes: 0 };
     if (!instance.endpoint) return { ...report, error: 'no address' };
@@ -180,6 +189,7 @@ export class RetentionJob {
         closedAt: closed,
         now,
         minAgeMs: policy.binlogMinAgeMs,
+        ...(archivedPosition ? { archivedPosition } : {}),
       });
       if (target) {
         await purgeBinlogsTo(conn, target);

@@ -2,6 +2,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/logger.js';
 import type { Credentials } from '../../shard/connection.js';
+import type { Gtid } from '../../shard/gtid.js';
 import type { DefaultedCluster } from '../api/types.js';
 import type { EventRecorder } from '../events.js';
 import { MYSQL_PORT, type ShardOutcome } from '../shards/manager.js';
@@ -94,6 +95,8 @@ export interface RetentionLoopDeps {
   metrics: RetentionMetrics;
   log: Logger;
   pacing?: RetentionPacing;
+  /** Where a shard's binlog archive reaches when archiving is on (no purge past it). */
+  archivedPosition?(cr: DefaultedCluster, shard: string): Gtid[] | undefined;
 }
 
 export function retentionPolicyOf(cr: DefaultedCluster): RetentionPolicy {
@@ -195,7 +198,12 @@ export class RetentionLoop {
       if (!o.decision.memory.bootstrapped) continue;
       const labels = { namespace: cr.metadata.namespace, cluster: cr.metadata.name, shard: o.shard };
       try {
-        const report = await this.job.run(targetOf(o), policy);
+        const report = await this.job.run(
+          targetOf(o),
+          policy,
+          Date.now(),
+          this.deps.archivedPosition?.(cr, o.shard),
+        );
         this.reports.set(o.shard, report);
         this.record(labels, report);
         const failures = [
