@@ -125,7 +125,12 @@ describe('backup and restore of a shard', () => {
 
     // Restore from S3 into a fresh instance's data directory, start it, and serve it with a broker.
     const dataDir = join(dir, 'restored', 'data');
-    const { manifest } = await restoreShard({ target: s3Target, cluster: 'orders', shard: 'shard-0', dataDir });
+    const { manifest } = await restoreShard({
+      target: s3Target,
+      cluster: 'orders',
+      shard: 'shard-0',
+      dataDir,
+    });
     expect(manifest.startedAt).toBe(toS3.manifest.startedAt);
     expect(JSON.parse(await readFile(join(dataDir, RESTORE_MARKER_FILE), 'utf8'))).toMatchObject({
       backup: toS3.prefix,

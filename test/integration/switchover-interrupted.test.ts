@@ -61,7 +61,9 @@ async function tickUntilHealthy(timeoutMs = 30_000): Promise<void> {
     const o = last[0];
     if (o.decision.memory.phase === 'Healthy' && o.decision.actions.length === 0 && !o.actionError) return;
     if (Date.now() - start > timeoutMs)
-      throw new Error(`not healthy: ${o.decision.memory.phase}, ${o.decision.message}, ${o.actionError ?? ''}`);
+      throw new Error(
+        `not healthy: ${o.decision.memory.phase}, ${o.decision.message}, ${o.actionError ?? ''}`,
+      );
     await new Promise((r) => setTimeout(r, 200));
   }
 }

@@ -202,8 +202,7 @@ function rolesAsObserved(
   if (!previous.bootstrapped) return undefined;
   const primary = instances.find((i) => i.index === previous.primaryIndex)!;
   const standby = instances.find((i) => i.index !== previous.primaryIndex)!;
-  const followsStandby =
-    standby.podIP !== undefined && primary.probe?.replica?.sourceHost === standby.podIP;
+  const followsStandby = standby.podIP !== undefined && primary.probe?.replica?.sourceHost === standby.podIP;
   if (!followsStandby || standby.probe?.replica) return undefined;
   return {
     memory: {
