@@ -1,4 +1,5 @@
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../api/limits.js';
+import { ACTIONS } from '../../api/users.js';
 import {
   API_VERSION,
   type DefaultedCluster,
@@ -36,6 +37,8 @@ export const DEFAULTS = {
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
   backup: { keep: 7 },
+  /** Added unless listed, so mqctl and kubectl mqc work on a new cluster: its token is in NAME-user-admin. */
+  adminUser: { name: 'admin', rights: [{ topic: '*', actions: ACTIONS }] },
   retention: {
     maxAgeHours: 720,
     binlogMinAgeHours: 24,
@@ -119,6 +122,12 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         resources: clone(exporter.resources ?? {}),
       },
     },
+    users: [
+      ...(s.users?.some((u) => u.name === DEFAULTS.adminUser.name)
+        ? []
+        : [{ name: DEFAULTS.adminUser.name, rights: [{ topic: '*', actions: [...ACTIONS] }] }]),
+      ...clone(s.users ?? []),
+    ],
     ...(s.backup
       ? {
           backup: {

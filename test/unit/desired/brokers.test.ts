@@ -134,6 +134,8 @@ describe('broker Deployment', () => {
       '9090',
       '--max-message-bytes',
       '4096',
+      '--users',
+      '/etc/mysqlmq/users/users.json',
     ]);
     expect(c.ports).toEqual([{ name: 'http', containerPort: 9090, protocol: 'TCP' }]);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9090 });
@@ -154,9 +156,15 @@ describe('broker Deployment', () => {
     );
   });
 
-  it('mounts the routing ConfigMap as a directory, so updates reach running brokers', () => {
-    expect(c.volumeMounts).toEqual([{ name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true }]);
-    expect(pod.volumes).toEqual([{ name: 'routing', configMap: { name: 'mq-routing' } }]);
+  it('mounts the routing and users ConfigMaps as directories, so updates reach running brokers', () => {
+    expect(c.volumeMounts).toEqual([
+      { name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true },
+      { name: 'users', mountPath: '/etc/mysqlmq/users', readOnly: true },
+    ]);
+    expect(pod.volumes).toEqual([
+      { name: 'routing', configMap: { name: 'mq-routing' } },
+      { name: 'users', configMap: { name: 'mq-users' } },
+    ]);
   });
 
   it('rolls when the spec or the auth Secret changes, not when the replica count does', () => {
