@@ -182,7 +182,7 @@ export class ClusterReconciler {
       ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
-      userDigests: await this.ensureUserTokens(cr, signal),
+      userDigests: cr.spec.users.length > 0 ? await this.ensureUserTokens(cr, signal) : undefined,
       seeds: this.seedsOf(cr, loop),
       networkPolicy: this.deps.networkPolicy,
     });

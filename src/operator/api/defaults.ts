@@ -37,7 +37,7 @@ export const DEFAULTS = {
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
   backup: { keep: 7 },
-  /** Added unless listed, so mqctl and kubectl mqc work on a new cluster: its token is in NAME-user-admin. */
+  /** Added to a non-empty spec.users unless listed, so mqctl and kubectl mqc work: its token is in NAME-user-admin. */
   adminUser: { name: 'admin', rights: [{ topic: '*', actions: ACTIONS }] },
   retention: {
     maxAgeHours: 720,
@@ -122,8 +122,10 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         resources: clone(exporter.resources ?? {}),
       },
     },
+    // Opt-in for now (an empty list: brokers without authentication, as before spec.users): turning
+    // it on for every cluster needs every client of existing clusters to get a token first.
     users: [
-      ...(s.users?.some((u) => u.name === DEFAULTS.adminUser.name)
+      ...(!s.users?.length || s.users.some((u) => u.name === DEFAULTS.adminUser.name)
         ? []
         : [{ name: DEFAULTS.adminUser.name, rights: [{ topic: '*', actions: [...ACTIONS] }] }]),
       ...clone(s.users ?? []),

@@ -77,6 +77,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
   const { brokers: b, podTemplate } = cr.spec;
   const secret = names.credentials(cr.metadata.name);
   const resources = resourcesOf(b.resources);
+  const withUsers = cr.spec.users.length > 0;
   const podSpec = {
     terminationGracePeriodSeconds: 30,
     automountServiceAccountToken: false,
@@ -109,8 +110,8 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           String(b.port),
           '--max-message-bytes',
           String(b.maxMessageBytes),
-          '--users',
-          `${USERS_MOUNT}/${USERS_FILE}`,
+          // spec.users on: the users file; off: the deprecated shared token, or no authentication.
+          ...(withUsers ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`] : b.authSecretName ? [] : ['--no-auth']),
         ],
         ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
         env: [
@@ -139,7 +140,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         securityContext: { ...RESTRICTED_CONTAINER, readOnlyRootFilesystem: true },
         volumeMounts: [
           { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
-          { name: 'users', mountPath: USERS_MOUNT, readOnly: true },
+          ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),
         ],
         ...(resources ? { resources } : {}),
       },
@@ -147,7 +148,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
     volumes: [
       { name: 'routing', configMap: { name: names.routing(cr.metadata.name) } },
       // Re-read in place by the broker: adding or changing a user rolls no Pod.
-      { name: 'users', configMap: { name: names.users(cr.metadata.name) } },
+      ...(withUsers ? [{ name: 'users', configMap: { name: names.users(cr.metadata.name) } }] : []),
     ],
   };
   return {

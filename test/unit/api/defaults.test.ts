@@ -35,7 +35,7 @@ describe('withDefaults', () => {
       monitoring: {
         mysqldExporter: { enabled: false, image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0', resources: {} },
       },
-      users: [{ name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] }],
+      users: [],
     };
     expect(withDefaults({})).toEqual(expected);
     expect(withDefaults(undefined)).toEqual(expected);
@@ -87,7 +87,7 @@ describe('withDefaults', () => {
     expect(withDefaults(spec)).toEqual(spec);
   });
 
-  it('adds the admin user with every right unless one is listed', () => {
+  it('adds the admin user with every right to a non-empty list unless one is listed', () => {
     const app = { name: 'app', rights: [{ topic: 'orders', actions: ['produce' as const] }] };
     expect(withDefaults({ users: [app] }).users).toEqual([
       { name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] },

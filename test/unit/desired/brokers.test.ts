@@ -97,6 +97,7 @@ describe('broker Deployment', () => {
       resources: { limits: { memory: '1Gi' } },
     },
     podTemplate: { labels: { team: 'mq' }, annotations: { note: 'x' } },
+    users: [{ name: 'app', rights: [{ topic: 'orders', actions: ['produce'] }] }],
   });
   const dep = brokerDeployment(cr);
   const spec = specOf(dep);
@@ -164,6 +165,17 @@ describe('broker Deployment', () => {
     expect(pod.volumes).toEqual([
       { name: 'routing', configMap: { name: 'mq-routing' } },
       { name: 'users', configMap: { name: 'mq-users' } },
+    ]);
+  });
+
+  it('without spec.users: the shared token if one is given, else no authentication, and no users file', () => {
+    const args = (d: ReturnType<typeof brokerDeployment>) => container(specOf(d).template.spec, 'broker').args;
+    expect(args(brokerDeployment(cluster()))).toContain('--no-auth');
+    const shared = brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }));
+    expect(args(shared)).not.toContain('--no-auth');
+    expect(args(shared)).not.toContain('--users');
+    expect(container(specOf(shared).template.spec, 'broker').volumeMounts).toEqual([
+      { name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true },
     ]);
   });
 
