@@ -111,7 +111,11 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           '--max-message-bytes',
           String(b.maxMessageBytes),
           // spec.users on: the users file; off: the deprecated shared token, or no authentication.
-          ...(withUsers ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`] : b.authSecretName ? [] : ['--no-auth']),
+          ...(withUsers
+            ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`]
+            : b.authSecretName
+              ? []
+              : ['--no-auth']),
         ],
         ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
         env: [

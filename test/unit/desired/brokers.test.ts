@@ -169,7 +169,8 @@ describe('broker Deployment', () => {
   });
 
   it('without spec.users: the shared token if one is given, else no authentication, and no users file', () => {
-    const args = (d: ReturnType<typeof brokerDeployment>) => container(specOf(d).template.spec, 'broker').args;
+    const args = (d: ReturnType<typeof brokerDeployment>) =>
+      container(specOf(d).template.spec, 'broker').args;
     expect(args(brokerDeployment(cluster()))).toContain('--no-auth');
     const shared = brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }));
     expect(args(shared)).not.toContain('--no-auth');
