@@ -6,13 +6,14 @@ import { DEFAULT_MAX_MESSAGE_BYTES, WRITE_BATCH_BYTES } from '../api/limits.js';
 import { MqError, errorMessage, notFound } from '../common/errors.js';
 import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
+import { Auth, type Principal } from './auth.js';
 import { DeadLetters } from './dead-letters.js';
 import { Fetcher, type FetcherOptions } from './fetcher.js';
 import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { bearerMatches, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
 import {
   MAX_MESSAGES_PER_PUBLISH,
   type PublishLimits,
@@ -36,6 +37,7 @@ import {
   parseTopicPatch,
 } from './requests.js';
 import { type RoutingDocument, parseRouting } from '../api/routing.js';
+import { type Action, type UsersDocument, parseUsers } from '../api/users.js';
 import { ShardPools } from './shard-pools.js';
 import { ShardRouter } from './shard-router.js';
 import { GroupAdmission } from './group-admission.js';
@@ -49,9 +51,17 @@ export interface BrokerConfig {
   routing: RoutingDocument;
   /** Re-read when it changes (a mounted ConfigMap); PUT /v1/admin/routing is the fast path. */
   routingFile?: string;
-  /** Clients must send `Authorization: Bearer <authToken>` when set. */
+  /**
+   * Users and their rights per topic (docs/security.md). With neither `users` nor `authToken`,
+   * clients need no token: only for brokers embedded in tests and tools; the broker process
+   * refuses to start that way unless told `--no-auth`.
+   */
+  users?: UsersDocument;
+  /** Re-read when it changes (a mounted ConfigMap); a bad file keeps the users in force. */
+  usersFile?: string;
+  /** Deprecated shared client token (`spec.brokers.authSecretName`): every right on every topic. */
   authToken?: string;
-  /** Required for /v1/admin/*; without it the admin API is off. */
+  /** The operator's credential (routing pushes); without it, and without users, the admin API is off. */
   adminToken?: string;
   /** At most MESSAGE_COLUMN_MAX_BYTES (the message column). */
   maxMessageBytes: number;
@@ -130,10 +140,13 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
   fetchPoolSize: 8,
 };
 
-/** Routes outside /v1/admin/ that take the admin token (checked by their handler) instead of the client one. */
-const ADMIN_ROUTES = new Set(['PATCH /v1/topics']);
+type Handler = (req: IncomingMessage, res: ServerResponse, params: string[], who: Principal) => Promise<void>;
 
-type Handler = (req: IncomingMessage, res: ServerResponse, params: string[]) => Promise<void>;
+/**
+ * What a route needs: `open` no token (probes, Prometheus); `user` any valid token; an action on
+ * the topic in the path; `operator` the operator's routes (Auth.requireOperator).
+ */
+type Access = 'open' | 'user' | Action | 'operator';
 
 /**
  * The broker: an HTTP/1.1 keep-alive server in front of the shards. Stateless apart from caches:
@@ -154,9 +167,12 @@ export class Broker {
   private readonly groups: GroupAdmin;
   private readonly deadLetters: DeadLetters;
   private readonly server: Server;
-  private readonly routes: [string, RegExp, Handler][];
+  private readonly routes: [string, RegExp, Access, Handler][];
+  readonly auth: Auth;
   private routingTimer?: NodeJS.Timeout;
   private routingMtime = 0;
+  private usersTimer?: NodeJS.Timeout;
+  private usersMtime = 0;
   private closing = false;
   private listenUrl = '';
 
@@ -164,6 +180,11 @@ export class Broker {
     readonly config: BrokerConfig,
     private readonly log: Logger,
   ) {
+    this.auth = new Auth({
+      users: config.users,
+      sharedToken: config.authToken,
+      operatorToken: config.adminToken,
+    });
     this.pools = new ShardPools(config.db, config.poolSize);
     this.fetchPools = new ShardPools(config.db, config.fetchPoolSize);
     this.publishLimits = publishLimits(config.maxMessageBytes);
@@ -222,56 +243,69 @@ export class Broker {
     this.server.maxConnections = http.maxConnections;
     this.server.on('drop', () => this.metrics.limitRejections.inc({ limit: 'connections' }));
     this.routes = [
-      ['GET /healthz', /^\/healthz$/, async (_q, res) => sendJson(res, 200, { status: 'ok' })],
-      ['GET /readyz', /^\/readyz$/, (q, res) => this.ready(q, res)],
-      ['GET /metrics', /^\/metrics$/, (q, res) => this.metricsPage(q, res)],
-      ['GET /v1/status', /^\/v1\/status$/, async (_q, res) => sendJson(res, 200, this.status())],
-      ['GET /v1/topics', /^\/v1\/topics$/, (q, res) => this.listTopics(q, res)],
-      ['POST /v1/topics', /^\/v1\/topics$/, (q, res) => this.createTopic(q, res)],
-      ['PATCH /v1/topics', /^\/v1\/topics\/([^/]+)$/, (q, res, p) => this.updateTopic(q, res, p)],
+      ['GET /healthz', /^\/healthz$/, 'open', async (_q, res) => sendJson(res, 200, { status: 'ok' })],
+      ['GET /readyz', /^\/readyz$/, 'open', (q, res) => this.ready(q, res)],
+      ['GET /metrics', /^\/metrics$/, 'open', (q, res) => this.metricsPage(q, res)],
+      ['GET /v1/status', /^\/v1\/status$/, 'user', async (_q, res) => sendJson(res, 200, this.status())],
+      ['GET /v1/topics', /^\/v1\/topics$/, 'user', (q, res) => this.listTopics(q, res)],
+      ['POST /v1/topics', /^\/v1\/topics$/, 'user', (q, res, p, who) => this.createTopic(q, res, p, who)],
+      ['PATCH /v1/topics', /^\/v1\/topics\/([^/]+)$/, 'operator', (q, res, p) => this.updateTopic(q, res, p)],
       [
         'POST /v1/topics/messages',
         /^\/v1\/topics\/([^/]+)\/messages$/,
+        'produce',
         (q, res, p) => this.publish(q, res, p),
       ],
       [
         'POST /v1/topics/groups/fetch',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/fetch$/,
+        'consume',
         (q, res, p) => this.fetch(q, res, p),
       ],
       [
         'POST /v1/topics/groups/offsets',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
+        'consume',
         (q, res, p) => this.commit(q, res, p),
       ],
       [
         'GET /v1/topics/groups/offsets',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/offsets$/,
+        'consume',
         (q, res, p) => this.offsets(q, res, p),
       ],
-      ['GET /v1/topics/groups', /^\/v1\/topics\/([^/]+)\/groups$/, (q, res, p) => this.listGroups(q, res, p)],
+      [
+        'GET /v1/topics/groups',
+        /^\/v1\/topics\/([^/]+)\/groups$/,
+        'consume',
+        (q, res, p) => this.listGroups(q, res, p),
+      ],
       [
         'POST /v1/topics/groups/reset',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/reset$/,
+        'admin',
         (q, res, p) => this.resetGroup(q, res, p),
       ],
       [
         'DELETE /v1/topics/groups',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)$/,
+        'admin',
         (q, res, p) => this.deleteGroup(q, res, p),
       ],
       [
         'DELETE /v1/topics/groups/consumers',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)$/,
+        'consume',
         (q, res, p) => this.leave(q, res, p),
       ],
       [
         'POST /v1/topics/groups/consumers/heartbeat',
         /^\/v1\/topics\/([^/]+)\/groups\/([^/]*)\/consumers\/([^/]+)\/heartbeat$/,
+        'consume',
         (q, res, p) => this.heartbeat(q, res, p),
       ],
-      ['PUT /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.putRouting(q, res)],
-      ['GET /v1/admin/routing', /^\/v1\/admin\/routing$/, (q, res) => this.getRouting(q, res)],
+      ['PUT /v1/admin/routing', /^\/v1\/admin\/routing$/, 'operator', (q, res) => this.putRouting(q, res)],
+      ['GET /v1/admin/routing', /^\/v1\/admin\/routing$/, 'operator', (q, res) => this.getRouting(q, res)],
     ];
   }
 
@@ -287,6 +321,7 @@ export class Broker {
     broker.metrics.routingVersion.set(config.routing.version);
     broker.router.startProbing(config.probeIntervalMs);
     if (config.routingFile) broker.watchRoutingFile(config.routingFile);
+    if (config.usersFile) broker.watchUsersFile(config.usersFile);
     await new Promise<void>((resolve, reject) => {
       broker.server.once('error', reject);
       broker.server.listen(config.port, config.host, () => resolve());
@@ -315,6 +350,7 @@ export class Broker {
     if (this.closing) return;
     this.closing = true;
     clearInterval(this.routingTimer);
+    clearInterval(this.usersTimer);
     this.router.stopProbing();
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();
@@ -332,13 +368,8 @@ export class Broker {
     try {
       const match = this.match(req.method ?? 'GET', path);
       routeName = match.name;
-      const adminOnly = path.startsWith('/v1/admin/') || ADMIN_ROUTES.has(routeName);
-      if (path.startsWith('/v1/') && !adminOnly && this.config.authToken) {
-        if (!bearerMatches(req, this.config.authToken)) {
-          throw new MqError(401, 'unauthorized', 'send Authorization: Bearer <token> with the broker token');
-        }
-      }
-      await match.handler(req, res, match.params);
+      const who = match.access === 'open' ? ANYONE : this.authorize(req, match.access, match.params[0]);
+      await match.handler(req, res, match.params, who);
     } catch (err) {
       const mqErr = asMqError(err);
       const limit = LIMIT_OF_CODE[mqErr.code];
@@ -356,16 +387,29 @@ export class Broker {
     }
   }
 
-  private match(method: string, path: string): { name: string; handler: Handler; params: string[] } {
+  private match(
+    method: string,
+    path: string,
+  ): { name: string; access: Access; handler: Handler; params: string[] } {
     let pathMatched = false;
-    for (const [name, pattern, handler] of this.routes) {
+    for (const [name, pattern, access, handler] of this.routes) {
       const m = pattern.exec(path);
       if (!m) continue;
       pathMatched = true;
-      if (name.startsWith(method + ' ')) return { name, handler, params: m.slice(1).map(decodeURIComponent) };
+      if (name.startsWith(method + ' ')) {
+        return { name, access, handler, params: m.slice(1).map(decodeURIComponent) };
+      }
     }
     if (pathMatched) throw new MqError(405, 'method_not_allowed', `${method} is not allowed on ${path}`);
     throw notFound('not_found', `no such endpoint: ${method} ${path}`);
+  }
+
+  /** 401 without a known token, 403 without the route's right on the path's topic. */
+  private authorize(req: IncomingMessage, access: Exclude<Access, 'open'>, topic?: string): Principal {
+    const who = this.auth.authenticate(req);
+    if (access === 'operator') this.auth.requireOperator(who, topic);
+    else if (access !== 'user') this.auth.require(who, access, topic);
+    return who;
   }
 
   /** The body as JSON; `limit` fits the route (a fetch needs a few KiB, a publish megabytes). */
@@ -417,8 +461,9 @@ export class Broker {
     sendJson(res, 200, { topics: await this.catalog.list() });
   }
 
-  private async createTopic(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private async createTopic(req: IncomingMessage, res: ServerResponse, _p: string[], who: Principal) {
     const { name, settings } = parseCreateTopic(await this.body(req));
+    this.auth.require(who, 'admin', name);
     const created = await this.catalog.create(name);
     if (created && settings) {
       await this.catalog.updateSettings(name, settings);
@@ -428,7 +473,6 @@ export class Broker {
   }
 
   private async updateTopic(req: IncomingMessage, res: ServerResponse, [topicParam]: string[]) {
-    this.requireAdmin(req);
     const topic = checkTopicName(topicParam);
     const patch = parseTopicPatch(await this.body(req), topic);
     await this.catalog.requireTopic(topic);
@@ -517,7 +561,6 @@ export class Broker {
     sendJson(res, 200, { groups: await this.groups.list(topic) });
   }
 
-  // Reset and delete need the broker token like every /v1 call (per-user rights come later).
   private async resetGroup(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
@@ -559,23 +602,13 @@ export class Broker {
     sendJson(res, 200, { shards: await this.fetcher.heartbeat(group, topic, consumer) });
   }
 
-  private requireAdmin(req: IncomingMessage): void {
-    if (!this.config.adminToken)
-      throw new MqError(403, 'admin_disabled', 'the admin API is off (no admin token)');
-    if (!bearerMatches(req, this.config.adminToken)) {
-      throw new MqError(401, 'unauthorized', 'send Authorization: Bearer <admin token>');
-    }
-  }
-
   private async putRouting(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.requireAdmin(req);
     const doc = parseRouting(await this.body(req, ROUTING_BODY_BYTES));
     const applied = this.router.update(doc);
     sendJson(res, 200, { applied, version: this.router.version });
   }
 
-  private async getRouting(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    this.requireAdmin(req);
+  private async getRouting(_req: IncomingMessage, res: ServerResponse): Promise<void> {
     sendJson(res, 200, this.router.routing);
   }
 
@@ -596,7 +629,31 @@ export class Broker {
     this.routingTimer = setInterval(() => void check(), 250);
     this.routingTimer.unref();
   }
+
+  /** Like the routing file: the kubelet swaps a mounted ConfigMap's file, which changes its mtime. */
+  private watchUsersFile(file: string): void {
+    const check = async () => {
+      try {
+        const { mtimeMs } = await stat(file);
+        if (mtimeMs === this.usersMtime) return;
+        const doc = parseUsers(JSON.parse(await readFile(file, 'utf8')));
+        this.usersMtime = mtimeMs;
+        this.auth.setUsers(doc);
+        this.log.info('users reloaded', { users: doc.users.map((u) => u.name) });
+      } catch (err) {
+        this.log.warn('users file unreadable; keeping the users in force', {
+          file,
+          error: errorMessage(err),
+        });
+      }
+    };
+    this.usersTimer = setInterval(() => void check(), 250);
+    this.usersTimer.unref();
+  }
 }
+
+/** The principal of open routes, which check nothing. */
+const ANYONE: Principal = { name: 'anyone', rights: [] };
 
 function asMqError(err: unknown): MqError {
   return err instanceof MqError ? err : new MqError(500, 'internal', `internal error: ${errorMessage(err)}`);

@@ -60,14 +60,3 @@ export function sendJsonBytes(res: ServerResponse, status: number, json: string 
 export function sendError(res: ServerResponse, err: MqError): void {
   sendJson(res, err.status, err.toJSON());
 }
-
-/** Constant-time comparison of a bearer token. */
-export function bearerMatches(req: IncomingMessage, expected: string): boolean {
-  const header = req.headers.authorization ?? '';
-  const given = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
-  const want = Buffer.from(expected);
-  if (given.length !== want.length) return false;
-  let diff = 0;
-  for (let i = 0; i < want.length; i++) diff |= given[i] ^ want[i];
-  return diff === 0;
-}

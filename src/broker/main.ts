@@ -5,6 +5,7 @@ import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from './broker.js';
 import { parseRouting } from '../api/routing.js';
+import { parseUsers } from '../api/users.js';
 
 /**
  * The broker process. Flags for what differs per deployment, environment variables for secrets
@@ -13,6 +14,8 @@ import { parseRouting } from '../api/routing.js';
 const USAGE = `Usage: mq-broker --routing FILE [options]
 
   --routing FILE          routing document (JSON); re-read when it changes
+  --users FILE            users and their rights per topic (JSON, token digests); re-read when it changes
+  --no-auth               accept clients without a token (only without --users and MQ_AUTH_TOKEN)
   --host ADDR             address to listen on (default ${BROKER_DEFAULTS.host})
   --port N                port to listen on (default ${BROKER_DEFAULTS.port})
   --max-message-bytes N   largest message accepted (default ${BROKER_DEFAULTS.maxMessageBytes})
@@ -31,6 +34,8 @@ async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       routing: { type: 'string' },
+      users: { type: 'string' },
+      'no-auth': { type: 'boolean' },
       host: { type: 'string' },
       port: { type: 'string' },
       'max-message-bytes': { type: 'string' },
@@ -41,6 +46,15 @@ async function main(): Promise<void> {
   if (values.help || !values.routing) {
     console.log(USAGE);
     process.exit(values.help ? 0 : 2);
+  }
+  const authToken = process.env.MQ_AUTH_TOKEN || undefined;
+  // Authentication is on unless turned off in so many words: a broker started without users by
+  // mistake must not serve every topic to anyone who reaches it.
+  if (!values.users && !authToken && !values['no-auth']) {
+    throw new Error('give --users FILE (or MQ_AUTH_TOKEN), or --no-auth to accept clients without a token');
+  }
+  if (values['no-auth'] && (values.users || authToken)) {
+    throw new Error('--no-auth contradicts --users and MQ_AUTH_TOKEN');
   }
   const log = createLogger('broker');
   const config: BrokerConfig = {
@@ -63,7 +77,10 @@ async function main(): Promise<void> {
     db: { user: process.env.MQ_DB_USER ?? 'mq_broker', password: process.env.MQ_DB_PASSWORD ?? '' },
     routing: parseRouting(JSON.parse(readFileSync(values.routing, 'utf8'))),
     routingFile: values.routing,
-    authToken: process.env.MQ_AUTH_TOKEN || undefined,
+    ...(values.users
+      ? { users: parseUsers(JSON.parse(readFileSync(values.users, 'utf8'))), usersFile: values.users }
+      : {}),
+    authToken,
     adminToken: process.env.MQ_ADMIN_TOKEN || undefined,
   };
   const broker = await Broker.start(config, log);

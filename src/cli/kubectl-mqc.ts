@@ -38,7 +38,7 @@ Flags:
   --kubeconfig FILE    as kubectl (default: $KUBECONFIG, else ~/.kube/config)
   --context NAME       kubeconfig context to use
   --brokers URLS       broker URLs to use instead of the broker pods' IPs (e.g. after a port-forward)
-  --token TOKEN        broker token (env MQ_TOKEN; default: the cluster's brokers.authSecretName Secret)
+  --token TOKEN        broker token (env MQ_TOKEN; default: Secret NAME-user-admin)
   --timeout SECONDS    switchover: how long to wait for the operator (default 120)
   --no-wait            switchover: set the annotation and return
   --json               groups: print the brokers' JSON answer
@@ -196,6 +196,9 @@ async function brokerToken(
 ): Promise<string | undefined> {
   const token = given ?? process.env.MQ_TOKEN;
   if (token) return token;
+  // The default admin user's Secret (spec.users); the deprecated shared token otherwise.
+  const admin = await kube.secretValue(`${cluster.metadata.name}-user-admin`, 'token');
+  if (admin) return admin;
   const secret = cluster.spec?.brokers?.authSecretName;
   return secret ? kube.secretValue(secret, 'token') : undefined;
 }

@@ -33,17 +33,23 @@ import {
   type PdbApiVersion,
   ROUTING_FILE,
   type SeedAnnotations,
+  TOKEN_KEY,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
   desiredObjects,
   generateCredentials,
+  generateUserToken,
   hashOf,
   initialRouting,
   missingAddedKeys,
   names,
   shardSecrets,
+  tokenFromSecret,
+  userSecret,
+  userSecretName,
 } from './desired/index.js';
+import { tokenSha256 } from '../api/users.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
 import { instanceSeparation } from './placement.js';
@@ -176,6 +182,7 @@ export class ClusterReconciler {
       ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
+      userDigests: cr.spec.users.length > 0 ? await this.ensureUserTokens(cr, signal) : undefined,
       seeds: this.seedsOf(cr, loop),
       networkPolicy: this.deps.networkPolicy,
     });
@@ -314,6 +321,50 @@ export class ClusterReconciler {
     const written = await this.readSecret(namespace, name, signal);
     if (!written) throw new Error(`Secret ${name} was deleted while it was being written`);
     return this.remember(key, await this.credentialsOf(cr, written, signal));
+  }
+
+  /**
+   * The SHA-256 digest of each user's token, by user name, from the users' Secrets read by name.
+   * A missing Secret is created with a new token (the operator never rewrites one: deleting it
+   * rotates the token). A Secret without a `token` key leaves its user out, with a Warning.
+   */
+  private async ensureUserTokens(cr: DefaultedCluster, signal: AbortSignal): Promise<Record<string, string>> {
+    const { namespace } = cr.metadata;
+    const digests: Record<string, string> = {};
+    for (const user of cr.spec.users) {
+      const name = userSecretName(cr, user);
+      let secret = await this.readSecret(namespace, name, signal);
+      if (!secret) {
+        try {
+          await this.deps.rest.request({
+            method: 'POST',
+            path: resourcePath({ apiVersion: 'v1', kind: 'Secret', namespace }),
+            body: userSecret(cr, user, generateUserToken()),
+            signal,
+          });
+          void this.deps.events.record(
+            cr,
+            'Normal',
+            'UserCreated',
+            `created Secret ${name} with the token of user ${user.name}`,
+          );
+        } catch (err) {
+          if (!isConflict(err)) throw err;
+        }
+        secret = await this.readSecret(namespace, name, signal);
+      }
+      const token = tokenFromSecret(secret?.data);
+      if (token) digests[user.name] = tokenSha256(token);
+      else {
+        void this.deps.events.record(
+          cr,
+          'Warning',
+          'UserTokenMissing',
+          `Secret ${name} has no key "${TOKEN_KEY}": user ${user.name} cannot authenticate until it does`,
+        );
+      }
+    }
+    return digests;
   }
 
   private remember(key: string, creds: Credentials): Credentials {

@@ -66,6 +66,8 @@ async function startBrokerProcess(): Promise<typeof real> {
       host,
       '--port',
       '8080',
+      // What any admitted client can do to a broker; who is admitted: test/integration/broker-auth.test.ts.
+      '--no-auth',
     ],
     {
       stdio: ['ignore', 'inherit', 'inherit'],

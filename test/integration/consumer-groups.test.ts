@@ -233,7 +233,7 @@ describe('who may change a group', () => {
         anonymous.deleteGroup(topic, 'g'),
       ]) {
         const err = await refusal(attempt);
-        expect([err.status, err.code]).toEqual([401, 'unauthorized']);
+        expect([err.status, err.code]).toEqual([401, 'unauthenticated']);
       }
       const withToken = new Admin({ brokers: [guarded.url], token: 'broker-secret' });
       expect(await withToken.resetGroup(topic, 'g', 'earliest')).toEqual({ 'shard-0': 0, 'shard-1': 0 });

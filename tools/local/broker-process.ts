@@ -12,6 +12,8 @@ export interface BrokerProcessOptions {
   routingFile: string;
   db: Credentials;
   adminToken?: string;
+  /** The users file; without it the broker takes clients without a token (`--no-auth`), as local tools do. */
+  usersFile?: string;
   /** Extra arguments, e.g. for profiling. */
   nodeArgs?: string[];
   logLevel?: string;
@@ -49,6 +51,7 @@ export class BrokerProcess {
         options.host,
         '--port',
         String(options.port),
+        ...(options.usersFile ? ['--users', options.usersFile] : ['--no-auth']),
       ],
       {
         stdio: ['ignore', 'inherit', 'inherit'],

@@ -1,4 +1,5 @@
 import { DEFAULT_MAX_MESSAGE_BYTES } from '../../api/limits.js';
+import { ACTIONS } from '../../api/users.js';
 import {
   API_VERSION,
   type DefaultedCluster,
@@ -36,6 +37,8 @@ export const DEFAULTS = {
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
   backup: { keep: 7, binlogArchive: true, binlogArchiveIntervalSeconds: 300 },
+  /** Added to a non-empty spec.users unless listed, so mqctl and kubectl mqc work: its token is in NAME-user-admin. */
+  adminUser: { name: 'admin', rights: [{ topic: '*', actions: ACTIONS }] },
   retention: {
     maxAgeHours: 720,
     binlogMinAgeHours: 24,
@@ -119,6 +122,14 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         resources: clone(exporter.resources ?? {}),
       },
     },
+    // Opt-in for now (an empty list: brokers without authentication, as before spec.users): turning
+    // it on for every cluster needs every client of existing clusters to get a token first.
+    users: [
+      ...(!s.users?.length || s.users.some((u) => u.name === DEFAULTS.adminUser.name)
+        ? []
+        : [{ name: DEFAULTS.adminUser.name, rights: [{ topic: '*', actions: [...ACTIONS] }] }]),
+      ...clone(s.users ?? []),
+    ],
     ...(s.backup
       ? {
           backup: {

@@ -9,6 +9,7 @@
  */
 
 import type { BackupTargetSpec } from '../../backup/target-spec.js';
+import type { TopicRight } from '../../api/users.js';
 
 // --- API identity ----------------------------------------------------------------------------
 
@@ -167,7 +168,7 @@ export interface BrokersSpec {
   image?: string;
   resources?: ResourceRequirements;
   port?: number;
-  /** A Secret in the cluster's namespace whose key `token` clients must present. */
+  /** Deprecated (spec.users): a Secret whose key `token` is a shared token with every right. */
   authSecretName?: string;
   maxMessageBytes?: number;
 }
@@ -230,6 +231,17 @@ export interface BackupSpec {
   binlogArchiveIntervalSeconds?: number;
 }
 
+/**
+ * A client of the brokers (docs/security.md, "Clients and rights"): the operator generates its
+ * token into a Secret and gives the brokers the token's digest with `rights`.
+ */
+export interface UserSpec {
+  name: string;
+  rights: TopicRight[];
+  /** The Secret (key `token`) that holds its token; default `NAME-user-<name>`. */
+  secretName?: string;
+}
+
 /** What a user sends (and an old object may hold): every field is optional. */
 export interface MessageQueueClusterSpec {
   shards?: number;
@@ -243,6 +255,8 @@ export interface MessageQueueClusterSpec {
   monitoring?: MonitoringSpec;
   /** Absent: no backups (nothing changes for a cluster without it). */
   backup?: BackupSpec;
+  /** Clients of the brokers; a user `admin` with every right is added unless one is listed. */
+  users?: UserSpec[];
 }
 
 /** The spec after `withDefaults`: every field with a default is present. */
@@ -291,6 +305,8 @@ export interface DefaultedSpec {
     binlogArchive: boolean;
     binlogArchiveIntervalSeconds: number;
   };
+  /** Empty: no users file (see withDefaults); else with `admin` (listed, or added with every right). */
+  users: UserSpec[];
 }
 
 // --- status ----------------------------------------------------------------------------------

@@ -1,12 +1,15 @@
 import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js';
 import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
+import { USER_NAME_PATTERN, parseRights } from '../../api/users.js';
+import { errorMessage } from '../../common/errors.js';
 import { withDefaults } from './defaults.js';
 import {
   type DefaultedSpec,
   type MessageQueueClusterSpec,
   RESERVED_LABEL_PREFIXES,
   type ResourceRequirements,
+  type UserSpec,
 } from './types.js';
 
 /**
@@ -36,7 +39,41 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkFailover(s),
     ...checkPodTemplate(s),
     ...checkRetention(s),
+    // The spec's own list: indexes in messages are the user's, without the added admin.
+    ...checkUsers(spec?.users ?? []),
   ];
+}
+
+const SECRET_NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/** The schema checks shapes; names must be unique, and rights parse as brokers parse them. */
+function checkUsers(users: UserSpec[]): string[] {
+  const problems: string[] = [];
+  const seen = new Set<string>();
+  const secrets = new Set<string>();
+  users.forEach((u, i) => {
+    const at = `spec.users[${i}]`;
+    if (!USER_NAME_PATTERN.test(u.name)) {
+      problems.push(
+        `${at}.name "${u.name}" must be a DNS label (lower-case letters, digits, '-'; at most 63)`,
+      );
+    }
+    if (seen.has(u.name)) problems.push(`${at}.name: user ${u.name} is listed twice`);
+    seen.add(u.name);
+    try {
+      parseRights(u.rights, `${at}.rights`);
+    } catch (err) {
+      problems.push(errorMessage(err));
+    }
+    if (u.secretName !== undefined) {
+      if (!SECRET_NAME.test(u.secretName) || u.secretName.length > 253) {
+        problems.push(`${at}.secretName "${u.secretName}" is not a Secret name`);
+      }
+      if (secrets.has(u.secretName)) problems.push(`${at}.secretName ${u.secretName} is another user's too`);
+      secrets.add(u.secretName);
+    }
+  });
+  return problems;
 }
 
 /** Problems with a cluster's name (the schema checks the same; derived names must stay valid). */

@@ -9,6 +9,7 @@ import {
   LABEL_COMPONENT,
 } from '../api/types.js';
 import { BROKER_USER } from './credentials.js';
+import { USERS_FILE, USERS_MOUNT } from './users.js';
 import {
   type DesiredObject,
   type PdbApiVersion,
@@ -76,6 +77,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
   const { brokers: b, podTemplate } = cr.spec;
   const secret = names.credentials(cr.metadata.name);
   const resources = resourcesOf(b.resources);
+  const withUsers = cr.spec.users.length > 0;
   const podSpec = {
     terminationGracePeriodSeconds: 30,
     automountServiceAccountToken: false,
@@ -108,6 +110,12 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           String(b.port),
           '--max-message-bytes',
           String(b.maxMessageBytes),
+          // spec.users on: the users file; off: the deprecated shared token, or no authentication.
+          ...(withUsers
+            ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`]
+            : b.authSecretName
+              ? []
+              : ['--no-auth']),
         ],
         ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
         env: [
@@ -134,11 +142,18 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         },
         // The broker writes no file: logs go to stdout, state to MariaDB.
         securityContext: { ...RESTRICTED_CONTAINER, readOnlyRootFilesystem: true },
-        volumeMounts: [{ name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true }],
+        volumeMounts: [
+          { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
+          ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),
+        ],
         ...(resources ? { resources } : {}),
       },
     ],
-    volumes: [{ name: 'routing', configMap: { name: names.routing(cr.metadata.name) } }],
+    volumes: [
+      { name: 'routing', configMap: { name: names.routing(cr.metadata.name) } },
+      // Re-read in place by the broker: adding or changing a user rolls no Pod.
+      ...(withUsers ? [{ name: 'users', configMap: { name: names.users(cr.metadata.name) } }] : []),
+    ],
   };
   return {
     apiVersion: 'apps/v1',

@@ -4,6 +4,7 @@ import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './
 import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
 import { type OperatorPeer, mysqlNetworkPolicy } from './network-policy.js';
+import { usersConfigMap } from './users.js';
 import {
   INSTANCES,
   type SeedAnnotations,
@@ -30,6 +31,11 @@ export interface DesiredInputs {
   pdbApiVersion?: PdbApiVersion;
   /** resourceVersion of the brokers' auth Secret, so a rotated token rolls the brokers. */
   authSecretVersion?: string;
+  /**
+   * SHA-256 digest of each user's token, by user name (read from the users' Secrets); undefined:
+   * no users ConfigMap (the reconciler always gives them).
+   */
+  userDigests?: Readonly<Record<string, string>>;
   /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
   seeds?: Readonly<Record<string, SeedAnnotations>>;
   /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
@@ -78,6 +84,7 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
       objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
     }
   }
+  if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests));
   objects.push(
     routingConfigMap(cr, inputs.routing),
     brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion }),

@@ -5,3 +5,4 @@ export * from './credentials.js';
 export * from './meta.js';
 export * from './network-policy.js';
 export * from './shard.js';
+export * from './users.js';

@@ -53,6 +53,8 @@ export const names = {
   shardPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}`,
   primaryPdb: (cluster: string, shard: number) => `${cluster}-shard-${shard}-primary`,
   routing: (cluster: string) => `${cluster}-routing`,
+  users: (cluster: string) => `${cluster}-users`,
+  userSecret: (cluster: string, user: string) => `${cluster}-user-${user}`,
   broker: (cluster: string) => `${cluster}-broker`,
   networkPolicy: (cluster: string) => `${cluster}-mysql`,
 };

@@ -35,6 +35,7 @@ describe('withDefaults', () => {
       monitoring: {
         mysqldExporter: { enabled: false, image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0', resources: {} },
       },
+      users: [],
     };
     expect(withDefaults({})).toEqual(expected);
     expect(withDefaults(undefined)).toEqual(expected);
@@ -81,8 +82,17 @@ describe('withDefaults', () => {
       monitoring: {
         mysqldExporter: { enabled: true, image: 'exporter:1', resources: { limits: { cpu: '100m' } } },
       },
+      users: [{ name: 'admin', rights: [{ topic: 'ops', actions: ['consume'] }], secretName: 'ops-token' }],
     };
     expect(withDefaults(spec)).toEqual(spec);
+  });
+
+  it('adds the admin user with every right to a non-empty list unless one is listed', () => {
+    const app = { name: 'app', rights: [{ topic: 'orders', actions: ['produce' as const] }] };
+    expect(withDefaults({ users: [app] }).users).toEqual([
+      { name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] },
+      app,
+    ]);
   });
 
   it('fills the gaps of a partly given section', () => {

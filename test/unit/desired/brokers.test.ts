@@ -97,6 +97,7 @@ describe('broker Deployment', () => {
       resources: { limits: { memory: '1Gi' } },
     },
     podTemplate: { labels: { team: 'mq' }, annotations: { note: 'x' } },
+    users: [{ name: 'app', rights: [{ topic: 'orders', actions: ['produce'] }] }],
   });
   const dep = brokerDeployment(cr);
   const spec = specOf(dep);
@@ -134,6 +135,8 @@ describe('broker Deployment', () => {
       '9090',
       '--max-message-bytes',
       '4096',
+      '--users',
+      '/etc/mysqlmq/users/users.json',
     ]);
     expect(c.ports).toEqual([{ name: 'http', containerPort: 9090, protocol: 'TCP' }]);
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9090 });
@@ -154,9 +157,27 @@ describe('broker Deployment', () => {
     );
   });
 
-  it('mounts the routing ConfigMap as a directory, so updates reach running brokers', () => {
-    expect(c.volumeMounts).toEqual([{ name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true }]);
-    expect(pod.volumes).toEqual([{ name: 'routing', configMap: { name: 'mq-routing' } }]);
+  it('mounts the routing and users ConfigMaps as directories, so updates reach running brokers', () => {
+    expect(c.volumeMounts).toEqual([
+      { name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true },
+      { name: 'users', mountPath: '/etc/mysqlmq/users', readOnly: true },
+    ]);
+    expect(pod.volumes).toEqual([
+      { name: 'routing', configMap: { name: 'mq-routing' } },
+      { name: 'users', configMap: { name: 'mq-users' } },
+    ]);
+  });
+
+  it('without spec.users: the shared token if one is given, else no authentication, and no users file', () => {
+    const args = (d: ReturnType<typeof brokerDeployment>) =>
+      container(specOf(d).template.spec, 'broker').args;
+    expect(args(brokerDeployment(cluster()))).toContain('--no-auth');
+    const shared = brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }));
+    expect(args(shared)).not.toContain('--no-auth');
+    expect(args(shared)).not.toContain('--users');
+    expect(container(specOf(shared).template.spec, 'broker').volumeMounts).toEqual([
+      { name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true },
+    ]);
   });
 
   it('rolls when the spec or the auth Secret changes, not when the replica count does', () => {

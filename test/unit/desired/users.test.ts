@@ -1,0 +1,70 @@
+import { describe, expect, it } from 'vitest';
+import { parseUsers, tokenSha256 } from '../../../src/api/users.js';
+import { validateSpec } from '../../../src/operator/api/validate.js';
+import {
+  tokenFromSecret,
+  userSecret,
+  userSecretName,
+  usersConfigMap,
+} from '../../../src/operator/desired/users.js';
+import { OWNER, cluster } from './fixtures.js';
+
+const app = { name: 'app', rights: [{ topic: 'orders.*', actions: ['produce' as const] }] };
+
+describe('user Secrets', () => {
+  it('are named NAME-user-<name> unless the user names one, owned by the cluster', () => {
+    const cr = cluster({ users: [app, { ...app, name: 'own', secretName: 'byo' }] });
+    expect(cr.spec.users.map((u) => userSecretName(cr, u))).toEqual(['mq-user-admin', 'mq-user-app', 'byo']);
+    const secret = userSecret(cr, app, 'tok');
+    expect(secret.metadata).toMatchObject({
+      name: 'mq-user-app',
+      namespace: 'ns',
+      labels: { 'mysqlmq.io/user': 'app' },
+      ownerReferences: [OWNER],
+    });
+    expect(tokenFromSecret(secret.data as Record<string, string>)).toBe('tok');
+    expect(tokenFromSecret({})).toBeUndefined();
+  });
+});
+
+describe('the users ConfigMap', () => {
+  it('holds digests and rights of the users whose token is known, never a token', () => {
+    const cr = cluster({ users: [app] });
+    const cm = usersConfigMap(cr, { admin: tokenSha256('a'), app: tokenSha256('b') });
+    expect(cm.metadata.name).toBe('mq-users');
+    const text = (cm.data as Record<string, string>)['users.json'];
+    expect(parseUsers(JSON.parse(text))).toEqual({
+      users: [
+        {
+          name: 'admin',
+          tokenSha256: tokenSha256('a'),
+          rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }],
+        },
+        { name: 'app', tokenSha256: tokenSha256('b'), rights: app.rights },
+      ],
+    });
+    const withoutApp = usersConfigMap(cr, { admin: tokenSha256('a') });
+    expect((withoutApp.data as Record<string, string>)['users.json']).not.toContain('"app"');
+  });
+});
+
+describe('validation of spec.users', () => {
+  it('refuses duplicate names, bad patterns and actions, and a shared Secret', () => {
+    expect(validateSpec({ users: [app] })).toEqual([]);
+    expect(
+      validateSpec({
+        users: [
+          app,
+          { ...app, secretName: 's' },
+          { name: 'b', secretName: 's', rights: [{ topic: 'ord*', actions: ['produce'] }] },
+          { name: 'c', rights: [{ topic: 'x', actions: ['read' as 'produce'] }] },
+        ],
+      }),
+    ).toEqual([
+      'spec.users[1].name: user app is listed twice',
+      'spec.users[2].rights[0].topic: topic pattern "ord*" must be "*", a topic name, or a topic name followed by ".*"',
+      "spec.users[2].secretName s is another user's too",
+      'spec.users[3].rights[0].actions: "read" is not one of produce, consume, admin',
+    ]);
+  });
+});
