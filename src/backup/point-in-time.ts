@@ -123,6 +123,28 @@ class PrivateServer {
     const socket = join(workDir, 'pitr.sock');
     const errorLog = join(workDir, 'pitr.err');
     await rm(errorLog, { force: true });
+    const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
+    // A copy taken under load holds transactions prepared but not committed; without a binlog to
+    // decide them mariadbd refuses to start. Rolling them back is right: a standby records its
+    // position in the same transaction, so the replay applies them again from the archive. Then
+    // mariadbd exits; whether it had anything to do shows in the start that follows.
+    const recover = spawn(
+      'mariadbd',
+      [
+        '--no-defaults',
+        '--bootstrap',
+        `--datadir=${dataDir}`,
+        ...asRoot,
+        '--skip-networking',
+        '--skip-log-bin',
+        '--tc-heuristic-recover=ROLLBACK',
+        `--socket=${socket}`,
+        `--log-error=${join(workDir, 'pitr-recover.err')}`,
+      ],
+      { stdio: ['pipe', 'ignore', 'ignore'] },
+    );
+    recover.stdin!.end();
+    await exitOf(recover);
     // No networking, no binlog, no replication start; grant tables off, so the restore needs no
     // password (nothing but this process can reach the socket in its private work directory).
     const child = spawn(
@@ -130,7 +152,7 @@ class PrivateServer {
       [
         '--no-defaults',
         `--datadir=${dataDir}`,
-        ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+        ...asRoot,
         '--skip-networking',
         '--skip-log-bin',
         '--skip-slave-start',

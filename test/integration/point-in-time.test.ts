@@ -33,8 +33,8 @@ let cluster: LocalShards;
 let broker: Broker;
 const agents: Server[] = [];
 let target: DirectoryTarget;
-let restored: LocalMariaDb | undefined;
-let restoredBroker: Broker | undefined;
+const restoredServers: LocalMariaDb[] = [];
+const restoredBrokers: Broker[] = [];
 let backupSource: BackupSourceInstance;
 let archiveSource: ArchiveSource;
 let token: string;
@@ -77,8 +77,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const a of agents) a.close();
-  await restoredBroker?.close();
-  await restored?.destroy();
+  for (const b of restoredBrokers) await b.close();
+  for (const r of restoredServers) await r.destroy();
   await broker?.close();
   await cluster?.destroy();
   if (dir) await rm(dir, { recursive: true, force: true });
@@ -101,6 +101,43 @@ const archive = () =>
     admin: cluster.secrets.admin,
     agentToken: token,
   });
+
+/** Starts mariadbd on `<dir>/<name>/data` as its shard's primary, with a broker in front. */
+async function serveRestored(name: string, host: string, serverId: number) {
+  const db = await MariaDb.start({ dir: join(dir, name), host, serverId, admin: cluster.secrets.admin });
+  restoredServers.push(db);
+  // Every instance starts read-only; the restored one is the primary of its new shard.
+  await withAdmin(db.endpoint, cluster.secrets.admin, (c) => c.query('SET GLOBAL read_only = OFF'));
+  const restoredBroker = await startBroker(undefined, {
+    db: cluster.secrets.broker,
+    routing: {
+      version: 1,
+      shards: [{ name: 'shard-0', write: db.endpoint, read: db.endpoint, requireStandbyAck: false }],
+    },
+  });
+  restoredBrokers.push(restoredBroker);
+  return { endpoint: db.endpoint, broker: restoredBroker };
+}
+
+/** Every message of `topic` the broker serves. */
+async function readTopic(from: Broker, topic: string): Promise<Set<string>> {
+  const consumer = new Consumer({
+    brokers: [from.url],
+    topic,
+    group: 'audit',
+    waitMs: 200,
+    maxMessages: 2000,
+  });
+  const seen = new Set<string>();
+  for (;;) {
+    const batch = await consumer.poll();
+    if (!batch.length) break;
+    for (const m of batch) seen.add(String(m.value));
+    await consumer.commit();
+  }
+  await consumer.close();
+  return seen;
+}
 
 describe('point-in-time restore of a shard', () => {
   it('restores every message acknowledged before the point, and none after it', async () => {
@@ -154,43 +191,62 @@ describe('point-in-time restore of a shard', () => {
       pointInTime: point.toISOString(),
     });
 
-    restored = await MariaDb.start({
-      dir: join(dir, 'restored'),
-      host: '127.0.84.9',
-      serverId: 9,
-      admin: cluster.secrets.admin,
-    });
-    await withAdmin(restored.endpoint, cluster.secrets.admin, (c) => c.query('SET GLOBAL read_only = OFF'));
+    const restored = await serveRestored('restored', '127.0.84.9', 9);
     const probe = await withAdmin(restored.endpoint, cluster.secrets.admin, (c) =>
       c.query("SELECT COUNT(*) AS n FROM mysql.user WHERE user = 'pitr_probe'"),
     );
     expect((probe[0] as { n: number }[])[0]!.n).toBe(1);
-    restoredBroker = await startBroker(undefined, {
-      db: cluster.secrets.broker,
-      routing: {
-        version: 1,
-        shards: [
-          { name: 'shard-0', write: restored.endpoint, read: restored.endpoint, requireStandbyAck: false },
-        ],
-      },
-    });
-    const consumer = new Consumer({
-      brokers: [restoredBroker.url],
-      topic: 'orders',
-      group: 'audit',
-      waitMs: 200,
-      maxMessages: 2000,
-    });
-    const seen = new Set<string>();
-    for (;;) {
-      const batch = await consumer.poll();
-      if (!batch.length) break;
-      for (const m of batch) seen.add(String(m.value));
-      await consumer.commit();
-    }
-    await consumer.close();
+    const seen = await readTopic(restored.broker, 'orders');
     expect([...beforeBackup, ...early, ...middle].filter((v) => !seen.has(v))).toEqual([]);
     expect(late.filter((v) => seen.has(v))).toEqual([]);
+  }, 240_000);
+
+  it('under steady load, with the backup taken during it: acknowledged before the point is there, sent after it is not', async () => {
+    const producer = new Producer({ brokers: [broker.url], lingerMs: 2 });
+    await producer.createTopic('load');
+    const sent: { value: string; sentAt: number; ackedAt?: number }[] = [];
+    let running = true;
+    const writers = Array.from({ length: 8 }, async () => {
+      while (running) {
+        const m = { value: `load-${sent.length}`, sentAt: Date.now() } as (typeof sent)[number];
+        sent.push(m);
+        await producer.send('load', m.value);
+        m.ackedAt = Date.now();
+      }
+    });
+    await sleep(500);
+    await backupShard({
+      target,
+      cluster: 'orders',
+      shard: 'shard-0',
+      source: backupSource,
+      admin: cluster.secrets.admin,
+      agentToken: token,
+      keep: 3,
+    });
+    await archive();
+    const point = new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000);
+    await sleep(point.getTime() - Date.now() + 1500);
+    running = false;
+    await Promise.all(writers);
+    await producer.close();
+    await archive();
+
+    await restoreShard({
+      target,
+      cluster: 'orders',
+      shard: 'shard-0',
+      pointInTime: point,
+      dataDir: join(dir, 'restored-load', 'data'),
+      workDir: join(dir, 'restore-work'),
+    });
+    const seen = await readTopic((await serveRestored('restored-load', '127.0.84.10', 10)).broker, 'load');
+    const acked = sent.filter((m) => m.ackedAt! < point.getTime());
+    const later = sent.filter((m) => m.sentAt >= point.getTime());
+    expect(acked.length).toBeGreaterThan(100);
+    expect(later.length).toBeGreaterThan(100);
+    expect(acked.filter((m) => !seen.has(m.value))).toEqual([]);
+    expect(later.filter((m) => seen.has(m.value))).toEqual([]);
   }, 240_000);
 
   it('the agent serves binlog files only, and only with its token', async () => {
