@@ -1,9 +1,14 @@
-import { writeFile, rm } from 'node:fs/promises';
+import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SEED_INCOMPLETE_FILE, extractAndPrepare } from '../shard/clone.js';
 import { tmpdir } from 'node:os';
 import { type BackupManifest, STREAM_FILE, listShardBackups, readManifest } from './catalog.js';
-import { type ReplayResult, backupForPointInTime, replayToPointInTime } from './point-in-time.js';
+import {
+  type ReplayResult,
+  backupForPointInTime,
+  replayToPointInTime,
+  rollBackPreparedTransactions,
+} from './point-in-time.js';
 import type { BackupTarget } from './target.js';
 
 /** Written last into a restored data directory: which backup it holds. */
@@ -84,6 +89,9 @@ export async function restoreShard(options: RestoreOptions): Promise<RestoreResu
     source: `${options.target.description} ${prefix}`,
     prepareMemory: options.prepareMemory,
   });
+  const workDir = options.workDir ?? join(tmpdir(), 'mq-agent-restore');
+  await mkdir(workDir, { recursive: true, mode: 0o700 });
+  await rollBackPreparedTransactions(options.dataDir, workDir);
   // The partial-copy marker stays until the replay is done: a half-replayed copy is never started.
   const replay = options.pointInTime
     ? await replayToPointInTime({
@@ -93,7 +101,7 @@ export async function restoreShard(options: RestoreOptions): Promise<RestoreResu
         manifest,
         point: options.pointInTime,
         dataDir: options.dataDir,
-        workDir: options.workDir ?? join(tmpdir(), 'mq-agent-restore'),
+        workDir,
       })
     : undefined;
   await writeFile(

@@ -367,6 +367,7 @@ describe('test kubelet', () => {
                     '0.0.0.0',
                     '--port',
                     '8080',
+                    '--no-auth',
                   ],
                   ports: [{ name: 'http', containerPort: 8080 }],
                   env: [
