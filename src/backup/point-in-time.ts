@@ -105,32 +105,6 @@ function exitOf(child: ChildProcess): Promise<number> {
   });
 }
 
-/**
- * A copy taken under load holds transactions prepared but not committed; without a binlog to decide
- * them mariadbd refuses to start. Rolling them back is right: they were not committed when the copy
- * was taken (a standby records its position in the same transaction, so a point-in-time replay
- * applies them again from the archive). mariadbd exits once done; nothing to do is no error.
- */
-export async function rollBackPreparedTransactions(dataDir: string, workDir: string): Promise<void> {
-  const recover = spawn(
-    'mariadbd',
-    [
-      '--no-defaults',
-      '--bootstrap',
-      `--datadir=${dataDir}`,
-      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
-      '--skip-networking',
-      '--skip-log-bin',
-      '--tc-heuristic-recover=ROLLBACK',
-      `--socket=${join(workDir, 'recover.sock')}`,
-      `--log-error=${join(workDir, 'recover.err')}`,
-    ],
-    { stdio: ['pipe', 'ignore', 'ignore'] },
-  );
-  recover.stdin!.end();
-  await exitOf(recover);
-}
-
 function stderrTail(child: ChildProcess): () => string {
   let text = '';
   child.stderr?.on('data', (c: Buffer) => (text = (text + c.toString()).slice(-2000)));

@@ -1,14 +1,9 @@
 import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SEED_INCOMPLETE_FILE, extractAndPrepare } from '../shard/clone.js';
+import { SEED_INCOMPLETE_FILE, extractAndPrepare, rollBackPreparedTransactions } from '../shard/clone.js';
 import { tmpdir } from 'node:os';
 import { type BackupManifest, STREAM_FILE, listShardBackups, readManifest } from './catalog.js';
-import {
-  type ReplayResult,
-  backupForPointInTime,
-  replayToPointInTime,
-  rollBackPreparedTransactions,
-} from './point-in-time.js';
+import { type ReplayResult, backupForPointInTime, replayToPointInTime } from './point-in-time.js';
 import type { BackupTarget } from './target.js';
 
 /** Written last into a restored data directory: which backup it holds. */

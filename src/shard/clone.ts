@@ -177,6 +177,41 @@ async function run(command: string, args: string[], input?: string): Promise<voi
   if (code !== 0) throw new Error(`${command} ${args[0] ?? ''} failed (exit ${code}): ${tail.lines()}`);
 }
 
+/**
+ * Runs mariadbd once on a copy, without networking, to decide the transactions the copy holds
+ * prepared but not committed (a copy taken under load has some; without the binlog that decides
+ * them mariadbd refuses to start): they were not committed when the copy was taken, so they are
+ * rolled back. `sql` runs in the same pass (e.g. the copy's replication position).
+ */
+export async function rollBackPreparedTransactions(
+  dataDir: string,
+  workDir: string,
+  sql = '',
+): Promise<void> {
+  await mkdir(workDir, { recursive: true });
+  const bootstrapLog = join(workDir, 'bootstrap.err');
+  await rm(bootstrapLog, { force: true });
+  await run(
+    'mariadbd',
+    [
+      '--no-defaults',
+      '--bootstrap',
+      `--datadir=${dataDir}`,
+      // mariadbd refuses to run as root unless told so; any other uid (999 in the pod) runs as itself.
+      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
+      '--skip-networking',
+      '--tc-heuristic-recover=ROLLBACK',
+      `--socket=${join(workDir, 'bootstrap.sock')}`,
+      `--log-error=${bootstrapLog}`,
+    ],
+    sql,
+  ).catch(async (err: Error) => {
+    const log = await readFile(bootstrapLog, 'utf8').catch(() => '');
+    const errors = log.split('\n').filter((l) => /ERROR/.test(l));
+    throw new Error(errors.slice(-3).join(' | ') || err.message);
+  });
+}
+
 /** Removes everything inside `dir` (a volume's mount point stays). */
 async function emptyDirectory(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true });
@@ -252,29 +287,8 @@ export async function seedDataDir(
     await readFile(join(dataDir, INNODB_BINLOG_POS_FILE), 'utf8').catch(() => ''),
   );
   const gtid = at ? await options.gtidAt(at) : '';
-  await mkdir(options.workDir, { recursive: true });
-  const bootstrapLog = join(options.workDir, 'seed-bootstrap.err');
-  await rm(bootstrapLog, { force: true });
-  await run(
-    'mariadbd',
-    [
-      '--no-defaults',
-      '--bootstrap',
-      `--datadir=${dataDir}`,
-      // mariadbd refuses to run as root unless told so; any other uid (999 in the pod) runs as itself.
-      ...(process.getuid?.() === 0 ? ['--user=root'] : []),
-      '--skip-networking',
-      '--tc-heuristic-recover=ROLLBACK',
-      `--socket=${join(options.workDir, 'seed.sock')}`,
-      `--log-error=${bootstrapLog}`,
-    ],
-    gtidSlavePosSql(gtid),
-  ).catch(async (err: Error) => {
-    const log = await readFile(bootstrapLog, 'utf8').catch(() => '');
-    const errors = log.split('\n').filter((l) => /ERROR/.test(l));
-    throw new Error(
-      `setting the copy's replication position (${gtid}) failed: ${errors.slice(-3).join(' | ') || err.message}`,
-    );
+  await rollBackPreparedTransactions(dataDir, options.workDir, gtidSlavePosSql(gtid)).catch((err: Error) => {
+    throw new Error(`setting the copy's replication position (${gtid}) failed: ${err.message}`);
   });
   const marker: SeedMarker = {
     id: options.id,
