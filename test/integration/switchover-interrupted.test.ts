@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/common/logger.js';
-import { attachStandby, setReadOnly } from '../../src/shard/bootstrap.js';
+import { REQUIRED_SEMI_SYNC, attachStandby, setReadOnly } from '../../src/shard/bootstrap.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
 import { promoteStandby } from '../../src/shard/promote.js';
 import {
@@ -12,7 +12,6 @@ import {
   type ShardOutcome,
   ShardManager,
 } from '../../src/operator/shards/manager.js';
-import { REQUIRED_SEMI_SYNC } from '../../src/shard/bootstrap.js';
 import { generateSecrets } from '../../tools/local/cluster.js';
 import { LocalMariaDb } from '../../tools/local/mariadbd.js';
 
