@@ -8,7 +8,7 @@ import { type Logger, createLogger } from '../common/logger.js';
 import type { Credentials } from '../shard/connection.js';
 import { Auth, type Principal } from './auth.js';
 import { DeadLetters } from './dead-letters.js';
-import { Fetcher, type FetcherOptions } from './fetcher.js';
+import { type CommitOutcome, Fetcher, type FetcherOptions } from './fetcher.js';
 import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
@@ -530,7 +530,8 @@ export class Broker {
     // A commit that rides along does not hold up or fail the fetch: its error goes in the answer.
     const committed = Object.keys(body.commit).length
       ? this.fetcher.commit(group, topic, body.consumer, body.commit, body.generations).then(
-          () => undefined,
+          // The consumer sends the whole commit again with its next fetch; committing twice is harmless.
+          (outcome) => partialCommitError(outcome),
           (err: unknown) => asMqError(err),
         )
       : undefined;
@@ -545,8 +546,14 @@ export class Broker {
     const { consumer, offsets, generations } = parseCommit(await this.body(req));
     await this.catalog.requireTopic(topic);
     await this.groupAdmission.admit(topic, group);
-    await this.fetcher.commit(group, topic, consumer, offsets, generations);
-    sendJson(res, 200, { committed: offsets });
+    const { committed, unavailable } = await this.fetcher.commit(
+      group,
+      topic,
+      consumer,
+      offsets,
+      generations,
+    );
+    sendJson(res, 200, Object.keys(unavailable).length > 0 ? { committed, unavailable } : { committed });
   }
 
   private async offsets(_req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {
@@ -657,4 +664,15 @@ const ANYONE: Principal = { name: 'anyone', rights: [] };
 
 function asMqError(err: unknown): MqError {
   return err instanceof MqError ? err : new MqError(500, 'internal', `internal error: ${errorMessage(err)}`);
+}
+
+/** A commit riding on a fetch that some shards could not take now: a 503 the SDK retries. */
+function partialCommitError({ unavailable }: CommitOutcome): MqError | undefined {
+  const shards = Object.entries(unavailable);
+  if (shards.length === 0) return undefined;
+  return new MqError(
+    503,
+    'offsets_unavailable',
+    `${shards.map(([, u]) => u.message).join('; ')}; commit again later`,
+  );
 }

@@ -508,8 +508,11 @@ export class Fetcher {
    * Records that the group processed everything up to the given id on each shard, for `consumer`:
    * only the consumer holding a shard's lease may commit for it (one that holds none takes it, as a
    * fetch would), and never past the newest stored message. Every shard is checked before any is
-   * written. A shard whose primary is down (or fails the write) cannot take it: its offset is kept
-   * on another shard (pending.ts) and applied when it takes writes again.
+   * written; a refusal (4xx) of one refuses the whole commit. A shard whose primary is down (or
+   * fails the write) keeps its offset on another shard (pending.ts), applied when it takes writes
+   * again. A shard that can do neither now (its primary gone before the routing says so, no other
+   * shard writable) is answered in `unavailable` while the others are committed: one shard's
+   * outage must not hold up the group's commits, and so its reads, on the healthy ones.
    */
   async commit(
     group: string,
@@ -517,40 +520,76 @@ export class Fetcher {
     consumer: string,
     offsets: Record<string, number>,
     generations: Record<string, number> = {},
-  ): Promise<void> {
+  ): Promise<CommitOutcome> {
     const shards = new Map(this.router.shards().map((s) => [s.name, s]));
     const unknown = Object.keys(offsets).find((name) => !shards.has(name));
     if (unknown) throw badRequest('unknown_shard', `shard "${unknown}" is not in the routing`);
     const entries = Object.entries(offsets).map(([name, id]) => ({ shard: shards.get(name)!, id }));
-    await Promise.all(
+    const unavailableShards: Record<string, { code: string; message: string }> = {};
+    const checked = await Promise.allSettled(
       entries.map((e) =>
         this.deadlines.run(readKey(e.shard), `shard ${e.shard.name}`, () =>
           this.checkCommit(e.shard, group, topic, consumer, e.id),
         ),
       ),
     );
+    const refused = checked.find(
+      (c): c is PromiseRejectedResult => c.status === 'rejected' && isRefusal(c.reason),
+    );
+    if (refused) throw refused.reason;
+    const writable = entries.filter((e, i) => {
+      const check = checked[i];
+      if (check.status === 'fulfilled') return true;
+      unavailableShards[e.shard.name] = shardUnavailable(e.shard.name, check.reason);
+      return false;
+    });
+    const committed: Record<string, number> = {};
     await Promise.all(
-      entries.map(async ({ shard, id }) => {
-        if (!shard.writable) return this.pending.saveOffset(shard.name, group, topic, id);
-        const topicId = await this.catalog.idOnWritable(shard, topic);
-        const generation = generations[shard.name];
+      writable.map(async ({ shard, id }) => {
         try {
-          await this.deadlines.run(writeKey(shard), `offsets on ${shard.name}`, () =>
-            this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation }),
-          );
+          await this.commitOnShard(shard, group, topic, id, generations[shard.name]);
+          committed[shard.name] = id;
         } catch (err) {
-          // The primary went away (or hangs) before the routing said so: kept as during any outage.
-          this.log.warn('offset commit failed; keeping it on another shard', {
-            shard: shard.name,
-            error: errorMessage(err),
-          });
-          await this.pending.saveOffset(shard.name, group, topic, id);
+          unavailableShards[shard.name] = shardUnavailable(shard.name, err);
         }
-        const cached = this.leases.get(leaseKey(group, topic, shard.name));
-        if (cached && (generation === undefined || generation === cached.generation))
-          cached.committed = Math.max(cached.committed, id);
       }),
     );
+    if (Object.keys(committed).length === 0 && entries.length > 0) {
+      throw unavailable(
+        'offsets_unavailable',
+        `no offset could be recorded now (${Object.values(unavailableShards)
+          .map((u) => u.message)
+          .join('; ')}); commit again later`,
+      );
+    }
+    return { committed, unavailable: unavailableShards };
+  }
+
+  /** Writes one shard's checked offset: on its primary, or kept on another shard while it is down. */
+  private async commitOnShard(
+    shard: ShardView,
+    group: string,
+    topic: string,
+    id: number,
+    generation: number | undefined,
+  ): Promise<void> {
+    if (!shard.writable) return this.pending.saveOffset(shard.name, group, topic, id);
+    const topicId = await this.catalog.idOnWritable(shard, topic);
+    try {
+      await this.deadlines.run(writeKey(shard), `offsets on ${shard.name}`, () =>
+        this.offsetWriter.commit(shard.route.write!, { group, topicId, id, generation }),
+      );
+    } catch (err) {
+      // The primary went away (or hangs) before the routing said so: kept as during any outage.
+      this.log.warn('offset commit failed; keeping it on another shard', {
+        shard: shard.name,
+        error: errorMessage(err),
+      });
+      await this.pending.saveOffset(shard.name, group, topic, id);
+    }
+    const cached = this.leases.get(leaseKey(group, topic, shard.name));
+    if (cached && (generation === undefined || generation === cached.generation))
+      cached.committed = Math.max(cached.committed, id);
   }
 
   /** Throws 409 unless `consumer` holds (or can take) the shard's lease, 422 past the newest id. */
@@ -830,4 +869,18 @@ export function mergeShardReads(
     }
     if (!any) return result;
   }
+}
+
+/** What a commit recorded, and the shards to commit again later. */
+export interface CommitOutcome {
+  committed: Record<string, number>;
+  unavailable: Record<string, { code: string; message: string }>;
+}
+
+/** A 4xx: the request itself is wrong (not the holder, past the newest message), whatever the shard's health. */
+const isRefusal = (err: unknown) => err instanceof MqError && err.status < 500;
+
+function shardUnavailable(shard: string, err: unknown): { code: string; message: string } {
+  if (err instanceof MqError) return err.toJSON();
+  return { code: 'shard_unavailable', message: `shard ${shard}: ${errorMessage(err)}` };
 }

@@ -30,6 +30,17 @@ export interface ConsumerOptions extends TransportOptions {
 
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 500;
 const DEFAULT_MAX_POLL_INTERVAL_MS = 60_000;
+/**
+ * How long a commit is retried across brokers. Shorter than other calls: an offset not committed
+ * is kept and sent again with the next commit, while a caller waiting here reads nothing.
+ */
+const COMMIT_RETRY_MS = 3000;
+
+/** The broker's answer to a commit: what it recorded and the shards to commit again later. */
+interface CommitAnswer {
+  committed: Record<string, number>;
+  unavailable?: Record<string, { code: string; message: string }>;
+}
 
 export interface Message<V = string | Buffer> {
   shard: string;
@@ -133,25 +144,43 @@ export class Consumer {
 
   /**
    * Records everything polled so far as processed, or only up to the given id per shard (ids this
-   * consumer was delivered). A shard whose primary is down is retried later.
+   * consumer was delivered). The shards that cannot take it now (a primary down before the routing
+   * says so) are kept for the next commit, and this one then throws a 503 `offsets_unavailable`
+   * after committing the others.
    */
   async commit(upTo?: Record<string, number>): Promise<void> {
     const offsets = upTo ?? this.uncommitted;
     if (Object.keys(offsets).length === 0) return;
     if (!upTo) this.uncommitted = {};
+    let answer: CommitAnswer;
     try {
-      await this.transport.call('POST', `${groupPath(this.options.topic, this.options.group)}/offsets`, {
-        consumer: this.consumerId,
-        offsets,
-        generations: this.generations,
-      });
+      answer = await this.transport.call<CommitAnswer>(
+        'POST',
+        `${groupPath(this.options.topic, this.options.group)}/offsets`,
+        { consumer: this.consumerId, offsets, generations: this.generations },
+        undefined,
+        COMMIT_RETRY_MS,
+      );
     } catch (err) {
       // Keep what failed unless a newer delivery replaced it meanwhile; a refusal (4xx) is final.
-      if (!upTo && !(err instanceof MqClientError && err.status < 500))
-        this.uncommitted = { ...offsets, ...this.uncommitted };
+      if (!upTo && !(err instanceof MqClientError && err.status < 500)) this.keepUncommitted(offsets);
       throw err;
     }
-    this.committed(offsets);
+    this.committed(answer.committed);
+    const unavailable = Object.entries(answer.unavailable ?? {});
+    if (unavailable.length === 0) return;
+    if (!upTo)
+      this.keepUncommitted(Object.fromEntries(unavailable.map(([shard]) => [shard, offsets[shard]])));
+    throw new MqClientError(
+      503,
+      'offsets_unavailable',
+      `not committed now, kept for the next commit: ${unavailable.map(([, u]) => u.message).join('; ')}`,
+    );
+  }
+
+  /** Offsets to commit again, unless a newer delivery replaced them meanwhile. */
+  private keepUncommitted(offsets: Record<string, number>): void {
+    this.uncommitted = { ...offsets, ...this.uncommitted };
   }
 
   /**

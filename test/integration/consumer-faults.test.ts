@@ -169,6 +169,66 @@ describe('a hung primary (SIGSTOP)', () => {
   });
 });
 
+describe('a commit while one shard hangs before the routing says so', () => {
+  it("commits the other shards at once and keeps the hung shard's offset for the next commit", async () => {
+    const topic = 'commit-hung';
+    const group = 'g';
+    const producer = new Producer({ brokers: [broker.url] });
+    await producer.createTopic(topic);
+    // A batch lands on one shard: several, so both shards hold messages.
+    for (let b = 0; b < 20; b++) {
+      await producer.sendBatch(
+        topic,
+        Array.from({ length: 10 }, (_, i) => `m${b}-${i}`),
+      );
+    }
+    const consumer = new Consumer({ brokers: [broker.url], topic, group, waitMs: 300 });
+    const polled: Record<string, number> = {};
+    while (Object.keys(polled).length < 2) {
+      for (const m of await consumer.poll()) polled[m.shard] = Math.max(polled[m.shard] ?? 0, m.id);
+    }
+    const hung = cluster.shards[1];
+    process.kill(hung.primary.pid!, 'SIGSTOP');
+    let resumed = false;
+    // Past the broker's lease cache (2 s): the commit must ask the hung primary who holds the lease.
+    await sleep(2500);
+    let whileHung: Record<string, number> = {};
+    let settledWhileHung = false;
+    let commitError: unknown;
+    try {
+      commitError = await consumer.commit().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      settledWhileHung = !resumed;
+      whileHung = await committedOffsets(broker.url, topic, group);
+    } finally {
+      resumed = true;
+      process.kill(hung.primary.pid!, 'SIGCONT');
+    }
+    // Before: the whole commit failed with 503s that the SDK retried until the shard answered again,
+    // and a consumer committing after each poll read nothing from any shard meanwhile.
+    expect(settledWhileHung).toBe(true);
+    expect(commitError).toMatchObject({ status: 503, code: 'offsets_unavailable' });
+    expect(String((commitError as Error).message)).toContain(hung.name);
+    expect(whileHung[cluster.shards[0].name]).toBe(polled[cluster.shards[0].name]);
+
+    // The kept offset goes with the next commit once the shard answers.
+    await expect
+      .poll(
+        () =>
+          consumer.commit().then(
+            () => true,
+            () => false,
+          ),
+        { timeout: 30_000, interval: 500 },
+      )
+      .toBe(true);
+    expect(await committedOffsets(broker.url, topic, group)).toEqual(polled);
+    await consumer.close({ commit: false });
+  });
+});
+
 describe('a broker whose clock runs 60 s behind', () => {
   let skewed: BrokerProcess;
 
