@@ -1,4 +1,5 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
+import { type Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { readFile, stat } from 'node:fs/promises';
 import { getHeapStatistics } from 'node:v8';
@@ -43,10 +44,19 @@ import { ShardRouter } from './shard-router.js';
 import { GroupAdmission } from './group-admission.js';
 import { TopicCatalog } from './topic-catalog.js';
 import { BatchingWriter, type WriterOptions } from './writer.js';
+import {
+  CertificateReloader,
+  type TlsFiles,
+  type TlsPems,
+  describeCertificate,
+  readTlsFiles,
+} from './tls.js';
 
 export interface BrokerConfig {
   host: string;
   port: number;
+  /** Serve HTTPS with this certificate, re-read when the files change; absent: plain HTTP. */
+  tls?: TlsFiles;
   db: Credentials;
   routing: RoutingDocument;
   /** Re-read when it changes (a mounted ConfigMap); PUT /v1/admin/routing is the fast path. */
@@ -166,7 +176,8 @@ export class Broker {
   private readonly fetcher: Fetcher;
   private readonly groups: GroupAdmin;
   private readonly deadLetters: DeadLetters;
-  private readonly server: Server;
+  private readonly server: Server | HttpsServer;
+  private certificates?: CertificateReloader;
   private readonly routes: [string, RegExp, Access, Handler][];
   readonly auth: Auth;
   private routingTimer?: NodeJS.Timeout;
@@ -179,6 +190,7 @@ export class Broker {
   private constructor(
     readonly config: BrokerConfig,
     private readonly log: Logger,
+    tlsPems?: TlsPems,
   ) {
     this.auth = new Auth({
       users: config.users,
@@ -230,16 +242,22 @@ export class Broker {
       (t) => this.fetcher.notify(t),
     );
     const http = config.http;
-    this.server = createServer(
-      {
-        keepAliveTimeout: http.keepAliveTimeoutMs,
-        headersTimeout: http.headersTimeoutMs,
-        requestTimeout: http.requestTimeoutMs,
-        // How often Node looks for connections past those timeouts (default 30 s).
-        connectionsCheckingInterval: Math.min(1000, http.headersTimeoutMs),
-      },
-      (req, res) => void this.handle(req, res),
-    );
+    const serverOptions = {
+      keepAliveTimeout: http.keepAliveTimeoutMs,
+      headersTimeout: http.headersTimeoutMs,
+      requestTimeout: http.requestTimeoutMs,
+      // How often Node looks for connections past those timeouts (default 30 s).
+      connectionsCheckingInterval: Math.min(1000, http.headersTimeoutMs),
+    };
+    const handler = (req: IncomingMessage, res: ServerResponse) => void this.handle(req, res);
+    this.server = tlsPems
+      ? createHttpsServer(
+          // Node's headers timeout counts from the end of the handshake: without this, a client
+          // that never finishes one would hold its connection for Node's default 120 s.
+          { ...serverOptions, ...tlsPems, handshakeTimeout: http.headersTimeoutMs },
+          handler,
+        )
+      : createServer(serverOptions, handler);
     this.server.maxConnections = http.maxConnections;
     this.server.on('drop', () => this.metrics.limitRejections.inc({ limit: 'connections' }));
     this.routes = [
@@ -316,7 +334,17 @@ export class Broker {
       MAX_ALLOWED_PACKET_BYTES,
     );
     if (problems.length > 0) throw new Error(problems.join('; '));
-    const broker = new Broker(config, log);
+    const tls = config.tls ? await readTlsFiles(config.tls) : undefined;
+    const broker = new Broker(config, log, tls?.pems);
+    if (config.tls && tls) {
+      broker.certificates = new CertificateReloader(
+        broker.server as HttpsServer,
+        config.tls,
+        tls.version,
+        log,
+      );
+      broker.certificates.start(1000);
+    }
     broker.router.onChange(() => broker.metrics.routingVersion.set(broker.router.version));
     broker.metrics.routingVersion.set(config.routing.version);
     broker.router.startProbing(config.probeIntervalMs);
@@ -327,9 +355,10 @@ export class Broker {
       broker.server.listen(config.port, config.host, () => resolve());
     });
     const addr = broker.server.address() as AddressInfo;
-    broker.listenUrl = `http://${addr.address}:${addr.port}`;
+    broker.listenUrl = `${tls ? 'https' : 'http'}://${addr.address}:${addr.port}`;
     log.info('broker listening', {
       url: broker.url,
+      ...(tls ? { certificate: describeCertificate(tls.pems.cert) } : {}),
       routingVersion: config.routing.version,
       // Meant to be small (node-options.ts): a default-sized heap lets garbage pile up.
       heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),
@@ -351,6 +380,7 @@ export class Broker {
     this.closing = true;
     clearInterval(this.routingTimer);
     clearInterval(this.usersTimer);
+    this.certificates?.stop();
     this.router.stopProbing();
     const serverClosed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     this.server.closeIdleConnections();

@@ -18,6 +18,8 @@ const USAGE = `Usage: mq-broker --routing FILE [options]
   --no-auth               accept clients without a token (only without --users and MQ_AUTH_TOKEN)
   --host ADDR             address to listen on (default ${BROKER_DEFAULTS.host})
   --port N                port to listen on (default ${BROKER_DEFAULTS.port})
+  --tls-cert FILE         serve HTTPS with this certificate (PEM; with its chain, if any); re-read when it changes
+  --tls-key FILE          the certificate's private key (PEM); both or neither
   --max-message-bytes N   largest message accepted (default ${BROKER_DEFAULTS.maxMessageBytes})
   --commit-timeout-ms N   abandon a batch commit after this and use the next shard (default ${BROKER_DEFAULTS.writer.commitTimeoutMs})
 
@@ -38,6 +40,8 @@ async function main(): Promise<void> {
       'no-auth': { type: 'boolean' },
       host: { type: 'string' },
       port: { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'commit-timeout-ms': { type: 'string' },
       help: { type: 'boolean' },
@@ -56,11 +60,17 @@ async function main(): Promise<void> {
   if (values['no-auth'] && (values.users || authToken)) {
     throw new Error('--no-auth contradicts --users and MQ_AUTH_TOKEN');
   }
+  const certFile = values['tls-cert'];
+  const keyFile = values['tls-key'];
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error('give both --tls-cert FILE and --tls-key FILE, or neither (plain HTTP)');
+  }
   const log = createLogger('broker');
   const config: BrokerConfig = {
     ...BROKER_DEFAULTS,
     host: values.host ?? BROKER_DEFAULTS.host,
     port: intFlag(values.port, BROKER_DEFAULTS.port, 'port'),
+    ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
     maxMessageBytes: intFlag(
       values['max-message-bytes'],
       BROKER_DEFAULTS.maxMessageBytes,

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { Admin, MqClientError } from '../client/index.js';
-import { Transport } from '../client/transport.js';
+import { Transport, type TransportOptions } from '../client/transport.js';
 import { errorSummary, isApiException } from '../k8s/client.js';
 import {
   ANNOTATION_SWITCHOVER as SWITCHOVER_ANNOTATION,
   type MessageQueueCluster,
 } from '../operator/api/types.js';
+import { readCaFile } from './ca-file.js';
 import { RESET_OPTIONS, groupsTable, parseResetFlags } from './groups.js';
 import { PluginKube } from './plugin/kube.js';
 import {
@@ -39,6 +40,8 @@ Flags:
   --context NAME       kubeconfig context to use
   --brokers URLS       broker URLs to use instead of the broker pods' IPs (e.g. after a port-forward)
   --token TOKEN        broker token (env MQ_TOKEN; default: Secret NAME-user-admin)
+  --ca FILE            CA certificate (PEM) of HTTPS brokers (env MQ_CA; default: ca.crt of the
+                       cluster's TLS Secret, NAME-broker-tls or spec.brokers.tls.secretName, else NAME-ca)
   --timeout SECONDS    switchover: how long to wait for the operator (default 120)
   --no-wait            switchover: set the annotation and return
   --json               groups: print the brokers' JSON answer
@@ -54,6 +57,7 @@ async function main(argv: string[]): Promise<number> {
       context: { type: 'string' },
       brokers: { type: 'string' },
       token: { type: 'string' },
+      ca: { type: 'string' },
       timeout: { type: 'string' },
       'no-wait': { type: 'boolean' },
       json: { type: 'boolean' },
@@ -76,7 +80,12 @@ async function main(argv: string[]): Promise<number> {
       : brokerUrls(await kube.pods(brokerSelector(clusterName)));
     if (brokers.length === 0)
       throw new Error(`cluster ${clusterName} has no ready broker pod (or pass --brokers)`);
-    return { brokers, token: await brokerToken(kube, cluster, values.token), timeoutMs: 10_000 };
+    return {
+      brokers,
+      token: await brokerToken(kube, cluster, values.token),
+      timeoutMs: 10_000,
+      ...(await brokerTrust(kube, cluster, values.ca, !values.brokers)),
+    };
   };
 
   switch (command) {
@@ -201,6 +210,30 @@ async function brokerToken(
   if (admin) return admin;
   const secret = cluster.spec?.brokers?.authSecretName;
   return secret ? kube.secretValue(secret, 'token') : undefined;
+}
+
+/**
+ * How to verify HTTPS brokers: the CA from --ca or MQ_CA, else from the cluster's Secrets; and,
+ * when dialling pod IPs (which no certificate names), the broker Service's name to check instead.
+ */
+async function brokerTrust(
+  kube: PluginKube,
+  cluster: MessageQueueCluster,
+  caFile: string | undefined,
+  dialsPods: boolean,
+): Promise<Pick<TransportOptions, 'ca' | 'serverName'>> {
+  const tls = cluster.spec?.brokers?.tls;
+  if (!tls?.enabled) return {};
+  const name = cluster.metadata.name;
+  const file = caFile ?? process.env.MQ_CA;
+  const ca = file
+    ? readCaFile(file)
+    : ((await kube.secretValue(tls.secretName ?? `${name}-broker-tls`, 'ca.crt')) ??
+      (await kube.secretValue(`${name}-ca`, 'ca.crt')));
+  return {
+    ...(ca ? { ca } : {}),
+    ...(dialsPods ? { serverName: `${name}-broker.${kube.namespace}.svc` } : {}),
+  };
 }
 
 function seconds(value: string | undefined, fallback: number): number {

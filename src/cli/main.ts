@@ -3,7 +3,8 @@ import { createReadStream, fstatSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
-import { Transport, groupPath } from '../client/transport.js';
+import { Transport, type TransportOptions, groupPath } from '../client/transport.js';
+import { readCaFile } from './ca-file.js';
 import { DeliveryTracker, PIPE_BUFFER_BYTES } from './delivered.js';
 import { StdoutLines } from './stdout-lines.js';
 import { RESET_OPTIONS, groupsTable, parseResetFlags } from './groups.js';
@@ -17,6 +18,10 @@ Usage: mqctl [global flags] <command> [flags]
 Global flags:
   --brokers URLS   comma-separated broker URLs (env MQ_BROKERS; default http://127.0.0.1:8080)
   --token TOKEN    bearer token when the brokers require one (env MQ_TOKEN)
+  --ca FILE        for https:// brokers: the CA certificate (PEM) to verify them with (env MQ_CA;
+                   a cluster's is ca.crt of Secret NAME-broker-tls); default: the public CAs
+  --server-name N  for https:// brokers reached by an address their certificate does not name
+                   (pod IPs): the name to check instead, e.g. NAME-broker.NAMESPACE.svc (env MQ_SERVER_NAME)
   -h, --help       this help; "mqctl <command> --help" explains a command
 
 Commands:
@@ -82,6 +87,8 @@ async function main(argv: string[]): Promise<number> {
     options: {
       brokers: { type: 'string' },
       token: { type: 'string' },
+      ca: { type: 'string' },
+      'server-name': { type: 'string' },
       group: { type: 'string' },
       max: { type: 'string' },
       batch: { type: 'string' },
@@ -107,8 +114,12 @@ async function main(argv: string[]): Promise<number> {
   const brokers = (values.brokers ?? process.env.MQ_BROKERS ?? 'http://127.0.0.1:8080')
     .split(',')
     .filter(Boolean);
-  const token = values.token ?? process.env.MQ_TOKEN;
-  const transport = new Transport({ brokers, token });
+  const connection = {
+    brokers,
+    token: values.token ?? process.env.MQ_TOKEN,
+    ...tlsOptions(values.ca ?? process.env.MQ_CA, values['server-name'] ?? process.env.MQ_SERVER_NAME),
+  };
+  const transport = new Transport(connection);
 
   switch (command) {
     case 'topics': {
@@ -119,7 +130,7 @@ async function main(argv: string[]): Promise<number> {
           maxDeliveries === undefined
             ? undefined
             : { maxDeliveries: positiveInt(maxDeliveries, 0, 'max-deliveries') };
-        const res = await new Producer({ brokers, token }).createTopic(args[1], settings);
+        const res = await new Producer(connection).createTopic(args[1], settings);
         console.log(res.created ? `created topic ${res.name}` : `topic ${res.name} already exists`);
         return 0;
       }
@@ -130,7 +141,7 @@ async function main(argv: string[]): Promise<number> {
     case 'produce': {
       const topic = args[0];
       if (!topic) return usage('produce');
-      const producer = new Producer({ brokers, token });
+      const producer = new Producer(connection);
       const batch = positiveInt(values.batch, 500, 'batch');
       let count = 0;
       if (args.length > 1) {
@@ -168,8 +179,7 @@ async function main(argv: string[]): Promise<number> {
       if (!topic || !values.group) return usage('consume');
       const max = values.max === undefined ? Infinity : positiveInt(values.max, 0, 'max');
       const consumer = new Consumer({
-        brokers,
-        token,
+        ...connection,
         topic,
         group: values.group,
         waitMs: positiveInt(values['wait-ms'], 1000, 'wait-ms'),
@@ -225,7 +235,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'groups': {
       const [action, topic, group] = args;
-      const admin = new Admin({ brokers, token });
+      const admin = new Admin(connection);
       if (action === 'list' && topic) {
         const groups = await admin.listGroups(topic);
         if (values.json) console.log(JSON.stringify({ groups }, null, 2));
@@ -259,7 +269,7 @@ async function main(argv: string[]): Promise<number> {
       const rows: unknown[][] = [];
       for (const url of brokers) {
         try {
-          const s = await new Transport({ brokers: [url], token, timeoutMs: 3000 }).call<{
+          const s = await new Transport({ ...connection, brokers: [url], timeoutMs: 3000 }).call<{
             routingVersion: number;
             shards: { name: string; writable: boolean; readable: boolean; lastError?: string }[];
           }>('GET', '/v1/status');
@@ -288,6 +298,8 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+type TlsClientOptions = Pick<TransportOptions, 'ca' | 'serverName'>;
+
 const yesNo = (b: boolean) => (b ? 'yes' : 'NO');
 
 /** Non-empty lines of `file`, read once ahead of producing them so the bar knows its total. */
@@ -297,6 +309,11 @@ async function countLines(file: string): Promise<number> {
     if (line !== '') n++;
   }
   return n;
+}
+
+/** The SDK's `ca` (read from `caFile`) and `serverName`, for those given. */
+function tlsOptions(caFile: string | undefined, serverName: string | undefined): TlsClientOptions {
+  return { ...(caFile ? { ca: readCaFile(caFile) } : {}), ...(serverName ? { serverName } : {}) };
 }
 
 function usage(command: string): number {

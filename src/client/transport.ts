@@ -22,16 +22,52 @@ export interface TransportOptions {
   requestTimeoutMs?: number;
   /** All attempts of one call, across brokers. */
   timeoutMs?: number;
+  /**
+   * For https:// brokers: the CA certificate(s), PEM, that signed the brokers' certificate (a
+   * cluster's `NAME-broker-tls` Secret, key `ca.crt`); default: Node's public CAs.
+   */
+  ca?: string | Buffer | (string | Buffer)[];
+  /**
+   * For https:// brokers: the name the certificate must carry when the URLs hold something else,
+   * e.g. pod IPs (`NAME-broker.NAMESPACE.svc`); default: each URL's host.
+   */
+  serverName?: string;
 }
 
 /**
- * HTTP to a list of brokers, round-robin. A connection error, timeout or 5xx moves the call to the
- * next broker until `timeoutMs`; a 4xx is the caller's mistake and is thrown at once.
+ * Node's codes for a certificate the client does not trust or that names another host: the
+ * client's settings (or the broker's certificate) must change; trying again cannot help.
+ */
+const CERTIFICATE_ERRORS = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'INVALID_CA',
+  'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+function isCertificateError(err: unknown): err is Error & { code: string } {
+  return CERTIFICATE_ERRORS.has((err as { code?: unknown } | undefined)?.code as string);
+}
+
+/**
+ * HTTP(S) to a list of brokers, round-robin. A connection error, timeout or 5xx moves the call to
+ * the next broker until `timeoutMs`; a 4xx is the caller's mistake and is thrown at once, and so
+ * is a certificate that every broker tried showed and the client does not trust (status 0,
+ * `certificate_refused`).
  */
 export class Transport {
   private next = Math.floor(Math.random() * 1024);
   private readonly httpAgent = new http.Agent({ keepAlive: true });
-  private readonly httpsAgent = new https.Agent({ keepAlive: true });
+  private readonly httpsAgent: https.Agent;
   private readonly requestTimeoutMs: number;
   private readonly timeoutMs: number;
 
@@ -39,6 +75,11 @@ export class Transport {
     if (options.brokers.length === 0) throw new Error('at least one broker URL is required');
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      ...(options.ca !== undefined ? { ca: options.ca } : {}),
+      ...(options.serverName ? { servername: options.serverName } : {}),
+    });
   }
 
   async call<T>(
@@ -54,6 +95,7 @@ export class Transport {
     const payload =
       body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
     let lastError: unknown;
+    let certificatesRefused = 0;
     for (let attempt = 0; ; attempt++) {
       const base = brokers[this.next++ % brokers.length];
       try {
@@ -61,6 +103,10 @@ export class Transport {
       } catch (err) {
         if (err instanceof MqClientError && err.status < 500) throw err;
         lastError = err;
+        // One broker's bad certificate sends the call to the next; all of them: a setting to fix.
+        certificatesRefused = isCertificateError(err) ? certificatesRefused + 1 : 0;
+        if (certificatesRefused >= brokers.length)
+          throw certificateRefused(base, err as Error & { code: string });
       }
       if (Date.now() >= deadline) break;
       // After every broker failed once, back off a little before the next round.
@@ -126,6 +172,14 @@ export class Transport {
       req.end(payload);
     });
   }
+}
+
+function certificateRefused(base: string, err: Error & { code: string }): MqClientError {
+  const hint =
+    err.code === 'ERR_TLS_CERT_ALTNAME_INVALID'
+      ? 'connect by a name the certificate carries, or set serverName (mqctl --server-name) to one'
+      : "give the CA that signed the brokers' certificate (option ca, mqctl --ca FILE or MQ_CA)";
+  return new MqClientError(0, 'certificate_refused', `${base}: ${err.message} (${err.code}); ${hint}`);
 }
 
 /** A broker's answer: its JSON, or its `{code, message}` error thrown as MqClientError. */

@@ -15,15 +15,17 @@ import { names } from './desired/meta.js';
 import type { ShardMemory, SwitchoverRequest } from './shards/decide.js';
 import { ShardManager, type ShardOutcome, nextRoutingVersion, routingDocument } from './shards/manager.js';
 import { type PodLike, observeShards } from './shards/observe.js';
-import { pushRouting } from './shards/routing-publisher.js';
+import { type BrokerTlsTrust, pushRouting } from './shards/routing-publisher.js';
 import { memoryFromStatus, shardStatusOf } from './status.js';
 
 export interface ClusterLoopDeps {
   /** The cluster as the cache has it now (undefined once deleted). */
   cluster(): DefaultedCluster | undefined;
   mysqlPods(): PodLike[];
-  /** Base URLs of the cluster's broker pods that have an IP. */
+  /** Base URLs of the cluster's broker pods that have an IP (https:// when they serve TLS). */
   brokerUrls(): string[];
+  /** How to verify brokers that serve HTTPS; undefined: they serve plain HTTP. */
+  brokerTls(): BrokerTlsTrust | undefined;
   secrets: ShardSecrets;
   adminToken: string;
   /** The routing document last published (the routing ConfigMap), so a restart does not republish it. */
@@ -319,7 +321,13 @@ export class ClusterLoop {
     const pushStartedAt = Date.now();
     if (routesChanged || this.ticks++ % 10 === 0 || this.lastPushedVersion !== this.routing.version) {
       const urls = this.deps.brokerUrls();
-      const results = await pushRouting(urls, this.routing, this.deps.adminToken);
+      const results = await pushRouting(
+        urls,
+        this.routing,
+        this.deps.adminToken,
+        1000,
+        this.deps.brokerTls(),
+      );
       const failed = results.filter((r) => !r.ok);
       if (failed.length) {
         this.deps.metrics.routingPushFailures.inc(

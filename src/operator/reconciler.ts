@@ -34,6 +34,7 @@ import {
   ROUTING_FILE,
   type SeedAnnotations,
   TOKEN_KEY,
+  brokerPodServesTls,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
@@ -57,6 +58,8 @@ import { planPods } from './pod-plan.js';
 import { topicNameOf } from './topics/plan.js';
 import { TOPIC_KIND } from './api/topic-types.js';
 import { computeStatus } from './status.js';
+import { BrokerCertificates } from './broker-certificates.js';
+import type { BrokerTlsTrust } from './shards/routing-publisher.js';
 
 export interface ShardAccess {
   cluster: DefaultedCluster;
@@ -103,8 +106,17 @@ export class ClusterReconciler {
   private readonly admins = new Map<string, AdminCredentials>();
   /** The credentials each cluster's Secret held when last read, to restore a deleted Secret. */
   private readonly credentials = new Map<string, Credentials>();
+  /** How the shard loop verifies each cluster's HTTPS brokers (absent: plain HTTP). */
+  private readonly brokerTrust = new Map<string, BrokerTlsTrust>();
+  private readonly brokerCertificates: BrokerCertificates;
 
-  constructor(private readonly deps: ReconcilerDeps) {}
+  constructor(private readonly deps: ReconcilerDeps) {
+    this.brokerCertificates = new BrokerCertificates({
+      rest: deps.rest,
+      events: deps.events,
+      readSecret: (namespace, name, signal) => this.readSecret(namespace, name, signal),
+    });
+  }
 
   /**
    * What the topic reconciler needs of a cluster's shards: the admin user and, per shard, the
@@ -160,6 +172,9 @@ export class ClusterReconciler {
     this.accepted.set(key, cr);
 
     const credentials = await this.ensureCredentials(cr, signal);
+    const trust = cr.spec.brokers.tls.enabled ? await this.brokerCertificates.ensure(cr, signal) : undefined;
+    if (trust) this.brokerTrust.set(key, trust);
+    else this.brokerTrust.delete(key);
     const loop = this.ensureLoop(key, cr, credentials);
     const { routing, outcomes } = loop.latest;
     const primaryIndex = Object.fromEntries(
@@ -252,6 +267,7 @@ export class ClusterReconciler {
     this.accepted.delete(key);
     this.admins.delete(key);
     this.credentials.delete(key);
+    this.brokerTrust.delete(key);
     this.lastRollAt.delete(key);
   }
 
@@ -453,8 +469,9 @@ export class ClusterReconciler {
         const port = this.accepted.get(key)?.spec.brokers.port;
         return pods(COMPONENT_BROKER)
           .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp && p.status.phase === 'Running')
-          .map((p) => `http://${p.status!.podIP}:${port}`);
+          .map((p) => `${brokerPodServesTls(p.spec) ? 'https' : 'http'}://${p.status!.podIP}:${port}`);
       },
+      brokerTls: () => this.brokerTrust.get(key),
       secrets: shardSecrets(credentials),
       adminToken: credentials['admin-token'],
       publishedRouting: this.publishedRouting(cr),

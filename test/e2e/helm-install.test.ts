@@ -59,8 +59,10 @@ const UNEXERCISED: Record<string, string> = {
   // time. The watchNamespaces install below rolls a my.cnf change and must use it.
   'core/pods delete': 'replacing a Failed Pod, rolling a spec change',
   // reconciler.ts addMissingCredentials: a credentials Secret written by an older operator gets the
-  // keys added since (monitor-password); test/e2e/monitoring.test.ts takes that path.
-  'core/secrets patch': 'adding a new key to an older credentials Secret',
+  // keys added since (monitor-password); test/e2e/monitoring.test.ts takes that path. Also
+  // broker-certificates.ts: a renewed serving certificate replaces the old one in its Secret.
+  'core/secrets patch':
+    "adding a new key to an older credentials Secret; renewing the brokers' TLS certificate (spec.brokers.tls)",
 };
 
 let env: Env;

@@ -33,6 +33,12 @@ if (process.argv.includes('--retention-soak')) {
   process.exit(await runRetentionSoak(process.argv.slice(2)));
 }
 
+// `npm run bench -- --tls`: publish throughput through brokers with TLS off and on, side by side.
+if (process.argv.includes('--tls')) {
+  const { runTlsCompare } = await import('./tls.js');
+  process.exit(await runTlsCompare(process.argv.slice(2)));
+}
+
 // `npm run bench -- --commit-latency`: the shards alone, paced INSERTs at the comparison's load.
 if (process.argv.includes('--commit-latency')) {
   const { runCommitLatency } = await import('./commit-latency.js');

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import type { RoutingDocument } from '../../src/api/routing.js';
 import type { Credentials } from '../../src/shard/connection.js';
 import { productMain } from './paths.js';
@@ -21,6 +23,8 @@ export interface BrokerProcessOptions {
   main?: string;
   /** More environment, e.g. libfaketime's LD_PRELOAD and FAKETIME for a broker whose clock is off. */
   env?: Record<string, string>;
+  /** Serve HTTPS (`--tls-cert`, `--tls-key`); `ca` verifies it while waiting for readiness. */
+  tls?: { certFile: string; keyFile: string; ca: string; serverName?: string };
 }
 
 /** A broker as its own `node` process (as in a Pod), for the demo and benchmarks. */
@@ -52,6 +56,7 @@ export class BrokerProcess {
         '--port',
         String(options.port),
         ...(options.usersFile ? ['--users', options.usersFile] : ['--no-auth']),
+        ...(options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : []),
       ],
       {
         stdio: ['ignore', 'inherit', 'inherit'],
@@ -66,21 +71,19 @@ export class BrokerProcess {
       },
     );
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    const broker = new BrokerProcess(`http://${options.host}:${options.port}`, child, exited);
-    await broker.waitReady();
+    const scheme = options.tls ? 'https' : 'http';
+    const broker = new BrokerProcess(`${scheme}://${options.host}:${options.port}`, child, exited);
+    await broker.waitReady(options.tls);
     return broker;
   }
 
-  private async waitReady(timeoutMs = 20_000): Promise<void> {
+  private async waitReady(tls: BrokerProcessOptions['tls'], timeoutMs = 20_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       if (this.child.exitCode !== null)
         throw new Error(`broker at ${this.url} exited with ${this.child.exitCode}`);
-      try {
-        if ((await fetch(`${this.url}/readyz`)).ok) return;
-      } catch {
-        // not listening yet
-      }
+      const status = await readyz(this.url, tls);
+      if (status >= 200 && status < 300) return;
       if (Date.now() > deadline) throw new Error(`broker at ${this.url} not ready after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -91,4 +94,18 @@ export class BrokerProcess {
     if (this.child.exitCode === null) this.child.kill('SIGTERM');
     await this.exited;
   }
+}
+
+/** The status of GET /readyz, or 0 when nothing answers yet (node:https: fetch takes no CA). */
+function readyz(url: string, tls: BrokerProcessOptions['tls']): Promise<number> {
+  return new Promise((resolve) => {
+    const options = tls ? { ca: tls.ca, servername: tls.serverName, timeout: 2000 } : { timeout: 2000 };
+    const req = (tls ? httpsRequest : httpRequest)(`${url}/readyz`, options, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.once('timeout', () => req.destroy());
+    req.once('error', () => resolve(0));
+    req.end();
+  });
 }

@@ -12,15 +12,19 @@ export const mysqlSelector = (cluster: string) =>
 const podReady = (p: PodInfo) =>
   p.status?.phase === 'Running' && (p.status.containerStatuses ?? []).every((c) => c.ready);
 
-/** The broker pods' HTTP base URLs (ready pods with an IP), sorted by pod name. */
+/**
+ * The broker pods' base URLs (ready pods with an IP), sorted by pod name: https:// where the
+ * broker port is named `https` (spec.brokers.tls).
+ */
 export function brokerUrls(pods: readonly PodInfo[]): string[] {
   return [...pods]
     .filter((p) => podReady(p) && p.status?.podIP)
     .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
     .map((p) => {
       const ports = (p.spec?.containers ?? []).flatMap((c) => c.ports ?? []);
-      const port = ports.find((x) => x.name === 'http')?.containerPort ?? ports[0]?.containerPort ?? 8080;
-      return `http://${p.status!.podIP}:${port}`;
+      const named = ports.find((x) => x.name === 'http' || x.name === 'https');
+      const port = named?.containerPort ?? ports[0]?.containerPort ?? 8080;
+      return `${named?.name === 'https' ? 'https' : 'http'}://${p.status!.podIP}:${port}`;
     });
 }
 

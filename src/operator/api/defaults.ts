@@ -27,6 +27,8 @@ export const DEFAULTS = {
     port: 8080,
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   },
+  // Off until every client of an existing cluster can be given the CA (docs/security.md, "TLS").
+  brokerTls: { enabled: false },
   failover: {
     probePeriodSeconds: 1,
     failureThreshold: 3,
@@ -66,6 +68,7 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
   const maxBytesPerShard = r.maxBytesPerShard;
   const storageClassName = m.storage?.storageClassName;
   const authSecretName = b.authSecretName;
+  const tlsSecretName = b.tls?.secretName;
   const priorityClassName = p.priorityClassName;
   return {
     shards: s.shards ?? DEFAULTS.shards,
@@ -87,6 +90,10 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       port: b.port ?? DEFAULTS.brokers.port,
       ...(authSecretName ? { authSecretName } : {}),
       maxMessageBytes: b.maxMessageBytes ?? DEFAULTS.brokers.maxMessageBytes,
+      tls: {
+        enabled: b.tls?.enabled ?? DEFAULTS.brokerTls.enabled,
+        ...(tlsSecretName ? { secretName: tlsSecretName } : {}),
+      },
     },
     failover: {
       probePeriodSeconds: f.probePeriodSeconds ?? DEFAULTS.failover.probePeriodSeconds,

@@ -171,6 +171,20 @@ export interface BrokersSpec {
   /** Deprecated (spec.users): a Secret whose key `token` is a shared token with every right. */
   authSecretName?: string;
   maxMessageBytes?: number;
+  tls?: BrokerTlsSpec;
+}
+
+/**
+ * HTTPS on the brokers (docs/security.md, "TLS"). Opt-in for now: clients of existing clusters
+ * speak plain HTTP and need the CA before the brokers switch.
+ */
+export interface BrokerTlsSpec {
+  enabled?: boolean;
+  /**
+   * A Secret of type kubernetes.io/tls (keys `tls.crt`, `tls.key`, and `ca.crt` for clients) that
+   * the operator uses as it is; omitted: the operator issues one from its own CA (`NAME-ca`).
+   */
+  secretName?: string;
 }
 
 export interface FailoverSpec {
@@ -277,6 +291,7 @@ export interface DefaultedSpec {
     port: number;
     authSecretName?: string;
     maxMessageBytes: number;
+    tls: { enabled: boolean; secretName?: string };
   };
   failover: Required<FailoverSpec>;
   podTemplate: {

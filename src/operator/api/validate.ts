@@ -39,6 +39,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkFailover(s),
     ...checkPodTemplate(s),
     ...checkRetention(s),
+    ...checkBrokerTls(s),
     // The spec's own list: indexes in messages are the user's, without the added admin.
     ...checkUsers(spec?.users ?? []),
   ];
@@ -74,6 +75,16 @@ function checkUsers(users: UserSpec[]): string[] {
     }
   });
   return problems;
+}
+
+function checkBrokerTls(s: DefaultedSpec): string[] {
+  const { enabled, secretName } = s.brokers.tls;
+  if (secretName === undefined) return [];
+  if (!SECRET_NAME.test(secretName) || secretName.length > 253)
+    return [`spec.brokers.tls.secretName "${secretName}" is not a Secret name`];
+  // Said rather than ignored: whoever named a certificate expects HTTPS.
+  if (!enabled) return ['spec.brokers.tls.secretName is set but spec.brokers.tls.enabled is false'];
+  return [];
 }
 
 /** Problems with a cluster's name (the schema checks the same; derived names must stay valid). */

@@ -9,6 +9,7 @@ import {
   LABEL_COMPONENT,
 } from '../api/types.js';
 import { BROKER_USER } from './credentials.js';
+import { TLS_CERT_KEY, TLS_KEY_KEY, TLS_MOUNT, brokerTlsSecretName } from './broker-tls.js';
 import { USERS_FILE, USERS_MOUNT } from './users.js';
 import {
   type DesiredObject,
@@ -78,6 +79,10 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
   const secret = names.credentials(cr.metadata.name);
   const resources = resourcesOf(b.resources);
   const withUsers = cr.spec.users.length > 0;
+  const tls = b.tls.enabled;
+  // The kubelet probes HTTPS without verifying the certificate. HTTP is left unsaid, as before
+  // TLS existed: saying it would change every cluster's config hash and roll its brokers.
+  const scheme = tls ? { scheme: 'HTTPS' } : {};
   const podSpec = {
     terminationGracePeriodSeconds: 30,
     automountServiceAccountToken: false,
@@ -93,8 +98,9 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         labelSelector: { matchLabels: brokerSelector(cr) },
       },
     ],
-    // The image's user (Dockerfile: USER 1000:1000).
-    securityContext: restrictedPodSecurity(1000),
+    // The image's user (Dockerfile: USER 1000:1000); with TLS also its group on the key file,
+    // which is not readable by others.
+    securityContext: restrictedPodSecurity(1000, tls ? 1000 : undefined),
     containers: [
       {
         name: 'broker',
@@ -116,8 +122,11 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
             : b.authSecretName
               ? []
               : ['--no-auth']),
+          ...(tls
+            ? ['--tls-cert', `${TLS_MOUNT}/${TLS_CERT_KEY}`, '--tls-key', `${TLS_MOUNT}/${TLS_KEY_KEY}`]
+            : []),
         ],
-        ports: [{ name: 'http', containerPort: b.port, protocol: 'TCP' }],
+        ports: [{ name: portName(cr), containerPort: b.port, protocol: 'TCP' }],
         env: [
           // V8 heap limits that keep the broker's memory flat under load (src/api/node-options.ts).
           { name: 'NODE_OPTIONS', value: BROKER_NODE_OPTIONS.join(' ') },
@@ -133,9 +142,13 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
               ]
             : []),
         ],
-        readinessProbe: { httpGet: { path: '/readyz', port: b.port }, periodSeconds: 2, failureThreshold: 2 },
+        readinessProbe: {
+          httpGet: { path: '/readyz', port: b.port, ...scheme },
+          periodSeconds: 2,
+          failureThreshold: 2,
+        },
         livenessProbe: {
-          httpGet: { path: '/healthz', port: b.port },
+          httpGet: { path: '/healthz', port: b.port, ...scheme },
           initialDelaySeconds: 10,
           periodSeconds: 10,
           failureThreshold: 3,
@@ -145,6 +158,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
         volumeMounts: [
           { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
           ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),
+          ...(tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
         ],
         ...(resources ? { resources } : {}),
       },
@@ -153,6 +167,9 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
       { name: 'routing', configMap: { name: names.routing(cr.metadata.name) } },
       // Re-read in place by the broker: adding or changing a user rolls no Pod.
       ...(withUsers ? [{ name: 'users', configMap: { name: names.users(cr.metadata.name) } }] : []),
+      // Mounted as a directory too: a renewed certificate reaches the files in place and the
+      // broker loads it without a restart (so the certificate is no part of the config hash).
+      ...(tls ? [{ name: 'tls', secret: { secretName: brokerTlsSecretName(cr), defaultMode: 0o440 } }] : []),
     ],
   };
   return {
@@ -189,9 +206,13 @@ export function brokerService(cr: DefaultedCluster): DesiredObject {
     spec: {
       type: 'ClusterIP',
       selector: brokerSelector(cr),
-      ports: [{ name: 'http', port, targetPort: port, protocol: 'TCP' }],
+      ports: [{ name: portName(cr), port, targetPort: port, protocol: 'TCP' }],
     },
   };
+}
+
+function portName(cr: DefaultedCluster): string {
+  return cr.spec.brokers.tls.enabled ? 'https' : 'http';
 }
 
 /** PDB `NAME-broker`, maxUnavailable 1: clients fail over between brokers, one at a time is fine. */

@@ -1,4 +1,5 @@
 /** Desired Kubernetes objects of a MessageQueueCluster: pure builders (docs/operator-design.md). */
+export * from './broker-tls.js';
 export * from './brokers.js';
 export * from './cluster.js';
 export * from './credentials.js';

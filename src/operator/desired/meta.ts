@@ -56,6 +56,8 @@ export const names = {
   users: (cluster: string) => `${cluster}-users`,
   userSecret: (cluster: string, user: string) => `${cluster}-user-${user}`,
   broker: (cluster: string) => `${cluster}-broker`,
+  ca: (cluster: string) => `${cluster}-ca`,
+  brokerTls: (cluster: string) => `${cluster}-broker-tls`,
   networkPolicy: (cluster: string) => `${cluster}-mysql`,
 };
 

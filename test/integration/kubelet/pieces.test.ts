@@ -98,6 +98,13 @@ describe('broker containers', () => {
     ).toEqual({ kind: 'http', port: 8081, path: '/readyz', timeoutMs: 1000 });
     expect(readinessCheck('broker', container)).toMatchObject({ kind: 'http', port: 9090, path: '/readyz' });
     expect(readinessCheck('mariadb', { name: 'mariadb' })).toMatchObject({ kind: 'tcp', port: 3306 });
+    // spec.brokers.tls: probed over HTTPS, as a kubelet does (without checking the certificate).
+    expect(
+      readinessCheck('broker', {
+        name: 'broker',
+        readinessProbe: { httpGet: { path: '/readyz', port: 8443, scheme: 'HTTPS' } },
+      }),
+    ).toEqual({ kind: 'http', port: 8443, path: '/readyz', timeoutMs: 1000, https: true });
   });
 });
 

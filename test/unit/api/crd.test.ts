@@ -104,6 +104,8 @@ describe('the CRD', () => {
     expect(at('mysql.durability').default).toBe(DEFAULTS.mysql.durability);
     expect(at('mysql.semiSyncTimeoutSeconds').default).toBe(DEFAULTS.mysql.semiSyncTimeoutSeconds);
     for (const [k, v] of Object.entries(DEFAULTS.brokers)) expect(at(`brokers.${k}`).default, k).toBe(v);
+    expect(at('brokers.tls').default).toEqual({});
+    expect(at('brokers.tls.enabled').default).toBe(DEFAULTS.brokerTls.enabled);
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
     expect(at('placement.instanceAntiAffinity').default).toBe(DEFAULTS.placement.instanceAntiAffinity);

@@ -20,6 +20,7 @@ describe('withDefaults', () => {
         resources: {},
         port: 8080,
         maxMessageBytes: 1048576,
+        tls: { enabled: false },
       },
       failover: {
         probePeriodSeconds: 1,
@@ -60,6 +61,7 @@ describe('withDefaults', () => {
         authSecretName: 'tok',
         maxMessageBytes: 10,
         resources: {},
+        tls: { enabled: true, secretName: 'my-cert' },
       },
       failover: {
         probePeriodSeconds: 2,

@@ -15,6 +15,16 @@ describe('validateSpec', () => {
     expect(validateSpec(undefined)).toEqual([]);
   });
 
+  it('refuses a TLS Secret name that is none, or one given with TLS off', () => {
+    expect(validateSpec({ brokers: { tls: { enabled: true, secretName: 'my-cert' } } })).toEqual([]);
+    expect(validateSpec({ brokers: { tls: { enabled: true, secretName: 'My Cert' } } })).toEqual([
+      'spec.brokers.tls.secretName "My Cert" is not a Secret name',
+    ]);
+    expect(validateSpec({ brokers: { tls: { secretName: 'my-cert' } } })).toEqual([
+      'spec.brokers.tls.secretName is set but spec.brokers.tls.enabled is false',
+    ]);
+  });
+
   it('refuses operator-owned my.cnf keys, naming them', () => {
     const problems = validateSpec({
       mysql: { config: { server_id: '1', 'sync-binlog': '0', max_connections: '10' } },

@@ -100,6 +100,15 @@ describe('kubectl mqc views', () => {
     expect(brokerUrls(brokers)).toEqual(['http://10.0.1.1:8081']);
   });
 
+  it('brokerUrls are https:// for brokers whose port is named https (spec.brokers.tls)', () => {
+    const tls: PodInfo = {
+      metadata: { name: 'q-broker-1' },
+      spec: { containers: [{ name: 'broker', ports: [{ name: 'https', containerPort: 8443 }] }] },
+      status: { phase: 'Running', podIP: '10.0.1.9', containerStatuses: [{ ready: true }] },
+    };
+    expect(brokerUrls([tls])).toEqual(['https://10.0.1.9:8443']);
+  });
+
   it('topics joins the resources naming the cluster with what the brokers know', () => {
     const resources = [
       {

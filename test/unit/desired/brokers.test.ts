@@ -211,3 +211,54 @@ describe('broker Service and PDB', () => {
     expect(brokerSelectorString(cluster())).toBe('mysqlmq.io/cluster=mq,app.kubernetes.io/component=broker');
   });
 });
+
+describe('brokers with spec.brokers.tls', () => {
+  const tlsPod = (tls: { enabled?: boolean; secretName?: string }) =>
+    specOf(brokerDeployment(cluster({ brokers: { port: 9443, tls } }))).template.spec;
+
+  it('serve HTTPS from the generated Secret, mounted as a directory so a renewal reaches them in place', () => {
+    const pod = tlsPod({ enabled: true });
+    const c = container(pod, 'broker');
+    expect(c.args.slice(-4)).toEqual([
+      '--tls-cert',
+      '/etc/mysqlmq/tls/tls.crt',
+      '--tls-key',
+      '/etc/mysqlmq/tls/tls.key',
+    ]);
+    expect(c.volumeMounts).toContainEqual({ name: 'tls', mountPath: '/etc/mysqlmq/tls', readOnly: true });
+    expect(pod.volumes).toContainEqual({
+      name: 'tls',
+      secret: { secretName: 'mq-broker-tls', defaultMode: 0o440 },
+    });
+    // The key file is group-readable only: the pod's group must be the broker's.
+    expect(pod.securityContext.fsGroup).toBe(1000);
+    expect(c.ports).toEqual([{ name: 'https', containerPort: 9443, protocol: 'TCP' }]);
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9443, scheme: 'HTTPS' });
+    expect(c.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 9443, scheme: 'HTTPS' });
+  });
+
+  it('serve the Secret the spec names instead', () => {
+    expect(tlsPod({ enabled: true, secretName: 'my-cert' }).volumes).toContainEqual({
+      name: 'tls',
+      secret: { secretName: 'my-cert', defaultMode: 0o440 },
+    });
+  });
+
+  it('off (the default): plain HTTP, nothing mounted, and the pod template of before TLS existed', () => {
+    const pod = tlsPod({});
+    const c = container(pod, 'broker');
+    expect(c.args).not.toContain('--tls-cert');
+    expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing']);
+    expect(pod.securityContext).not.toHaveProperty('fsGroup');
+    expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9443 });
+    const hash = (spec: object) =>
+      specOf(brokerDeployment(cluster(spec))).template.metadata.annotations['mysqlmq.io/config-hash'];
+    expect(hash({ brokers: { tls: { enabled: false } } })).toBe(hash({}));
+    expect(hash({ brokers: { tls: { enabled: true } } })).not.toBe(hash({}));
+  });
+
+  it('name the Service port https', () => {
+    const svc = brokerService(cluster({ brokers: { port: 9443, tls: { enabled: true } } }));
+    expect(specOf(svc).ports).toEqual([{ name: 'https', port: 9443, targetPort: 9443, protocol: 'TCP' }]);
+  });
+});

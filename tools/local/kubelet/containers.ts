@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdir, open, readFile, readdir } from 'node:fs/promises';
-import { get as httpGet } from 'node:http';
+import { type IncomingMessage, get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
 import type { V1Container, V1Probe } from '@kubernetes/client-node';
@@ -380,8 +381,13 @@ export async function startContainer(kind: ContainerKind, ctx: StartContext): Pr
 
 export type ReadinessCheck =
   | { kind: 'tcp'; port: number; timeoutMs: number }
-  | { kind: 'http'; port: number; path: string; timeoutMs: number }
+  | { kind: 'http'; port: number; path: string; timeoutMs: number; https?: true }
   | { kind: 'running' };
+
+/** `scheme: HTTPS` of an httpGet probe, as a field of the check only when set. */
+function httpsOf(probe: V1Probe['httpGet']): { https?: true } {
+  return probe?.scheme === 'HTTPS' ? { https: true } : {};
+}
 
 function probePort(container: V1Container, port: number | string | undefined): number | undefined {
   if (typeof port === 'number') return port;
@@ -403,7 +409,8 @@ export function readinessCheck(kind: ContainerKind, container: V1Container): Rea
   }
   if (probe?.httpGet) {
     const port = probePort(container, probe.httpGet.port as number | string);
-    if (port) return { kind: 'http', port, path: probe.httpGet.path ?? '/', timeoutMs };
+    if (port)
+      return { kind: 'http', port, path: probe.httpGet.path ?? '/', timeoutMs, ...httpsOf(probe.httpGet) };
   }
   if (kind === 'mariadb') {
     const port = container.ports?.find((p) => p.name === 'mysql')?.containerPort ?? 3306;
@@ -434,7 +441,7 @@ export function livenessCheck(container: V1Container): LivenessCheck | undefined
     if (port) check = { kind: 'tcp', port, timeoutMs };
   } else if (p.httpGet) {
     const port = probePort(container, p.httpGet.port as number | string);
-    if (port) check = { kind: 'http', port, path: p.httpGet.path ?? '/', timeoutMs };
+    if (port) check = { kind: 'http', port, path: p.httpGet.path ?? '/', timeoutMs, ...httpsOf(p.httpGet) };
   }
   if (!check) return undefined;
   return {
@@ -460,11 +467,16 @@ export function probe(ip: string, check: ReadinessCheck): Promise<boolean> {
     });
   }
   return new Promise((resolve) => {
-    const req = httpGet({ host: ip, port: check.port, path: check.path, timeout: check.timeoutMs }, (res) => {
+    const options = { host: ip, port: check.port, path: check.path, timeout: check.timeoutMs };
+    const onAnswer = (res: IncomingMessage) => {
       res.resume();
       const code = res.statusCode ?? 0;
       resolve(code >= 200 && code < 400);
-    });
+    };
+    // Like a kubelet, an HTTPS probe checks no certificate.
+    const req = check.https
+      ? httpsGet({ ...options, rejectUnauthorized: false }, onAnswer)
+      : httpGet(options, onAnswer);
     req.once('timeout', () => req.destroy(new Error('timeout')));
     req.once('error', () => resolve(false));
   });

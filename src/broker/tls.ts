@@ -1,0 +1,95 @@
+import { X509Certificate } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
+import { createSecureContext } from 'node:tls';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+
+/** Where the broker's serving certificate and its private key are (PEM). */
+export interface TlsFiles {
+  certFile: string;
+  keyFile: string;
+}
+
+export interface TlsPems {
+  cert: Buffer;
+  key: Buffer;
+}
+
+/** The files' contents, checked to be a certificate and its key, and their `version` (mtimes). */
+export async function readTlsFiles(files: TlsFiles): Promise<{ pems: TlsPems; version: string }> {
+  // The version first: a change after it is seen on the next check rather than missed.
+  const version = await filesVersion(files);
+  const [cert, key] = await Promise.all([
+    readFile(files.certFile).catch((err: unknown) => {
+      throw new Error(`cannot read the TLS certificate ${files.certFile}: ${errorMessage(err)}`);
+    }),
+    readFile(files.keyFile).catch((err: unknown) => {
+      throw new Error(`cannot read the TLS key ${files.keyFile}: ${errorMessage(err)}`);
+    }),
+  ]);
+  try {
+    createSecureContext({ cert, key });
+  } catch (err) {
+    throw new Error(
+      `${files.certFile} and ${files.keyFile} are not a PEM certificate and its private key: ${errorMessage(err)}`,
+    );
+  }
+  return { pems: { cert, key }, version };
+}
+
+async function filesVersion(files: TlsFiles): Promise<string> {
+  const [cert, key] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
+  return `${cert.mtimeMs}/${key.mtimeMs}`;
+}
+
+/** What a log line may say of a certificate: its end and names, never the key. */
+export function describeCertificate(cert: Buffer): { notAfter: string; subjectAltName?: string } {
+  const parsed = new X509Certificate(cert);
+  return { notAfter: new Date(parsed.validTo).toISOString(), subjectAltName: parsed.subjectAltName };
+}
+
+/**
+ * Loads a renewed certificate into the running server (`setSecureContext`): new connections get
+ * it, open ones keep theirs, nothing restarts. The kubelet swaps a mounted Secret's files at once
+ * (one symlink), which changes their mtimes; a pair caught half-written elsewhere fails to load
+ * and is tried again on the next check, the certificate in force staying until then.
+ */
+export class CertificateReloader {
+  private timer?: NodeJS.Timeout;
+
+  /** `loaded`: the version (readTlsFiles) of the files the server was created with. */
+  constructor(
+    private readonly server: HttpsServer,
+    private readonly files: TlsFiles,
+    private loaded: string,
+    private readonly log: Logger,
+  ) {}
+
+  start(intervalMs: number): void {
+    this.timer = setInterval(() => void this.check(), intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    clearInterval(this.timer);
+  }
+
+  private async check(): Promise<void> {
+    try {
+      if ((await filesVersion(this.files)) === this.loaded) return;
+      const { pems, version } = await readTlsFiles(this.files);
+      this.server.setSecureContext(pems);
+      this.loaded = version;
+      this.log.info('tls certificate reloaded', {
+        file: this.files.certFile,
+        ...describeCertificate(pems.cert),
+      });
+    } catch (err) {
+      this.log.warn('tls certificate unreadable; keeping the one in force', {
+        file: this.files.certFile,
+        error: errorMessage(err),
+      });
+    }
+  }
+}
