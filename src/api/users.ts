@@ -75,6 +75,11 @@ export function allows(rights: TopicRight[], action: Action, topic?: string): bo
   );
 }
 
+/** Whether `rights` grant anything on `topic`. */
+export function holdsAnyRight(rights: TopicRight[], topic: string): boolean {
+  return rights.some((r) => patternCovers(r.topic, topic));
+}
+
 /** Checks a list of rights from JSON (the users file, or the cluster spec); throws a 400 naming the field. */
 export function parseRights(raw: unknown, where: string): TopicRight[] {
   if (!Array.isArray(raw)) throw badRequest('invalid_users', `${where} must be an array`);

@@ -38,7 +38,7 @@ import {
   parseTopicPatch,
 } from './requests.js';
 import { type RoutingDocument, parseRouting } from '../api/routing.js';
-import { type Action, type UsersDocument, parseUsers } from '../api/users.js';
+import { type Action, type UsersDocument, holdsAnyRight, parseUsers } from '../api/users.js';
 import { ShardPools } from './shard-pools.js';
 import { ShardRouter } from './shard-router.js';
 import { GroupAdmission } from './group-admission.js';
@@ -265,7 +265,7 @@ export class Broker {
       ['GET /readyz', /^\/readyz$/, 'open', (q, res) => this.ready(q, res)],
       ['GET /metrics', /^\/metrics$/, 'open', (q, res) => this.metricsPage(q, res)],
       ['GET /v1/status', /^\/v1\/status$/, 'user', async (_q, res) => sendJson(res, 200, this.status())],
-      ['GET /v1/topics', /^\/v1\/topics$/, 'user', (q, res) => this.listTopics(q, res)],
+      ['GET /v1/topics', /^\/v1\/topics$/, 'user', (q, res, _p, who) => this.listTopics(q, res, who)],
       ['POST /v1/topics', /^\/v1\/topics$/, 'user', (q, res, p, who) => this.createTopic(q, res, p, who)],
       ['PATCH /v1/topics', /^\/v1\/topics\/([^/]+)$/, 'operator', (q, res, p) => this.updateTopic(q, res, p)],
       [
@@ -487,8 +487,9 @@ export class Broker {
     res.end(await this.metrics.registry.metrics());
   }
 
-  private async listTopics(_req: IncomingMessage, res: ServerResponse): Promise<void> {
-    sendJson(res, 200, { topics: await this.catalog.list() });
+  /** The topics the caller holds some right on: a topic's name says what it carries. */
+  private async listTopics(_req: IncomingMessage, res: ServerResponse, who: Principal): Promise<void> {
+    sendJson(res, 200, { topics: (await this.catalog.list()).filter((t) => holdsAnyRight(who.rights, t)) });
   }
 
   private async createTopic(req: IncomingMessage, res: ServerResponse, _p: string[], who: Principal) {

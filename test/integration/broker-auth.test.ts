@@ -115,6 +115,19 @@ describe('rights per topic', () => {
   });
 });
 
+describe('topic listing', () => {
+  it('shows each user only the topics it holds a right on', async () => {
+    const listed = async (name: string) => {
+      const res = await fetch(`${broker.url}/v1/topics`, {
+        headers: { authorization: `Bearer ${tokenOf(name)}` },
+      });
+      return ((await res.json()) as { topics: string[] }).topics;
+    };
+    expect(await listed('reader')).toEqual(['orders.eu']);
+    expect(await listed('root')).toEqual(expect.arrayContaining(['orders.eu', 'payments']));
+  });
+});
+
 describe('admin routes', () => {
   it('create topics, reset and delete groups only with the admin right on the topic', async () => {
     const refused = await refusal(new Producer(as('writer')).createTopic('orders.us'));
