@@ -110,11 +110,13 @@ export class Caches {
   }
 
   /** Calls `enqueue` with the `namespace/name` key of every MessageQueueTopic that changes. */
-  onTopicChange(enqueue: (key: string) => void): void {
+  /** `enqueue` gets the topic's key and its cluster's (its rights go to the cluster's users file). */
+  onTopicChange(enqueue: (key: string, clusterKey: string) => void): void {
     for (const informer of this.topicInformers) {
       informer.onChange(({ obj }) => {
-        if (obj.metadata?.namespace && obj.metadata.name)
-          enqueue(`${obj.metadata.namespace}/${obj.metadata.name}`);
+        const { namespace, name } = obj.metadata ?? {};
+        const cluster = (obj as unknown as MessageQueueTopic).spec?.cluster;
+        if (namespace && name) enqueue(`${namespace}/${name}`, `${namespace}/${cluster}`);
       });
     }
   }

@@ -166,7 +166,10 @@ async function main(): Promise<void> {
   const lead = async (signal?: AbortSignal) => {
     leading = true;
     caches.onClusterChange((key) => controller.enqueue(key));
-    caches.onTopicChange((key) => topicController.enqueue(key));
+    caches.onTopicChange((key, clusterKey) => {
+      topicController.enqueue(key);
+      if (caches.cluster(clusterKey)) controller.enqueue(clusterKey);
+    });
     caches.start();
     await caches.synced();
     log.info('caches synced; reconciling', { clusters: caches.clusterKeys().length });

@@ -47,6 +47,7 @@ import {
   names,
   shardSecrets,
   tokenFromSecret,
+  topicGrants,
   userSecret,
   userSecretName,
 } from './desired/index.js';
@@ -198,6 +199,7 @@ export class ClusterReconciler {
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
       userDigests: cr.spec.users.length > 0 ? await this.ensureUserTokens(cr, signal) : undefined,
+      topicGrants: topicGrants(cr.metadata.name, this.deps.caches.topics(cr.metadata.namespace)),
       seeds: this.seedsOf(cr, loop),
       networkPolicy: this.deps.networkPolicy,
     });

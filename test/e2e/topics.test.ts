@@ -173,6 +173,48 @@ spec:
     );
   });
 
+  it('grants rights only to users of the cluster: another name leaves the topic not Ready, with an Event', async () => {
+    const manifest = (actions: string) => `apiVersion: mysqlmq.io/v1alpha1
+kind: MessageQueueTopic
+metadata:
+  name: audit
+  namespace: ${NS}
+spec:
+  cluster: ${NAME}
+  rights:
+    - user: billing
+      actions: [${actions}]
+`;
+    // The schema refuses an action that does not exist.
+    await expect(env.apply(manifest('read'))).rejects.toThrow(/Unsupported value: "read"/);
+    await env.apply(manifest('consume'));
+    const refused = await waitFor(
+      'the topic to be refused for its unknown user',
+      async () => {
+        const t = (await topics()).find((x) => x.metadata.name === 'audit');
+        const ready = t?.status?.conditions?.find((c) => c.type === 'Ready') as
+          { status: string; reason?: string; message?: string } | undefined;
+        return ready?.reason === 'UnknownUser' ? ready : undefined;
+      },
+      60_000,
+      300,
+    );
+    expect(refused.status).toBe('False');
+    expect(refused.message).toMatch(/billing, not in spec.users of MessageQueueCluster q/);
+    const events = await env.kubectl([
+      'get',
+      'events',
+      '-n',
+      NS,
+      '--field-selector',
+      'involvedObject.name=audit,reason=UnknownUser',
+      '-o',
+      'name',
+    ]);
+    expect(events.trim()).not.toBe('');
+    await env.kubectl(['delete', 'mqt', 'audit', '-n', NS, '--wait=false']);
+  });
+
   it("deleting the declared resource drops the topic's table and rows on every shard", async () => {
     const hosts = await primaries();
     const ids = await Promise.all(

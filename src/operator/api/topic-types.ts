@@ -1,3 +1,4 @@
+import type { Action } from '../../api/users.js';
 import type { Condition, ObjectMetaLike } from './types.js';
 
 /** The MessageQueueTopic resource: one topic of a MessageQueueCluster, reconciled to every shard. */
@@ -19,6 +20,17 @@ export interface MessageQueueTopicSpec {
   retention?: { maxAgeHours?: number; maxBytesPerShard?: number };
   maxMessageBytes?: number;
   maxDeliveries?: number;
+  /**
+   * Rights on this topic for users of the cluster's `spec.users`, added to what their own entry
+   * grants: the team that owns a topic says who may use it, next to the topic.
+   */
+  rights?: TopicUserRight[];
+}
+
+/** One user's rights on the topic of the resource. */
+export interface TopicUserRight {
+  user: string;
+  actions: Action[];
 }
 
 export interface MessageQueueTopicStatus {

@@ -4,7 +4,7 @@ import { brokerDeployment, brokerPdb, brokerService, routingConfigMap } from './
 import { type Credentials, credentialsSecret } from './credentials.js';
 import { type DesiredObject, type PdbApiVersion, names } from './meta.js';
 import { type OperatorPeer, mysqlNetworkPolicy } from './network-policy.js';
-import { usersConfigMap } from './users.js';
+import { type TopicGrant, usersConfigMap } from './users.js';
 import {
   INSTANCES,
   type SeedAnnotations,
@@ -36,6 +36,8 @@ export interface DesiredInputs {
    * no users ConfigMap (the reconciler always gives them).
    */
   userDigests?: Readonly<Record<string, string>>;
+  /** Rights the cluster's MessageQueueTopics grant its users (see `topicGrants`). */
+  topicGrants?: readonly TopicGrant[];
   /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
   seeds?: Readonly<Record<string, SeedAnnotations>>;
   /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
@@ -84,7 +86,7 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
       objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
     }
   }
-  if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests));
+  if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests, inputs.topicGrants));
   objects.push(
     routingConfigMap(cr, inputs.routing),
     brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion }),

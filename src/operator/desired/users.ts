@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
-import { type UsersDocument, parseUsers } from '../../api/users.js';
+import { type Action, type UsersDocument, parseUsers } from '../../api/users.js';
+import type { MessageQueueTopic } from '../api/topic-types.js';
+import { topicNameOf } from '../topics/plan.js';
 import {
   COMPONENT_BROKER,
   COMPONENT_CREDENTIALS,
@@ -50,18 +52,50 @@ export function tokenFromSecret(data: Record<string, string> | undefined): strin
   return token || undefined;
 }
 
+/** A right a MessageQueueTopic's `spec.rights` grants one user on that topic. */
+export interface TopicGrant {
+  user: string;
+  topic: string;
+  actions: Action[];
+}
+
+/** What the cluster's (not deleting) MessageQueueTopics grant, in a stable order. */
+export function topicGrants(cluster: string, topics: readonly MessageQueueTopic[]): TopicGrant[] {
+  return topics
+    .filter((t) => t.spec.cluster === cluster && !t.metadata.deletionTimestamp)
+    .flatMap((t) =>
+      (t.spec.rights ?? []).map((r) => ({ user: r.user, topic: topicNameOf(t), actions: r.actions })),
+    )
+    .sort((a, b) => (a.topic === b.topic ? a.user.localeCompare(b.user) : a.topic.localeCompare(b.topic)));
+}
+
+/** The users a topic's `spec.rights` names that the cluster's `spec.users` does not hold. */
+export function unknownRightUsers(topic: MessageQueueTopic, users: readonly UserSpec[]): string[] {
+  const known = new Set(users.map((u) => u.name));
+  return [...new Set((topic.spec.rights ?? []).map((r) => r.user))].filter((u) => !known.has(u));
+}
+
 /**
- * The users file for `cr.spec.users`, given each user's token digest by name. A user without a
- * digest (its Secret not read yet) is left out: it cannot authenticate until it has one.
+ * The users file for `cr.spec.users` plus what the cluster's topics grant them, given each user's
+ * token digest by name. A user without a digest (its Secret not read yet) is left out: it cannot
+ * authenticate until it has one.
  */
 export function usersDocument(
   cr: DefaultedCluster,
   digests: Readonly<Record<string, string>>,
+  grants: readonly TopicGrant[] = [],
 ): UsersDocument {
   return parseUsers({
     users: cr.spec.users
       .filter((u) => digests[u.name])
-      .map((u) => ({ name: u.name, tokenSha256: digests[u.name], rights: u.rights })),
+      .map((u) => ({
+        name: u.name,
+        tokenSha256: digests[u.name],
+        rights: [
+          ...u.rights,
+          ...grants.filter((g) => g.user === u.name).map((g) => ({ topic: g.topic, actions: g.actions })),
+        ],
+      })),
   });
 }
 
@@ -69,11 +103,12 @@ export function usersDocument(
 export function usersConfigMap(
   cr: DefaultedCluster,
   digests: Readonly<Record<string, string>>,
+  grants: readonly TopicGrant[] = [],
 ): DesiredObject {
   return {
     apiVersion: 'v1',
     kind: 'ConfigMap',
     metadata: objectMeta(cr, names.users(cr.metadata.name), COMPONENT_BROKER),
-    data: { [USERS_FILE]: `${JSON.stringify(usersDocument(cr, digests), null, 2)}\n` },
+    data: { [USERS_FILE]: `${JSON.stringify(usersDocument(cr, digests, grants), null, 2)}\n` },
   };
 }

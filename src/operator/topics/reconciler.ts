@@ -16,6 +16,7 @@ import { API_VERSION } from '../api/types.js';
 import type { Caches } from '../caches.js';
 import type { EventRecorder } from '../events.js';
 import type { ShardAccess } from '../reconciler.js';
+import { unknownRightUsers } from '../desired/users.js';
 import type { ReconcileResult } from '../runtime/controller.js';
 import {
   discoveredTopics,
@@ -121,6 +122,15 @@ export class TopicReconciler {
         topic,
         'ClusterNotFound',
         `MessageQueueCluster ${topic.spec.cluster} not found in ${namespace}`,
+        signal,
+      );
+    }
+    const unknownUsers = unknownRightUsers(topic, access?.cluster.spec.users ?? []);
+    if (access && unknownUsers.length > 0) {
+      return this.fail(
+        topic,
+        'UnknownUser',
+        `spec.rights names ${unknownUsers.join(', ')}, not in spec.users of MessageQueueCluster ${topic.spec.cluster}; add the user there or remove the right`,
         signal,
       );
     }

@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseUsers, tokenSha256 } from '../../../src/api/users.js';
 import { validateSpec } from '../../../src/operator/api/validate.js';
+import type { MessageQueueTopic } from '../../../src/operator/api/topic-types.js';
 import {
   tokenFromSecret,
+  topicGrants,
+  unknownRightUsers,
   userSecret,
   userSecretName,
   usersConfigMap,
@@ -45,6 +48,47 @@ describe('the users ConfigMap', () => {
     });
     const withoutApp = usersConfigMap(cr, { admin: tokenSha256('a') });
     expect((withoutApp.data as Record<string, string>)['users.json']).not.toContain('"app"');
+  });
+});
+
+const topic = (
+  name: string,
+  spec: Partial<MessageQueueTopic['spec']>,
+  deleting = false,
+): MessageQueueTopic => ({
+  metadata: { name, namespace: 'ns', ...(deleting ? { deletionTimestamp: '2026-01-01T00:00:00Z' } : {}) },
+  spec: { cluster: 'mq', ...spec },
+});
+
+describe("a MessageQueueTopic's rights", () => {
+  const topics = [
+    topic('payments', { rights: [{ user: 'app', actions: ['consume'] }] }),
+    topic('ledger-res', { topicName: 'ledger', rights: [{ user: 'app', actions: ['produce', 'consume'] }] }),
+    topic('gone', { rights: [{ user: 'app', actions: ['admin'] }] }, true),
+    topic('other-cluster', { cluster: 'other', rights: [{ user: 'app', actions: ['admin'] }] }),
+    topic('ghost', { rights: [{ user: 'nobody', actions: ['consume'] }] }),
+  ];
+
+  it("are added to the user's own rights in the users file, for the topic's broker name", () => {
+    const cr = cluster({ users: [app] });
+    const grants = topicGrants('mq', topics);
+    const text = (usersConfigMap(cr, { app: tokenSha256('b') }, grants).data as Record<string, string>)[
+      'users.json'
+    ];
+    expect(parseUsers(JSON.parse(text)).users.find((u) => u.name === 'app')?.rights).toEqual([
+      ...app.rights,
+      { topic: 'ledger', actions: ['produce', 'consume'] },
+      { topic: 'payments', actions: ['consume'] },
+    ]);
+    // A deleted topic, another cluster's topic and an unknown user grant nothing.
+    expect(text).not.toContain('admin"]');
+    expect(text).not.toContain('nobody');
+  });
+
+  it('name users the cluster does not have', () => {
+    const cr = cluster({ users: [app] });
+    expect(unknownRightUsers(topics[4], cr.spec.users)).toEqual(['nobody']);
+    expect(unknownRightUsers(topics[0], cr.spec.users)).toEqual([]);
   });
 });
 
