@@ -96,6 +96,9 @@ export function memoryFromStatus(s: ShardStatus): ShardMemory {
     failedOverProtected: s.failedOverProtected,
     standbyMustRejoin: s.standbyMustRejoin,
     ...(s.rebuild ? { rebuild: { ...s.rebuild } } : {}),
+    // Writes were paused for a switchover (the routing ConfigMap still says so): a restarted
+    // operator carries it out on its first tick rather than open writes and pause them again.
+    ...(s.phase === 'SwitchingOver' ? { switchoverWritesPaused: true } : {}),
   };
 }
 

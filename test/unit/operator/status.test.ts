@@ -278,6 +278,17 @@ describe('computeStatus', () => {
     });
   });
 
+  it('carries paused writes of a switchover across a restart', () => {
+    const paused = outcome(0, 'SwitchingOver', { write: false });
+    Object.assign(paused.decision.memory, { switchoverWritesPaused: true });
+    const s = computeStatus({ ...base, previous: undefined, outcomes: [paused, outcome(1, 'Healthy')], now });
+    expect(memoryFromStatus(s.shards![0]!)).toMatchObject({
+      phase: 'SwitchingOver',
+      switchoverWritesPaused: true,
+    });
+    expect(memoryFromStatus(s.shards![1]!).switchoverWritesPaused).toBeUndefined();
+  });
+
   it('shows a promoted standby as the primary and carries the pending rejoin across a restart', () => {
     const promoted = outcome(0, 'StandbyUnavailable', { write: false });
     Object.assign(promoted.decision.memory, {
