@@ -495,7 +495,9 @@ export class Broker {
   private async createTopic(req: IncomingMessage, res: ServerResponse, _p: string[], who: Principal) {
     const { name, settings } = parseCreateTopic(await this.body(req));
     this.auth.require(who, 'admin', name);
-    const created = await this.catalog.create(name);
+    const initial = settings && Object.fromEntries(Object.entries(settings).filter(([, v]) => v !== null));
+    const created = await this.catalog.create(name, initial ? JSON.stringify(initial) : null);
+    // Set again on every shard: where an earlier creation cut short left the row, the INSERT kept it.
     if (created && settings) {
       await this.catalog.updateSettings(name, settings);
       this.deadLetters.invalidate(name);

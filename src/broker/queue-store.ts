@@ -27,8 +27,13 @@ export async function findTopicId(db: Db, topic: string): Promise<number | undef
 }
 
 /** Registers the topic and creates its message table; safe to repeat. */
-export async function createTopic(db: Db, topic: string): Promise<number> {
-  await db.query('INSERT IGNORE INTO mq.topics (name) VALUES (?)', [topic]);
+/**
+ * Creates the topic (and its message table) unless it exists. `settings` (JSON) go in with the row:
+ * written after it, the operator's topic discovery could list the topic without them in between,
+ * and its resource would then set them back to none.
+ */
+export async function createTopic(db: Db, topic: string, settings: string | null = null): Promise<number> {
+  await db.query('INSERT IGNORE INTO mq.topics (name, settings) VALUES (?, ?)', [topic, settings]);
   const id = await findTopicId(db, topic);
   if (id === undefined) throw new Error(`topic ${topic} vanished right after creation`);
   await db.query(createMessageTableSql(id));

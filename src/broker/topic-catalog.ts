@@ -30,14 +30,17 @@ export class TopicCatalog {
     private readonly maxTopics: number,
   ) {}
 
-  /** Creates the topic on every writable shard; returns false when it already existed. */
-  create(topic: string): Promise<boolean> {
-    const done = this.creating.then(() => this.createNow(topic));
+  /**
+   * Creates the topic on every writable shard, with `settings` (JSON) where it is new; returns
+   * false when it already existed.
+   */
+  create(topic: string, settings: string | null = null): Promise<boolean> {
+    const done = this.creating.then(() => this.createNow(topic, settings));
     this.creating = done.catch(() => undefined);
     return done;
   }
 
-  private async createNow(topic: string): Promise<boolean> {
+  private async createNow(topic: string, settings: string | null): Promise<boolean> {
     const writable = this.router.writableShards();
     if (writable.length === 0) throw unavailable('no_writable_shard', 'no shard takes writes right now');
     // At the limit, a flood of new names is refused from what was listed within the last second.
@@ -51,7 +54,9 @@ export class TopicCatalog {
         `the cluster has ${this.known.size} topics, the most this broker creates (${this.maxTopics}); delete one first`,
       );
     }
-    const results = await Promise.allSettled(writable.map((s) => this.idOnWritable(s, topic)));
+    const results = await Promise.allSettled(
+      writable.map((s) => this.idOnWritable(s, topic, undefined, settings)),
+    );
     if (!results.some((r) => r.status === 'fulfilled')) {
       throw unavailable('no_writable_shard', `could not create topic "${topic}" on any shard`);
     }
@@ -122,11 +127,12 @@ export class TopicCatalog {
     shard: ShardView,
     topic: string,
     db?: mysql.Pool | mysql.PoolConnection,
+    settings: string | null = null,
   ): Promise<number> {
     const cached = this.cache(shard.name).get(topic);
     if (cached !== undefined) return cached;
     const target = db ?? this.pools.get(shard.route.write!);
-    const id = (await findTopicId(target, topic)) ?? (await createTopic(target, topic));
+    const id = (await findTopicId(target, topic)) ?? (await createTopic(target, topic, settings));
     this.cache(shard.name).set(topic, id);
     return id;
   }

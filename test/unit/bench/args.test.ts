@@ -6,7 +6,7 @@ describe('npm run bench -- --compare flags', () => {
     const o = parseCompareArgs(['--compare']);
     if (o === 'help') throw new Error('unexpected help');
     expect(o.sizes).toEqual([256, 1024]);
-    expect(o.systems).toEqual(['mysqlmq', 'ceiling', 'rabbitmq', 'nats', 'redis']);
+    expect(o.systems).toEqual(['mysqlmq', 'ceiling', 'rabbitmq-stream', 'rabbitmq', 'nats', 'redis']);
     expect(o.groups).toBe(10);
     expect(o.rate).toBe(10_000);
     expect(o.write).toBe(true);
