@@ -140,6 +140,7 @@ export async function producePhase(
   // One payload for the whole phase, as `npm run bench` does: the client's work per message stays
   // small, and every system gets the same bytes (latency here counts from each send call).
   const payload = stampedPayload(size, 0);
+  const window = Math.min(o.window, session.window ?? o.window);
   const start = performance.now();
   let end = start;
   const stopTicker = ticker(() =>
@@ -150,7 +151,7 @@ export async function producePhase(
   await new Promise<void>((resolve) => {
     const more = () => issued < o.maxMessages && performance.now() - start < o.produceMs;
     const pump = () => {
-      while (inflight < o.window && more()) {
+      while (inflight < window && more()) {
         issued++;
         inflight++;
         const sentAt = performance.now();

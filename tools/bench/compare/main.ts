@@ -12,10 +12,11 @@ import { SharedShards } from './systems/cluster.js';
 import { MYSQLMQ_DEFAULTS, MysqlmqSystem } from './systems/mysqlmq.js';
 import { NatsSystem } from './systems/nats.js';
 import { RabbitMqSystem } from './systems/rabbitmq.js';
+import { RabbitMqStreamSystem } from './systems/rabbitmq-stream.js';
 import { RedisSystem } from './systems/redis.js';
 import { targetChecks } from './table.js';
 
-export const ALL_SYSTEMS = ['mysqlmq', 'ceiling', 'rabbitmq', 'nats', 'redis'] as const;
+export const ALL_SYSTEMS = ['mysqlmq', 'ceiling', 'rabbitmq-stream', 'rabbitmq', 'nats', 'redis'] as const;
 
 const USAGE = `Usage: npm run bench -- --compare [options]
 
@@ -107,6 +108,8 @@ function makeSystem(name: string, shards: SharedShards, o: CompareOptions): Benc
       return new MysqlmqSystem(shards, { ...MYSQLMQ_DEFAULTS, brokerNodeArgs: o.brokerNodeArgs });
     case 'ceiling':
       return new CeilingSystem(shards);
+    case 'rabbitmq-stream':
+      return new RabbitMqStreamSystem();
     case 'rabbitmq':
       return new RabbitMqSystem();
     case 'nats':

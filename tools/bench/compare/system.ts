@@ -5,6 +5,11 @@ export type Delivered = readonly (string | Buffer | Uint8Array)[];
 
 /** One topic/stream/queue set: fresh for each phase, so every phase starts empty. */
 export interface Session {
+  /**
+   * Publishes this system takes outstanding at full load at most, when fewer than `--window`
+   * serve it better (its best number, said in its setup).
+   */
+  window?: number;
   /** Publishes one message (ASCII text); resolves once the system acknowledged it. */
   publish(value: string): Promise<void>;
   /**

@@ -28,7 +28,7 @@ export const RABBIT_DEFAULTS: RabbitOptions = {
 /** RabbitMQ: a durable fanout exchange to one durable classic queue per group, persistent messages. */
 export class RabbitMqSystem implements BenchSystem {
   readonly name = 'rabbitmq';
-  readonly title = 'RabbitMQ';
+  readonly title = 'RabbitMQ classic fanout';
   readonly durability =
     'publisher confirm after the persistent message is written and fsynced to each durable queue ' +
     '(RabbitMQ batches the fsyncs); one node, no replica';
