@@ -11,3 +11,9 @@ export const BINLOG_PATH = '/v1/binlog';
 export const ANNOTATION_SEED_SOURCE = 'mysqlmq.io/seed-source';
 /** A rebuild request: the seed step replaces the data directory unless it already did for this id. */
 export const ANNOTATION_SEED_ID = 'mysqlmq.io/seed-id';
+/**
+ * On the first primary Pod of each shard of a cluster created with `spec.restore`, until the shard
+ * is bootstrapped: a `RestoreRequest` as JSON. The seed step then fills an empty volume from the
+ * source's backup (agent/restore-step.ts).
+ */
+export const ANNOTATION_RESTORE = 'mysqlmq.io/restore';

@@ -2,11 +2,13 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { parsePointInTime } from '../backup/point-in-time.js';
 import { restoreShard } from '../backup/restore.js';
 import { targetOf } from '../backup/target-spec.js';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { dataDirState, planSeed, pullAndSeed } from './seed.js';
+import { accountPasswords, parseRestoreRequest, planRestore, restoreDirState } from './restore-step.js';
 import { AGENT_PORT } from './contract.js';
 import { agentServer } from './server.js';
 import { agentToken } from './token.js';
@@ -26,7 +28,9 @@ const USAGE = `Usage: mq-agent serve|seed|restore [options]
   serve: --host ADDR (default 0.0.0.0) --port N (default ${AGENT_PORT})
          --mysql-host ADDR (default $POD_IP, else 127.0.0.1) --mysql-port N (default 3306)
   seed:  MQ_SEED_SOURCE (host:port of the source's agent) and MQ_SEED_ID (a rebuild request) from
-         the environment; does nothing when MQ_SEED_SOURCE is empty
+         the environment; does nothing when MQ_SEED_SOURCE is empty. With MQ_RESTORE (the
+         mysqlmq.io/restore annotation: spec.restore of a new cluster) it restores an empty
+         data directory from the source cluster's backup instead
   restore: --cluster NAME --shard shard-N [--backup STAMP, default the newest finished one]
          [--point-in-time RFC3339: the newest backup finished before it plus the archived
          binlogs replayed up to it (second resolution), instead of --backup]
@@ -69,7 +73,9 @@ async function main(): Promise<void> {
       throw new Error('restore needs --cluster, --shard and one of --directory and --s3-bucket (see --help)');
     if (values.backup && values['point-in-time'])
       throw new Error('restore takes --backup or --point-in-time, not both');
-    const pointInTime = values['point-in-time'] ? parsePointInTime(values['point-in-time']) : undefined;
+    const pointInTime = values['point-in-time']
+      ? pointInTimeOrThrow(parsePointInTime(values['point-in-time'], '--point-in-time'))
+      : undefined;
     const log = createLogger('agent-restore');
     const target = targetOf({
       ...(values.directory ? { directory: { path: values.directory } } : {}),
@@ -118,6 +124,10 @@ async function main(): Promise<void> {
   const token = agentToken(password);
   const log = createLogger(`agent-${command}`);
 
+  if (command === 'seed' && process.env.MQ_RESTORE) {
+    await restoreStep(process.env.MQ_RESTORE, dataDir, workDir, log);
+    return;
+  }
   if (command === 'seed') {
     const req = { source: process.env.MQ_SEED_SOURCE ?? '', id: process.env.MQ_SEED_ID ?? '' };
     const plan = planSeed(await dataDirState(dataDir), req);
@@ -150,17 +160,63 @@ async function main(): Promise<void> {
   process.once('SIGINT', stop);
 }
 
-/** An RFC 3339 time with a zone (`2026-01-05T08:12:03Z`, `...+01:00`). */
-function parsePointInTime(text: string): Date {
-  const at = new Date(text);
-  if (
-    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(text) ||
-    Number.isNaN(at.getTime())
-  )
+function pointInTimeOrThrow(parsed: Date | string): Date {
+  if (typeof parsed === 'string') throw new Error(parsed);
+  return parsed;
+}
+
+/**
+ * The init step of a new cluster's first primary (`spec.restore`): an empty data directory is
+ * filled from the source cluster's backup and adopted (its passwords, a fresh replication
+ * history). A failure exits non-zero with a message naming what is missing: the kubelet retries
+ * with its back-off, `kubectl logs POD -c seed` shows it, and the operator reports RestoreFailed.
+ */
+async function restoreStep(
+  annotation: string,
+  dataDir: string,
+  workDir: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<void> {
+  const request = parseRestoreRequest(annotation);
+  if (typeof request === 'string' || !request) throw new Error(request ?? 'no restore request');
+  const plan = planRestore(await restoreDirState(dataDir));
+  if (plan.fail) throw new Error(plan.reason);
+  log.info(plan.restore ? 'restoring' : 'not restoring', {
+    reason: plan.reason,
+    from: request.cluster,
+    shard: request.shard,
+    pointInTime: request.pointInTime,
+  });
+  if (!plan.restore) return;
+  const accounts = accountPasswords(request.accounts, process.env);
+  if (typeof accounts === 'string') throw new Error(accounts);
+  const target = targetOf(request.target);
+  const started = Date.now();
+  try {
+    const { manifest, replay } = await restoreShard({
+      target,
+      cluster: request.cluster,
+      shard: request.shard,
+      pointInTime: request.pointInTime
+        ? pointInTimeOrThrow(parsePointInTime(request.pointInTime, 'pointInTime'))
+        : undefined,
+      dataDir,
+      workDir,
+      adopt: { accounts, serverId: request.serverId },
+    });
+    log.info('restored', {
+      from: target.description,
+      backup: manifest.startedAt,
+      ...(replay ? { replayedFrom: replay.from, binlogs: replay.binlogs.length } : {}),
+      ms: Date.now() - started,
+    });
+  } catch (err) {
     throw new Error(
-      `--point-in-time "${text}" is not an RFC 3339 time with a zone, e.g. 2026-01-05T08:12:03Z`,
+      `restoring ${request.cluster}/${request.shard} from ${target.description} failed: ${errorMessage(err)}`,
     );
-  return at;
+  } finally {
+    target.close?.();
+  }
 }
 
 main().catch((err) => {

@@ -41,6 +41,20 @@ export function backupForPointInTime(
     : 'there is no finished backup';
 }
 
+/**
+ * An RFC 3339 time with a zone (`2026-01-05T08:12:03Z`, `...+01:00`), or why `text` is not one.
+ * `what` names the field or flag in the message. Pure.
+ */
+export function parsePointInTime(text: string, what: string): Date | string {
+  const at = new Date(text);
+  if (
+    !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i.test(text) ||
+    Number.isNaN(at.getTime())
+  )
+    return `${what} "${text}" is not an RFC 3339 time with a zone, e.g. 2026-01-05T08:12:03Z`;
+  return at;
+}
+
 /** One archived binlog to replay, from after `startPosition` (exclusive, one GTID per domain). */
 export interface ReplayStep {
   key: string;
@@ -112,20 +126,28 @@ function stderrTail(child: ChildProcess): () => string {
 }
 
 /** A mariadbd on the restored data directory, reachable only through its socket. */
-class PrivateServer {
+export class PrivateServer {
   private constructor(
     private readonly child: ChildProcess,
     readonly socket: string,
     private readonly errorLog: string,
   ) {}
 
-  static async start(dataDir: string, workDir: string): Promise<PrivateServer> {
+  /**
+   * `binlog`: write a binlog as the instance will (`mysql-bin` in the data directory, its
+   * server_id), for statements that must be in the new server's own binlog; else none.
+   */
+  static async start(
+    dataDir: string,
+    workDir: string,
+    binlog?: { serverId: number },
+  ): Promise<PrivateServer> {
     const socket = join(workDir, 'pitr.sock');
     const errorLog = join(workDir, 'pitr.err');
     await rm(errorLog, { force: true });
     const asRoot = process.getuid?.() === 0 ? ['--user=root'] : [];
-    // No networking, no binlog, no replication start; grant tables off, so the restore needs no
-    // password (nothing but this process can reach the socket in its private work directory).
+    // No networking, no replication start; grant tables off, so the restore needs no password
+    // (nothing but this process can reach the socket in its private work directory).
     const child = spawn(
       'mariadbd',
       [
@@ -133,7 +155,14 @@ class PrivateServer {
         `--datadir=${dataDir}`,
         ...asRoot,
         '--skip-networking',
-        '--skip-log-bin',
+        ...(binlog
+          ? [
+              '--log-bin=mysql-bin',
+              `--server-id=${binlog.serverId}`,
+              '--binlog-format=ROW',
+              '--gtid-strict-mode=ON',
+            ]
+          : ['--skip-log-bin']),
         '--skip-slave-start',
         '--skip-grant-tables',
         `--socket=${socket}`,
@@ -184,6 +213,17 @@ class PrivateServer {
     return exitOf(child).then((code) => {
       if (code !== 0) throw new Error(`mariadb -e failed (exit ${code}): ${tail()}`);
       return out.trim();
+    });
+  }
+
+  /** Runs `script` (statements ending in `;`) in one session fed on stdin, so no value shows in `ps`. */
+  script(script: string): Promise<void> {
+    const child = spawn('mariadb', this.clientArgs([]), { stdio: ['pipe', 'ignore', 'pipe'] });
+    const tail = stderrTail(child);
+    child.stdin!.on('error', () => undefined);
+    child.stdin!.end(script);
+    return exitOf(child).then((code) => {
+      if (code !== 0) throw new Error(`mariadb failed (exit ${code}): ${tail()}`);
     });
   }
 

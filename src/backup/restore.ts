@@ -2,6 +2,7 @@ import { mkdir, writeFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SEED_INCOMPLETE_FILE, extractAndPrepare, rollBackPreparedTransactions } from '../shard/clone.js';
 import { tmpdir } from 'node:os';
+import { type AdoptOptions, adoptRestoredData } from './adopt.js';
 import { type BackupManifest, STREAM_FILE, listShardBackups, readManifest } from './catalog.js';
 import { type ReplayResult, backupForPointInTime, replayToPointInTime } from './point-in-time.js';
 import type { BackupTarget } from './target.js';
@@ -25,6 +26,11 @@ export interface RestoreOptions {
   /** Scratch space outside the data directory (a point-in-time restore's server socket, binlogs). */
   workDir?: string;
   prepareMemory?: string;
+  /**
+   * Make the data a new cluster's first primary (`spec.restore`): its passwords, a fresh
+   * replication history (adopt.ts). Without it the data stays as the source left it.
+   */
+  adopt?: Omit<AdoptOptions, 'restoredFrom'>;
 }
 
 export interface RestoreResult {
@@ -99,6 +105,11 @@ export async function restoreShard(options: RestoreOptions): Promise<RestoreResu
         workDir,
       })
     : undefined;
+  if (options.adopt)
+    await adoptRestoredData(options.dataDir, workDir, {
+      ...options.adopt,
+      restoredFrom: `${options.target.description} ${prefix}${options.pointInTime ? ` to ${options.pointInTime.toISOString()}` : ''}`,
+    });
   await writeFile(
     join(options.dataDir, RESTORE_MARKER_FILE),
     JSON.stringify({

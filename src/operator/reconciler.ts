@@ -31,6 +31,7 @@ import {
   type DesiredObject,
   type OperatorPeer,
   type PdbApiVersion,
+  RESTORING_INSTANCE,
   ROUTING_FILE,
   type SeedAnnotations,
   TOKEN_KEY,
@@ -52,15 +53,24 @@ import {
   userSecretName,
 } from './desired/index.js';
 import { tokenSha256 } from '../api/users.js';
+import type { BackupTarget } from '../backup/target.js';
 import type { EventRecorder } from './events.js';
 import type { PodLike } from './shards/observe.js';
 import { instanceSeparation } from './placement.js';
 import { planPods } from './pod-plan.js';
 import { topicNameOf } from './topics/plan.js';
 import { TOPIC_KIND } from './api/topic-types.js';
-import { computeStatus } from './status.js';
+import { computeStatus, emptyStringsAs } from './status.js';
 import { BrokerCertificates } from './broker-certificates.js';
 import type { BrokerTlsTrust } from './shards/routing-publisher.js';
+import {
+  type RestoreReport,
+  type RestoringShard,
+  type SeedStepStatus,
+  planRestorePods,
+  restoreReport,
+} from './restore/plan.js';
+import { checkRestoreSource, restoreFromText, restoreSpecChange, restoreTargetOf } from './restore/source.js';
 
 export interface ShardAccess {
   cluster: DefaultedCluster;
@@ -110,6 +120,10 @@ export class ClusterReconciler {
   /** How the shard loop verifies each cluster's HTTPS brokers (absent: plain HTTP). */
   private readonly brokerTrust = new Map<string, BrokerTlsTrust>();
   private readonly brokerCertificates: BrokerCertificates;
+  /** Clusters with spec.restore whose source was found restorable (or whose Pods exist already). */
+  private readonly restoreSourceOk = new Set<string>();
+  /** status.restore.from per cluster, by a hash of spec.restore: built once, not per reconcile. */
+  private readonly restoreFromCache = new Map<string, { hash: string; text: string }>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.brokerCertificates = new BrokerCertificates({
@@ -164,11 +178,47 @@ export class ClusterReconciler {
       return; // the update event brings us back with the finalizer in place
     }
 
-    const problems = [...validateSpec(live.spec), ...this.checkAgainstLiveObjects(cr, live.spec)];
+    const specProblems = validateSpec(live.spec);
+    const restoreFrom = specProblems.length ? undefined : await this.restoreFromOf(key, cr);
+    const restoreChange = specProblems.length
+      ? undefined
+      : restoreSpecChange(
+          cr,
+          restoreFrom?.text,
+          cr.status?.restore,
+          (cr.status?.shards ?? []).some((sh) => sh.bootstrapped),
+        );
+    const problems = [
+      ...specProblems,
+      ...this.checkAgainstLiveObjects(cr, live.spec),
+      ...(restoreChange ? [restoreChange] : []),
+    ];
     if (problems.length) {
       void this.deps.events.record(cr, 'Warning', 'InvalidSpec', problems.join('; '));
       await this.writeStatus(cr, problems, signal);
       return;
+    }
+    if (cr.spec.restore && !this.restoreSourceOk.has(key)) {
+      // Checked once, before anything exists: a source that cannot be restored creates nothing.
+      // Pods that exist were created after a check passed (before an operator restart).
+      const problem = this.deps.caches.ofCluster('Pod', cr.metadata.namespace, cr.metadata.name).length
+        ? undefined
+        : (restoreFrom?.problem ??
+          (await this.withRestoreTarget(cr, (target) => checkRestoreSource(cr, target))));
+      if (problem) {
+        const report = restoreReport(
+          cr,
+          restoreFrom?.text ?? cr.spec.restore.from.cluster,
+          [],
+          cr.status?.restore,
+          problem,
+          new Date(),
+        );
+        this.recordRestoreEvents(cr, report);
+        await this.writeStatus(cr, [], signal, report);
+        return { requeueAfterMs: RESYNC_MS };
+      }
+      this.restoreSourceOk.add(key);
     }
     this.accepted.set(key, cr);
 
@@ -184,6 +234,8 @@ export class ClusterReconciler {
         return [shard, loop.primaryIndexOf(shard)];
       }),
     );
+    const restoringShards = this.restoringShards(cr, loop);
+    const restorePlan = planRestorePods(cr, restoringShards);
     const desired = desiredObjects(cr, {
       credentials,
       // Before the shard loop's first tick, a routing ConfigMap that exists is left as it is: it
@@ -200,7 +252,8 @@ export class ClusterReconciler {
       authSecretVersion: await this.authSecretVersion(cr, signal),
       userDigests: cr.spec.users.length > 0 ? await this.ensureUserTokens(cr, signal) : undefined,
       topicGrants: topicGrants(cr.metadata.name, this.deps.caches.topics(cr.metadata.namespace)),
-      seeds: this.seedsOf(cr, loop),
+      seeds: { ...this.seedsOf(cr, loop), ...restorePlan.seeds },
+      restoring: restorePlan.restoring,
       networkPolicy: this.deps.networkPolicy,
     });
 
@@ -212,9 +265,23 @@ export class ClusterReconciler {
       }
       await this.apply(cr, obj, signal);
     }
-    const podsProgressing = await this.reconcilePods(cr, desired, loop.latest, signal);
+    const podsProgressing = await this.reconcilePods(
+      cr,
+      desired.filter((o) => !(o.kind === 'Pod' && restorePlan.held.has(o.metadata.name))),
+      loop.latest,
+      signal,
+    );
 
-    const status = await this.writeStatus(cr, [], signal);
+    const report = restoreReport(
+      cr,
+      restoreFrom?.text ?? cr.status?.restore?.from ?? cr.spec.restore?.from.cluster ?? '',
+      restoringShards,
+      cr.status?.restore,
+      undefined,
+      new Date(),
+    );
+    this.recordRestoreEvents(cr, report);
+    const status = await this.writeStatus(cr, [], signal, report);
     const progressing = podsProgressing || status.phase !== 'Ready';
     return { requeueAfterMs: progressing ? PROGRESS_MS : RESYNC_MS };
   }
@@ -271,6 +338,80 @@ export class ClusterReconciler {
     this.credentials.delete(key);
     this.brokerTrust.delete(key);
     this.lastRollAt.delete(key);
+    this.restoreSourceOk.delete(key);
+    this.restoreFromCache.delete(key);
+  }
+
+  // --- spec.restore (src/operator/restore/) ------------------------------------------------------
+
+  /** The restore target's description for status, or why the target cannot be built. */
+  private async restoreFromOf(
+    key: string,
+    cr: DefaultedCluster,
+  ): Promise<{ text: string; problem?: undefined } | { text?: undefined; problem: string } | undefined> {
+    if (!cr.spec.restore) return undefined;
+    const hash = hashOf(cr.spec.restore);
+    const known = this.restoreFromCache.get(key);
+    if (known?.hash === hash) return { text: known.text };
+    try {
+      const text = await this.withRestoreTarget(cr, (target) => restoreFromText(cr, target));
+      this.restoreFromCache.set(key, { hash, text });
+      return { text };
+    } catch (err) {
+      return { problem: `the restore target cannot be used: ${errorMessage(err)}` };
+    }
+  }
+
+  private async withRestoreTarget<T>(
+    cr: DefaultedCluster,
+    use: (target: BackupTarget) => Promise<T> | T,
+  ): Promise<T> {
+    const target = await restoreTargetOf(cr, (name) => this.secretData(cr.metadata.namespace, name));
+    try {
+      return await use(target);
+    } finally {
+      target.close?.();
+    }
+  }
+
+  private async secretData(namespace: string, name: string): Promise<Record<string, string> | undefined> {
+    const secret = await this.readSecret(namespace, name, new AbortController().signal);
+    return secret ? (secret.data ?? {}) : undefined;
+  }
+
+  /** What the restore plan reads of each shard: the shard loop's memory and instance 0's Pod. */
+  private restoringShards(cr: DefaultedCluster, loop: ClusterLoop): RestoringShard[] {
+    if (!cr.spec.restore) return [];
+    return Array.from({ length: cr.spec.shards }, (_, i) => {
+      const name = names.shard(i);
+      const pod = this.deps.caches.get<
+        Pod & {
+          status?: {
+            conditions?: { type: string; status: string }[];
+            initContainerStatuses?: ({ name: string } & SeedStepStatus)[];
+          };
+        }
+      >('Pod', cr.metadata.namespace, names.pod(cr.metadata.name, i, RESTORING_INSTANCE));
+      const live = pod && !pod.metadata.deletionTimestamp ? pod : undefined;
+      return {
+        name,
+        bootstrapped: loop.memoryOf(name).bootstrapped,
+        ...(live
+          ? {
+              primaryPod: {
+                ready:
+                  live.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true,
+                podIP: live.status?.podIP,
+                seed: live.status?.initContainerStatuses?.find((c) => c.name === 'seed'),
+              },
+            }
+          : {}),
+      };
+    });
+  }
+
+  private recordRestoreEvents(cr: DefaultedCluster, report: RestoreReport | undefined): void {
+    for (const e of report?.events ?? []) void this.deps.events.record(cr, e.type, e.reason, e.message);
   }
 
   /**
@@ -702,7 +843,12 @@ export class ClusterReconciler {
     return plan.progressing;
   }
 
-  private async writeStatus(cr: DefaultedCluster, specProblems: string[], signal: AbortSignal) {
+  private async writeStatus(
+    cr: DefaultedCluster,
+    specProblems: string[],
+    signal: AbortSignal,
+    restore?: RestoreReport,
+  ) {
     const { namespace, name } = cr.metadata;
     const loop = this.loops.get(`${namespace}/${name}`);
     const deployment = this.deps.caches.get<KubeObject & { status?: { readyReplicas?: number } }>(
@@ -724,6 +870,7 @@ export class ClusterReconciler {
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
       lastSwitchover: loop?.latest.lastSwitchover,
       backup: loop?.latest.backup,
+      ...(restore ? { restore: { status: restore.status, condition: restore.condition } } : {}),
       failoverCount: loop?.latest.failoverCount,
       separation: instanceSeparation(
         name,
@@ -736,7 +883,7 @@ export class ClusterReconciler {
       now: new Date(),
     });
     // Key order differs between what the server returns and what is built here: compare by value.
-    if (hashOf(status) === hashOf(cr.status)) return status;
+    if (hashOf(emptyStringsAs(status, undefined)) === hashOf(cr.status)) return status;
     this.recordSeparationChange(cr, status);
     if (status.phase !== cr.status?.phase) {
       const ready = status.conditions?.find((c) => c.type === 'Ready');
@@ -752,7 +899,12 @@ export class ClusterReconciler {
       );
     }
     try {
-      await mergePatchStatus(this.deps.rest, refOf(cr), status as Record<string, unknown>, { signal });
+      await mergePatchStatus(
+        this.deps.rest,
+        refOf(cr),
+        emptyStringsAs(status, null) as Record<string, unknown>,
+        { signal },
+      );
     } catch (err) {
       // The cluster may be gone by now; anything else is retried by the controller.
       if (!isNotFound(err)) throw err;

@@ -4,6 +4,7 @@ import {
   type Condition,
   type ConditionType,
   type MessageQueueClusterStatus,
+  type RestoreStatus,
   type ShardStatus,
   type SwitchoverStatus,
 } from './api/types.js';
@@ -29,6 +30,8 @@ export interface StatusInput {
   separation?: SeparationVerdict;
   /** With `spec.backup`: status.backup and the BackupReady condition (src/operator/backup/). */
   backup?: BackupView;
+  /** With `spec.restore`: status.restore and the Restored condition (src/operator/restore/). */
+  restore?: { status: RestoreStatus; condition: Omit<Condition, 'lastTransitionTime'> };
   now: Date;
 }
 
@@ -207,6 +210,10 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     if (i >= 0) conditions.splice(i, 1);
   }
 
+  // Kept after the restore (and after spec.restore is removed): where the data came from.
+  if (input.restore) setCondition(conditions, input.restore.condition, input.generation, now);
+  const restore = input.restore?.status ?? previous?.restore;
+
   const phase: ClusterPhase = ready
     ? 'Ready'
     : degraded.length
@@ -224,6 +231,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     ...(failoverCount ? { failoverCount } : {}),
     ...(lastSwitchover ? { lastSwitchover } : {}),
     ...(input.backup ? { backup: input.backup.status } : {}),
+    ...(restore ? { restore } : {}),
     shards,
   };
 }
@@ -248,4 +256,21 @@ export function setCondition(
   };
   if (i >= 0) conditions[i] = condition;
   else conditions.push(condition);
+}
+
+/**
+ * `status` with every empty string outside lists replaced by `empty`: null for the merge patch
+ * (the key is deleted on the server), undefined to compare with what the server holds. The 1.20
+ * API server refuses "" for the CRD's string fields ("must be of type string: null", seen with
+ * status.backup.lastError after a successful backup), so "nothing" is an absent key there. Lists
+ * are left alone: they are replaced whole and hold no such field. Pure.
+ */
+export function emptyStringsAs<T>(status: T, empty: null | undefined): T {
+  if (!status || typeof status !== 'object' || Array.isArray(status)) return status;
+  return Object.fromEntries(
+    Object.entries(status as Record<string, unknown>).map(([k, v]) => [
+      k,
+      v === '' ? empty : emptyStringsAs(v, empty),
+    ]),
+  ) as T;
 }

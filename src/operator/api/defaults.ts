@@ -149,6 +149,19 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
           },
         }
       : {}),
+    ...(s.restore
+      ? {
+          restore: {
+            from: {
+              cluster: s.restore.from.cluster,
+              ...((s.restore.from.target ?? s.backup?.target)
+                ? { target: s.restore.from.target ?? s.backup?.target }
+                : {}),
+            },
+            ...(s.restore.pointInTime ? { pointInTime: s.restore.pointInTime } : {}),
+          },
+        }
+      : {}),
   };
 }
 

@@ -91,6 +91,8 @@ export type ConditionType = (typeof ConditionType)[keyof typeof ConditionType];
 
 /** With `spec.backup` only: True once every shard's last scheduled backup finished. */
 export const BACKUP_READY_CONDITION = 'BackupReady';
+/** With `spec.restore` only: True once every shard's primary holds the restored data. */
+export const RESTORED_CONDITION = 'Restored';
 
 export type ConditionStatus = 'True' | 'False' | 'Unknown';
 
@@ -246,6 +248,22 @@ export interface BackupSpec {
 }
 
 /**
+ * Fill a new cluster from another cluster's backups (docs/backup.md, "Restore into a new cluster"):
+ * each shard's first instance restores the source's shard of the same name before it first starts.
+ * Immutable: only a cluster created with it restores, once.
+ */
+export interface RestoreSpec {
+  from: {
+    /** The name of the cluster whose backups are read (`<cluster>/<shard>/` in the target). */
+    cluster: string;
+    /** Where its backups are; default this cluster's `spec.backup.target`. */
+    target?: BackupTargetSpec;
+  };
+  /** RFC 3339: restore the state at this time (backup + archived binlogs); absent: the newest backup. */
+  pointInTime?: string;
+}
+
+/**
  * A client of the brokers (docs/security.md, "Clients and rights"): the operator generates its
  * token into a Secret and gives the brokers the token's digest with `rights`.
  */
@@ -269,6 +287,8 @@ export interface MessageQueueClusterSpec {
   monitoring?: MonitoringSpec;
   /** Absent: no backups (nothing changes for a cluster without it). */
   backup?: BackupSpec;
+  /** Absent: a new cluster starts empty. */
+  restore?: RestoreSpec;
   /** Clients of the brokers; a user `admin` with every right is added unless one is listed. */
   users?: UserSpec[];
 }
@@ -320,6 +340,8 @@ export interface DefaultedSpec {
     binlogArchive: boolean;
     binlogArchiveIntervalSeconds: number;
   };
+  /** `from.target` resolved (spec.backup's target when omitted; absent when neither names one). */
+  restore?: { from: { cluster: string; target?: BackupTargetSpec }; pointInTime?: string };
   /** Empty: no users file (see withDefaults); else with `admin` (listed, or added with every right). */
   users: UserSpec[];
 }
@@ -404,6 +426,19 @@ export interface BackupStatus {
   lastBinlogArchiveError?: string;
 }
 
+/** The restore of a cluster created with `spec.restore`, as `kubectl describe` shows it. */
+export interface RestoreStatus {
+  /** `<cluster> in <target description>` (never credentials). */
+  from: string;
+  pointInTime?: string;
+  /** Per shard, when its primary's restore finished (RFC 3339). */
+  shards?: { name: string; completedTime?: string }[];
+  /** When every shard was restored (RFC 3339). */
+  completedTime?: string;
+  /** Why the restore cannot go on, until it can. */
+  error?: string;
+}
+
 export interface MessageQueueClusterStatus {
   observedGeneration?: number;
   phase?: ClusterPhase;
@@ -421,6 +456,7 @@ export interface MessageQueueClusterStatus {
   failoverCount?: number;
   lastSwitchover?: SwitchoverStatus;
   backup?: BackupStatus;
+  restore?: RestoreStatus;
   shards?: ShardStatus[];
   /** The version of the last routing document published to brokers. */
   routingVersion?: number;

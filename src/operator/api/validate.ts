@@ -2,6 +2,7 @@ import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js
 import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
 import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
 import { USER_NAME_PATTERN, parseRights } from '../../api/users.js';
+import { parsePointInTime } from '../../backup/point-in-time.js';
 import { errorMessage } from '../../common/errors.js';
 import { withDefaults } from './defaults.js';
 import {
@@ -40,6 +41,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkPodTemplate(s),
     ...checkRetention(s),
     ...checkBrokerTls(s),
+    ...checkRestore(spec, s),
     // The spec's own list: indexes in messages are the user's, without the added admin.
     ...checkUsers(spec?.users ?? []),
   ];
@@ -284,6 +286,25 @@ function checkRetention(s: DefaultedSpec): string[] {
   return [
     `spec.retention.maxBytesPerShard is ${limit}; it must be at least ${least} (twice spec.brokers.maxMessageBytes), or the newest messages would be deleted as soon as they are written`,
   ];
+}
+
+/** `spec.restore` needs a target (its own or spec.backup's) and a readable point in time. */
+function checkRestore(spec: MessageQueueClusterSpec | undefined, s: DefaultedSpec): string[] {
+  if (!s.restore) return [];
+  const problems: string[] = [];
+  const source = s.restore.from.cluster;
+  if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(source) || source.length > MAX_CLUSTER_NAME_LENGTH)
+    problems.push(`spec.restore.from.cluster "${source}" is not a MessageQueueCluster name`);
+  if (!s.restore.from.target)
+    problems.push(
+      "spec.restore.from.target is not set and there is no spec.backup.target to default to: name where the source cluster's backups are",
+    );
+  const point = spec?.restore?.pointInTime;
+  if (point !== undefined) {
+    const parsed = parsePointInTime(point, 'spec.restore.pointInTime');
+    if (typeof parsed === 'string') problems.push(parsed);
+  }
+  return problems;
 }
 
 function checkPodTemplate(s: DefaultedSpec): string[] {

@@ -40,6 +40,8 @@ export interface DesiredInputs {
   topicGrants?: readonly TopicGrant[];
   /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
   seeds?: Readonly<Record<string, SeedAnnotations>>;
+  /** Shards (by name) whose first primary restores (spec.restore, shard not bootstrapped yet). */
+  restoring?: ReadonlySet<string>;
   /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
   networkPolicy?: OperatorPeer;
 }
@@ -83,7 +85,8 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;
     for (const n of INSTANCES) {
       const seed = inputs.seeds?.[names.pod(cr.metadata.name, s, n)];
-      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
+      const restore = inputs.restoring?.has(names.shard(s)) ?? false;
+      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed, restore));
     }
   }
   if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests, inputs.topicGrants));

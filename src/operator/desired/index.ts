@@ -6,4 +6,5 @@ export * from './credentials.js';
 export * from './meta.js';
 export * from './network-policy.js';
 export * from './shard.js';
+export * from './restore.js';
 export * from './users.js';

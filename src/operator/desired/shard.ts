@@ -12,6 +12,7 @@ import {
 } from '../api/types.js';
 import { ownedKeyOf } from '../api/validate.js';
 import { MONITOR_USER } from './credentials.js';
+import { RESTORING_INSTANCE, restoreAnnotation, restoreEnv, restoreRequestOf } from './restore.js';
 import {
   type DesiredObject,
   type PdbApiVersion,
@@ -208,7 +209,7 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
  * annotation when the volume is empty or a rebuild (`mysqlmq.io/seed-id`) asks for it; otherwise
  * it exits at once. The operator sets the annotations on the Pods it creates.
  */
-function seedContainer(cr: DefaultedCluster): Record<string, unknown> {
+function seedContainer(cr: DefaultedCluster, instance: number): Record<string, unknown> {
   const annotation = (key: string) => ({ fieldRef: { fieldPath: `metadata.annotations['${key}']` } });
   return {
     name: 'seed',
@@ -219,6 +220,7 @@ function seedContainer(cr: DefaultedCluster): Record<string, unknown> {
       adminPasswordEnv(cr),
       { name: 'MQ_SEED_SOURCE', valueFrom: annotation(ANNOTATION_SEED_SOURCE) },
       { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
+      ...(instance === RESTORING_INSTANCE ? restoreEnv(cr) : []),
     ],
     volumeMounts: agentMounts,
     securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
@@ -288,7 +290,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       agentContainer(cr),
       ...(cr.spec.monitoring.mysqldExporter.enabled ? [exporterContainer(cr)] : []),
     ],
-    initContainers: [seedContainer(cr)],
+    initContainers: [seedContainer(cr, instance)],
     volumes: [
       { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
       { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
@@ -317,7 +319,8 @@ export interface SeedAnnotations {
 
 /**
  * Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). `seed`
- * names the agent its init step copies from, for a standby of a shard that already holds data.
+ * names the agent its init step copies from, for a standby of a shard that already holds data;
+ * `restore` asks instance 0 of a cluster with spec.restore to restore (until its shard is bootstrapped).
  */
 export function mysqlPod(
   cr: DefaultedCluster,
@@ -325,7 +328,12 @@ export function mysqlPod(
   instance: number,
   role: Role,
   seed?: SeedAnnotations,
+  restore = false,
 ): DesiredObject {
+  const request =
+    restore && instance === RESTORING_INSTANCE
+      ? restoreRequestOf(cr, shard, serverIdOf(shard, instance))
+      : undefined;
   return {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -337,6 +345,7 @@ export function mysqlPod(
         [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance),
         ...(seed ? { [ANNOTATION_SEED_SOURCE]: seed.source } : {}),
         ...(seed?.id ? { [ANNOTATION_SEED_ID]: seed.id } : {}),
+        ...(request ? restoreAnnotation(request) : {}),
       },
     }),
     spec: instancePodSpec(cr, shard, instance),

@@ -172,9 +172,13 @@ describe('the CRD', () => {
         'failoverCount',
         'lastSwitchover',
         'backup',
+        'restore',
         'shards',
         'routingVersion',
       ].sort(),
+    );
+    expect(Object.keys(status.properties.restore.properties).sort()).toEqual(
+      ['from', 'pointInTime', 'shards', 'completedTime', 'error'].sort(),
     );
     expect(status.properties.phase.enum).toEqual([...PHASES]);
     expect(Object.keys(status.properties.shards.items.properties).sort()).toEqual(
@@ -213,8 +217,8 @@ describe('the CRD', () => {
 describe('examples', () => {
   const load = (f: string) => yaml.load(readFileSync(join(root, 'examples', f), 'utf8')) as Schema;
 
-  it('basic and production are valid for the operator too', () => {
-    for (const f of ['basic.yaml', 'production.yaml']) {
+  it('basic, production and restore are valid for the operator too', () => {
+    for (const f of ['basic.yaml', 'production.yaml', 'restore.yaml']) {
       const cr = load(f);
       expect(cr.kind).toBe(KIND);
       expect(validateName(cr.metadata.name), f).toEqual([]);
@@ -226,6 +230,10 @@ describe('examples', () => {
       brokers: { replicas: 3 },
       mysql: { durability: 'required' },
       pvcDeletionPolicy: 'Retain',
+    });
+    expect(load('restore.yaml').spec.restore).toEqual({
+      from: { cluster: 'orders' },
+      pointInTime: '2026-01-05T10:17:00Z',
     });
   });
 

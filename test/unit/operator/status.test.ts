@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { MessageQueueClusterStatus } from '../../../src/operator/api/types.js';
 import type { ShardPhase } from '../../../src/operator/shards/decide.js';
 import type { ShardOutcome } from '../../../src/operator/shards/manager.js';
-import { computeStatus, memoryFromStatus } from '../../../src/operator/status.js';
+import { computeStatus, emptyStringsAs, memoryFromStatus } from '../../../src/operator/status.js';
 
 const now = new Date('2026-12-01T12:00:00Z');
 const later = new Date('2026-12-01T12:05:00Z');
@@ -354,5 +354,21 @@ describe('computeStatus with backups', () => {
     const withBackup = computeStatus({ ...base, previous: undefined, outcomes, backup: view, now });
     const removed = computeStatus({ ...base, previous: withBackup, outcomes, now: later });
     expect(condition(removed, 'BackupReady')).toBeUndefined();
+  });
+});
+
+describe('emptyStringsAs', () => {
+  it('writes "no error" as a deleted key (the 1.20 API server refuses "") and compares it as absent', () => {
+    const status = {
+      phase: 'Ready',
+      backup: { lastError: '', lastBackupTime: 't' },
+      conditions: [{ type: 'Ready', message: '' }],
+    };
+    expect(emptyStringsAs(status, null)).toEqual({
+      phase: 'Ready',
+      backup: { lastError: null, lastBackupTime: 't' },
+      conditions: [{ type: 'Ready', message: '' }],
+    });
+    expect(emptyStringsAs(status, undefined).backup).toEqual({ lastError: undefined, lastBackupTime: 't' });
   });
 });
