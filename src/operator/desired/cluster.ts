@@ -38,6 +38,10 @@ export interface DesiredInputs {
   userDigests?: Readonly<Record<string, string>>;
   /** Seed annotations of instance Pods created now, by Pod name (see `mysqlPod`). */
   seeds?: Readonly<Record<string, SeedAnnotations>>;
+  /** The instances' certificate (PEM) in Secret `NAME-mysql-tls`, under `spec.mysql.tls`. */
+  mysqlCertificate?: string;
+  /** The CA that signed it: brokers read it once at start. */
+  mysqlCa?: string;
   /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
   networkPolicy?: OperatorPeer;
 }
@@ -81,13 +85,13 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
     const primary = inputs.primaryIndex?.[names.shard(s)] ?? 0;
     for (const n of INSTANCES) {
       const seed = inputs.seeds?.[names.pod(cr.metadata.name, s, n)];
-      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed));
+      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed, inputs.mysqlCertificate));
     }
   }
   if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests));
   objects.push(
     routingConfigMap(cr, inputs.routing),
-    brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion }),
+    brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion, mysqlCa: inputs.mysqlCa }),
     brokerService(cr),
   );
   if (inputs.pdbApiVersion) objects.push(brokerPdb(cr, inputs.pdbApiVersion));

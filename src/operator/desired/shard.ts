@@ -12,6 +12,7 @@ import {
 } from '../api/types.js';
 import { ownedKeyOf } from '../api/validate.js';
 import { MONITOR_USER } from './credentials.js';
+import { MYSQL_TLS_FILES, MYSQL_TLS_MOUNT, mysqlServerName } from './mysql-tls.js';
 import {
   type DesiredObject,
   type PdbApiVersion,
@@ -72,6 +73,9 @@ export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: num
     serverId: serverIdOf(shard, instance),
     bindAddress: '0.0.0.0',
     port: MYSQL_PORT,
+    ...(cr.spec.mysql.tls.enabled
+      ? { tls: { certFile: MYSQL_TLS_FILES.cert, keyFile: MYSQL_TLS_FILES.key, caFile: MYSQL_TLS_FILES.ca } }
+      : {}),
     overrides,
   });
 }
@@ -135,6 +139,11 @@ const agentMounts = [
   { name: 'agent-tmp', mountPath: AGENT_TMP_MOUNT },
 ];
 
+/** The Secret `NAME-mysql-tls` as a directory, where `spec.mysql.tls` is on. */
+const TLS_VOLUME = 'mysql-tls';
+const tlsMounts = (cr: DefaultedCluster) =>
+  cr.spec.mysql.tls.enabled ? [{ name: TLS_VOLUME, mountPath: MYSQL_TLS_MOUNT, readOnly: true }] : [];
+
 const agentCommand = (command: 'serve' | 'seed') => [
   'node',
   '/app/dist/agent/main.js',
@@ -154,10 +163,19 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
     name: 'agent',
     image: cr.spec.brokers.image,
     imagePullPolicy: 'IfNotPresent',
-    command: [...agentCommand('serve'), '--host', '0.0.0.0', '--port', String(AGENT_PORT)],
+    command: [
+      ...agentCommand('serve'),
+      '--host',
+      '0.0.0.0',
+      '--port',
+      String(AGENT_PORT),
+      ...(cr.spec.mysql.tls.enabled
+        ? ['--mysql-ca', MYSQL_TLS_FILES.ca, '--mysql-server-name', mysqlServerName(cr)]
+        : []),
+    ],
     ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
     env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
-    volumeMounts: agentMounts,
+    volumeMounts: [...agentMounts, ...tlsMounts(cr)],
     securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
@@ -195,7 +213,9 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
       },
       {
         name: 'DATA_SOURCE_NAME',
-        value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/`,
+        // Under spec.mysql.tls the instance refuses plain TCP; this hop is the Pod's own loopback,
+        // where the certificate's chain adds nothing and the exporter has no way to be given the CA.
+        value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/${cr.spec.mysql.tls.enabled ? '?tls=skip-verify' : ''}`,
       },
     ],
     securityContext: { ...RESTRICTED_CONTAINER },
@@ -273,6 +293,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         volumeMounts: [
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
+          ...tlsMounts(cr),
         ],
         securityContext: { ...RESTRICTED_CONTAINER },
         // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
@@ -293,6 +314,15 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
       { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
       { name: 'agent-tmp', emptyDir: {} },
+      ...(cr.spec.mysql.tls.enabled
+        ? [
+            {
+              name: TLS_VOLUME,
+              // Group-readable only: mariadbd and the agent run as the mysql group (fsGroup).
+              secret: { secretName: names.mysqlTls(cr.metadata.name), defaultMode: 0o440 },
+            },
+          ]
+        : []),
     ],
   };
 }
@@ -303,8 +333,18 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
  * Pod). A Pod's spec is immutable: when the live annotation differs, the reconciler deletes the
  * Pod (standby first, one at a time) and creates it again.
  */
-export function mysqlPodHash(cr: DefaultedCluster, shard: number, instance: number): string {
-  return hashOf(instancePodSpec(cr, shard, instance), instanceMyCnf(cr, shard, instance));
+export function mysqlPodHash(
+  cr: DefaultedCluster,
+  shard: number,
+  instance: number,
+  certificate?: string,
+): string {
+  return hashOf(
+    instancePodSpec(cr, shard, instance),
+    instanceMyCnf(cr, shard, instance),
+    // mariadbd reads its certificate at start: a renewed one reaches it by a roll.
+    ...(certificate ? [certificate] : []),
+  );
 }
 
 /** Where a Pod created now seeds its data from (the seed step's annotations). */
@@ -318,6 +358,7 @@ export interface SeedAnnotations {
 /**
  * Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). `seed`
  * names the agent its init step copies from, for a standby of a shard that already holds data.
+ * `certificate`, the instances' certificate under `spec.mysql.tls`, is part of the config hash.
  */
 export function mysqlPod(
   cr: DefaultedCluster,
@@ -325,6 +366,7 @@ export function mysqlPod(
   instance: number,
   role: Role,
   seed?: SeedAnnotations,
+  certificate?: string,
 ): DesiredObject {
   return {
     apiVersion: 'v1',
@@ -334,7 +376,7 @@ export function mysqlPod(
       labels: instanceLabels(shard, instance, role),
       annotations: {
         ...cr.spec.podTemplate.annotations,
-        [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance),
+        [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance, certificate),
         ...(seed ? { [ANNOTATION_SEED_SOURCE]: seed.source } : {}),
         ...(seed?.id ? { [ANNOTATION_SEED_ID]: seed.id } : {}),
       },
