@@ -6,6 +6,8 @@
  */
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AGENT_PORT, CLONE_GTID_PATH } from '../../src/agent/contract.js';
+import { agentToken } from '../../src/agent/token.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import { certificateFacts, signedBy } from '../../src/common/certificates.js';
 import { defaultCluster } from '../../src/operator/api/defaults.js';
@@ -124,6 +126,14 @@ describe('a cluster with spec.mysql.tls', () => {
         (err: { errno?: number }) => err.errno,
       );
     expect(plain).toBe(1045);
+
+    // The agent sidecar (--mysql-ca, --mysql-server-name) reaches its instance over TLS too.
+    const [firstBinlog] = await withAdmin(primary.endpoint, creds, (c) => queryRows(c, 'SHOW BINARY LOGS'));
+    const res = await fetch(
+      `http://${primary.endpoint.host}:${AGENT_PORT}${CLONE_GTID_PATH}?file=${String(firstBinlog!.Log_name)}&position=4`,
+      { headers: { authorization: `Bearer ${agentToken(creds.password)}` } },
+    );
+    expect([res.status, await res.json()]).toEqual([200, { gtid: expect.any(String) }]);
 
     const broker = (await pods('broker'))[0]!;
     const client = { brokers: [`http://${broker.status!.podIP}:8080`], timeoutMs: 20_000 };

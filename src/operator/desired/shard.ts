@@ -1,5 +1,5 @@
 import { AGENT_PORT, ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../../agent/contract.js';
-import { refusedOverrides, renderMyCnf } from '../../shard/mycnf.js';
+import { refusedOverrides, renderMyCnf, tlsOverrides } from '../../shard/mycnf.js';
 import {
   ANNOTATION_CONFIG_HASH,
   COMPONENT_MYSQL,
@@ -57,12 +57,17 @@ export class InvalidSpecError extends Error {
 
 /**
  * The my.cnf of one instance. Throws InvalidSpecError when `spec.mysql.config` sets a key the
- * operator owns: `renderMyCnf` applies overrides last, so such a key would silently win.
+ * operator owns (under `spec.mysql.tls`, its TLS keys too): `renderMyCnf` applies overrides last,
+ * so such a key would silently win.
  */
 export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: number): string {
   const overrides = cr.spec.mysql.config;
   const owned = [
-    ...new Set([...refusedOverrides(overrides), ...Object.keys(overrides).filter((k) => ownedKeyOf(k))]),
+    ...new Set([
+      ...refusedOverrides(overrides),
+      ...Object.keys(overrides).filter((k) => ownedKeyOf(k)),
+      ...(cr.spec.mysql.tls.enabled ? tlsOverrides(overrides) : []),
+    ]),
   ];
   if (owned.length > 0) {
     throw new InvalidSpecError(

@@ -14,6 +14,7 @@ import {
   shardSecrets,
 } from '../../../src/operator/desired/index.js';
 import { replicationTlsClause } from '../../../src/shard/bootstrap.js';
+import { requiresSecureTransport } from '../../../src/shard/mycnf.js';
 import { OWNER, cluster, container, envOf, specOf } from './fixtures.js';
 
 /** spec.mysql.tls (docs/security.md, "MariaDB TLS"): what the instances, brokers and operator get. */
@@ -53,6 +54,11 @@ describe('spec.mysql.tls on', () => {
     expect(cnfValue(cnf, 'ssl_key')).toBe('/etc/mysql/tls/tls.key');
     expect(cnfValue(cnf, 'ssl_ca')).toBe('/etc/mysql/tls/ca.crt');
     expect(cnfValue(cnf, 'require_secure_transport')).toBe('ON');
+    expect(requiresSecureTransport(cnf)).toBe(true);
+    expect(requiresSecureTransport(instanceMyCnf(cluster(), 1, 0))).toBe(false);
+    // A user's ssl_ca would win over the operator's, as overrides come last: refused instead.
+    const overridden = cluster({ mysql: { tls: { enabled: true }, config: { 'ssl-ca': '/mine/ca.pem' } } });
+    expect(() => instanceMyCnf(overridden, 0, 0)).toThrow(/operator-owned keys \(ssl-ca\)/);
   });
 
   it('mounts Secret NAME-mysql-tls, readable by the mysql group only, into mariadb and the agent', () => {
