@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parsePointInTime } from '../backup/point-in-time.js';
 import { restoreShard } from '../backup/restore.js';
+import { CLIENT_TLS_USAGE, clientTlsFromFlags } from '../shard/client-tls-flags.js';
 import { targetOf } from '../backup/target-spec.js';
 import { errorMessage } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
@@ -27,6 +28,7 @@ const USAGE = `Usage: mq-agent serve|seed|restore [options]
   --work-dir DIR      scratch space outside the data directory (default $TMPDIR/mq-agent)
   serve: --host ADDR (default 0.0.0.0) --port N (default ${AGENT_PORT})
          --mysql-host ADDR (default $POD_IP, else 127.0.0.1) --mysql-port N (default 3306)
+${CLIENT_TLS_USAGE.replace(/^ {2}/gm, '         ')}
   seed:  MQ_SEED_SOURCE (host:port of the source's agent) and MQ_SEED_ID (a rebuild request) from
          the environment; does nothing when MQ_SEED_SOURCE is empty. With MQ_RESTORE (the
          mysqlmq.io/restore annotation: spec.restore of a new cluster) it restores an empty
@@ -50,6 +52,8 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       'mysql-host': { type: 'string' },
       'mysql-port': { type: 'string' },
+      'mysql-ca': { type: 'string' },
+      'mysql-server-name': { type: 'string' },
       cluster: { type: 'string' },
       shard: { type: 'string' },
       backup: { type: 'string' },
@@ -141,6 +145,7 @@ async function main(): Promise<void> {
   }
 
   const port = Number(values.port ?? AGENT_PORT);
+  const mysqlTls = clientTlsFromFlags(values['mysql-ca'], values['mysql-server-name']);
   const server = agentServer({
     token,
     log,
@@ -149,7 +154,7 @@ async function main(): Promise<void> {
         host: values['mysql-host'] ?? (process.env.POD_IP || '127.0.0.1'),
         port: Number(values['mysql-port'] ?? 3306),
       },
-      admin: { user: 'root', password },
+      admin: { user: 'root', password, ...(mysqlTls ? { tls: mysqlTls } : {}) },
       dataDir,
       workDir,
     },

@@ -6,6 +6,7 @@ import { createLogger } from '../common/logger.js';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from './broker.js';
 import { parseRouting } from '../api/routing.js';
 import { parseUsers } from '../api/users.js';
+import { CLIENT_TLS_USAGE, clientTlsFromFlags } from '../shard/client-tls-flags.js';
 
 /**
  * The broker process. Flags for what differs per deployment, environment variables for secrets
@@ -20,6 +21,7 @@ const USAGE = `Usage: mq-broker --routing FILE [options]
   --port N                port to listen on (default ${BROKER_DEFAULTS.port})
   --tls-cert FILE         serve HTTPS with this certificate (PEM; with its chain, if any); re-read when it changes
   --tls-key FILE          the certificate's private key (PEM); both or neither
+${CLIENT_TLS_USAGE}
   --max-message-bytes N   largest message accepted (default ${BROKER_DEFAULTS.maxMessageBytes})
   --commit-timeout-ms N   abandon a batch commit after this and use the next shard (default ${BROKER_DEFAULTS.writer.commitTimeoutMs})
 
@@ -42,6 +44,8 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'mysql-ca': { type: 'string' },
+      'mysql-server-name': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'commit-timeout-ms': { type: 'string' },
       help: { type: 'boolean' },
@@ -65,6 +69,7 @@ async function main(): Promise<void> {
   if (Boolean(certFile) !== Boolean(keyFile)) {
     throw new Error('give both --tls-cert FILE and --tls-key FILE, or neither (plain HTTP)');
   }
+  const mysqlTls = clientTlsFromFlags(values['mysql-ca'], values['mysql-server-name']);
   const log = createLogger('broker');
   const config: BrokerConfig = {
     ...BROKER_DEFAULTS,
@@ -84,7 +89,11 @@ async function main(): Promise<void> {
         'commit-timeout-ms',
       ),
     },
-    db: { user: process.env.MQ_DB_USER ?? 'mq_broker', password: process.env.MQ_DB_PASSWORD ?? '' },
+    db: {
+      user: process.env.MQ_DB_USER ?? 'mq_broker',
+      password: process.env.MQ_DB_PASSWORD ?? '',
+      ...(mysqlTls ? { tls: mysqlTls } : {}),
+    },
     routing: parseRouting(JSON.parse(readFileSync(values.routing, 'utf8'))),
     routingFile: values.routing,
     ...(values.users

@@ -1,5 +1,11 @@
 import mysql from 'mysql2/promise';
-import { type Credentials, type Endpoint, SET_SESSION_SQL_MODE, endpointKey } from '../shard/connection.js';
+import {
+  type Credentials,
+  type Endpoint,
+  SET_SESSION_SQL_MODE,
+  connectionOptions,
+  endpointKey,
+} from '../shard/connection.js';
 
 /**
  * mysql2 scans every statement for `?` placeholders in JavaScript, values or not: over a
@@ -24,10 +30,7 @@ export class ShardPools {
     let pool = this.pools.get(key);
     if (!pool) {
       pool = mysql.createPool({
-        host: endpoint.host,
-        port: endpoint.port,
-        user: this.creds.user,
-        password: this.creds.password,
+        ...connectionOptions(endpoint, this.creds),
         database: 'mq',
         connectionLimit: this.connectionLimit,
         // Hung instances are caught by the shard deadlines and the writer's commit deadline; a short

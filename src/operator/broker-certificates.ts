@@ -1,5 +1,6 @@
 import {
   type KeyPairPem,
+  type SubjectAltNames,
   certificateFacts,
   issueCa,
   issueServingCertificate,
@@ -8,6 +9,7 @@ import {
 import { mergePatch } from '../k8s/apply.js';
 import { isConflict } from '../k8s/client.js';
 import type { KubeRest } from '../k8s/rest.js';
+import type { ClientTls } from '../shard/connection.js';
 import { type KubeObject, resourcePath } from '../k8s/resources.js';
 import type { DefaultedCluster } from './api/types.js';
 import {
@@ -21,6 +23,9 @@ import {
   caFromSecret,
   caIssueReason,
   caSecret,
+  mysqlServerName,
+  mysqlSubjectAltNames,
+  mysqlTlsSecret,
   names,
   servingIssueReason,
   tlsFromSecret,
@@ -44,11 +49,48 @@ const REASON_TEXT: Record<IssueReason, string> = {
   other_ca: 'the previous one was signed by another CA',
 };
 
+/** How the operator's clients verify the MariaDB instances, and the certificate they serve. */
+export interface MysqlTrust {
+  client: ClientTls;
+  certificatePem: string;
+}
+
+/** A serving certificate the operator keeps in a Secret: what it names and where it goes. */
+interface ServingLeaf {
+  secretName: string;
+  commonName: string;
+  names: SubjectAltNames;
+  secret(serving: KeyPairPem, caPem: string): DesiredObject;
+  /** The Event's reason and what it calls the certificate. */
+  eventReason: string;
+  what: string;
+}
+
+const brokerLeaf = (cr: DefaultedCluster): ServingLeaf => ({
+  secretName: names.brokerTls(cr.metadata.name),
+  commonName: brokerServerName(cr),
+  names: brokerSubjectAltNames(cr),
+  secret: (serving, caPem) => brokerTlsSecret(cr, serving, caPem),
+  eventReason: 'BrokerCertificateIssued',
+  what: "brokers' serving certificate",
+});
+
+const mysqlLeaf = (cr: DefaultedCluster): ServingLeaf => ({
+  secretName: names.mysqlTls(cr.metadata.name),
+  commonName: mysqlServerName(cr),
+  names: mysqlSubjectAltNames(cr),
+  secret: (serving, caPem) => mysqlTlsSecret(cr, serving, caPem),
+  eventReason: 'MysqlCertificateIssued',
+  what: "MariaDB instances' certificate",
+});
+
 /**
  * The brokers' serving certificate when `spec.brokers.tls` is on (docs/security.md, "TLS"). With
  * `secretName`, the Secret is used as it is. Without, the operator keeps a CA per cluster
  * (`NAME-ca`) and issues `NAME-broker-tls` from it, anew when `servingIssueReason` says so; the
- * brokers load a renewed certificate from their mounted files without a restart.
+ * brokers load a renewed certificate from their mounted files without a restart. The same CA
+ * signs the MariaDB instances' certificate under `spec.mysql.tls` (`ensureMysql`, docs/security.md
+ * "MariaDB TLS").
  */
 export class BrokerCertificates {
   constructor(private readonly deps: BrokerCertificatesDeps) {}
@@ -71,8 +113,19 @@ export class BrokerCertificates {
       return { serverName, ...(ca ? { ca } : {}) };
     }
     const ca = await this.ensureCa(cr, signal);
-    await this.ensureServing(cr, ca, signal);
+    await this.ensureServing(cr, ca, brokerLeaf(cr), signal);
     return { serverName, ca: ca.certPem };
+  }
+
+  /**
+   * Makes sure `NAME-mysql-tls` holds a certificate for the MariaDB instances (`spec.mysql.tls`),
+   * from the same cluster CA; returns how clients verify the instances and the certificate in force
+   * (part of the instance Pods' config hash: mariadbd reads it at start, so a renewal rolls them).
+   */
+  async ensureMysql(cr: DefaultedCluster, signal: AbortSignal): Promise<MysqlTrust> {
+    const ca = await this.ensureCa(cr, signal);
+    const certificatePem = await this.ensureServing(cr, ca, mysqlLeaf(cr), signal);
+    return { client: { ca: ca.certPem, serverName: mysqlServerName(cr) }, certificatePem };
   }
 
   private async ensureCa(cr: DefaultedCluster, signal: AbortSignal): Promise<KeyPairPem> {
@@ -87,7 +140,7 @@ export class BrokerCertificates {
       cr,
       stored ? 'Warning' : 'Normal',
       'CertificateAuthorityIssued',
-      `issued the brokers' CA into Secret ${name} because ${REASON_TEXT[reason ?? 'missing']}` +
+      `issued the cluster's CA into Secret ${name} because ${REASON_TEXT[reason ?? 'missing']}` +
         (stored ? '; clients must be given its new ca.crt' : ''),
     );
     // After a conflict another operator's CA won: the one the server holds is the one in force.
@@ -96,35 +149,41 @@ export class BrokerCertificates {
     return written;
   }
 
-  private async ensureServing(cr: DefaultedCluster, ca: KeyPairPem, signal: AbortSignal): Promise<void> {
-    const name = names.brokerTls(cr.metadata.name);
-    const stored = await this.deps.readSecret(cr.metadata.namespace, name, signal);
+  /** Issues `leaf` anew when `servingIssueReason` says so; returns the certificate in force (PEM). */
+  private async ensureServing(
+    cr: DefaultedCluster,
+    ca: KeyPairPem,
+    leaf: ServingLeaf,
+    signal: AbortSignal,
+  ): Promise<string> {
+    const stored = await this.deps.readSecret(cr.metadata.namespace, leaf.secretName, signal);
     const { serving, caPem } = tlsFromSecret(stored?.data);
     const reason = servingIssueReason(
       serving && certificateFacts(serving.certPem),
       serving !== undefined && signedBy(serving.certPem, ca.certPem),
-      brokerSubjectAltNames(cr),
+      leaf.names,
       new Date(),
     );
-    if (!reason) {
+    if (serving && !reason) {
       // Same certificate, but clients read the CA from here too: keep ca.crt the CA in force.
-      if (serving && caPem !== ca.certPem)
-        await this.write(brokerTlsSecret(cr, serving, ca.certPem), stored, signal);
-      return;
+      if (caPem !== ca.certPem) await this.write(leaf.secret(serving, ca.certPem), stored, signal);
+      return serving.certPem;
     }
-    const issued = await issueServingCertificate(
-      ca,
-      brokerServerName(cr),
-      brokerSubjectAltNames(cr),
-      SERVING_VALIDITY_DAYS,
-    );
-    await this.write(brokerTlsSecret(cr, issued, ca.certPem), stored, signal);
+    const issued = await issueServingCertificate(ca, leaf.commonName, leaf.names, SERVING_VALIDITY_DAYS);
+    await this.write(leaf.secret(issued, ca.certPem), stored, signal);
     void this.deps.events.record(
       cr,
       'Normal',
-      'BrokerCertificateIssued',
-      `issued the brokers' serving certificate into Secret ${name} because ${REASON_TEXT[reason]}`,
+      leaf.eventReason,
+      `issued the ${leaf.what} into Secret ${leaf.secretName} because ${REASON_TEXT[reason ?? 'missing']}`,
     );
+    // After a conflict another operator's certificate won: the one the server holds is in force.
+    const written = tlsFromSecret(
+      (await this.deps.readSecret(cr.metadata.namespace, leaf.secretName, signal))?.data,
+    ).serving;
+    if (!written)
+      throw new Error(`Secret ${leaf.secretName} lost its certificate while it was being written`);
+    return written.certPem;
   }
 
   /**

@@ -2,7 +2,7 @@ import type { Registry } from 'prom-client';
 import { AGENT_PORT } from '../agent/contract.js';
 import { type RoutingDocument, parseRouting } from '../api/routing.js';
 import { errorMessage } from '../common/errors.js';
-import type { Credentials as AdminCredentials, Endpoint } from '../shard/connection.js';
+import type { Credentials as AdminCredentials, ClientTls, Endpoint } from '../shard/connection.js';
 import type { Logger } from '../common/logger.js';
 import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';
 import { errorSummary, isConflict, isNotFound } from '../k8s/client.js';
@@ -61,6 +61,7 @@ import { planPods } from './pod-plan.js';
 import { topicNameOf } from './topics/plan.js';
 import { TOPIC_KIND } from './api/topic-types.js';
 import { computeStatus, emptyStringsAs } from './status.js';
+import { requiresSecureTransport } from '../shard/mycnf.js';
 import { BrokerCertificates } from './broker-certificates.js';
 import type { BrokerTlsTrust } from './shards/routing-publisher.js';
 import {
@@ -124,6 +125,8 @@ export class ClusterReconciler {
   private readonly restoreSourceOk = new Set<string>();
   /** status.restore.from per cluster, by a hash of spec.restore: built once, not per reconcile. */
   private readonly restoreFromCache = new Map<string, { hash: string; text: string }>();
+  /** The CA each shard loop's MariaDB connections trust (absent: plain connections). */
+  private readonly loopCa = new Map<string, string | undefined>();
 
   constructor(private readonly deps: ReconcilerDeps) {
     this.brokerCertificates = new BrokerCertificates({
@@ -226,7 +229,10 @@ export class ClusterReconciler {
     const trust = cr.spec.brokers.tls.enabled ? await this.brokerCertificates.ensure(cr, signal) : undefined;
     if (trust) this.brokerTrust.set(key, trust);
     else this.brokerTrust.delete(key);
-    const loop = this.ensureLoop(key, cr, credentials);
+    const mysqlTrust = cr.spec.mysql.tls.enabled
+      ? await this.brokerCertificates.ensureMysql(cr, signal)
+      : undefined;
+    const loop = this.ensureLoop(key, cr, credentials, mysqlTrust?.client);
     const { routing, outcomes } = loop.latest;
     const primaryIndex = Object.fromEntries(
       Array.from({ length: cr.spec.shards }, (_, i) => {
@@ -254,6 +260,8 @@ export class ClusterReconciler {
       topicGrants: topicGrants(cr.metadata.name, this.deps.caches.topics(cr.metadata.namespace)),
       seeds: { ...this.seedsOf(cr, loop), ...restorePlan.seeds },
       restoring: restorePlan.restoring,
+      mysqlCertificate: mysqlTrust?.certificatePem,
+      mysqlCa: mysqlTrust?.client.ca,
       networkPolicy: this.deps.networkPolicy,
     });
 
@@ -337,6 +345,7 @@ export class ClusterReconciler {
     this.admins.delete(key);
     this.credentials.delete(key);
     this.brokerTrust.delete(key);
+    this.loopCa.delete(key);
     this.lastRollAt.delete(key);
     this.restoreSourceOk.delete(key);
     this.restoreFromCache.delete(key);
@@ -431,6 +440,11 @@ export class ClusterReconciler {
     if (!pvcs.length) return undefined;
     const shards = new Set(pvcs.map((p) => p.metadata?.labels?.[LABEL_SHARD])).size;
     const first = pvcs[0]!.spec;
+    const mycnf = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
+      'ConfigMap',
+      cr.metadata.namespace,
+      names.mycnf(cr.metadata.name, 0),
+    )?.data?.['instance-0.cnf'];
     return {
       shards,
       mysql: {
@@ -439,6 +453,8 @@ export class ClusterReconciler {
           // A PVC without a class gets the default one: only a class the spec names can differ.
           storageClassName: cr.spec.mysql.storage.storageClassName ? first?.storageClassName : undefined,
         },
+        // What the instances were configured with; before their my.cnf exists, what the spec says.
+        tls: { enabled: mycnf === undefined ? cr.spec.mysql.tls.enabled : requiresSecureTransport(mycnf) },
       },
     };
   }
@@ -597,9 +613,17 @@ export class ClusterReconciler {
     }
   }
 
-  private ensureLoop(key: string, cr: DefaultedCluster, credentials: Credentials): ClusterLoop {
+  private ensureLoop(
+    key: string,
+    cr: DefaultedCluster,
+    credentials: Credentials,
+    mysqlTls: ClientTls | undefined,
+  ): ClusterLoop {
     const existing = this.loops.get(key);
-    if (existing) return existing;
+    // A replaced CA (it lasts ten years) needs a loop whose connections trust the new one.
+    if (existing && this.loopCa.get(key) === mysqlTls?.ca) return existing;
+    existing?.stop();
+    this.loopCa.set(key, mysqlTls?.ca);
     const { namespace, name } = cr.metadata;
     const pods = (component: string) =>
       this.deps.caches
@@ -615,7 +639,7 @@ export class ClusterReconciler {
           .map((p) => `${brokerPodServesTls(p.spec) ? 'https' : 'http'}://${p.status!.podIP}:${port}`);
       },
       brokerTls: () => this.brokerTrust.get(key),
-      secrets: shardSecrets(credentials),
+      secrets: shardSecrets(credentials, mysqlTls),
       adminToken: credentials['admin-token'],
       publishedRouting: this.publishedRouting(cr),
       changed: () => this.deps.enqueue(key),
@@ -649,7 +673,7 @@ export class ClusterReconciler {
       log: this.deps.log.child({ cluster: name, namespace }),
     });
     this.loops.set(key, loop);
-    this.admins.set(key, shardSecrets(credentials).admin);
+    this.admins.set(key, shardSecrets(credentials, mysqlTls).admin);
     loop.start();
     return loop;
   }

@@ -9,6 +9,12 @@ export interface ShardSecrets {
   broker: Credentials;
   /** The metrics exporter's user (`MONITOR_GRANTS`): reads server status, never queue data. */
   monitor: Credentials;
+  /**
+   * Set when the instances require TLS (`spec.mysql.tls`): a replica's connection to its primary is
+   * encrypted and checked against the CA the replica itself serves with (its `ssl_ca`), see
+   * `replicationTlsClause`.
+   */
+  replicationTls?: boolean;
 }
 
 export interface SemiSyncPolicy {
@@ -145,6 +151,7 @@ export async function attachStandby(
       status &&
       status.Master_Host === primary.host &&
       Number(status.Master_Port) === primary.port &&
+      (status.Master_SSL_Allowed === 'Yes') === Boolean(secrets.replicationTls) &&
       status.Slave_IO_Running === 'Yes' &&
       status.Slave_SQL_Running === 'Yes';
     if (following) {
@@ -160,13 +167,37 @@ export async function attachStandby(
     if (status) await conn.query('STOP SLAVE');
     // Semi-sync is negotiated when the IO thread connects, so enable it before START SLAVE.
     await conn.query(`SET GLOBAL rpl_semi_sync_slave_enabled = ON`);
+    const tls = replicationTlsClause(secrets.replicationTls ? await ownCaFile(conn, standby) : undefined);
     await conn.query(
       `CHANGE MASTER TO MASTER_HOST = ?, MASTER_PORT = ?, MASTER_USER = ?, MASTER_PASSWORD = ?,
-         MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1`,
-      [primary.host, primary.port, secrets.replication.user, secrets.replication.password],
+         MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, MASTER_HEARTBEAT_PERIOD = 1${tls.sql}`,
+      [primary.host, primary.port, secrets.replication.user, secrets.replication.password, ...tls.params],
     );
     await conn.query('START SLAVE');
   });
+}
+
+/**
+ * The CHANGE MASTER options of a replica of a primary that requires TLS: encrypted, and the
+ * primary's certificate checked against the CA (a CA file turns on the chain check). Not
+ * MASTER_SSL_VERIFY_SERVER_CERT: it compares the certificate with MASTER_HOST, a pod IP that no
+ * certificate issued before the Pod can name; the chain check already refuses any server without a
+ * certificate from the cluster's CA. Empty without a CA file: a plain replica, as before TLS.
+ */
+export function replicationTlsClause(caFile: string | undefined): { sql: string; params: string[] } {
+  if (!caFile) return { sql: '', params: [] };
+  return { sql: ', MASTER_SSL = 1, MASTER_SSL_CA = ?, MASTER_SSL_VERIFY_SERVER_CERT = 0', params: [caFile] };
+}
+
+/** The CA file an instance serves TLS with; it must have one when the cluster requires TLS. */
+async function ownCaFile(conn: mysql.Connection, instance: Endpoint): Promise<string> {
+  const [row] = await queryRows(conn, 'SELECT @@GLOBAL.ssl_ca AS ca');
+  const ca = typeof row?.ca === 'string' ? row.ca : '';
+  if (!ca)
+    throw new Error(
+      `instance ${instance.host}:${instance.port} has no ssl_ca: it was started without spec.mysql.tls's certificate, so it cannot check its primary's`,
+    );
+  return ca;
 }
 
 /** Opens or closes an instance to writes by users without admin rights (the broker). */

@@ -54,9 +54,15 @@ async function credentialsFile(workDir: string, admin: Credentials): Promise<str
   await mkdir(workDir, { recursive: true, mode: 0o700 });
   const file = join(workDir, 'backup-credentials.cnf');
   const quote = (s: string) => `"${s.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-  await writeFile(file, `[mariadb-backup]\nuser=${quote(admin.user)}\npassword=${quote(admin.password)}\n`, {
-    mode: 0o600,
-  });
+  let text = `[mariadb-backup]\nuser=${quote(admin.user)}\npassword=${quote(admin.password)}\n`;
+  if (admin.tls) {
+    // An instance that requires TLS refuses mariadb-backup's plain connection. The CA makes it
+    // check the certificate's chain; not its name, which it would compare with the pod IP it dials.
+    const caFile = join(workDir, 'backup-ca.crt');
+    await writeFile(caFile, admin.tls.ca, { mode: 0o600 });
+    text += `ssl\nssl-ca=${quote(caFile)}\n`;
+  }
+  await writeFile(file, text, { mode: 0o600 });
   return file;
 }
 

@@ -1,3 +1,4 @@
+import { connect as netConnect } from 'node:net';
 import mysql from 'mysql2/promise';
 
 /** Where a MariaDB instance listens. */
@@ -9,6 +10,38 @@ export interface Endpoint {
 export interface Credentials {
   user: string;
   password: string;
+  /** Set when the servers require TLS (`spec.mysql.tls`): how this user's connections verify them. */
+  tls?: ClientTls;
+}
+
+/** How a client verifies a MariaDB server that requires TLS (docs/security.md, "MariaDB TLS"). */
+export interface ClientTls {
+  /** PEM of the CA that signed the servers' certificate. */
+  ca: string;
+  /** A name the servers' certificate carries; checked instead of the pod IP that is dialled. */
+  serverName: string;
+}
+
+/**
+ * mysql2 options that reach `endpoint` as `creds` would: plain TCP, or TLS verified against the CA
+ * and `serverName`. mysql2 checks the certificate against the host it was given, and an IP (pods
+ * are dialled by IP) is a name no certificate issued before the Pod can carry: so mysql2 is given
+ * the server name as host and a socket factory that dials the IP itself.
+ */
+export function connectionOptions(
+  endpoint: Endpoint,
+  creds: Credentials,
+): Pick<mysql.ConnectionOptions, 'host' | 'port' | 'user' | 'password' | 'ssl' | 'stream'> {
+  const { user, password, tls } = creds;
+  if (!tls) return { host: endpoint.host, port: endpoint.port, user, password };
+  return {
+    host: tls.serverName,
+    port: endpoint.port,
+    user,
+    password,
+    ssl: { ca: tls.ca, rejectUnauthorized: true, verifyIdentity: true },
+    stream: () => netConnect({ host: endpoint.host, port: endpoint.port, noDelay: true, keepAlive: true }),
+  };
 }
 
 export const endpointKey = (e: Endpoint) => `${e.host}:${e.port}`;
@@ -30,10 +63,7 @@ export async function connectAdmin(
   connectTimeoutMs = 2000,
 ): Promise<mysql.Connection> {
   const conn = await mysql.createConnection({
-    host: endpoint.host,
-    port: endpoint.port,
-    user: creds.user,
-    password: creds.password,
+    ...connectionOptions(endpoint, creds),
     connectTimeout: connectTimeoutMs,
     multipleStatements: false,
   });

@@ -25,6 +25,12 @@ export const OPERATOR_OWNED_KEYS = [
   'skip_slave_start',
 ] as const;
 
+/**
+ * Keys the operator sets under `spec.mysql.tls` (`ServerTlsFiles`), refused as overrides only
+ * there: a cluster without it may keep setting them as before.
+ */
+export const TLS_KEYS = ['ssl_cert', 'ssl_key', 'ssl_ca', 'require_secure_transport'] as const;
+
 /** Brokers size their largest INSERT below it (src/broker/limits.ts). */
 export const MAX_ALLOWED_PACKET_BYTES = 64 << 20;
 
@@ -37,13 +43,28 @@ export interface MyCnfInput {
   socket?: string;
   pidFile?: string;
   logError?: string;
+  /** Serve TLS with these files and refuse clients without it (`spec.mysql.tls`). */
+  tls?: ServerTlsFiles;
   /** User settings, already checked with `refusedOverrides`. */
   overrides?: Record<string, string>;
+}
+
+/** Paths of the instance's certificate, its key and the CA that signed it (PEM). */
+export interface ServerTlsFiles {
+  certFile: string;
+  keyFile: string;
+  caFile: string;
 }
 
 /** Returns the keys of `overrides` that the operator owns (normalised: `-` and `_` are the same). */
 export function refusedOverrides(overrides: Record<string, string>): string[] {
   const owned = new Set<string>(OPERATOR_OWNED_KEYS);
+  return Object.keys(overrides).filter((k) => owned.has(normaliseKey(k)));
+}
+
+/** Returns the keys of `overrides` that `spec.mysql.tls` sets (normalised as `refusedOverrides`). */
+export function tlsOverrides(overrides: Record<string, string>): string[] {
+  const owned = new Set<string>(TLS_KEYS);
   return Object.keys(overrides).filter((k) => owned.has(normaliseKey(k)));
 }
 
@@ -84,8 +105,21 @@ export function renderMyCnf(input: MyCnfInput): string {
     ['innodb_buffer_pool_size', '256M'],
     ['innodb_log_file_size', '256M'],
   );
+  // Only TCP clients must use TLS: the image's entrypoint and local tools use the unix socket.
+  if (input.tls)
+    settings.push(
+      ['ssl_cert', input.tls.certFile],
+      ['ssl_key', input.tls.keyFile],
+      ['ssl_ca', input.tls.caFile],
+      ['require_secure_transport', 'ON'],
+    );
   const merged = new Map<string, string>(settings.map(([k, v]) => [k, String(v)]));
   for (const [k, v] of Object.entries(input.overrides ?? {})) merged.set(normaliseKey(k), v);
   const lines = ['[mariadbd]', ...[...merged].map(([k, v]) => `${k} = ${v}`)];
   return lines.join('\n') + '\n';
+}
+
+/** Whether a my.cnf rendered by `renderMyCnf` makes the instance refuse clients without TLS. */
+export function requiresSecureTransport(cnf: string): boolean {
+  return /^require_secure_transport = ON$/m.test(cnf);
 }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
-import type { Credentials, Endpoint } from '../../src/shard/connection.js';
+import { type Credentials, type Endpoint, connectionOptions } from '../../src/shard/connection.js';
 import { renderMyCnf } from '../../src/shard/mycnf.js';
 
 const run = promisify(execFile);
@@ -191,8 +191,7 @@ export class LocalMariaDb {
         throw new Error(`mariadbd at ${this.options.dir} exited during start-up; see error.log`);
       try {
         const conn = await mysql.createConnection({
-          ...this.endpoint,
-          ...this.options.admin,
+          ...connectionOptions(this.endpoint, this.options.admin),
           connectTimeout: 1000,
         });
         await conn.end();

@@ -29,6 +29,8 @@ export const DEFAULTS = {
   },
   // Off until every client of an existing cluster can be given the CA (docs/security.md, "TLS").
   brokerTls: { enabled: false },
+  // Off: clusters made before it have plain instances, and switching a live cluster is refused.
+  mysqlTls: { enabled: false },
   failover: {
     probePeriodSeconds: 1,
     failureThreshold: 3,
@@ -82,6 +84,7 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       config: { ...(m.config ?? {}) },
       durability: m.durability ?? DEFAULTS.mysql.durability,
       semiSyncTimeoutSeconds: m.semiSyncTimeoutSeconds ?? DEFAULTS.mysql.semiSyncTimeoutSeconds,
+      tls: { enabled: m.tls?.enabled ?? DEFAULTS.mysqlTls.enabled },
     },
     brokers: {
       replicas: b.replicas ?? DEFAULTS.brokers.replicas,

@@ -163,6 +163,16 @@ export interface MysqlSpec {
   durability?: Durability;
   /** Under `preferred`: how long a primary waits for its standby before going asynchronous. */
   semiSyncTimeoutSeconds?: number;
+  tls?: MysqlTlsSpec;
+}
+
+/**
+ * TLS on every MariaDB connection (docs/security.md, "MariaDB TLS"): the instances require it, with
+ * a certificate the operator issues from the cluster's CA. Set when the cluster is created: turning
+ * it on or off later is refused.
+ */
+export interface MysqlTlsSpec {
+  enabled?: boolean;
 }
 
 export interface BrokersSpec {
@@ -303,6 +313,7 @@ export interface DefaultedSpec {
     config: Record<string, string>;
     durability: Durability;
     semiSyncTimeoutSeconds: number;
+    tls: { enabled: boolean };
   };
   brokers: {
     replicas: number;

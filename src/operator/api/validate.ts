@@ -1,6 +1,6 @@
 import { MAX_MESSAGES_PER_PUBLISH, maxInsertBytes } from '../../broker/limits.js';
 import { MESSAGE_COLUMN_MAX_BYTES } from '../../shard/schema.js';
-import { OPERATOR_OWNED_KEYS, refusedOverrides } from '../../shard/mycnf.js';
+import { OPERATOR_OWNED_KEYS, refusedOverrides, tlsOverrides } from '../../shard/mycnf.js';
 import { USER_NAME_PATTERN, parseRights } from '../../api/users.js';
 import { parsePointInTime } from '../../backup/point-in-time.js';
 import { errorMessage } from '../../common/errors.js';
@@ -133,6 +133,11 @@ export function validateSpecUpdate(
       `spec.mysql.storage.storageClassName cannot change (from ${quoteOr(a.mysql.storage.storageClassName, 'the default')} to ${quoteOr(b.mysql.storage.storageClassName, 'the default')}): existing PersistentVolumeClaims keep their class`,
     );
   }
+  if (a.mysql.tls.enabled !== b.mysql.tls.enabled) {
+    problems.push(
+      `spec.mysql.tls.enabled cannot change on a running cluster (from ${a.mysql.tls.enabled} to ${b.mysql.tls.enabled}): while its instances rolled, those with and without TLS could not replicate from each other; put it back to ${a.mysql.tls.enabled}`,
+    );
+  }
   return problems;
 }
 
@@ -191,6 +196,12 @@ function checkMyCnf(s: DefaultedSpec): string[] {
     const keys = [...owned];
     problems.push(
       `spec.mysql.config sets ${keys.map((k) => `"${k}"`).join(', ')}, which the operator owns (replication, durability and fencing depend on ${keys.length > 1 ? 'them' : 'it'}); remove ${keys.length > 1 ? 'them' : 'it'}`,
+    );
+  }
+  const tlsKeys = s.mysql.tls.enabled ? tlsOverrides(config) : [];
+  if (tlsKeys.length > 0) {
+    problems.push(
+      `spec.mysql.config sets ${tlsKeys.map((k) => `"${k}"`).join(', ')}, which spec.mysql.tls sets to the certificate the operator issues; remove ${tlsKeys.length > 1 ? 'them' : 'it'}`,
     );
   }
   for (const [key, value] of Object.entries(config)) {

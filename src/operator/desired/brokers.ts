@@ -9,7 +9,8 @@ import {
   LABEL_COMPONENT,
 } from '../api/types.js';
 import { BROKER_USER } from './credentials.js';
-import { TLS_CERT_KEY, TLS_KEY_KEY, TLS_MOUNT, brokerTlsSecretName } from './broker-tls.js';
+import { CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TLS_MOUNT, brokerTlsSecretName } from './broker-tls.js';
+import { mysqlServerName } from './mysql-tls.js';
 import { USERS_FILE, USERS_MOUNT } from './users.js';
 import {
   type DesiredObject,
@@ -68,7 +69,15 @@ export interface BrokerDeploymentOptions {
    * hash, so a rotated token rolls the brokers (env vars are read once at start).
    */
   authSecretVersion?: string;
+  /**
+   * The CA that signed the MariaDB instances' certificate, under `spec.mysql.tls`: part of the
+   * config hash, since the broker reads it once at start (a new CA means new brokers).
+   */
+  mysqlCa?: string;
 }
+
+/** Where brokers find the CA of `NAME-mysql-tls` (that key alone: the instances' key stays theirs). */
+const MYSQL_CA_MOUNT = '/etc/mysqlmq/mysql-ca';
 
 /**
  * Deployment `NAME-broker`. The routing ConfigMap is mounted as a directory, not by subPath, so
@@ -80,6 +89,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
   const resources = resourcesOf(b.resources);
   const withUsers = cr.spec.users.length > 0;
   const tls = b.tls.enabled;
+  const mysqlTls = cr.spec.mysql.tls.enabled;
   // The kubelet probes HTTPS without verifying the certificate. HTTP is left unsaid, as before
   // TLS existed: saying it would change every cluster's config hash and roll its brokers.
   const scheme = tls ? { scheme: 'HTTPS' } : {};
@@ -125,6 +135,9 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           ...(tls
             ? ['--tls-cert', `${TLS_MOUNT}/${TLS_CERT_KEY}`, '--tls-key', `${TLS_MOUNT}/${TLS_KEY_KEY}`]
             : []),
+          ...(mysqlTls
+            ? ['--mysql-ca', `${MYSQL_CA_MOUNT}/${CA_CERT_KEY}`, '--mysql-server-name', mysqlServerName(cr)]
+            : []),
         ],
         ports: [{ name: portName(cr), containerPort: b.port, protocol: 'TCP' }],
         env: [
@@ -159,6 +172,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
           ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),
           ...(tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
+          ...(mysqlTls ? [{ name: 'mysql-ca', mountPath: MYSQL_CA_MOUNT, readOnly: true }] : []),
         ],
         ...(resources ? { resources } : {}),
       },
@@ -170,6 +184,17 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
       // Mounted as a directory too: a renewed certificate reaches the files in place and the
       // broker loads it without a restart (so the certificate is no part of the config hash).
       ...(tls ? [{ name: 'tls', secret: { secretName: brokerTlsSecretName(cr), defaultMode: 0o440 } }] : []),
+      ...(mysqlTls
+        ? [
+            {
+              name: 'mysql-ca',
+              secret: {
+                secretName: names.mysqlTls(cr.metadata.name),
+                items: [{ key: CA_CERT_KEY, path: CA_CERT_KEY }],
+              },
+            },
+          ]
+        : []),
     ],
   };
   return {
@@ -187,7 +212,11 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           labels: { ...podTemplate.labels, ...clusterLabels(cr, COMPONENT_BROKER) },
           annotations: {
             ...podTemplate.annotations,
-            [ANNOTATION_CONFIG_HASH]: hashOf(podSpec, opts.authSecretVersion ?? null),
+            [ANNOTATION_CONFIG_HASH]: hashOf(
+              podSpec,
+              opts.authSecretVersion ?? null,
+              ...(opts.mysqlCa ? [opts.mysqlCa] : []),
+            ),
           },
         },
         spec: podSpec,

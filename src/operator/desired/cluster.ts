@@ -42,6 +42,10 @@ export interface DesiredInputs {
   seeds?: Readonly<Record<string, SeedAnnotations>>;
   /** Shards (by name) whose first primary restores (spec.restore, shard not bootstrapped yet). */
   restoring?: ReadonlySet<string>;
+  /** The instances' certificate (PEM) in Secret `NAME-mysql-tls`, under `spec.mysql.tls`. */
+  mysqlCertificate?: string;
+  /** The CA that signed it: brokers read it once at start. */
+  mysqlCa?: string;
   /** The operator's Pods, when it protects MariaDB with a NetworkPolicy; undefined: no policy. */
   networkPolicy?: OperatorPeer;
 }
@@ -86,13 +90,13 @@ export function desiredObjects(cr: DefaultedCluster, inputs: DesiredInputs): Des
     for (const n of INSTANCES) {
       const seed = inputs.seeds?.[names.pod(cr.metadata.name, s, n)];
       const restore = inputs.restoring?.has(names.shard(s)) ?? false;
-      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed, restore));
+      objects.push(mysqlPod(cr, s, n, roleOf(n, primary), seed, restore, inputs.mysqlCertificate));
     }
   }
   if (inputs.userDigests) objects.push(usersConfigMap(cr, inputs.userDigests, inputs.topicGrants));
   objects.push(
     routingConfigMap(cr, inputs.routing),
-    brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion }),
+    brokerDeployment(cr, { authSecretVersion: inputs.authSecretVersion, mysqlCa: inputs.mysqlCa }),
     brokerService(cr),
   );
   if (inputs.pdbApiVersion) objects.push(brokerPdb(cr, inputs.pdbApiVersion));

@@ -4,6 +4,7 @@ export * from './brokers.js';
 export * from './cluster.js';
 export * from './credentials.js';
 export * from './meta.js';
+export * from './mysql-tls.js';
 export * from './network-policy.js';
 export * from './shard.js';
 export * from './restore.js';

@@ -58,6 +58,7 @@ export const names = {
   broker: (cluster: string) => `${cluster}-broker`,
   ca: (cluster: string) => `${cluster}-ca`,
   brokerTls: (cluster: string) => `${cluster}-broker-tls`,
+  mysqlTls: (cluster: string) => `${cluster}-mysql-tls`,
   networkPolicy: (cluster: string) => `${cluster}-mysql`,
 };
 

@@ -1,5 +1,5 @@
 import { AGENT_PORT, ANNOTATION_SEED_ID, ANNOTATION_SEED_SOURCE } from '../../agent/contract.js';
-import { refusedOverrides, renderMyCnf } from '../../shard/mycnf.js';
+import { refusedOverrides, renderMyCnf, tlsOverrides } from '../../shard/mycnf.js';
 import {
   ANNOTATION_CONFIG_HASH,
   COMPONENT_MYSQL,
@@ -13,6 +13,7 @@ import {
 import { ownedKeyOf } from '../api/validate.js';
 import { MONITOR_USER } from './credentials.js';
 import { RESTORING_INSTANCE, restoreAnnotation, restoreEnv, restoreRequestOf } from './restore.js';
+import { MYSQL_TLS_FILES, MYSQL_TLS_MOUNT, mysqlServerName } from './mysql-tls.js';
 import {
   type DesiredObject,
   type PdbApiVersion,
@@ -57,12 +58,17 @@ export class InvalidSpecError extends Error {
 
 /**
  * The my.cnf of one instance. Throws InvalidSpecError when `spec.mysql.config` sets a key the
- * operator owns: `renderMyCnf` applies overrides last, so such a key would silently win.
+ * operator owns (under `spec.mysql.tls`, its TLS keys too): `renderMyCnf` applies overrides last,
+ * so such a key would silently win.
  */
 export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: number): string {
   const overrides = cr.spec.mysql.config;
   const owned = [
-    ...new Set([...refusedOverrides(overrides), ...Object.keys(overrides).filter((k) => ownedKeyOf(k))]),
+    ...new Set([
+      ...refusedOverrides(overrides),
+      ...Object.keys(overrides).filter((k) => ownedKeyOf(k)),
+      ...(cr.spec.mysql.tls.enabled ? tlsOverrides(overrides) : []),
+    ]),
   ];
   if (owned.length > 0) {
     throw new InvalidSpecError(
@@ -73,6 +79,9 @@ export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: num
     serverId: serverIdOf(shard, instance),
     bindAddress: '0.0.0.0',
     port: MYSQL_PORT,
+    ...(cr.spec.mysql.tls.enabled
+      ? { tls: { certFile: MYSQL_TLS_FILES.cert, keyFile: MYSQL_TLS_FILES.key, caFile: MYSQL_TLS_FILES.ca } }
+      : {}),
     overrides,
   });
 }
@@ -136,6 +145,11 @@ const agentMounts = [
   { name: 'agent-tmp', mountPath: AGENT_TMP_MOUNT },
 ];
 
+/** The Secret `NAME-mysql-tls` as a directory, where `spec.mysql.tls` is on. */
+const TLS_VOLUME = 'mysql-tls';
+const tlsMounts = (cr: DefaultedCluster) =>
+  cr.spec.mysql.tls.enabled ? [{ name: TLS_VOLUME, mountPath: MYSQL_TLS_MOUNT, readOnly: true }] : [];
+
 const agentCommand = (command: 'serve' | 'seed') => [
   'node',
   '/app/dist/agent/main.js',
@@ -155,10 +169,19 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
     name: 'agent',
     image: cr.spec.brokers.image,
     imagePullPolicy: 'IfNotPresent',
-    command: [...agentCommand('serve'), '--host', '0.0.0.0', '--port', String(AGENT_PORT)],
+    command: [
+      ...agentCommand('serve'),
+      '--host',
+      '0.0.0.0',
+      '--port',
+      String(AGENT_PORT),
+      ...(cr.spec.mysql.tls.enabled
+        ? ['--mysql-ca', MYSQL_TLS_FILES.ca, '--mysql-server-name', mysqlServerName(cr)]
+        : []),
+    ],
     ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
     env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
-    volumeMounts: agentMounts,
+    volumeMounts: [...agentMounts, ...tlsMounts(cr)],
     securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
@@ -196,7 +219,9 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
       },
       {
         name: 'DATA_SOURCE_NAME',
-        value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/`,
+        // Under spec.mysql.tls the instance refuses plain TCP; this hop is the Pod's own loopback,
+        // where the certificate's chain adds nothing and the exporter has no way to be given the CA.
+        value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/${cr.spec.mysql.tls.enabled ? '?tls=skip-verify' : ''}`,
       },
     ],
     securityContext: { ...RESTRICTED_CONTAINER },
@@ -275,6 +300,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         volumeMounts: [
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
+          ...tlsMounts(cr),
         ],
         securityContext: { ...RESTRICTED_CONTAINER },
         // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
@@ -295,6 +321,15 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
       { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
       { name: 'agent-tmp', emptyDir: {} },
+      ...(cr.spec.mysql.tls.enabled
+        ? [
+            {
+              name: TLS_VOLUME,
+              // Group-readable only: mariadbd and the agent run as the mysql group (fsGroup).
+              secret: { secretName: names.mysqlTls(cr.metadata.name), defaultMode: 0o440 },
+            },
+          ]
+        : []),
     ],
   };
 }
@@ -305,8 +340,18 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
  * Pod). A Pod's spec is immutable: when the live annotation differs, the reconciler deletes the
  * Pod (standby first, one at a time) and creates it again.
  */
-export function mysqlPodHash(cr: DefaultedCluster, shard: number, instance: number): string {
-  return hashOf(instancePodSpec(cr, shard, instance), instanceMyCnf(cr, shard, instance));
+export function mysqlPodHash(
+  cr: DefaultedCluster,
+  shard: number,
+  instance: number,
+  certificate?: string,
+): string {
+  return hashOf(
+    instancePodSpec(cr, shard, instance),
+    instanceMyCnf(cr, shard, instance),
+    // mariadbd reads its certificate at start: a renewed one reaches it by a roll.
+    ...(certificate ? [certificate] : []),
+  );
 }
 
 /** Where a Pod created now seeds its data from (the seed step's annotations). */
@@ -321,6 +366,7 @@ export interface SeedAnnotations {
  * Instance Pod `NAME-shard-i-N` with role label `role` (instance 0 starts as the primary). `seed`
  * names the agent its init step copies from, for a standby of a shard that already holds data;
  * `restore` asks instance 0 of a cluster with spec.restore to restore (until its shard is bootstrapped).
+ * `certificate`, the instances' certificate under `spec.mysql.tls`, is part of the config hash.
  */
 export function mysqlPod(
   cr: DefaultedCluster,
@@ -329,6 +375,7 @@ export function mysqlPod(
   role: Role,
   seed?: SeedAnnotations,
   restore = false,
+  certificate?: string,
 ): DesiredObject {
   const request =
     restore && instance === RESTORING_INSTANCE
@@ -342,7 +389,7 @@ export function mysqlPod(
       labels: instanceLabels(shard, instance, role),
       annotations: {
         ...cr.spec.podTemplate.annotations,
-        [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance),
+        [ANNOTATION_CONFIG_HASH]: mysqlPodHash(cr, shard, instance, certificate),
         ...(seed ? { [ANNOTATION_SEED_SOURCE]: seed.source } : {}),
         ...(seed?.id ? { [ANNOTATION_SEED_ID]: seed.id } : {}),
         ...(request ? restoreAnnotation(request) : {}),

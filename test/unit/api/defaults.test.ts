@@ -13,6 +13,7 @@ describe('withDefaults', () => {
         config: {},
         durability: 'required',
         semiSyncTimeoutSeconds: 5,
+        tls: { enabled: false },
       },
       brokers: {
         replicas: 2,
@@ -53,6 +54,7 @@ describe('withDefaults', () => {
         config: { max_connections: '10' },
         durability: 'preferred',
         semiSyncTimeoutSeconds: 30,
+        tls: { enabled: true },
       },
       brokers: {
         replicas: 0,

@@ -131,7 +131,11 @@ async function startMariaDb(ctx: StartContext): Promise<ContainerProcess & { por
       'MARIADB_ROOT_PASSWORD is not set (the test kubelet needs a root password)',
     );
   }
-  const myCnf = await mountedMyCnf(ctx);
+  // Paths in the my.cnf (spec.mysql.tls's ssl_cert, ssl_key, ssl_ca) name the container's mounts.
+  const myCnf = (await mountedMyCnf(ctx)).replace(
+    /^(\s*[\w-]+\s*=\s*)(\/\S+)\s*$/gm,
+    (_, key: string, path: string) => key + ctx.volumes.mapPath(ctx.container, path),
+  );
   const port = cnfPort(myCnf) ?? 3306;
   const dataMount = ctx.container.volumeMounts?.find(
     (m) => m.mountPath.replace(/\/+$/, '') === '/var/lib/mysql',
