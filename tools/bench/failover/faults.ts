@@ -262,8 +262,8 @@ export function faultsMarkdown(r: FaultReport): string {
 offering ${r.options.rate} msg/s in all, ${r.options.groups} consumer groups (one SDK consumer each, poll then
 commit). ${r.options.trialsPerFault} trial(s) per fault, each with a fresh load: the fault once messages flow,
 the cluster steady again, more load, then a drain in which every group must receive every acknowledged
-message. The machine was shared with 7 other engineers' builds and tests (the 1-minute load average
-at each fault is in the per-trial table): the gaps and times are noisy.
+message. The 1-minute load average at each fault is in the per-trial table (the bench's own
+processes alone keep it near 6-8 on 2 cores); gaps and times grow with it.
 
 Targets: 0 lost and 0 failed publishes; per group, redelivered no more than it held uncommitted at
 the fault ("in flight"); longest gap between two deliveries of a group under 3 s.
