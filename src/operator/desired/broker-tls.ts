@@ -98,10 +98,21 @@ export function caSecret(cr: DefaultedCluster, ca: KeyPairPem): DesiredObject {
 
 /** Secret `NAME-broker-tls` (kubernetes.io/tls): what the brokers serve, and the CA to verify it. */
 export function brokerTlsSecret(cr: DefaultedCluster, serving: KeyPairPem, caPem: string): DesiredObject {
+  return tlsSecret(cr, names.brokerTls(cr.metadata.name), COMPONENT_BROKER, serving, caPem);
+}
+
+/** A kubernetes.io/tls Secret: a serving key pair and the CA that verifies it. */
+export function tlsSecret(
+  cr: DefaultedCluster,
+  name: string,
+  component: string,
+  serving: KeyPairPem,
+  caPem: string,
+): DesiredObject {
   return {
     apiVersion: 'v1',
     kind: 'Secret',
-    metadata: objectMeta(cr, names.brokerTls(cr.metadata.name), COMPONENT_BROKER),
+    metadata: objectMeta(cr, name, component),
     type: 'kubernetes.io/tls',
     data: {
       [TLS_CERT_KEY]: base64(serving.certPem),

@@ -1,7 +1,7 @@
 import type { KeyPairPem, SubjectAltNames } from '../../common/certificates.js';
 import { COMPONENT_MYSQL, type DefaultedCluster } from '../api/types.js';
-import { CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY } from './broker-tls.js';
-import { type DesiredObject, type Role, names, objectMeta } from './meta.js';
+import { CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY, tlsSecret } from './broker-tls.js';
+import { type DesiredObject, type Role, names } from './meta.js';
 
 /**
  * TLS on the MariaDB instances (`spec.mysql.tls`, docs/security.md "MariaDB TLS"): the Secret they
@@ -49,17 +49,5 @@ export function mysqlServerName(cr: DefaultedCluster): string {
 
 /** Secret `NAME-mysql-tls` (kubernetes.io/tls): what the instances serve, and the CA to verify it. */
 export function mysqlTlsSecret(cr: DefaultedCluster, serving: KeyPairPem, caPem: string): DesiredObject {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: objectMeta(cr, names.mysqlTls(cr.metadata.name), COMPONENT_MYSQL),
-    type: 'kubernetes.io/tls',
-    data: {
-      [TLS_CERT_KEY]: base64(serving.certPem),
-      [TLS_KEY_KEY]: base64(serving.keyPem),
-      [CA_CERT_KEY]: base64(caPem),
-    },
-  };
+  return tlsSecret(cr, names.mysqlTls(cr.metadata.name), COMPONENT_MYSQL, serving, caPem);
 }
-
-const base64 = (text: string) => Buffer.from(text, 'utf8').toString('base64');
