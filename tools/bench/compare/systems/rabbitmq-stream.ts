@@ -1,7 +1,7 @@
 import amqp from 'amqplib';
-import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Channel, ChannelModel, ConfirmChannel } from 'amqplib';
 import { type BenchSystem, type Delivered, type Session } from '../system.js';
-import { RABBIT_DEFAULTS, type RabbitOptions, RabbitMqSystem } from './rabbitmq.js';
+import { RABBIT_DEFAULTS, type RabbitOptions, RabbitMqSystem, consumeAcking } from './rabbitmq.js';
 
 export interface RabbitStreamOptions extends RabbitOptions {
   /**
@@ -90,25 +90,10 @@ export class RabbitMqStreamSystem implements BenchSystem {
           const conn = await amqp.connect(this.options.url);
           const ch = await conn.createChannel();
           // A stream consumer must set a prefetch; acks only move its credit, they delete nothing.
-          await ch.prefetch(this.options.prefetch);
-          let unacked = 0;
-          let last: ConsumeMessage | undefined;
-          const flush = () => {
-            if (last && unacked > 0) ch.ack(last, true);
-            unacked = 0;
-            last = undefined;
-          };
-          const { consumerTag } = await ch.consume(
-            name,
-            (msg) => {
-              if (!msg) return;
-              deliver(g, [msg.content]);
-              last = msg;
-              if (++unacked >= this.options.ackEvery) flush();
-            },
-            { noAck: false, arguments: { 'x-stream-offset': 'first' } },
-          );
-          consumers.push({ conn, ch, tag: consumerTag, timer: setInterval(flush, 5) });
+          const consumer = await consumeAcking(ch, name, this.options, (m) => deliver(g, [m]), {
+            'x-stream-offset': 'first',
+          });
+          consumers.push({ conn, ch, ...consumer });
         }
       },
       stopConsumers,

@@ -112,25 +112,10 @@ export class RabbitMqSystem implements BenchSystem {
         const channels: { ch: Channel; tag: string; timer: NodeJS.Timeout }[] = [];
         for (let g = 0; g < queues.length; g++) {
           const ch = await consumerConn.createChannel();
-          await ch.prefetch(this.options.prefetch);
-          let unacked = 0;
-          let last: ConsumeMessage | undefined;
-          const flush = () => {
-            if (last && unacked > 0) ch.ack(last, true);
-            unacked = 0;
-            last = undefined;
-          };
-          const { consumerTag } = await ch.consume(
-            queues[g],
-            (msg) => {
-              if (!msg) return;
-              deliver(g, [msg.content]);
-              last = msg;
-              if (++unacked >= this.options.ackEvery) flush();
-            },
-            { noAck: false },
-          );
-          channels.push({ ch, tag: consumerTag, timer: setInterval(flush, 5) });
+          channels.push({
+            ch,
+            ...(await consumeAcking(ch, queues[g], this.options, (m) => deliver(g, [m]))),
+          });
         }
         stopConsumers = async () => {
           for (const c of channels) {
@@ -157,4 +142,36 @@ export class RabbitMqSystem implements BenchSystem {
     await this.admin?.close().catch(() => undefined);
     this.admin = undefined;
   }
+}
+
+/**
+ * One consumer on `queue` with `prefetch`, acknowledging with multiple=true every `ackEvery`
+ * messages and every 5 ms when fewer came. `args`: consume arguments (a stream's offset).
+ */
+export async function consumeAcking(
+  ch: Channel,
+  queue: string,
+  o: Pick<RabbitOptions, 'prefetch' | 'ackEvery'>,
+  onMessage: (content: Buffer) => void,
+  args?: Record<string, unknown>,
+): Promise<{ tag: string; timer: NodeJS.Timeout }> {
+  await ch.prefetch(o.prefetch);
+  let unacked = 0;
+  let last: ConsumeMessage | undefined;
+  const flush = () => {
+    if (last && unacked > 0) ch.ack(last, true);
+    unacked = 0;
+    last = undefined;
+  };
+  const { consumerTag } = await ch.consume(
+    queue,
+    (msg) => {
+      if (!msg) return;
+      onMessage(msg.content);
+      last = msg;
+      if (++unacked >= o.ackEvery) flush();
+    },
+    { noAck: false, ...(args ? { arguments: args } : {}) },
+  );
+  return { tag: consumerTag, timer: setInterval(flush, 5) };
 }
