@@ -160,6 +160,10 @@ export async function highestMessageId(db: Db, topicId: number): Promise<number>
 /**
  * Takes or renews the group's lease on this shard's part of the topic for `consumer`, unless
  * another consumer holds an unexpired one. One statement, so two brokers racing cannot both win.
+ * MariaDB applies the assignments in order, each seeing the ones before: the owner is decided on
+ * the old lease first, then the lease follows the owner. (Deciding the owner by whether the lease
+ * had just been set handed a live holder's lease to a taker whose new deadline happened to equal
+ * the holder's, i.e. one that ran in the millisecond of the holder's renewal.)
  */
 export async function acquireLease(
   db: Db,
@@ -172,8 +176,8 @@ export async function acquireLease(
     `INSERT INTO mq.group_offsets (group_name, topic_id, owner, lease_until, generation)
      VALUES (?, ?, ?, ${DB_NOW_MS} + ?, ${DB_NOW_MS})
      ON DUPLICATE KEY UPDATE
-       lease_until = IF(owner = VALUES(owner) OR lease_until < ${DB_NOW_MS}, VALUES(lease_until), lease_until),
-       owner = IF(lease_until = VALUES(lease_until), VALUES(owner), owner)`,
+       owner = IF(owner = VALUES(owner) OR lease_until < ${DB_NOW_MS}, VALUES(owner), owner),
+       lease_until = IF(owner = VALUES(owner), VALUES(lease_until), lease_until)`,
     [group, topicId, consumer, ttlMs],
   );
   return (

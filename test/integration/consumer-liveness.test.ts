@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BROKER_DEFAULTS, type Broker } from '../../src/broker/broker.js';
 import { Consumer, type ConsumerOptions, type Message, Producer } from '../../src/client/index.js';
 import { sleep } from '../../src/common/deadline.js';
+import { acquireLease } from '../../src/broker/queue-store.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
 import { committedOffsets, post, startBroker, startShards } from '../support/dataplane.js';
 
@@ -192,5 +193,27 @@ describe('POST .../consumers/{id}/heartbeat', () => {
     const left = await fetch(`${group}/consumers/raw`, { method: 'DELETE' });
     expect(left.status).toBe(204);
     expect((await beat('raw')).status).toBe(409);
+  });
+});
+
+describe('a lease taken in the millisecond of its holder renewal', () => {
+  it('stays with its live holder', async () => {
+    const topic = 'liveness-same-ms';
+    await producer.createTopic(topic);
+    const conn = await mysql.createConnection({
+      ...cluster.shards[0].primary.endpoint,
+      ...cluster.secrets.broker,
+      database: 'mq',
+    });
+    try {
+      const [found] = await conn.query('SELECT id FROM mq.topics WHERE name = ?', [topic]);
+      const topicId = (found as { id: number }[])[0].id;
+      // Both statements see the same NOW(3): the taker's new deadline equals the holder's.
+      await conn.query('SET timestamp = UNIX_TIMESTAMP(NOW(3))');
+      expect((await acquireLease(conn, 'same-ms', topicId, 'holder', LEASE_TTL_MS)).owner).toBe('holder');
+      expect((await acquireLease(conn, 'same-ms', topicId, 'taker', LEASE_TTL_MS)).owner).toBe('holder');
+    } finally {
+      await conn.end();
+    }
   });
 });
