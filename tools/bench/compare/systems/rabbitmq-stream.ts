@@ -5,9 +5,11 @@ import { RABBIT_DEFAULTS, type RabbitOptions, RabbitMqSystem, consumeAcking } fr
 
 export interface RabbitStreamOptions extends RabbitOptions {
   /**
-   * Publishes outstanding at full load. Unbounded, confirms queue up behind each other and the
-   * ack p50 grows to seconds without more throughput; this window gave RabbitMQ its best
-   * produced rate here (tried 250, 500, 1000, 2000, 4000 at 256 bytes, see docs/benchmarks.md).
+   * Publishes outstanding at full load. Unbounded, confirms queue up behind each other and the ack
+   * p50 grows without more throughput. 256-byte messages, 6 s each, 2026-12-06: 250: 40,868/s
+   * (p50 5 ms); 500: 45,652/s (10 ms); 1000: 46,008/s (21 ms); 2000: 46,644/s (41 ms); 4000:
+   * 41,841/s (88 ms); 16000: 40,946/s (358 ms). 1000 is within 1.4 % of the best rate at half its
+   * latency.
    */
   window: number;
 }
