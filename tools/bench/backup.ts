@@ -12,7 +12,7 @@
 import type { AddressInfo } from 'node:net';
 import type { Server } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import S3rver from 's3rver';
@@ -28,7 +28,13 @@ import { bootstrapShard } from '../../src/shard/bootstrap.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
 import { generateSecrets } from '../local/cluster.js';
 import { LocalMariaDb } from '../local/mariadbd.js';
-import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
+import {
+  describeLoad,
+  describeMachine,
+  loadNow,
+  writeBenchmarkJson,
+  writeBenchmarkSection,
+} from './machine.js';
 
 const SECTION = 'Backup and restore (issue 10)';
 const RESULTS_JSON = 'docs/bench-results/backup.json';
@@ -53,7 +59,7 @@ async function main(): Promise<void> {
     },
   });
   const mib = Number(values.mib);
-  const loadAtStart = loadavg()[0]!;
+  const loadAtStart = loadNow();
   const secrets = generateSecrets();
   const dir = await mkdtemp(join(tmpdir(), 'mq-bench-backup-'));
   const start = (name: string, n: number) =>
@@ -156,7 +162,7 @@ async function main(): Promise<void> {
       mib,
       rows,
       runs,
-      loadAverage: [loadAtStart, loadavg()[0]!],
+      loadAverage: [loadAtStart, loadNow()],
     };
     if (!values['no-write']) {
       await writeBenchmarkJson(RESULTS_JSON, results);
@@ -188,8 +194,7 @@ function markdown(r: {
     "standby's agent, as the operator does it, to a directory and to a local S3-compatible server",
     '(s3rver, multipart upload); each backup is then restored into an empty data directory (fetch,',
     '`mbstream -x`, `mariadb-backup --prepare`) and started, and holds every row. Real mariadbd',
-    "processes, no Kubernetes, one machine shared with other engineers' test runs (load average",
-    `${r.loadAverage.map((l) => l.toFixed(1)).join(' and ')} on 2 cores at the start and the end).`,
+    `processes, no Kubernetes; ${describeLoad(r.loadAverage[0]!, r.loadAverage[1]!)}.`,
     '',
     '| target | backup (s) | backup size (MiB) | backup MiB/s | restore (s) |',
     '| --- | ---: | ---: | ---: | ---: |',

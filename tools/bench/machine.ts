@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { cpus, totalmem } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname } from 'node:path';
 
 /** Where every benchmark writes its section. */
@@ -16,6 +16,16 @@ export function describeMachine(): string {
     // reported as unknown
   }
   return `${cpus().length} cores (${cpu}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, MariaDB ${mariadb}`;
+}
+
+/** The machine's 1-minute load average now. */
+export function loadNow(): number {
+  return loadavg()[0]!;
+}
+
+/** How busy the machine was while a benchmark ran, from its 1-minute load average at the start and the end. */
+export function describeLoad(start: number, end: number): string {
+  return `1-minute load average ${start.toFixed(1)} at the start and ${end.toFixed(1)} at the end, on ${cpus().length} cores`;
 }
 
 /** Resident memory of a process in MiB, from /proc (Linux). */

@@ -14,7 +14,7 @@
 import type { Server } from 'node:http';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { readdir } from 'node:fs/promises';
-import { loadavg, tmpdir } from 'node:os';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { pullAndSeed } from '../../src/agent/seed.js';
@@ -25,7 +25,13 @@ import { generateSecrets } from '../local/cluster.js';
 import { LocalMariaDb } from '../local/mariadbd.js';
 import { attachStandby, bootstrapPrimary } from '../../src/shard/bootstrap.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
-import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
+import {
+  describeLoad,
+  describeMachine,
+  loadNow,
+  writeBenchmarkJson,
+  writeBenchmarkSection,
+} from './machine.js';
 
 const SECTION = 'Rebuild by physical clone (issue 10)';
 const RESULTS_JSON = 'docs/bench-results/rebuild.json';
@@ -51,7 +57,7 @@ async function main(): Promise<void> {
     },
   });
   const gib = Number(values.gb);
-  const loadAtStart = loadavg()[0]!;
+  const loadAtStart = loadNow();
   const secrets = generateSecrets();
   const log = createLogger('bench-rebuild', 'warn');
   const dir = await mkdtemp(join(tmpdir(), 'mq-bench-rebuild-'));
@@ -138,7 +144,7 @@ async function main(): Promise<void> {
       replayMs,
       cloneMs,
       cloneCopyAndPrepareMs: seededMs,
-      loadAverage: [loadAtStart, loadavg()[0]!],
+      loadAverage: [loadAtStart, loadNow()],
     };
     if (!values['no-write']) {
       await writeBenchmarkJson(RESULTS_JSON, results);
@@ -167,8 +173,8 @@ function markdown(r: {
     `\`npm run bench:rebuild -- --gb ${r.gib}\`, ${r.date.slice(0, 10)}, ${r.machine}. A primary holding`,
     `${(r.dataBytes / 2 ** 30).toFixed(2)} GiB on disk, data files and binlogs (${r.gib} GiB of 1 kB messages); a standby whose data directory is`,
     'empty is brought to the same GTID position both ways, one after the other in the same run, on',
-    "real mariadbd processes (no Kubernetes). The machine is shared with other engineers' test runs",
-    `(load average ${r.loadAverage.map((l) => l.toFixed(0)).join(' and ')} on 2 cores at the start and the end): the numbers are noisy, the ratio is what matters.`,
+    `real mariadbd processes (no Kubernetes); ${describeLoad(r.loadAverage[0]!, r.loadAverage[1]!)}.`,
+    'Other work on the machine moves both times alike; the ratio is what matters.',
     '',
     '| rebuild | time to healthy (s) |',
     '| --- | ---: |',

@@ -17,7 +17,13 @@ import { LocalShards } from '../local/cluster.js';
 import { sleep } from '../../src/common/deadline.js';
 import { type LatencySummary, Samples } from './compare/stats.js';
 import { fmtInt, fmtMs, markdownTable } from './compare/table.js';
-import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
+import {
+  describeLoad,
+  describeMachine,
+  loadNow,
+  writeBenchmarkJson,
+  writeBenchmarkSection,
+} from './machine.js';
 
 /** Apart from the tests (127.0.2x), the demo (127.0.30/31) and the other benchmarks (127.0.40-52). */
 const PREFIX = '127.0.54';
@@ -258,6 +264,7 @@ export async function runRetentionDelete(argv: string[]): Promise<number> {
     quietMs: Number(values['window-seconds']) * 1000,
     windowMs: Number(values['window-seconds']) * 1000,
   };
+  const loadAtStart = loadNow();
   const dir = await mkdtemp(join(tmpdir(), 'mysqlmq-retention-delete-'));
   console.log('==> starting 1 durable shard (primary + semi-sync standby)');
   const shards = await LocalShards.start({ dir, shards: 1, addressPrefix: PREFIX });
@@ -282,7 +289,8 @@ export async function runRetentionDelete(argv: string[]): Promise<number> {
     await rm(dir, { recursive: true, force: true });
   }
   const machine = describeMachine();
-  await writeBenchmarkJson(RESULTS_JSON, { machine, date: new Date().toISOString(), opts, results });
+  const load = describeLoad(loadAtStart, loadNow());
+  await writeBenchmarkJson(RESULTS_JSON, { machine, load, date: new Date().toISOString(), opts, results });
   const table = markdownTable(
     [
       'strategy',
@@ -309,8 +317,7 @@ export async function runRetentionDelete(argv: string[]): Promise<number> {
     'retention-delete',
     `## Retention: deleting old messages (issue 10)
 
-\`npm run bench -- --retention-delete\` (${machine}; ${new Date().toISOString().slice(0, 10)}; a shared,
-noisy machine: other engineers' tests ran at the same time). One durable shard (primary + semi-sync
+\`npm run bench -- --retention-delete\` (${machine}; ${new Date().toISOString().slice(0, 10)}; ${load}). One durable shard (primary + semi-sync
 standby, sync_binlog=1). A message table of ${fmtInt(opts.rows)} rows of ${opts.size} B; the oldest
 ${fmtInt(opts.deleteRows)} are removed, their statements spread evenly over ${opts.windowMs / 1000} s (as a retention
 job keeping up with the producers spreads them), while a paced producer commits 100-row INSERTs every

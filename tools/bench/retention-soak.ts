@@ -5,7 +5,7 @@
  * the code the operator runs every spec.retention.intervalSeconds) with a retention of a few
  * minutes; stack "none" never deletes. Every window: publish latency and throughput of both, disk
  * of every instance (data directory, binlogs included), whether a purge ran. Running both at once
- * means both see the same noise of a shared machine.
+ * means whatever else runs on the machine slows both alike.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, rm, stat } from 'node:fs/promises';
@@ -23,7 +23,13 @@ import { probeInstance } from '../../src/shard/probe.js';
 import { sleep } from '../../src/common/deadline.js';
 import { type LatencySummary, Samples } from './compare/stats.js';
 import { fmtInt, fmtMs, markdownTable } from './compare/table.js';
-import { describeMachine, writeBenchmarkJson, writeBenchmarkSection } from './machine.js';
+import {
+  describeLoad,
+  describeMachine,
+  loadNow,
+  writeBenchmarkJson,
+  writeBenchmarkSection,
+} from './machine.js';
 
 const RESULTS_JSON = 'docs/bench-results/retention-soak.json';
 /** Apart from the tests (127.0.2x), the demo (127.0.30/31) and the other benchmarks (127.0.40-54). */
@@ -169,6 +175,7 @@ export async function runRetentionSoak(argv: string[]): Promise<number> {
     windowSeconds: Number(values['window-seconds']),
     intervalSeconds: Number(values['interval-seconds']),
   };
+  const loadAtStart = loadNow();
   const root = await mkdtemp(join(tmpdir(), 'mysqlmq-retention-soak-'));
   console.log(
     `==> two stacks (retention on / off), 1 durable shard + 1 broker each; ${opts.minutes} min at ${opts.rate} msg/s of ${opts.size} B each`,
@@ -274,6 +281,7 @@ export async function runRetentionSoak(argv: string[]): Promise<number> {
     samples,
     passes,
     stacks.map((s) => ({ stack: s.name, errors: s.errors })),
+    describeLoad(loadAtStart, loadNow()),
   );
   return 0;
 }
@@ -300,6 +308,7 @@ async function record(
   samples: WindowSample[],
   passes: { start: number; end: number; deleted: number; purged: string[] }[],
   errors: { stack: StackName; errors: number }[],
+  load: string,
 ): Promise<void> {
   const machine = describeMachine();
   // Flat from the end of the first retention period plus one pass and the binlog age.
@@ -325,6 +334,7 @@ async function record(
   };
   await writeBenchmarkJson(RESULTS_JSON, {
     machine,
+    load,
     date: new Date().toISOString(),
     opts,
     summary,
@@ -351,9 +361,8 @@ async function record(
     'retention-soak',
     `## Retention soak: disk stays flat, producers unaffected (issue 10)
 
-\`npm run bench -- --retention-soak\` (${machine}; ${new Date().toISOString().slice(0, 16)}Z; the machine is
-shared with other engineers' tests and benchmarks, so absolute latencies are noisy; both stacks ran at
-the same time and saw the same noise). Two identical stacks, each one durable shard (primary +
+\`npm run bench -- --retention-soak\` (${machine}; ${new Date().toISOString().slice(0, 16)}Z; ${load}; both
+stacks ran at the same time, so whatever else ran on the machine slowed both alike). Two identical stacks, each one durable shard (primary +
 semi-sync standby, sync_binlog=1, \`max_binlog_size\` 8 MiB) and one broker process, each under
 ${fmtInt(opts.rate)} messages/s of ${opts.size} B (a 50 ms paced batch) and one consumer group for
 ${opts.minutes} minutes. Stack **retention** runs the operator's retention job every ${opts.intervalSeconds} s with
