@@ -19,7 +19,7 @@ import {
   hashOf,
   names,
   objectMeta,
-  RESTRICTED_CONTAINER,
+  READ_ONLY_CONTAINER,
   podPlacement,
   resourcesOf,
   restrictedPodSecurity,
@@ -167,7 +167,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           failureThreshold: 3,
         },
         // The broker writes no file: logs go to stdout, state to MariaDB.
-        securityContext: { ...RESTRICTED_CONTAINER, readOnlyRootFilesystem: true },
+        securityContext: READ_ONLY_CONTAINER,
         volumeMounts: [
           { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
           ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),

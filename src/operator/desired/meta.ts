@@ -221,10 +221,14 @@ export function withRequiredAntiAffinity(
   return affinity;
 }
 
-/** A container that needs no Linux capability and cannot gain privileges (exec of setuid files). */
-export const RESTRICTED_CONTAINER = {
+/**
+ * A container that needs no Linux capability, cannot gain privileges (exec of setuid files) and
+ * cannot change its image: it writes only to its volumes.
+ */
+export const READ_ONLY_CONTAINER = {
   allowPrivilegeEscalation: false,
   capabilities: { drop: ['ALL'] },
+  readOnlyRootFilesystem: true,
 } as const;
 
 /**

@@ -21,7 +21,7 @@ import {
   hashOf,
   names,
   objectMeta,
-  RESTRICTED_CONTAINER,
+  READ_ONLY_CONTAINER,
   podPlacement,
   resourcesOf,
   restrictedPodSecurity,
@@ -44,6 +44,10 @@ export const MYCNF_MOUNT = '/etc/mysql/conf.d/mysqlmq.cnf';
 export const DATA_MOUNT = '/var/lib/mysql';
 /** The agent's scratch space (credentials file, mariadb-backup's work files): an emptyDir. */
 export const AGENT_TMP_MOUNT = '/tmp';
+/** Where the official MariaDB image's mariadbd keeps its socket and pid file: an emptyDir. */
+export const MARIADB_RUN_MOUNT = '/run/mysqld';
+/** mariadbd's tmpdir (temporary tables, filesort files): an emptyDir of its own. */
+export const MARIADB_TMP_MOUNT = '/tmp';
 /** uid/gid of `mysql` in the official MariaDB image: the agent reads and writes the data files. */
 export const MYSQL_UID = 999;
 export const INSTANCES = [0, 1] as const;
@@ -182,7 +186,7 @@ function agentContainer(cr: DefaultedCluster): Record<string, unknown> {
     ports: [{ name: 'agent', containerPort: AGENT_PORT, protocol: 'TCP' }],
     env: [adminPasswordEnv(cr), { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }],
     volumeMounts: [...agentMounts, ...tlsMounts(cr)],
-    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...READ_ONLY_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
 
@@ -224,7 +228,7 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
         value: `${MONITOR_USER}:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:${MYSQL_PORT})/${cr.spec.mysql.tls.enabled ? '?tls=skip-verify' : ''}`,
       },
     ],
-    securityContext: { ...RESTRICTED_CONTAINER },
+    securityContext: READ_ONLY_CONTAINER,
     ...(limits ? { resources: limits } : {}),
   };
 }
@@ -248,7 +252,7 @@ function seedContainer(cr: DefaultedCluster, instance: number): Record<string, u
       ...(instance === RESTORING_INSTANCE ? restoreEnv(cr) : []),
     ],
     volumeMounts: agentMounts,
-    securityContext: { ...RESTRICTED_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
+    securityContext: { ...READ_ONLY_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
 
@@ -281,8 +285,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
     ...podPlacement(cr),
     tolerations: instanceTolerations(podTemplate.tolerations),
     // The image's mysql user (999) from the start: the entrypoint then skips its switch from root,
-    // and fsGroup makes the data volume writable by it. The root filesystem stays writable: the
-    // entrypoint and mariadbd write to /run/mysqld and /tmp of the image.
+    // and fsGroup makes the data volume writable by it.
     securityContext: restrictedPodSecurity(MARIADB_UID, MARIADB_UID),
     containers: [
       {
@@ -301,8 +304,12 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
           ...tlsMounts(cr),
+          // The image stays read-only; the entrypoint and mariadbd write only the socket and pid
+          // file (/run/mysqld) and temporary tables and files (/tmp) besides the data volume.
+          { name: 'mariadb-run', mountPath: MARIADB_RUN_MOUNT },
+          { name: 'mariadb-tmp', mountPath: MARIADB_TMP_MOUNT },
         ],
-        securityContext: { ...RESTRICTED_CONTAINER },
+        securityContext: READ_ONLY_CONTAINER,
         // Ready = accepting TCP. The shard manager's MySQL probes (spec.failover) decide failover;
         // this only keeps a dead instance out of its Service within a few seconds.
         readinessProbe: {
@@ -321,6 +328,8 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       { name: 'data', persistentVolumeClaim: { claimName: names.pvc(cr.metadata.name, shard, instance) } },
       { name: 'mycnf', configMap: { name: names.mycnf(cr.metadata.name, shard) } },
       { name: 'agent-tmp', emptyDir: {} },
+      { name: 'mariadb-run', emptyDir: {} },
+      { name: 'mariadb-tmp', emptyDir: {} },
       ...(cr.spec.mysql.tls.enabled
         ? [
             {

@@ -99,15 +99,40 @@ describe('instance Pod', () => {
       fsGroup: 999,
       seccompProfile: { type: 'RuntimeDefault' },
     });
-    expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.securityContext).toEqual({
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+      readOnlyRootFilesystem: true,
+    });
     // The agent sidecar and the seed init step too: the restricted profile covers every container.
     for (const other of [container(spec, 'agent'), spec.initContainers[0]]) {
       expect(other.securityContext).toEqual({
         allowPrivilegeEscalation: false,
         capabilities: { drop: ['ALL'] },
+        readOnlyRootFilesystem: true,
         runAsUser: 999,
         runAsGroup: 999,
       });
+    }
+  });
+
+  it('gives every container with a read-only image a volume at each place it writes', () => {
+    const volumes = new Map(spec.volumes.map((v: { name: string }) => [v.name, v]));
+    const writable = (name: string) =>
+      (name === 'seed' ? spec.initContainers[0] : container(spec, name)).volumeMounts
+        .filter((m: { readOnly?: boolean }) => !m.readOnly)
+        .map((m: { mountPath: string; name: string }) => [m.mountPath, volumes.get(m.name)]);
+    // mariadbd and the image's entrypoint: the socket and pid file, temporary files, the data.
+    expect(Object.fromEntries(writable('mariadb'))).toEqual({
+      '/var/lib/mysql': expect.objectContaining({ persistentVolumeClaim: expect.anything() }),
+      '/run/mysqld': expect.objectContaining({ emptyDir: {} }),
+      '/tmp': expect.objectContaining({ emptyDir: {} }),
+    });
+    // The agent and the seed step: the data files and mariadb-backup's work files, not shared with mariadbd's /tmp.
+    for (const name of ['agent', 'seed']) {
+      const mounts = Object.fromEntries(writable(name));
+      expect(Object.keys(mounts).sort()).toEqual(['/tmp', '/var/lib/mysql']);
+      expect(mounts['/tmp']).not.toBe(Object.fromEntries(writable('mariadb'))['/tmp']);
     }
   });
 
@@ -369,7 +394,10 @@ describe('the mysqld_exporter sidecar (spec.monitoring.mysqldExporter)', () => {
     expect(env.DATA_SOURCE_NAME).toBe('mq_monitor:$(MQ_MONITOR_PASSWORD)@tcp(127.0.0.1:3306)/');
     expect(exporter.readinessProbe).toBeUndefined();
     expect(exporter.resources).toEqual({ limits: { cpu: '50m' } });
-    expect(exporter.securityContext).toMatchObject({ allowPrivilegeEscalation: false });
+    expect(exporter.securityContext).toMatchObject({
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+    });
     // Turning it on changes the Pod spec hash: instance Pods roll, standby first.
     expect(mysqlPodHash(cr, 0, 1)).not.toBe(mysqlPodHash(cluster(), 0, 1));
   });
