@@ -4,7 +4,15 @@ import type { BackupTarget } from './target.js';
 
 /** `spec.backup.target` of a MessageQueueCluster: exactly one of `directory` and `s3`. */
 export interface BackupTargetSpec {
-  directory?: { path: string };
+  directory?: {
+    path: string;
+    /**
+     * The Pod volume source holding `path` (e.g. a ReadWriteMany PVC or NFS). A restoring
+     * instance's seed step mounts it at `path`, read-only; the operator's own Pod gets it from the
+     * chart (`extraVolumes`). Absent: `path` is a directory every one of them already sees.
+     */
+    volume?: Record<string, unknown>;
+  };
   s3?: {
     bucket: string;
     prefix?: string;

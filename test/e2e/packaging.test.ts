@@ -51,6 +51,10 @@ const VALUE_SETS: Record<string, HelmValues> = {
     },
   },
   networkPolicyOff: { networkPolicy: { enabled: false } },
+  backupVolume: {
+    extraVolumes: [{ name: 'backups', persistentVolumeClaim: { claimName: 'mq-backups' } }],
+    extraVolumeMounts: [{ name: 'backups', mountPath: '/backups' }],
+  },
 };
 
 interface Container {
@@ -64,10 +68,34 @@ const operatorContainer = (objects: ManifestObject[]): Container => {
   };
   return d.spec.template.spec.containers.find((c) => c.name === 'operator')!;
 };
+const operatorPod = (objects: ManifestObject[]) =>
+  (
+    objects.find((o) => o.kind === 'Deployment') as unknown as {
+      spec: {
+        template: { spec: { volumes: unknown[]; containers: (Container & { volumeMounts: unknown[] })[] } };
+      };
+    }
+  ).spec.template.spec;
 const kinds = (objects: ManifestObject[]) => objects.map((o) => `${o.kind}/${o.metadata.name}`);
 
 describe('helm chart', () => {
   const rendered: Record<string, ManifestObject[]> = {};
+
+  it('mounts extraVolumes into the operator where extraVolumeMounts say: a directory backup target in a real cluster', async () => {
+    const pod = operatorPod(parseManifests(await helmTemplate({ values: VALUE_SETS.backupVolume })));
+    expect(pod.volumes).toContainEqual({
+      name: 'backups',
+      persistentVolumeClaim: { claimName: 'mq-backups' },
+    });
+    expect(pod.containers.find((c) => c.name === 'operator')!.volumeMounts).toEqual([
+      { name: 'tmp', mountPath: '/tmp' },
+      { name: 'backups', mountPath: '/backups' },
+    ]);
+    const refused = await helmTemplate({ values: { extraVolumeMounts: [{ name: 'backups' }] } }).catch(
+      (e: unknown) => e,
+    );
+    expect(String(refused)).toMatch(/mountPath/);
+  });
 
   it.each(Object.keys(VALUE_SETS))('helm lint --strict and helm template succeed (%s)', async (set) => {
     const lint = await helmLint(VALUE_SETS[set]);

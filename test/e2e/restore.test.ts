@@ -189,6 +189,11 @@ describe('spec.restore into a new cluster', () => {
     target:
       directory:
         path: ${backups}
+        # As in a real cluster, where the backups are on a volume of their own: mounted into the
+        # restoring step (a hostPath here; the test kubelet reads it in place).
+        volume:
+          hostPath:
+            path: ${backups}
   pointInTime: "${point}"`),
       ),
     );
@@ -198,6 +203,17 @@ describe('spec.restore into a new cluster', () => {
     expect(dst.status?.restore?.from).toBe(`src in directory ${backups}`);
     expect(dst.status?.restore?.pointInTime).toBe(point);
     expect(dst.status?.restore?.completedTime).toBeTruthy();
+    const restoring = JSON.parse(
+      await env.kubectl(['get', 'pod', '-n', NS, 'dst-shard-0-0', '-o', 'json']),
+    ) as {
+      spec: { volumes: unknown[] };
+    };
+    expect(restoring.spec.volumes).toContainEqual(
+      expect.objectContaining({
+        name: 'restore-source',
+        hostPath: expect.objectContaining({ path: backups }),
+      }),
+    );
     const reasons = await eventReasons((args) => env.kubectl(args), NS, 'dst');
     expect(reasons).toContain('RestoreStarted');
     expect(reasons).toContain('RestoreCompleted');

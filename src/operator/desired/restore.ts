@@ -38,10 +38,11 @@ export function restoreRequestOf(
   return {
     cluster: restore.from.cluster,
     shard: names.shard(shard),
-    // The Secret's name stays out: its keys reach the step as environment variables.
+    // The Secret's name and the volume stay out: the step gets the keys as environment variables
+    // and finds the volume mounted at the path.
     target: restore.from.target.s3
       ? { s3: { ...restore.from.target.s3, credentialsSecret: undefined } }
-      : { ...restore.from.target },
+      : { directory: { path: restore.from.target.directory!.path } },
     ...(restore.pointInTime ? { pointInTime: restore.pointInTime } : {}),
     serverId,
     accounts: ACCOUNTS.map(({ user, passwordEnv }) => ({ user, passwordEnv })),
@@ -82,4 +83,22 @@ export function restoreEnv(cr: DefaultedCluster): Record<string, unknown>[] {
         }))
       : []),
   ];
+}
+
+const RESTORE_SOURCE_VOLUME = 'restore-source';
+
+/**
+ * The volume of a directory target that names one (`target.directory.volume`), mounted read-only
+ * at its path into the restoring instance's seed step; none otherwise (S3, or a path every Pod
+ * sees). Pure.
+ */
+export function restoreSourceVolume(
+  cr: DefaultedCluster,
+): { volume: Record<string, unknown>; mount: Record<string, unknown> } | undefined {
+  const directory = cr.spec.restore?.from.target?.directory;
+  if (!directory?.volume) return undefined;
+  return {
+    volume: { ...directory.volume, name: RESTORE_SOURCE_VOLUME },
+    mount: { name: RESTORE_SOURCE_VOLUME, mountPath: directory.path, readOnly: true },
+  };
 }

@@ -12,7 +12,13 @@ import {
 } from '../api/types.js';
 import { ownedKeyOf } from '../api/validate.js';
 import { MONITOR_USER } from './credentials.js';
-import { RESTORING_INSTANCE, restoreAnnotation, restoreEnv, restoreRequestOf } from './restore.js';
+import {
+  RESTORING_INSTANCE,
+  restoreAnnotation,
+  restoreEnv,
+  restoreRequestOf,
+  restoreSourceVolume,
+} from './restore.js';
 import { MYSQL_TLS_FILES, MYSQL_TLS_MOUNT, mysqlServerName } from './mysql-tls.js';
 import {
   type DesiredObject,
@@ -239,6 +245,7 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
  * it exits at once. The operator sets the annotations on the Pods it creates.
  */
 function seedContainer(cr: DefaultedCluster, instance: number): Record<string, unknown> {
+  const source = instance === RESTORING_INSTANCE ? restoreSourceVolume(cr) : undefined;
   const annotation = (key: string) => ({ fieldRef: { fieldPath: `metadata.annotations['${key}']` } });
   return {
     name: 'seed',
@@ -251,7 +258,7 @@ function seedContainer(cr: DefaultedCluster, instance: number): Record<string, u
       { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
       ...(instance === RESTORING_INSTANCE ? restoreEnv(cr) : []),
     ],
-    volumeMounts: agentMounts,
+    volumeMounts: [...agentMounts, ...(source ? [source.mount] : [])],
     securityContext: { ...READ_ONLY_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
@@ -272,6 +279,7 @@ function instanceAffinity(cr: DefaultedCluster, shard: number): Record<string, u
 function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number): Record<string, unknown> {
   const { mysql, podTemplate } = cr.spec;
   const resources = resourcesOf(mysql.resources);
+  const restoreSource = instance === RESTORING_INSTANCE ? restoreSourceVolume(cr) : undefined;
   return {
     // A crashed mariadbd restarts in the same Pod (same IP, same volume); the shard manager decides
     // when a restarted primary serves again.
@@ -330,6 +338,7 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       { name: 'agent-tmp', emptyDir: {} },
       { name: 'mariadb-run', emptyDir: {} },
       { name: 'mariadb-tmp', emptyDir: {} },
+      ...(restoreSource ? [restoreSource.volume] : []),
       ...(cr.spec.mysql.tls.enabled
         ? [
             {

@@ -105,6 +105,33 @@ describe('the restoring Pod', () => {
     expect(envOf(specOf(mysqlPod(cr, 1, 1, 'standby')).initContainers[0])).not.toHaveProperty('MQ_RESTORE');
   });
 
+  it("mounts a directory target's volume read-only at its path into instance 0's seed step only", () => {
+    const volume = { persistentVolumeClaim: { claimName: 'mq-backups' } };
+    const cr = cluster({
+      ...RESTORE,
+      restore: { from: { cluster: 'old', target: { directory: { path: '/backups', volume } } } },
+    });
+    const pod = mysqlPod(cr, 0, 0, 'primary', undefined, true);
+    // The step finds the backups at the path; the request names no volume.
+    expect(JSON.parse(pod.metadata.annotations!['mysqlmq.io/restore']!).target).toEqual(DIRECTORY);
+    const spec = specOf(pod);
+    expect(spec.volumes).toContainEqual({ name: 'restore-source', ...volume });
+    expect(spec.initContainers[0].volumeMounts).toContainEqual({
+      name: 'restore-source',
+      mountPath: '/backups',
+      readOnly: true,
+    });
+    // Neither mariadbd nor the agent sees it, nor the standby, nor a target without a volume.
+    for (const c of spec.containers)
+      expect(c.volumeMounts).not.toContainEqual(expect.objectContaining({ name: 'restore-source' }));
+    expect(specOf(mysqlPod(cr, 0, 1, 'standby')).volumes).not.toContainEqual(
+      expect.objectContaining({ name: 'restore-source' }),
+    );
+    expect(specOf(mysqlPod(cluster(RESTORE), 0, 0, 'primary', undefined, true)).volumes).not.toContainEqual(
+      expect.objectContaining({ name: 'restore-source' }),
+    );
+  });
+
   it('leaves the Pods of a cluster without spec.restore as they were', () => {
     const env = envOf(specOf(mysqlPod(cluster({}), 0, 0, 'primary', undefined, true)).initContainers[0]);
     expect(Object.keys(env)).toEqual(['MARIADB_ROOT_PASSWORD', 'MQ_SEED_SOURCE', 'MQ_SEED_ID']);
