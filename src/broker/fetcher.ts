@@ -6,7 +6,7 @@ import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
-import { ShardDeadlines, readKey } from './shard-deadlines.js';
+import { ShardDeadlines, readKey, writeKey } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
 import { PendingState } from './pending.js';
 import {
@@ -815,7 +815,6 @@ export class Fetcher {
   }
 }
 
-const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;
 /**
  * Heartbeats have deadlines of their own: a lease UPDATE is a durable commit, slow on a busy
  * primary, and one past the deadline must not fail the shard's reads at once until it returns.

@@ -9,7 +9,7 @@ import {
   savePendingOffset,
   savePendingRelease,
 } from './queue-store.js';
-import { type ShardDeadlines, readKey } from './shard-deadlines.js';
+import { type ShardDeadlines, readKey, writeKey } from './shard-deadlines.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
 
@@ -44,17 +44,21 @@ export class PendingState {
     return keeper;
   }
 
+  /**
+   * Both under the keeper's write deadline: a keeper that hangs fails the commit with a 503 the
+   * SDK retries, instead of holding it until the connection times out.
+   */
   async saveOffset(origin: string, group: string, topic: string, id: number): Promise<void> {
-    await savePendingOffset(this.pools.get(this.keeper(origin).route.write!), origin, group, topic, id);
+    const keeper = this.keeper(origin);
+    await this.deadlines.run(writeKey(keeper), `the offset of ${origin} kept on ${keeper.name}`, () =>
+      savePendingOffset(this.pools.get(keeper.route.write!), origin, group, topic, id),
+    );
   }
 
   async saveRelease(origin: string, group: string, topic: string, consumer: string): Promise<void> {
-    await savePendingRelease(
-      this.pools.get(this.keeper(origin).route.write!),
-      origin,
-      group,
-      topic,
-      consumer,
+    const keeper = this.keeper(origin);
+    await this.deadlines.run(writeKey(keeper), `the lease release on ${origin} kept on ${keeper.name}`, () =>
+      savePendingRelease(this.pools.get(keeper.route.write!), origin, group, topic, consumer),
     );
   }
 

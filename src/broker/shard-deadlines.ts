@@ -65,3 +65,6 @@ const unresponsive = (what: string, why: string) =>
 /** The instances a shard read touches: its read instance, and its primary for the lease. */
 export const readKey = (s: ShardView) =>
   `${s.name}\u0000${endpointKey(s.route.read!)}\u0000${s.writable ? endpointKey(s.route.write!) : ''}`;
+
+/** A write on a shard's primary (offsets, pending records): stalls there never fail its reads. */
+export const writeKey = (s: ShardView) => `${s.name}\u0000\u0000${endpointKey(s.route.write!)}`;

@@ -3,7 +3,9 @@ import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { RoutingDocument } from '../../src/api/routing.js';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import { sleep } from '../../src/common/deadline.js';
@@ -17,6 +19,14 @@ import { committedOffsets, holdIds, startBroker, startShards } from '../support/
  */
 let cluster: LocalShards;
 let broker: Broker;
+let routingVersion = 1;
+
+/** Routes the broker by the cluster's normal routing, after `change`. */
+function route(change: (doc: RoutingDocument) => void = () => undefined): void {
+  const doc = cluster.routing(++routingVersion);
+  change(doc);
+  expect(broker.router.update(doc)).toBe(true);
+}
 
 const MQCTL = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
@@ -225,6 +235,67 @@ describe('a commit while one shard hangs before the routing says so', () => {
       )
       .toBe(true);
     expect(await committedOffsets(broker.url, topic, group)).toEqual(polled);
+    await consumer.close({ commit: false });
+  });
+  it("answers a commit in seconds when the shard keeping a down shard's offset cannot write it", async () => {
+    const topic = 'keeper-locked';
+    const group = 'g';
+    const producer = new Producer({ brokers: [broker.url] });
+    await producer.createTopic(topic);
+    for (let b = 0; b < 20; b++) {
+      await producer.sendBatch(
+        topic,
+        Array.from({ length: 10 }, (_, i) => `m${b}-${i}`),
+      );
+    }
+    const consumer = new Consumer({ brokers: [broker.url], topic, group, waitMs: 300 });
+    const polled: Record<string, number> = {};
+    while (Object.keys(polled).length < 2) {
+      for (const m of await consumer.poll()) polled[m.shard] = Math.max(polled[m.shard] ?? 0, m.id);
+    }
+    const [down, keeper] = cluster.shards;
+    // shard-0 without a primary in the routing: shard-1 keeps its offset. A transaction holding
+    // the lock of that row on shard-1 stalls the write (for innodb_lock_wait_timeout, 50 s)
+    // while shard-1 still answers reads.
+    route((doc) => {
+      doc.shards[0].write = null;
+      doc.shards[0].read = down.standby.endpoint;
+    });
+    const locker = await mysql.createConnection({ ...keeper.primary.endpoint, ...cluster.secrets.admin });
+    let outcome: unknown;
+    try {
+      await locker.query('BEGIN');
+      await locker.query(
+        'INSERT INTO mq.pending_offsets (origin_shard, group_name, topic, committed_id) VALUES (?, ?, ?, 0)',
+        [down.name, group, topic],
+      );
+      // Before: the kept offset's INSERT had no deadline, and the commit waited for the lock.
+      outcome = await Promise.race([
+        consumer.commit().then(
+          () => 'committed',
+          (err: unknown) => err,
+        ),
+        sleep(20_000).then(() => 'still waiting after 20 s'),
+      ]);
+    } finally {
+      await locker.query('ROLLBACK');
+      await locker.end();
+    }
+    expect(outcome).toMatchObject({ status: 503, code: 'offsets_unavailable' });
+    expect(String((outcome as Error).message)).toContain(down.name);
+    // The SDK keeps the offset: the next commit records it on the keeper, then on shard-0's primary.
+    await expect
+      .poll(
+        () =>
+          consumer.commit().then(
+            () => true,
+            () => false,
+          ),
+        { timeout: 30_000, interval: 500 },
+      )
+      .toBe(true);
+    route();
+    await expect.poll(() => committedOffsets(broker.url, topic, group), { timeout: 30_000 }).toEqual(polled);
     await consumer.close({ commit: false });
   });
 });
