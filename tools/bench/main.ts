@@ -33,7 +33,7 @@ if (process.argv.includes('--retention-soak')) {
   process.exit(await runRetentionSoak(process.argv.slice(2)));
 }
 
-// `npm run bench -- --tls`: publish throughput through brokers with TLS off and on, side by side.
+// `npm run bench -- --tls [--mysql]`: publish throughput with TLS off and on (brokers, or MariaDB), side by side.
 if (process.argv.includes('--tls')) {
   const { runTlsCompare } = await import('./tls.js');
   process.exit(await runTlsCompare(process.argv.slice(2)));

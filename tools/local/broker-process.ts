@@ -25,6 +25,8 @@ export interface BrokerProcessOptions {
   env?: Record<string, string>;
   /** Serve HTTPS (`--tls-cert`, `--tls-key`); `ca` verifies it while waiting for readiness. */
   tls?: { certFile: string; keyFile: string; ca: string; serverName?: string };
+  /** Reach MariaDB over TLS (`--mysql-ca`, `--mysql-server-name`). */
+  mysqlTls?: { caFile: string; serverName: string };
 }
 
 /** A broker as its own `node` process (as in a Pod), for the demo and benchmarks. */
@@ -57,6 +59,9 @@ export class BrokerProcess {
         String(options.port),
         ...(options.usersFile ? ['--users', options.usersFile] : ['--no-auth']),
         ...(options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : []),
+        ...(options.mysqlTls
+          ? ['--mysql-ca', options.mysqlTls.caFile, '--mysql-server-name', options.mysqlTls.serverName]
+          : []),
       ],
       {
         stdio: ['ignore', 'inherit', 'inherit'],

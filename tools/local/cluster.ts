@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { RoutingDocument } from '../../src/api/routing.js';
 import { type ShardSecrets, bootstrapShard } from '../../src/shard/bootstrap.js';
+import type { ClientTls } from '../../src/shard/connection.js';
+import type { ServerTlsFiles } from '../../src/shard/mycnf.js';
 import { LocalMariaDb } from './mariadbd.js';
 
 export interface LocalShard {
@@ -17,6 +19,11 @@ export interface LocalShardsOptions {
   /** First three octets of the loopback addresses, e.g. "127.0.20": instances get .1, .2, ... */
   addressPrefix: string;
   secrets?: ShardSecrets;
+  /**
+   * Instances serving TLS with `files` and refusing plain TCP (as under `spec.mysql.tls`); every
+   * client, replication included, connects with `client`.
+   */
+  tls?: { files: ServerTlsFiles; client: ClientTls };
 }
 
 const password = () => randomBytes(12).toString('hex');
@@ -41,7 +48,23 @@ export class LocalShards {
   ) {}
 
   static async start(options: LocalShardsOptions): Promise<LocalShards> {
-    const secrets = options.secrets ?? generateSecrets();
+    const { tls } = options;
+    const plain = options.secrets ?? generateSecrets();
+    const secrets: ShardSecrets = tls
+      ? {
+          admin: { ...plain.admin, tls: tls.client },
+          replication: { ...plain.replication, tls: tls.client },
+          broker: { ...plain.broker, tls: tls.client },
+          monitor: { ...plain.monitor, tls: tls.client },
+          replicationTls: true,
+        }
+      : plain;
+    const overrides = tls && {
+      ssl_cert: tls.files.certFile,
+      ssl_key: tls.files.keyFile,
+      ssl_ca: tls.files.caFile,
+      require_secure_transport: 'ON',
+    };
     const shards = await Promise.all(
       Array.from({ length: options.shards }, async (_, i): Promise<LocalShard> => {
         const name = `shard-${i}`;
@@ -52,6 +75,7 @@ export class LocalShards {
               host: `${options.addressPrefix}.${i * 2 + r + 1}`,
               serverId: i * 2 + r + 1,
               admin: secrets.admin,
+              ...(overrides ? { overrides } : {}),
             }),
           ),
         );
