@@ -13,6 +13,7 @@ import {
 import { type MessageQueueTopic, TOPIC_KIND } from './api/topic-types.js';
 import { OWNED_KINDS } from './desired/cluster.js';
 import type { PdbApiVersion } from './desired/meta.js';
+import { grantsChanged } from './desired/users.js';
 
 /**
  * What the reconciler reads from the watch caches: the clusters and the kinds they own, except
@@ -111,12 +112,15 @@ export class Caches {
 
   /** Calls `enqueue` with the `namespace/name` key of every MessageQueueTopic that changes. */
   /** `enqueue` gets the topic's key and its cluster's (its rights go to the cluster's users file). */
-  onTopicChange(enqueue: (key: string, clusterKey: string) => void): void {
+  /** `clusterKey` is undefined unless the change can alter the cluster's rights (grantsChanged). */
+  onTopicChange(enqueue: (key: string, clusterKey: string | undefined) => void): void {
     for (const informer of this.topicInformers) {
-      informer.onChange(({ obj }) => {
+      informer.onChange(({ type, obj, old }) => {
         const { namespace, name } = obj.metadata ?? {};
-        const cluster = (obj as unknown as MessageQueueTopic).spec?.cluster;
-        if (namespace && name) enqueue(`${namespace}/${name}`, `${namespace}/${cluster}`);
+        const topic = obj as unknown as MessageQueueTopic;
+        const affects = grantsChanged(type, topic, old as unknown as MessageQueueTopic | undefined);
+        if (namespace && name)
+          enqueue(`${namespace}/${name}`, affects ? `${namespace}/${topic.spec?.cluster}` : undefined);
       });
     }
   }

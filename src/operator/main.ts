@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     caches.onClusterChange((key) => controller.enqueue(key));
     caches.onTopicChange((key, clusterKey) => {
       topicController.enqueue(key);
-      if (caches.cluster(clusterKey)) controller.enqueue(clusterKey);
+      if (clusterKey && caches.cluster(clusterKey)) controller.enqueue(clusterKey);
     });
     caches.start();
     await caches.synced();

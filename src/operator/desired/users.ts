@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { type Action, type UsersDocument, parseUsers } from '../../api/users.js';
+import type { InformerEventType } from '../../k8s/informer.js';
 import type { MessageQueueTopic } from '../api/topic-types.js';
 import { topicNameOf } from '../topics/plan.js';
 import {
@@ -67,6 +68,24 @@ export function topicGrants(cluster: string, topics: readonly MessageQueueTopic[
       (t.spec.rights ?? []).map((r) => ({ user: r.user, topic: topicNameOf(t), actions: r.actions })),
     )
     .sort((a, b) => (a.topic === b.topic ? a.user.localeCompare(b.user) : a.topic.localeCompare(b.topic)));
+}
+
+/**
+ * Whether a topic event can change what `topicGrants` gives its cluster (its rights, its topic
+ * name, its deletion), so the cluster is reconciled for it: most events are the topic's own
+ * status. Pure.
+ */
+export function grantsChanged(
+  type: InformerEventType,
+  topic: MessageQueueTopic,
+  old?: MessageQueueTopic,
+): boolean {
+  const grants = (t?: MessageQueueTopic) =>
+    t && !t.metadata.deletionTimestamp && t.spec.rights?.length
+      ? JSON.stringify([t.spec.cluster, topicNameOf(t), t.spec.rights])
+      : '';
+  if (type === 'resync') return false;
+  return type === 'update' ? grants(topic) !== grants(old) : grants(topic) !== '';
 }
 
 /** The users a topic's `spec.rights` names that the cluster's `spec.users` does not hold. */

@@ -3,6 +3,7 @@ import { parseUsers, tokenSha256 } from '../../../src/api/users.js';
 import { validateSpec } from '../../../src/operator/api/validate.js';
 import type { MessageQueueTopic } from '../../../src/operator/api/topic-types.js';
 import {
+  grantsChanged,
   tokenFromSecret,
   topicGrants,
   unknownRightUsers,
@@ -83,6 +84,22 @@ describe("a MessageQueueTopic's rights", () => {
     // A deleted topic, another cluster's topic and an unknown user grant nothing.
     expect(text).not.toContain('admin"]');
     expect(text).not.toContain('nobody');
+  });
+
+  it("reconcile the cluster only when a topic's rights, name or deletion change, not on its status", () => {
+    const [payments] = topics;
+    const withStatus = { ...payments, status: { phase: 'Ready' } } as MessageQueueTopic;
+    expect(grantsChanged('update', withStatus, payments)).toBe(false);
+    expect(grantsChanged('resync', payments)).toBe(false);
+    expect(grantsChanged('add', payments)).toBe(true);
+    expect(grantsChanged('delete', payments)).toBe(true);
+    expect(grantsChanged('add', topic('plain', {}))).toBe(false);
+    const more = topic('payments', { rights: [{ user: 'app', actions: ['consume', 'produce'] }] });
+    expect(grantsChanged('update', more, payments)).toBe(true);
+    const deleting = { ...payments, metadata: { ...payments.metadata, deletionTimestamp: 'now' } };
+    expect(grantsChanged('update', deleting, payments)).toBe(true);
+    // Already out of the grants while it was being deleted: its removal changes nothing more.
+    expect(grantsChanged('delete', deleting)).toBe(false);
   });
 
   it('name users the cluster does not have', () => {
