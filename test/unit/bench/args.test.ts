@@ -11,6 +11,15 @@ describe('npm run bench -- --compare flags', () => {
     expect(o.rate).toBe(10_000);
     expect(o.write).toBe(true);
     expect(o.brokerNodeArgs).toEqual([]);
+    expect(o.growth).toBe(false);
+  });
+
+  it('--growth runs the growth cases, storing 1,000,000 messages per shard unless told', () => {
+    const o = parseCompareArgs(['--compare', '--growth', '--stored', '5000']);
+    if (o === 'help') throw new Error('unexpected help');
+    expect(o.growth).toBe(true);
+    expect(o.storedPerShard).toBe(5000);
+    expect(() => parseCompareArgs(['--growth', '--stored', '0'])).toThrow(/positive/);
   });
 
   it('keeps the fixed system order whatever order is given, and takes the other flags', () => {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { describeMachine } from '../machine.js';
 import { type PhaseOptions, Progress, measure } from './harness.js';
 import { MIN_PAYLOAD_BYTES } from './payload.js';
+import { runGrowth } from './growth.js';
 import { runProfile } from './profile.js';
 import { consoleSummary, writeReport } from './report.js';
 import type { CompareReport, RunResult, SystemInfo } from './results.js';
@@ -36,6 +37,9 @@ docs/bench-results/compare.json.
   --drain-seconds S        after the paced producer: time allowed for last acks and deliveries (default 5)
   --broker-node-args=ARGS  extra node arguments for the mysqlmq brokers, space-separated
                            (with '=': e.g. --broker-node-args=--max-semi-space-size=4)
+  --growth                 instead: mysqlmq alone at 1, 2 and 4 shards, 100 groups and with
+                           messages stored per shard (section "growth")
+  --stored N               --growth: messages stored per shard in its last case (default 1000000)
   --profile DIR            instead: profile the mysqlmq brokers (node --cpu-prof) under produce
                            and consume load, profiles and a summary under DIR (outside the repo)
   --no-write               print only; leave docs/ alone`;
@@ -51,6 +55,8 @@ export interface CompareOptions extends PhaseOptions {
   systems: string[];
   brokerNodeArgs: string[];
   profile?: string;
+  growth: boolean;
+  storedPerShard: number;
   write: boolean;
 }
 
@@ -71,6 +77,8 @@ export function parseCompareArgs(argv: string[]): CompareOptions | 'help' {
       'drain-seconds': { type: 'string', default: '5' },
       'broker-node-args': { type: 'string', default: '' },
       profile: { type: 'string' },
+      growth: { type: 'boolean' },
+      stored: { type: 'string', default: '1000000' },
       'no-write': { type: 'boolean' },
       help: { type: 'boolean' },
     },
@@ -98,6 +106,8 @@ export function parseCompareArgs(argv: string[]): CompareOptions | 'help' {
     drainMs: positive(values['drain-seconds'], 'drain-seconds') * 1000,
     brokerNodeArgs: values['broker-node-args'].split(/\s+/).filter(Boolean),
     profile: values.profile,
+    growth: values.growth ?? false,
+    storedPerShard: Math.round(positive(values.stored, 'stored')),
     write: !values['no-write'],
   };
 }
@@ -135,6 +145,7 @@ export async function runCompare(argv: string[]): Promise<number> {
     return 0;
   }
   if (o.profile) return runProfile(o, o.profile);
+  if (o.growth) return runGrowth(o);
 
   const started = Date.now();
   const loadAtStart = loadavg();
