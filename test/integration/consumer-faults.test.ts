@@ -179,24 +179,30 @@ describe('a hung primary (SIGSTOP)', () => {
   });
 });
 
+/** A consumer of a new topic that has polled messages of both shards, and the last id it got of each. */
+async function pollBothShards(topic: string, group: string) {
+  const producer = new Producer({ brokers: [broker.url] });
+  await producer.createTopic(topic);
+  // A batch lands on one shard: several, so both shards hold messages.
+  for (let b = 0; b < 20; b++) {
+    await producer.sendBatch(
+      topic,
+      Array.from({ length: 10 }, (_, i) => `m${b}-${i}`),
+    );
+  }
+  const consumer = new Consumer({ brokers: [broker.url], topic, group, waitMs: 300 });
+  const polled: Record<string, number> = {};
+  while (Object.keys(polled).length < 2) {
+    for (const m of await consumer.poll()) polled[m.shard] = Math.max(polled[m.shard] ?? 0, m.id);
+  }
+  return { consumer, polled };
+}
+
 describe('a commit while one shard hangs before the routing says so', () => {
   it("commits the other shards at once and keeps the hung shard's offset for the next commit", async () => {
     const topic = 'commit-hung';
     const group = 'g';
-    const producer = new Producer({ brokers: [broker.url] });
-    await producer.createTopic(topic);
-    // A batch lands on one shard: several, so both shards hold messages.
-    for (let b = 0; b < 20; b++) {
-      await producer.sendBatch(
-        topic,
-        Array.from({ length: 10 }, (_, i) => `m${b}-${i}`),
-      );
-    }
-    const consumer = new Consumer({ brokers: [broker.url], topic, group, waitMs: 300 });
-    const polled: Record<string, number> = {};
-    while (Object.keys(polled).length < 2) {
-      for (const m of await consumer.poll()) polled[m.shard] = Math.max(polled[m.shard] ?? 0, m.id);
-    }
+    const { consumer, polled } = await pollBothShards(topic, group);
     const hung = cluster.shards[1];
     process.kill(hung.primary.pid!, 'SIGSTOP');
     let resumed = false;
@@ -237,22 +243,11 @@ describe('a commit while one shard hangs before the routing says so', () => {
     expect(await committedOffsets(broker.url, topic, group)).toEqual(polled);
     await consumer.close({ commit: false });
   });
+
   it("answers a commit in seconds when the shard keeping a down shard's offset cannot write it", async () => {
     const topic = 'keeper-locked';
     const group = 'g';
-    const producer = new Producer({ brokers: [broker.url] });
-    await producer.createTopic(topic);
-    for (let b = 0; b < 20; b++) {
-      await producer.sendBatch(
-        topic,
-        Array.from({ length: 10 }, (_, i) => `m${b}-${i}`),
-      );
-    }
-    const consumer = new Consumer({ brokers: [broker.url], topic, group, waitMs: 300 });
-    const polled: Record<string, number> = {};
-    while (Object.keys(polled).length < 2) {
-      for (const m of await consumer.poll()) polled[m.shard] = Math.max(polled[m.shard] ?? 0, m.id);
-    }
+    const { consumer, polled } = await pollBothShards(topic, group);
     const [down, keeper] = cluster.shards;
     // shard-0 without a primary in the routing: shard-1 keeps its offset. A transaction holding
     // the lock of that row on shard-1 stalls the write (for innodb_lock_wait_timeout, 50 s)
