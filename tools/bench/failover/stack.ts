@@ -172,6 +172,22 @@ export class Stack {
     return this.pods.get(name)?.status?.podIP || undefined;
   }
 
+  /** The token of the cluster's admin user (Secret NAME-user-admin): its brokers authenticate every client. */
+  async adminToken(): Promise<string> {
+    const name = `${this.opts.cluster}-user-admin`;
+    const encoded = await this.kubectl([
+      'get',
+      'secret',
+      name,
+      '-n',
+      this.opts.namespace,
+      '-o',
+      'jsonpath={.data.token}',
+    ]);
+    if (!encoded) throw new Error(`Secret ${this.opts.namespace}/${name} has no key token`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
+  }
+
   /** Base URLs of the cluster's broker pods that have an IP. */
   brokerUrls(port: number): string[] {
     return [...this.pods.values()]
