@@ -114,7 +114,7 @@ failover:
     expect(facts.dnsNames).toEqual(brokerSubjectAltNames(cr).dnsNames);
     expect(new X509Certificate(text(ca, 'ca.crt')).ca).toBe(true);
 
-    await brokerPod(); // exactly one, serving
+    await brokerPod(); // exactly one, with an IP
     const client = {
       ...(await env.brokerClient(NS, NAME)),
       ca: text(tls, 'ca.crt'),
