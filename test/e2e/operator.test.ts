@@ -147,10 +147,12 @@ describe('operator end to end', () => {
     const anonymous = await fetch(`${client.brokers[0]}/v1/topics`);
     expect(anonymous.status).toBe(401);
     expect(await anonymous.json()).toMatchObject({ code: 'unauthenticated' });
-    await expect(new Producer({ brokers: client.brokers }).send('events', 'anonymous')).rejects.toMatchObject({
-      status: 401,
-      code: 'unauthenticated',
-    });
+    await expect(new Producer({ brokers: client.brokers }).send('events', 'anonymous')).rejects.toMatchObject(
+      {
+        status: 401,
+        code: 'unauthenticated',
+      },
+    );
     const withToken = await fetch(`${client.brokers[0]}/v1/topics`, {
       headers: { authorization: `Bearer ${client.token}` },
     });
@@ -323,13 +325,11 @@ describe('operator end to end', () => {
       );
     const offsets = async () =>
       (
-        (
-          await (
-            await fetch(`${client.brokers[0]}/v1/topics/bulk/groups/late/offsets`, {
-              headers: { authorization: `Bearer ${client.token}` },
-            })
-          ).json()
-        ) as {
+        (await (
+          await fetch(`${client.brokers[0]}/v1/topics/bulk/groups/late/offsets`, {
+            headers: { authorization: `Bearer ${client.token}` },
+          })
+        ).json()) as {
           shards: {
             shard: string;
             deletedThrough: number | null;

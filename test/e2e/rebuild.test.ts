@@ -31,7 +31,10 @@ async function pod(name: string): Promise<PodJson | undefined> {
 }
 
 async function podByRole(role: 'primary' | 'standby'): Promise<PodJson> {
-  const [p] = await env.pods(NS, `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-0,mysqlmq.io/role=${role}`);
+  const [p] = await env.pods(
+    NS,
+    `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-0,mysqlmq.io/role=${role}`,
+  );
   if (!p) throw new Error(`no ${role} pod`);
   return p;
 }

@@ -145,7 +145,12 @@ describe('planned switchover', () => {
     const [primary, standby] = [await podWithRole(1, 'primary'), await podWithRole(1, 'standby')];
     const [pod] = await pods(`mysqlmq.io/cluster=${NAME},mysqlmq.io/role=primary,mysqlmq.io/shard=shard-1`);
     const node = pod!.spec!.nodeName!;
-    const workload = await Workload.start({ client: brokerClient, topic: 'drain', groups: GROUPS, tag: 'dr' });
+    const workload = await Workload.start({
+      client: brokerClient,
+      topic: 'drain',
+      groups: GROUPS,
+      tag: 'dr',
+    });
     await waitFor('messages flowing', () => workload.ackedCount > 200, 60_000);
     try {
       // Only the MariaDB pods, so the brokers stay put and the test stays about the shards.

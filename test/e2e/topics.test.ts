@@ -21,7 +21,10 @@ interface TopicJson {
 }
 
 async function primaryOf(shard: string): Promise<{ name: string; ip: string }> {
-  const [pod] = await env.pods(NS, `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=${shard},mysqlmq.io/role=primary`);
+  const [pod] = await env.pods(
+    NS,
+    `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=${shard},mysqlmq.io/role=primary`,
+  );
   return { name: pod!.metadata.name, ip: pod!.status!.podIP! };
 }
 

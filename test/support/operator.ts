@@ -107,10 +107,21 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
   const getCluster = async (namespace: string, name: string) =>
     JSON.parse(await kubectl(['get', 'mqc', name, '-n', namespace, '-o', 'json'])) as MessageQueueCluster;
   const pods = async (namespace: string, selector: string) =>
-    (JSON.parse(await kubectl(['get', 'pods', '-n', namespace, '-l', selector, '-o', 'json'])) as { items: PodJson[] })
-      .items;
+    (
+      JSON.parse(await kubectl(['get', 'pods', '-n', namespace, '-l', selector, '-o', 'json'])) as {
+        items: PodJson[];
+      }
+    ).items;
   const secretValue = async (namespace: string, name: string, key: string) => {
-    const encoded = await kubectl(['get', 'secret', name, '-n', namespace, '-o', `jsonpath={.data.${key.replace(/\./g, '\\.')}}`]);
+    const encoded = await kubectl([
+      'get',
+      'secret',
+      name,
+      '-n',
+      namespace,
+      '-o',
+      `jsonpath={.data.${key.replace(/\./g, '\\.')}}`,
+    ]);
     if (!encoded) throw new Error(`Secret ${namespace}/${name} has no key ${key}`);
     return Buffer.from(encoded, 'base64').toString('utf8');
   };

@@ -92,7 +92,13 @@ export class Workload {
   }
 
   private async consume(group: string, client: BrokerClient): Promise<void> {
-    const consumer = new Consumer({ ...client, topic: this.opts.topic, group, waitMs: 200, timeoutMs: 30_000 });
+    const consumer = new Consumer({
+      ...client,
+      topic: this.opts.topic,
+      group,
+      waitMs: 200,
+      timeoutMs: 30_000,
+    });
     const seen = this.seen.get(group)!;
     while (this.consuming) {
       try {

@@ -182,7 +182,10 @@ describe('broker Deployment', () => {
         readOnly: true,
       });
     }
-    const shared = container(specOf(brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }))).template.spec, 'broker');
+    const shared = container(
+      specOf(brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }))).template.spec,
+      'broker',
+    );
     expect(envOf(shared).MQ_AUTH_TOKEN).toEqual({ secretKeyRef: { name: 'client-token', key: 'token' } });
   });
 
@@ -193,7 +196,9 @@ describe('broker Deployment', () => {
     expect(c.args).not.toContain('--users');
     expect(envOf(c)).not.toHaveProperty('MQ_AUTH_TOKEN');
     expect(c.volumeMounts).toEqual([{ name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true }]);
-    expect(specOf(off).template.spec.volumes).toEqual([{ name: 'routing', configMap: { name: 'mq-routing' } }]);
+    expect(specOf(off).template.spec.volumes).toEqual([
+      { name: 'routing', configMap: { name: 'mq-routing' } },
+    ]);
   });
 
   it('rolls when the spec or the auth Secret changes, not when the replica count does', () => {
