@@ -5,7 +5,10 @@
  */
 import { join } from 'node:path';
 import { type Logger, createLogger } from '../../../src/common/logger.js';
+import { DEFAULTS } from '../../../src/operator/api/defaults.js';
 import type { MessageQueueCluster } from '../../../src/operator/api/types.js';
+import { names } from '../../../src/operator/desired/meta.js';
+import { TOKEN_KEY } from '../../../src/operator/desired/users.js';
 import { freePort } from '../../local/kubectl.js';
 import type { TestKubelet } from '../../local/kubelet/index.js';
 import { Reflector } from '../../local/kubelet/reflector.js';
@@ -174,7 +177,7 @@ export class Stack {
 
   /** The token of the cluster's admin user (Secret NAME-user-admin): its brokers authenticate every client. */
   async adminToken(): Promise<string> {
-    const name = `${this.opts.cluster}-user-admin`;
+    const name = names.userSecret(this.opts.cluster, DEFAULTS.adminUser.name);
     const encoded = await this.kubectl([
       'get',
       'secret',
@@ -182,9 +185,9 @@ export class Stack {
       '-n',
       this.opts.namespace,
       '-o',
-      'jsonpath={.data.token}',
+      `jsonpath={.data.${TOKEN_KEY}}`,
     ]);
-    if (!encoded) throw new Error(`Secret ${this.opts.namespace}/${name} has no key token`);
+    if (!encoded) throw new Error(`Secret ${this.opts.namespace}/${name} has no key ${TOKEN_KEY}`);
     return Buffer.from(encoded, 'base64').toString('utf8');
   }
 
