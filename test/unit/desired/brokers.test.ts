@@ -265,11 +265,11 @@ describe('brokers with spec.brokers.tls', () => {
     });
   });
 
-  it('off (the default): plain HTTP, nothing mounted, and the pod template of before TLS existed', () => {
+  it('off (the default): plain HTTP, no certificate mounted, and the pod template of before TLS existed', () => {
     const pod = tlsPod({});
     const c = container(pod, 'broker');
     expect(c.args).not.toContain('--tls-cert');
-    expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing']);
+    expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing', 'users']);
     expect(pod.securityContext).not.toHaveProperty('fsGroup');
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9443 });
     const hash = (spec: object) =>
