@@ -205,7 +205,7 @@ async function brokerToken(
 ): Promise<string | undefined> {
   const token = given ?? process.env.MQ_TOKEN;
   if (token) return token;
-  // The default admin user's Secret (spec.users); the deprecated shared token otherwise.
+  // The admin user's Secret (every cluster with authentication on has one); else the deprecated shared token.
   const admin = await kube.secretValue(`${cluster.metadata.name}-user-admin`, 'token');
   if (admin) return admin;
   const secret = cluster.spec?.brokers?.authSecretName;

@@ -256,7 +256,7 @@ export class ClusterReconciler {
       ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
-      userDigests: cr.spec.users.length > 0 ? await this.ensureUserTokens(cr, signal) : undefined,
+      userDigests: cr.spec.brokers.auth.enabled ? await this.ensureUserTokens(cr, signal) : undefined,
       topicGrants: topicGrants(cr.metadata.name, this.deps.caches.topics(cr.metadata.namespace)),
       seeds: { ...this.seedsOf(cr, loop), ...restorePlan.seeds },
       restoring: restorePlan.restoring,

@@ -15,7 +15,15 @@ import { defaultCluster } from '../../src/operator/api/defaults.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { brokerServerName, brokerSubjectAltNames } from '../../src/operator/desired/broker-tls.js';
 import { clusterManifest } from '../../tools/local/cluster-manifest.js';
-import { type Env, type OperatorProcess, REPO, conditionOf, startEnv, waitFor } from '../support/operator.js';
+import {
+  type Env,
+  type OperatorProcess,
+  type PodJson,
+  REPO,
+  conditionOf,
+  startEnv,
+  waitFor,
+} from '../support/operator.js';
 
 const NS = 'secure';
 const NAME = 'tq';
@@ -28,11 +36,6 @@ interface SecretJson {
   data: Record<string, string>;
 }
 
-interface PodJson {
-  metadata: { name: string; uid: string; deletionTimestamp?: string };
-  status?: { podIP?: string };
-}
-
 async function secret(name: string): Promise<SecretJson> {
   return JSON.parse(await env.kubectl(['get', 'secret', name, '-n', NS, '-o', 'json'])) as SecretJson;
 }
@@ -40,17 +43,9 @@ async function secret(name: string): Promise<SecretJson> {
 const text = (s: SecretJson, key: string) => Buffer.from(s.data[key] ?? '', 'base64').toString('utf8');
 
 async function brokerPod(): Promise<PodJson> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`,
-    '-o',
-    'json',
-  ]);
-  const pods = (JSON.parse(out) as { items: PodJson[] }).items.filter((p) => !p.metadata.deletionTimestamp);
+  const pods = (await env.pods(NS, `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`)).filter(
+    (p) => !p.metadata.deletionTimestamp,
+  );
   if (pods.length !== 1 || !pods[0]!.status?.podIP) throw new Error('no single broker pod with an IP');
   return pods[0]!;
 }
@@ -119,9 +114,9 @@ failover:
     expect(facts.dnsNames).toEqual(brokerSubjectAltNames(cr).dnsNames);
     expect(new X509Certificate(text(ca, 'ca.crt')).ca).toBe(true);
 
-    const pod = await brokerPod();
+    await brokerPod(); // exactly one, with an IP
     const client = {
-      brokers: [`https://${pod.status!.podIP}:8080`],
+      ...(await env.brokerClient(NS, NAME)),
       ca: text(tls, 'ca.crt'),
       serverName: brokerServerName(cr),
       timeoutMs: 20_000,

@@ -27,15 +27,7 @@ let env: Env;
 let operator: OperatorProcess;
 let round = 0;
 
-interface PodJson {
-  metadata: { name: string; labels?: Record<string, string> };
-  status?: { podIP?: string; phase?: string; containerStatuses?: { ready: boolean }[] };
-}
-
-async function pods(selector: string): Promise<PodJson[]> {
-  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
-  return (JSON.parse(out) as { items: PodJson[] }).items;
-}
+const pods = (selector: string) => env.pods(NS, selector);
 
 async function podWithRole(shard: number, role: 'primary' | 'standby'): Promise<string> {
   const [pod] = await pods(
@@ -43,12 +35,6 @@ async function podWithRole(shard: number, role: 'primary' | 'standby'): Promise<
   );
   if (!pod) throw new Error(`no ${role} pod for shard-${shard}`);
   return pod.metadata.name;
-}
-
-async function brokerUrls(): Promise<string[]> {
-  return (await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`))
-    .filter((p) => p.status?.podIP)
-    .map((p) => `http://${p.status!.podIP}:8080`);
 }
 
 const cluster = (): Promise<MessageQueueCluster> => env.getCluster(NS, NAME);
@@ -67,7 +53,7 @@ const clusterEvents = () => eventReasons((args) => env.kubectl(args), NS, NAME);
 /** Runs the workload around `fault`, then checks the invariants every fault must keep. */
 async function underLoad(fault: () => Promise<void>): Promise<WorkloadResult> {
   const workload = await Workload.start({
-    brokers: brokerUrls,
+    client: () => env.brokerClient(NS, NAME),
     topic: 'load',
     groups: GROUPS,
     tag: `r${++round}`,
@@ -245,12 +231,13 @@ brokers:
       240_000,
       500,
     );
-    const brokers = async () =>
-      (await pods('mysqlmq.io/cluster=relaxed,app.kubernetes.io/component=broker'))
-        .filter((p) => p.status?.podIP)
-        .map((p) => `http://${p.status!.podIP}:8080`);
     const [standby] = await pods('mysqlmq.io/cluster=relaxed,mysqlmq.io/role=standby');
-    const workload = await Workload.start({ brokers, topic: 'relaxed', groups: ['only'], tag: 'relaxed' });
+    const workload = await Workload.start({
+      client: () => env.brokerClient(NS, 'relaxed'),
+      topic: 'relaxed',
+      groups: ['only'],
+      tag: 'relaxed',
+    });
     await waitFor('messages flowing', () => workload.ackedCount > 100, 60_000);
     // SIGSTOP: the process is there but answers nothing, the way a hung server or a partition looks.
     await env.kubelet.killContainer(NS, standby!.metadata.name, 'mariadb', 'SIGSTOP');

@@ -12,7 +12,14 @@ import { defaultCluster } from '../../src/operator/api/defaults.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
 import { mysqlNetworkPolicy } from '../../src/operator/desired/network-policy.js';
 import { clusterManifest } from '../../tools/local/cluster-manifest.js';
-import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
+import {
+  type Env,
+  type OperatorProcess,
+  type PodJson,
+  conditionOf,
+  startEnv,
+  waitFor,
+} from '../support/operator.js';
 
 const NS = 'placement';
 const NAME = 'pinned';
@@ -24,16 +31,6 @@ const OPERATOR_PEER = {
 
 let env: Env;
 let operator: OperatorProcess;
-
-interface PodJson {
-  metadata: { name: string; deletionTimestamp?: string };
-  spec: { nodeName?: string; affinity?: { podAntiAffinity?: Record<string, unknown> } };
-  status?: {
-    phase?: string;
-    podIP?: string;
-    conditions?: { type: string; status: string; reason?: string; message?: string }[];
-  };
-}
 
 /** One shard whose every pod must run on node-a. */
 const pinnedSpec = (antiAffinity?: string) => `
@@ -51,17 +48,9 @@ podTemplate:
 ${antiAffinity ? `placement:\n  instanceAntiAffinity: ${antiAffinity}\n` : ''}`;
 
 async function pods(component: string): Promise<PodJson[]> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=${component}`,
-    '-o',
-    'json',
-  ]);
-  return (JSON.parse(out) as { items: PodJson[] }).items.filter((p) => !p.metadata.deletionTimestamp);
+  return (await env.pods(NS, `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=${component}`)).filter(
+    (p) => !p.metadata.deletionTimestamp,
+  );
 }
 
 async function separation(): Promise<ReturnType<typeof conditionOf>> {
@@ -164,14 +153,12 @@ describe('instance placement', () => {
     expect((await separation())?.reason).toBe('SameNode');
 
     // The shard replicates and serves: a message published is consumed.
-    const brokers = (await pods('broker'))
-      .filter((p) => p.status?.phase === 'Running' && p.status.podIP)
-      .map((p) => `http://${p.status!.podIP}:8080`);
-    const producer = new Producer({ brokers });
+    const client = await env.brokerClient(NS, NAME, { ready: true });
+    const producer = new Producer(client);
     await producer.createTopic('t');
     await producer.send('t', 'on one node');
     await producer.close();
-    const consumer = new Consumer({ brokers, topic: 't', group: 'g' });
+    const consumer = new Consumer({ ...client, topic: 't', group: 'g' });
     const got = await waitFor('the message consumed', async () => {
       const batch = await consumer.poll();
       return batch.length ? batch : undefined;

@@ -166,17 +166,11 @@ async function waitClusterReady(namespace: string, name: string, timeoutMs = 180
   return cr;
 }
 
-async function brokerUrls(namespace: string, name: string): Promise<string[]> {
-  return (await podsIn(namespace, `mysqlmq.io/cluster=${name},app.kubernetes.io/component=broker`))
-    .filter(isReady)
-    .map((p) => `http://${p.status!.podIP}:8080`);
-}
-
 /** Publishes `count` messages tagged `tag` through the cluster's brokers, then reads them back. */
 async function roundTrip(namespace: string, name: string, tag: string, count = 20): Promise<void> {
-  const brokers = await brokerUrls(namespace, name);
-  expect(brokers.length).toBeGreaterThan(0);
-  const producer = new Producer({ brokers });
+  const client = await env.brokerClient(namespace, name, { ready: true });
+  expect(client.brokers.length).toBeGreaterThan(0);
+  const producer = new Producer(client);
   await producer.createTopic('orders');
   await producer.sendBatch(
     'orders',
@@ -231,7 +225,11 @@ async function consume(
   group: string,
   count = 20,
 ): Promise<void> {
-  const consumer = new Consumer({ brokers: await brokerUrls(namespace, name), topic: 'orders', group });
+  const consumer = new Consumer({
+    ...(await env.brokerClient(namespace, name, { ready: true })),
+    topic: 'orders',
+    group,
+  });
   const seen = new Set<string>();
   await waitFor(`${count} messages of ${tag} consumed by ${group}`, async () => {
     for (const m of await consumer.poll())

@@ -69,22 +69,7 @@ const rowsOf = (table: string) =>
     .split('\n')
     .map((line) => line.split(/\s{2,}/));
 
-async function brokerUrls(): Promise<string[]> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`,
-    '-o',
-    'jsonpath={range .items[*]}{.status.podIP}{"\\n"}{end}',
-  ]);
-  return out
-    .split('\n')
-    .filter(Boolean)
-    .map((ip) => `http://${ip}:8080`);
-}
+const brokerClient = () => env.brokerClient(NS, NAME);
 
 describe('kubectl mqc', () => {
   it('status shows each shard with its primary and standby pod, node, writable and readable, and the brokers', async () => {
@@ -121,8 +106,7 @@ describe('kubectl mqc', () => {
   });
 
   it('topics lists the topics the brokers know, and the MessageQueueTopic resources when the CRD exists', async () => {
-    const brokers = await brokerUrls();
-    await new Producer({ brokers }).createTopic('clicks');
+    await new Producer(await brokerClient()).createTopic('clicks');
     const { stdout } = await mqc('topics', NAME);
     const rows = rowsOf(stdout.split('\n(')[0]);
     expect(rows[0]).toEqual(['TOPIC', 'RESOURCE', 'READY', 'ON SHARDS', 'RETENTION', 'MAX DELIVERIES']);
@@ -151,11 +135,11 @@ describe('kubectl mqc', () => {
   });
 
   it('groups and reset work through the broker pods', async () => {
-    const brokers = await brokerUrls();
-    const producer = new Producer({ brokers });
+    const client = await brokerClient();
+    const producer = new Producer(client);
     await producer.createTopic('payments');
     for (let i = 0; i < 6; i++) await producer.send('payments', `p${i}`);
-    const consumer = new Consumer({ brokers, topic: 'payments', group: 'ledger', waitMs: 200 });
+    const consumer = new Consumer({ ...client, topic: 'payments', group: 'ledger', waitMs: 200 });
     let read = 0;
     for (let batch = await consumer.poll(); batch.length > 0; batch = await consumer.poll()) {
       read += batch.length;

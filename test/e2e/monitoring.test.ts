@@ -23,12 +23,6 @@ monitoring:
 
 let env: Env;
 
-interface PodJson {
-  metadata: { name: string; labels?: Record<string, string> };
-  spec: { containers: { name: string; ports?: { name?: string; containerPort: number }[] }[] };
-  status?: { podIP?: string; phase?: string };
-}
-
 interface EventJson {
   type: string;
   reason: string;
@@ -36,11 +30,9 @@ interface EventJson {
   involvedObject: { kind: string; name: string };
 }
 
-async function pods(selector: string): Promise<PodJson[]> {
-  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
-  return (JSON.parse(out) as { items: PodJson[] }).items.filter(
-    (p) => p.status?.podIP && p.status.phase === 'Running',
-  );
+/** Running pods with an IP. */
+async function pods(selector: string) {
+  return (await env.pods(NS, selector)).filter((p) => p.status?.podIP && p.status.phase === 'Running');
 }
 
 async function events(): Promise<EventJson[]> {
@@ -161,10 +153,8 @@ spec:
       60_000,
       300,
     );
-    const brokers = (await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`)).map(
-      (p) => `http://${p.status!.podIP}:8080`,
-    );
-    const producer = new Producer({ brokers });
+    const client = await env.brokerClient(NS, NAME, { ready: true });
+    const producer = new Producer(client);
     // Batches of 10 land on one shard each: the poison message has ok messages after it on its shard.
     const values = Array.from({ length: 40 }, (_, i) => (i === 3 ? 'poison' : `ok${i}`));
     const acks = [];
@@ -173,7 +163,7 @@ spec:
     const poisonShard = acks[3]!.shard;
     expect(acks.filter((a) => a.shard === poisonShard).length).toBeGreaterThan(1);
 
-    const consumer = new Consumer({ brokers, topic: 'orders', group: 'billing', waitMs: 200 });
+    const consumer = new Consumer({ ...client, topic: 'orders', group: 'billing', waitMs: 200 });
     const handled = new Set<string>();
     const deadline = Date.now() + 120_000;
     await consumer.run((messages) => {
@@ -185,7 +175,7 @@ spec:
     await consumer.close();
     expect([...handled].sort()).toEqual(values.filter((v) => v !== 'poison').sort());
 
-    const reader = new Consumer({ brokers, topic: 'orders.dlq', group: 'ops', waitMs: 500 });
+    const reader = new Consumer({ ...client, topic: 'orders.dlq', group: 'ops', waitMs: 500 });
     const dead = (await reader.poll()).map((m) => JSON.parse(String(m.value)) as Record<string, unknown>);
     await reader.close();
     expect(dead).toEqual([

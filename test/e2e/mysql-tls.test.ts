@@ -14,7 +14,14 @@ import { defaultCluster } from '../../src/operator/api/defaults.js';
 import { mysqlServerName, mysqlSubjectAltNames } from '../../src/operator/desired/mysql-tls.js';
 import { type Credentials, type Endpoint, queryRows, withAdmin } from '../../src/shard/connection.js';
 import { clusterManifest } from '../../tools/local/cluster-manifest.js';
-import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
+import {
+  type Env,
+  type OperatorProcess,
+  type PodJson,
+  conditionOf,
+  startEnv,
+  waitFor,
+} from '../support/operator.js';
 
 const NS = 'sealed';
 const NAME = 'sq';
@@ -34,11 +41,6 @@ failover:
 let env: Env;
 let operator: OperatorProcess;
 
-interface PodJson {
-  metadata: { name: string; uid: string; labels: Record<string, string>; deletionTimestamp?: string };
-  status?: { podIP?: string; phase?: string };
-}
-
 async function secretText(name: string, key: string): Promise<string> {
   const s = JSON.parse(await env.kubectl(['get', 'secret', name, '-n', NS, '-o', 'json'])) as {
     data: Record<string, string>;
@@ -47,21 +49,13 @@ async function secretText(name: string, key: string): Promise<string> {
 }
 
 async function pods(component: string): Promise<PodJson[]> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=${component}`,
-    '-o',
-    'json',
-  ]);
-  return (JSON.parse(out) as { items: PodJson[] }).items.filter((p) => !p.metadata.deletionTimestamp);
+  return (await env.pods(NS, `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=${component}`)).filter(
+    (p) => !p.metadata.deletionTimestamp,
+  );
 }
 
 async function instance(role: 'primary' | 'standby'): Promise<PodJson & { endpoint: Endpoint }> {
-  const pod = (await pods('mysql')).find((p) => p.metadata.labels['mysqlmq.io/role'] === role);
+  const pod = (await pods('mysql')).find((p) => p.metadata.labels?.['mysqlmq.io/role'] === role);
   if (!pod?.status?.podIP) throw new Error(`no ${role} pod with an IP`);
   return { ...pod, endpoint: { host: pod.status.podIP, port: 3306 } };
 }
@@ -135,8 +129,7 @@ describe('a cluster with spec.mysql.tls', () => {
     );
     expect([res.status, await res.json()]).toEqual([200, { gtid: expect.any(String) }]);
 
-    const broker = (await pods('broker'))[0]!;
-    const client = { brokers: [`http://${broker.status!.podIP}:8080`], timeoutMs: 20_000 };
+    const client = { ...(await env.brokerClient(NS, NAME)), timeoutMs: 20_000 };
     const producer = new Producer(client);
     await producer.createTopic('orders');
     const ack = await producer.send('orders', 'sealed');

@@ -18,21 +18,7 @@ let operator: OperatorProcess;
 
 const clusterYaml = (spec: string, name = NAME) => clusterManifest(NS, name, spec);
 
-interface PodJson {
-  metadata: {
-    name: string;
-    uid: string;
-    labels?: Record<string, string>;
-    annotations?: Record<string, string>;
-  };
-  spec?: { nodeName?: string };
-  status?: { podIP?: string; phase?: string; containerStatuses?: { restartCount: number; ready: boolean }[] };
-}
-
-async function pods(selector: string): Promise<PodJson[]> {
-  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
-  return (JSON.parse(out) as { items: PodJson[] }).items;
-}
+const pods = (selector: string) => env.pods(NS, selector);
 
 async function cluster(name = NAME): Promise<MessageQueueCluster> {
   return env.getCluster(NS, name);
@@ -53,25 +39,10 @@ async function waitReady(name = NAME, timeoutMs = 240_000): Promise<MessageQueue
   );
 }
 
-async function brokerUrls(name = NAME): Promise<string[]> {
-  const list = await pods(`mysqlmq.io/cluster=${name},app.kubernetes.io/component=broker`);
-  return list
-    .filter((p) => p.status?.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready))
-    .map((p) => `http://${p.status!.podIP}:8080`);
-}
+/** The ready brokers and the admin user's token: authentication is on by default. */
+const brokerClient = () => env.brokerClient(NS, NAME, { ready: true });
 
-async function adminPassword(name = NAME): Promise<string> {
-  const out = await env.kubectl([
-    'get',
-    'secret',
-    `${name}-credentials`,
-    '-n',
-    NS,
-    '-o',
-    'jsonpath={.data.admin-password}',
-  ]);
-  return Buffer.from(out, 'base64').toString('utf8');
-}
+const adminPassword = (name = NAME) => env.secretValue(NS, `${name}-credentials`, 'admin-password');
 
 async function query<T>(host: string, password: string, sql: string): Promise<T[]> {
   const conn = await mysql.createConnection({
@@ -157,12 +128,12 @@ describe('operator end to end', () => {
     expect(JSON.stringify(cr.status)).not.toContain(password);
 
     // Messages move through the brokers the operator deployed.
-    const brokers = await brokerUrls();
-    expect(brokers).toHaveLength(2);
-    const producer = new Producer({ brokers });
+    const client = await brokerClient();
+    expect(client.brokers).toHaveLength(2);
+    const producer = new Producer(client);
     await producer.createTopic('events');
     for (let i = 0; i < 50; i++) await producer.send('events', `m${i}`);
-    const consumer = new Consumer({ brokers, topic: 'events', group: 'billing' });
+    const consumer = new Consumer({ ...client, topic: 'events', group: 'billing' });
     const seen = new Set<string>();
     await waitFor('50 messages consumed', async () => {
       for (const m of await consumer.poll()) seen.add(String(m.value));
@@ -170,6 +141,26 @@ describe('operator end to end', () => {
       return seen.size === 50;
     });
     await consumer.close();
+
+    // Authentication is on without spec.users: a client without a token is refused, the token of
+    // the admin user in Secret orders-user-admin (what brokerClient read) works.
+    const anonymous = await fetch(`${client.brokers[0]}/v1/topics`);
+    expect(anonymous.status).toBe(401);
+    expect(await anonymous.json()).toMatchObject({ code: 'unauthenticated' });
+    await expect(new Producer({ brokers: client.brokers }).send('events', 'anonymous')).rejects.toMatchObject(
+      {
+        status: 401,
+        code: 'unauthenticated',
+      },
+    );
+    const withToken = await fetch(`${client.brokers[0]}/v1/topics`, {
+      headers: { authorization: `Bearer ${client.token}` },
+    });
+    expect(withToken.status).toBe(200);
+    const [broker] = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`);
+    expect(broker!.spec.containers[0]!.args).toContain('--users');
+    expect(broker!.spec.containers[0]!.args).not.toContain('--no-auth');
+
     const describe = await env.kubectl(['describe', 'mqc', NAME, '-n', NS]);
     expect(describe).toContain('Ready');
     const get = await env.kubectl(['get', 'mqc', '-n', NS]);
@@ -183,9 +174,9 @@ describe('operator end to end', () => {
       async () => (await cluster()).status?.brokersReady === 3,
       120_000,
     );
-    expect(await brokerUrls()).toHaveLength(3);
+    expect((await brokerClient()).brokers).toHaveLength(3);
     await env.kubectl(['scale', 'mqc', NAME, '-n', NS, '--replicas=2']);
-    await waitFor('2 broker pods', async () => (await brokerUrls()).length === 2, 120_000);
+    await waitFor('2 broker pods', async () => (await brokerClient()).brokers.length === 2, 120_000);
   }, 900_000);
 
   it('rolls out a spec edit: brokers by their Deployment, MariaDB pods one at a time', async () => {
@@ -223,7 +214,7 @@ describe('operator end to end', () => {
       expect(row!.v).toBe(300);
     }
     // The messages published before the roll are all still there.
-    const consumer = new Consumer({ brokers: await brokerUrls(), topic: 'events', group: 'audit' });
+    const consumer = new Consumer({ ...(await brokerClient()), topic: 'events', group: 'audit' });
     const seen = new Set<string>();
     await waitFor('the 50 earlier messages after the roll', async () => {
       for (const m of await consumer.poll()) seen.add(String(m.value));
@@ -280,12 +271,23 @@ describe('operator end to end', () => {
   }, 900_000);
 
   it('reports a spec the existing data cannot follow, and keeps serving', async () => {
-    await env.apply(clusterYaml(BASE_SPEC.replace('shards: 2', 'shards: 1')));
+    // Two mistakes at once: a shrink, and a shared token while turning authentication off.
+    await env.apply(
+      clusterYaml(
+        BASE_SPEC.replace('shards: 2', 'shards: 1').replace(
+          '  replicas: 2\n',
+          '  replicas: 2\n  authSecretName: shared-token\n  auth:\n    enabled: false\n',
+        ),
+      ),
+    );
     const cr = await waitFor('an InvalidSpec condition', async () => {
       const c = await cluster();
       return conditionOf(c, 'Ready')?.reason === 'InvalidSpec' ? c : undefined;
     });
     expect(conditionOf(cr, 'Ready')?.message).toContain('spec.shards cannot shrink from 2 to 1');
+    expect(conditionOf(cr, 'Ready')?.message).toContain(
+      'spec.brokers.authSecretName is set but spec.brokers.auth.enabled is false',
+    );
     const events = await env.kubectl([
       'get',
       'events',
@@ -298,7 +300,7 @@ describe('operator end to end', () => {
     ]);
     expect(events.trim()).not.toBe('');
     // Both shards keep taking writes meanwhile.
-    const producer = new Producer({ brokers: await brokerUrls() });
+    const producer = new Producer(await brokerClient());
     const shardsUsed = new Set<number>();
     for (let i = 0; i < 20; i++)
       shardsUsed.add(Number((await producer.send('events', `late${i}`)).shard.replace('shard-', '')));
@@ -311,8 +313,8 @@ describe('operator end to end', () => {
     await env.apply(
       clusterYaml(`${BASE_SPEC}retention:\n  maxBytesPerShard: 2097152\n  intervalSeconds: 5\n`),
     );
-    const brokers = await brokerUrls();
-    const producer = new Producer({ brokers });
+    const client = await brokerClient();
+    const producer = new Producer(client);
     await producer.createTopic('bulk');
     const value = 'r'.repeat(1000);
     // 10 MB over the 2 shards (each batch goes to one shard); 2 MiB per shard are kept.
@@ -323,7 +325,11 @@ describe('operator end to end', () => {
       );
     const offsets = async () =>
       (
-        (await (await fetch(`${brokers[0]}/v1/topics/bulk/groups/late/offsets`)).json()) as {
+        (await (
+          await fetch(`${client.brokers[0]}/v1/topics/bulk/groups/late/offsets`, {
+            headers: { authorization: `Bearer ${client.token}` },
+          })
+        ).json()) as {
           shards: {
             shard: string;
             deletedThrough: number | null;

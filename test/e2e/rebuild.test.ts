@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { eventReasons } from '../../tools/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { type Env, conditionOf, startEnv, waitFor } from '../support/operator.js';
+import { type Env, type PodJson, conditionOf, startEnv, waitFor } from '../support/operator.js';
 import { Workload } from '../support/workload.js';
 
 const NS = 'rebuild';
@@ -21,15 +21,6 @@ const GROUPS = ['g1', 'g2'];
 let env: Env;
 let adminPassword: string;
 let round = 0;
-
-interface PodJson {
-  metadata: { name: string; uid: string; annotations?: Record<string, string> };
-  status?: {
-    podIP?: string;
-    phase?: string;
-    initContainerStatuses?: { state?: { terminated?: { exitCode: number } } }[];
-  };
-}
 
 const cluster = (): Promise<MessageQueueCluster> => env.getCluster(NS, NAME);
 const clusterEvents = () => eventReasons((args) => env.kubectl(args), NS, NAME);
@@ -40,17 +31,10 @@ async function pod(name: string): Promise<PodJson | undefined> {
 }
 
 async function podByRole(role: 'primary' | 'standby'): Promise<PodJson> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
+  const [p] = await env.pods(
     NS,
-    '-l',
     `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-0,mysqlmq.io/role=${role}`,
-    '-o',
-    'json',
-  ]);
-  const [p] = (JSON.parse(out) as { items: PodJson[] }).items;
+  );
   if (!p) throw new Error(`no ${role} pod`);
   return p;
 }
@@ -63,22 +47,6 @@ async function sql(host: string, statement: string): Promise<Record<string, unkn
   } finally {
     conn.destroy();
   }
-}
-
-async function brokerUrls(): Promise<string[]> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`,
-    '-o',
-    'json',
-  ]);
-  return (JSON.parse(out) as { items: PodJson[] }).items
-    .filter((p) => p.status?.podIP)
-    .map((p) => `http://${p.status!.podIP}:8080`);
 }
 
 async function waitReady(timeoutMs = 240_000): Promise<void> {
@@ -109,7 +77,7 @@ async function standbyInSync(): Promise<void> {
 /** Runs the workload around `fault`; every acknowledged message must reach every group. */
 async function underLoad(fault: () => Promise<void>): Promise<void> {
   const workload = await Workload.start({
-    brokers: brokerUrls,
+    client: () => env.brokerClient(NS, NAME),
     topic: 'load',
     groups: GROUPS,
     tag: `r${++round}`,
@@ -130,18 +98,7 @@ beforeAll(async () => {
   env.startOperator();
   await env.apply(clusterManifest(NS, NAME, SPEC));
   await waitReady();
-  adminPassword = Buffer.from(
-    await env.kubectl([
-      'get',
-      'secret',
-      `${NAME}-credentials`,
-      '-n',
-      NS,
-      '-o',
-      'jsonpath={.data.admin-password}',
-    ]),
-    'base64',
-  ).toString();
+  adminPassword = await env.secretValue(NS, `${NAME}-credentials`, 'admin-password');
 }, 600_000);
 
 afterAll(async () => {

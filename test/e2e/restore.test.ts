@@ -32,30 +32,7 @@ failover:
   failureThreshold: 3
 ${extra}`;
 
-interface PodJson {
-  metadata: { name: string };
-  status?: { podIP?: string };
-}
-
-async function pods(cluster: string, selector = ''): Promise<PodJson[]> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
-    NS,
-    '-l',
-    `mysqlmq.io/cluster=${cluster}${selector}`,
-    '-o',
-    'json',
-  ]);
-  return (JSON.parse(out) as { items: PodJson[] }).items;
-}
-
-async function brokerUrls(cluster: string): Promise<string[]> {
-  return (await pods(cluster, ',app.kubernetes.io/component=broker'))
-    .filter((p) => p.status?.podIP)
-    .map((p) => `http://${p.status!.podIP}:8080`);
-}
+const pods = (cluster: string, selector = '') => env.pods(NS, `mysqlmq.io/cluster=${cluster}${selector}`);
 
 async function waitReady(cluster: string): Promise<void> {
   await waitFor(
@@ -66,18 +43,7 @@ async function waitReady(cluster: string): Promise<void> {
   );
 }
 
-async function secretValue(cluster: string, key: string): Promise<string> {
-  const out = await env.kubectl([
-    'get',
-    'secret',
-    `${cluster}-credentials`,
-    '-n',
-    NS,
-    '-o',
-    `jsonpath={.data.${key}}`,
-  ]);
-  return Buffer.from(out, 'base64').toString();
-}
+const secretValue = (cluster: string, key: string) => env.secretValue(NS, `${cluster}-credentials`, key);
 
 /** Publishes numbered values until `until` resolves; returns every acknowledged value. */
 async function publishUntil(producer: Producer, prefix: string, until: Promise<unknown>): Promise<string[]> {
@@ -95,7 +61,7 @@ async function publishUntil(producer: Producer, prefix: string, until: Promise<u
 /** Every message of the topic on `cluster`, read by a new group until a fetch comes back empty. */
 async function consumeAll(cluster: string): Promise<string[]> {
   const consumer = new Consumer({
-    brokers: await brokerUrls(cluster),
+    ...(await env.brokerClient(NS, cluster)),
     topic: TOPIC,
     group: `check-${Date.now()}`,
     waitMs: 1000,
@@ -145,7 +111,7 @@ describe('spec.restore into a new cluster', () => {
       ),
     );
     await waitReady('src');
-    const producer = new Producer({ brokers: await brokerUrls('src') });
+    const producer = new Producer(await env.brokerClient(NS, 'src'));
     await producer.createTopic(TOPIC);
     const loadStart = new Date().toISOString();
     // Batch 1 runs until a backup finished while it was publishing (a backup under load).
@@ -238,7 +204,7 @@ describe('spec.restore into a new cluster', () => {
       }
     };
     // New messages on the restored cluster reach its standby.
-    const producer = new Producer({ brokers: await brokerUrls('dst') });
+    const producer = new Producer(await env.brokerClient(NS, 'dst'));
     await producer.sendBatch(TOPIC, ['new-1', 'new-2']);
     await producer.close();
     await waitFor(

@@ -18,16 +18,7 @@ const ANNOTATION = 'mysqlmq.io/switchover';
 
 let env: Env;
 
-interface PodJson {
-  metadata: { name: string; labels?: Record<string, string> };
-  spec?: { nodeName?: string };
-  status?: { podIP?: string };
-}
-
-async function pods(selector: string): Promise<PodJson[]> {
-  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
-  return (JSON.parse(out) as { items: PodJson[] }).items;
-}
+const pods = (selector: string) => env.pods(NS, selector);
 
 async function podWithRole(shard: number, role: 'primary' | 'standby'): Promise<string | undefined> {
   const [pod] = await pods(
@@ -36,10 +27,7 @@ async function podWithRole(shard: number, role: 'primary' | 'standby'): Promise<
   return pod?.metadata.name;
 }
 
-const brokerUrls = async () =>
-  (await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`))
-    .filter((p) => p.status?.podIP)
-    .map((p) => `http://${p.status!.podIP}:8080`);
+const brokerClient = () => env.brokerClient(NS, NAME);
 
 const cluster = (): Promise<MessageQueueCluster> => env.getCluster(NS, NAME);
 
@@ -86,7 +74,7 @@ afterAll(async () => {
 describe('planned switchover', () => {
   it('swaps primary and standby under load: no publish fails, nothing acknowledged is lost', async () => {
     const [primary, standby] = [await podWithRole(0, 'primary'), await podWithRole(0, 'standby')];
-    const workload = await Workload.start({ brokers: brokerUrls, topic: 'load', groups: GROUPS, tag: 'sw' });
+    const workload = await Workload.start({ client: brokerClient, topic: 'load', groups: GROUPS, tag: 'sw' });
     await waitFor('messages flowing', () => workload.ackedCount > 200, 60_000);
 
     const since = new Date(Date.now() - 1000).toISOString();
@@ -157,7 +145,12 @@ describe('planned switchover', () => {
     const [primary, standby] = [await podWithRole(1, 'primary'), await podWithRole(1, 'standby')];
     const [pod] = await pods(`mysqlmq.io/cluster=${NAME},mysqlmq.io/role=primary,mysqlmq.io/shard=shard-1`);
     const node = pod!.spec!.nodeName!;
-    const workload = await Workload.start({ brokers: brokerUrls, topic: 'drain', groups: GROUPS, tag: 'dr' });
+    const workload = await Workload.start({
+      client: brokerClient,
+      topic: 'drain',
+      groups: GROUPS,
+      tag: 'dr',
+    });
     await waitFor('messages flowing', () => workload.ackedCount > 200, 60_000);
     try {
       // Only the MariaDB pods, so the brokers stay put and the test stays about the shards.

@@ -14,44 +14,25 @@ const NAME = 'q';
 
 let env: Env;
 
-interface PodJson {
-  metadata: { name: string };
-  status?: { podIP?: string; phase?: string };
-}
-
 interface TopicJson {
   metadata: { name: string; labels?: Record<string, string>; finalizers?: string[] };
   spec: { topicName?: string; maxDeliveries?: number };
   status?: { shardsReady?: string; conditions?: { type: string; status: string }[] };
 }
 
-async function podIPs(selector: string): Promise<string[]> {
-  const out = await env.kubectl(['get', 'pods', '-n', NS, '-l', selector, '-o', 'json']);
-  return (JSON.parse(out) as { items: PodJson[] }).items
-    .filter((p) => p.status?.podIP && p.status.phase === 'Running')
-    .map((p) => p.status!.podIP!);
-}
-
 async function primaryOf(shard: string): Promise<{ name: string; ip: string }> {
-  const out = await env.kubectl([
-    'get',
-    'pods',
-    '-n',
+  const [pod] = await env.pods(
     NS,
-    '-l',
     `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=${shard},mysqlmq.io/role=primary`,
-    '-o',
-    'json',
-  ]);
-  const [pod] = (JSON.parse(out) as { items: PodJson[] }).items;
+  );
   return { name: pod!.metadata.name, ip: pod!.status!.podIP! };
 }
 
-const primaries = () => podIPs(`mysqlmq.io/cluster=${NAME},mysqlmq.io/role=primary`);
-const brokerUrls = async () =>
-  (await podIPs(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`)).map(
-    (ip) => `http://${ip}:8080`,
-  );
+const primaries = async () =>
+  (await env.pods(NS, `mysqlmq.io/cluster=${NAME},mysqlmq.io/role=primary`))
+    .filter((p) => p.status?.podIP && p.status.phase === 'Running')
+    .map((p) => p.status!.podIP!);
+const brokerClient = () => env.brokerClient(NS, NAME, { ready: true });
 
 async function topics(): Promise<TopicJson[]> {
   return (JSON.parse(await env.kubectl(['get', 'mqt', '-n', NS, '-o', 'json'])) as { items: TopicJson[] })
@@ -86,16 +67,7 @@ beforeAll(async () => {
     240_000,
     500,
   );
-  const secret = await env.kubectl([
-    'get',
-    'secret',
-    `${NAME}-credentials`,
-    '-n',
-    NS,
-    '-o',
-    'jsonpath={.data.admin-password}',
-  ]);
-  password = Buffer.from(secret, 'base64').toString('utf8');
+  password = await env.secretValue(NS, `${NAME}-credentials`, 'admin-password');
 }, 600_000);
 
 afterAll(async () => {
@@ -142,7 +114,7 @@ spec:
       );
       expect(tables).toHaveLength(1);
     }
-    const producer = new Producer({ brokers: await brokerUrls() });
+    const producer = new Producer(await brokerClient());
     try {
       const acks = await Promise.all(Array.from({ length: 20 }, (_, i) => producer.send('orders', `m${i}`)));
       expect(acks).toHaveLength(20);
@@ -152,7 +124,7 @@ spec:
   });
 
   it('lists a topic made through the broker as a discovered resource without finalizer', async () => {
-    const producer = new Producer({ brokers: await brokerUrls() });
+    const producer = new Producer(await brokerClient());
     try {
       await producer.createTopic('ad_hoc', { maxDeliveries: 7 });
     } finally {
@@ -237,7 +209,7 @@ spec:
     }
     // Brokers that had the topic's tables cached recreate it on the next publish rather than
     // failing on the dropped table; it is then listed as discovered.
-    const producer = new Producer({ brokers: await brokerUrls() });
+    const producer = new Producer(await brokerClient());
     try {
       await waitFor(
         'a publish to the deleted topic to succeed',

@@ -8,7 +8,15 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { MessageQueueCluster } from '../../src/operator/api/types.js';
+import { DEFAULTS } from '../../src/operator/api/defaults.js';
+import {
+  COMPONENT_BROKER,
+  LABEL_CLUSTER,
+  LABEL_COMPONENT,
+  type MessageQueueCluster,
+} from '../../src/operator/api/types.js';
+import { names } from '../../src/operator/desired/meta.js';
+import { TOKEN_KEY } from '../../src/operator/desired/users.js';
 import type { TestKubelet } from '../../tools/local/kubelet/index.js';
 import { EmbeddedStack, type OperatorProcess } from '../../tools/local/stack.js';
 import type { Kube } from './kube.js';
@@ -21,6 +29,40 @@ export { default as ensureBuilt } from './global-setup.js';
 export { waitFor } from '../../tools/local/wait.js';
 export type { OperatorProcess };
 
+/** A Pod as the tests read it (`kubectl get pods -o json`): the fields they look at. */
+export interface PodJson {
+  metadata: {
+    name: string;
+    uid: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    deletionTimestamp?: string;
+  };
+  spec: {
+    nodeName?: string;
+    affinity?: { podAntiAffinity?: Record<string, unknown> };
+    containers: {
+      name: string;
+      image?: string;
+      args?: string[];
+      ports?: { name?: string; containerPort: number }[];
+    }[];
+  };
+  status?: {
+    phase?: string;
+    podIP?: string;
+    conditions?: { type: string; status: string; reason?: string; message?: string }[];
+    containerStatuses?: { name: string; ready: boolean; restartCount: number }[];
+    initContainerStatuses?: { name: string; state?: { terminated?: { exitCode: number } } }[];
+  };
+}
+
+/** What a client of an operator-made cluster needs: its brokers' URLs and the admin user's token. */
+export interface BrokerClient {
+  brokers: string[];
+  token: string;
+}
+
 export interface Env {
   kube: Kube;
   kubelet: TestKubelet;
@@ -29,6 +71,16 @@ export interface Env {
   kubectl(args: string[], input?: string): Promise<string>;
   apply(yaml: string): Promise<string>;
   getCluster(namespace: string, name: string): Promise<MessageQueueCluster>;
+  /** Pods of `namespace` matching a label selector, terminating ones included. */
+  pods(namespace: string, selector: string): Promise<PodJson[]>;
+  /** Key `key` of Secret `name`, decoded; throws when the Secret or key is missing. */
+  secretValue(namespace: string, name: string, key: string): Promise<string>;
+  /**
+   * The cluster's broker Pods that have an IP (`ready`: only Running ones whose containers are
+   * ready), as URLs on the cluster's scheme and port, and the token of its `admin` user (Secret
+   * `NAME-user-admin`): authentication is on by default, so every client needs one.
+   */
+  brokerClient(namespace: string, cluster: string, opts?: { ready?: boolean }): Promise<BrokerClient>;
   startOperator(opts?: {
     env?: Record<string, string>;
     args?: string[];
@@ -52,6 +104,27 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
     mariadbOverrides: { innodb_buffer_pool_size: '32M', innodb_log_file_size: '16M' },
   });
   const kubectl = (args: string[], input?: string) => stack.kubectl(args, input);
+  const getCluster = async (namespace: string, name: string) =>
+    JSON.parse(await kubectl(['get', 'mqc', name, '-n', namespace, '-o', 'json'])) as MessageQueueCluster;
+  const pods = async (namespace: string, selector: string) =>
+    (
+      JSON.parse(await kubectl(['get', 'pods', '-n', namespace, '-l', selector, '-o', 'json'])) as {
+        items: PodJson[];
+      }
+    ).items;
+  const secretValue = async (namespace: string, name: string, key: string) => {
+    const encoded = await kubectl([
+      'get',
+      'secret',
+      name,
+      '-n',
+      namespace,
+      '-o',
+      `jsonpath={.data.${key.replace(/\./g, '\\.')}}`,
+    ]);
+    if (!encoded) throw new Error(`Secret ${namespace}/${name} has no key ${key}`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
+  };
   return {
     kube: stack.kube,
     kubelet: stack.kubelet,
@@ -59,10 +132,26 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
     kubeconfig: stack.kubeconfig,
     kubectl,
     apply: (yaml) => kubectl(['apply', '-f', '-'], yaml),
-    async getCluster(namespace, name) {
-      return JSON.parse(
-        await kubectl(['get', 'mqc', name, '-n', namespace, '-o', 'json']),
-      ) as MessageQueueCluster;
+    getCluster,
+    pods,
+    secretValue,
+    async brokerClient(namespace, cluster, opts = {}) {
+      const [cr, list, token] = await Promise.all([
+        getCluster(namespace, cluster),
+        pods(namespace, `${LABEL_CLUSTER}=${cluster},${LABEL_COMPONENT}=${COMPONENT_BROKER}`),
+        secretValue(namespace, names.userSecret(cluster, DEFAULTS.adminUser.name), TOKEN_KEY),
+      ]);
+      const scheme = cr.spec?.brokers?.tls?.enabled ? 'https' : 'http';
+      const port = cr.spec?.brokers?.port ?? DEFAULTS.brokers.port;
+      const brokers = list
+        .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
+        .filter(
+          (p) =>
+            !opts.ready ||
+            (p.status?.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready)),
+        )
+        .map((p) => `${scheme}://${p.status!.podIP}:${port}`);
+      return { brokers, token };
     },
     startOperator: (opts = {}) =>
       stack.startOperator({

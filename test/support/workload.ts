@@ -4,7 +4,7 @@
  * was lost and that no producer saw a failed publish.
  */
 import { Consumer, Producer } from '../../src/client/index.js';
-import { waitFor } from './operator.js';
+import { type BrokerClient, waitFor } from './operator.js';
 
 /** One acknowledged publish: where it went, when it was handed to the SDK and when acknowledged. */
 export interface Ack {
@@ -25,7 +25,8 @@ export interface WorkloadResult {
 }
 
 export interface WorkloadOptions {
-  brokers: () => Promise<string[]>;
+  /** The brokers and token to use (`env.brokerClient`), read once at start. */
+  client: () => Promise<BrokerClient>;
   topic: string;
   groups: string[];
   producers?: number;
@@ -50,13 +51,13 @@ export class Workload {
 
   static async start(opts: WorkloadOptions): Promise<Workload> {
     const w = new Workload(opts);
-    const brokers = await opts.brokers();
-    await new Producer({ brokers }).createTopic(opts.topic);
-    for (let p = 0; p < (opts.producers ?? 2); p++) w.loops.push(w.produce(p, brokers));
+    const client = await opts.client();
+    await new Producer(client).createTopic(opts.topic);
+    for (let p = 0; p < (opts.producers ?? 2); p++) w.loops.push(w.produce(p, client));
     for (const group of opts.groups) {
       w.seen.set(group, new Set());
       w.duplicates.set(group, 0);
-      w.consumerLoops.push(w.consume(group, brokers));
+      w.consumerLoops.push(w.consume(group, client));
     }
     return w;
   }
@@ -65,9 +66,9 @@ export class Workload {
     return this.acked.size;
   }
 
-  private async produce(index: number, brokers: string[]): Promise<void> {
+  private async produce(index: number, client: BrokerClient): Promise<void> {
     // Retries across every broker for up to 30 s: a broker killed mid-request must not surface.
-    const producer = new Producer({ brokers, timeoutMs: 30_000, lingerMs: 2 });
+    const producer = new Producer({ ...client, timeoutMs: 30_000, lingerMs: 2 });
     let seq = 0;
     const inflight = new Set<Promise<void>>();
     while (this.producing) {
@@ -90,8 +91,14 @@ export class Workload {
     await producer.close();
   }
 
-  private async consume(group: string, brokers: string[]): Promise<void> {
-    const consumer = new Consumer({ brokers, topic: this.opts.topic, group, waitMs: 200, timeoutMs: 30_000 });
+  private async consume(group: string, client: BrokerClient): Promise<void> {
+    const consumer = new Consumer({
+      ...client,
+      topic: this.opts.topic,
+      group,
+      waitMs: 200,
+      timeoutMs: 30_000,
+    });
     const seen = this.seen.get(group)!;
     while (this.consuming) {
       try {

@@ -180,6 +180,7 @@ async function tail(file: string, lines = 20): Promise<string> {
 async function runFaults(
   stack: Stack,
   brokers: string[],
+  token: string,
   groups: string[],
   faults: Fault[],
   stateDir: string,
@@ -189,6 +190,7 @@ async function runFaults(
     namespace: NS,
     cluster: NAME,
     brokers,
+    token,
     pollMs: POLL_MS,
     timeoutMs: TIMEOUT_S * 1000,
     workload: { ackedCount: 0, failedCount: 0, takeMaxLatency: () => 0 },
@@ -282,9 +284,10 @@ async function main(): Promise<number> {
       500,
     );
     const brokers = stack.brokerUrls(BROKER_PORT);
+    const token = await stack.adminToken();
     const groups = GROUPS.slice(0, GROUP_COUNT);
     if (FAULT_LIST) {
-      await runFaults(stack, brokers, groups, FAULT_LIST, stateDir);
+      await runFaults(stack, brokers, token, groups, FAULT_LIST, stateDir);
       return 0;
     }
     step(
@@ -292,6 +295,7 @@ async function main(): Promise<number> {
     );
     workload = await Workload.start({
       brokers,
+      token,
       topic: 'failover',
       groups,
       producers: PRODUCERS,
@@ -306,6 +310,7 @@ async function main(): Promise<number> {
       namespace: NS,
       cluster: NAME,
       brokers,
+      token,
       pollMs: POLL_MS,
       timeoutMs: TIMEOUT_S * 1000,
       workload: w,

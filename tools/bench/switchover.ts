@@ -161,9 +161,11 @@ async function main(): Promise<number> {
       10 * 60_000,
     );
     const brokers = stack.brokerUrls(BROKER_PORT);
+    const token = await stack.adminToken();
     const groups = GROUPS.slice(0, Number(values.groups));
     workload = await Workload.start({
       brokers,
+      token,
       topic: 'switchover',
       groups,
       producers: Number(values.producers),
@@ -177,6 +179,7 @@ async function main(): Promise<number> {
       namespace: NS,
       cluster: NAME,
       brokers,
+      token,
       pollMs: 25,
       timeoutMs: 60_000,
       workload: w,

@@ -309,8 +309,10 @@ Brokers (pods run as local processes; there is no kube-proxy, so use the pod IPs
 after a scale or a restart, kubectl get pods -l app.kubernetes.io/component=broker -o wide lists them):
 ${brokers.map((b) => `  ${b.pod}  ${b.url}`).join('\n')}
 
-Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}:
+Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}; brokers require a token (authentication is
+on by default), the admin user's is in Secret ${CLUSTER}-user-admin:
   export MQ_BROKERS=${urls}
+  export MQ_TOKEN=$(KUBECONFIG=${kubeconfig} kubectl get secret ${CLUSTER}-user-admin -o jsonpath='{.data.token}' | base64 -d)
   ${CLI} topics create orders
   ${CLI} produce orders "first" "second"
   seq 1 1000 | ${CLI} produce orders

@@ -31,6 +31,8 @@ export const DEFAULTS = {
   brokerTls: { enabled: false },
   // Off: clusters made before it have plain instances, and switching a live cluster is refused.
   mysqlTls: { enabled: false },
+  // On: a broker anyone can reach is no place for business messages (docs/security.md).
+  brokerAuth: { enabled: true },
   failover: {
     probePeriodSeconds: 1,
     failureThreshold: 3,
@@ -41,7 +43,7 @@ export const DEFAULTS = {
   placement: { instanceAntiAffinity: 'required' },
   pvcDeletionPolicy: 'Retain',
   backup: { keep: 7, binlogArchive: true, binlogArchiveIntervalSeconds: 300 },
-  /** Added to a non-empty spec.users unless listed, so mqctl and kubectl mqc work: its token is in NAME-user-admin. */
+  /** Added to spec.users unless listed (auth on), so mqctl and kubectl mqc work: its token is in NAME-user-admin. */
   adminUser: { name: 'admin', rights: [{ topic: '*', actions: ACTIONS }] },
   retention: {
     maxAgeHours: 720,
@@ -72,6 +74,7 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
   const authSecretName = b.authSecretName;
   const tlsSecretName = b.tls?.secretName;
   const priorityClassName = p.priorityClassName;
+  const auth = b.auth?.enabled ?? DEFAULTS.brokerAuth.enabled;
   return {
     shards: s.shards ?? DEFAULTS.shards,
     mysql: {
@@ -97,6 +100,7 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         enabled: b.tls?.enabled ?? DEFAULTS.brokerTls.enabled,
         ...(tlsSecretName ? { secretName: tlsSecretName } : {}),
       },
+      auth: { enabled: auth },
     },
     failover: {
       probePeriodSeconds: f.probePeriodSeconds ?? DEFAULTS.failover.probePeriodSeconds,
@@ -132,14 +136,15 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         resources: clone(exporter.resources ?? {}),
       },
     },
-    // Opt-in for now (an empty list: brokers without authentication, as before spec.users): turning
-    // it on for every cluster needs every client of existing clusters to get a token first.
-    users: [
-      ...(!s.users?.length || s.users.some((u) => u.name === DEFAULTS.adminUser.name)
-        ? []
-        : [{ name: DEFAULTS.adminUser.name, rights: [{ topic: '*', actions: [...ACTIONS] }] }]),
-      ...clone(s.users ?? []),
-    ],
+    // Auth off: no users at all (validateSpec refuses users listed with it off).
+    users: auth
+      ? [
+          ...(s.users?.some((u) => u.name === DEFAULTS.adminUser.name)
+            ? []
+            : [{ name: DEFAULTS.adminUser.name, rights: [{ topic: '*', actions: [...ACTIONS] }] }]),
+          ...clone(s.users ?? []),
+        ]
+      : [],
     ...(s.backup
       ? {
           backup: {

@@ -184,6 +184,16 @@ export interface BrokersSpec {
   authSecretName?: string;
   maxMessageBytes?: number;
   tls?: BrokerTlsSpec;
+  auth?: BrokerAuthSpec;
+}
+
+/**
+ * Whether brokers authenticate clients (docs/security.md, "Clients and rights"). On by default:
+ * every client needs a token (the `admin` user's is in Secret `NAME-user-admin`). `enabled: false`
+ * is for development only: anyone reaching a broker may publish, consume and administer.
+ */
+export interface BrokerAuthSpec {
+  enabled?: boolean;
 }
 
 /**
@@ -299,7 +309,10 @@ export interface MessageQueueClusterSpec {
   backup?: BackupSpec;
   /** Absent: a new cluster starts empty. */
   restore?: RestoreSpec;
-  /** Clients of the brokers; a user `admin` with every right is added unless one is listed. */
+  /**
+   * Clients of the brokers; a user `admin` with every right is added unless one is listed (also
+   * when the list is empty or absent, unless `brokers.auth.enabled` is false).
+   */
   users?: UserSpec[];
 }
 
@@ -323,6 +336,7 @@ export interface DefaultedSpec {
     authSecretName?: string;
     maxMessageBytes: number;
     tls: { enabled: boolean; secretName?: string };
+    auth: { enabled: boolean };
   };
   failover: Required<FailoverSpec>;
   podTemplate: {
@@ -353,7 +367,10 @@ export interface DefaultedSpec {
   };
   /** `from.target` resolved (spec.backup's target when omitted; absent when neither names one). */
   restore?: { from: { cluster: string; target?: BackupTargetSpec }; pointInTime?: string };
-  /** Empty: no users file (see withDefaults); else with `admin` (listed, or added with every right). */
+  /**
+   * With `brokers.auth.enabled`: spec.users with `admin` (listed, or added with every right), never
+   * empty; without: empty (no users file, brokers run `--no-auth`).
+   */
   users: UserSpec[];
 }
 

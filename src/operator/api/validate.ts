@@ -41,6 +41,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkPodTemplate(s),
     ...checkRetention(s),
     ...checkBrokerTls(s),
+    ...checkBrokerAuth(spec),
     ...checkRestore(spec, s),
     // The spec's own list: indexes in messages are the user's, without the added admin.
     ...checkUsers(spec?.users ?? []),
@@ -87,6 +88,23 @@ function checkBrokerTls(s: DefaultedSpec): string[] {
   // Said rather than ignored: whoever named a certificate expects HTTPS.
   if (!enabled) return ['spec.brokers.tls.secretName is set but spec.brokers.tls.enabled is false'];
   return [];
+}
+
+/** Credentials for brokers that check none would be a false sense of security: said, not ignored. */
+function checkBrokerAuth(spec: MessageQueueClusterSpec | undefined): string[] {
+  if (spec?.brokers?.auth?.enabled !== false) return [];
+  const problems: string[] = [];
+  if (spec.users?.length) {
+    problems.push(
+      'spec.users is set but spec.brokers.auth.enabled is false: brokers would accept anyone; remove spec.brokers.auth.enabled (authentication is on by default) or spec.users',
+    );
+  }
+  if (spec.brokers.authSecretName) {
+    problems.push(
+      'spec.brokers.authSecretName is set but spec.brokers.auth.enabled is false: brokers would accept anyone; remove spec.brokers.auth.enabled (authentication is on by default) or spec.brokers.authSecretName',
+    );
+  }
+  return problems;
 }
 
 /** Problems with a cluster's name (the schema checks the same; derived names must stay valid). */

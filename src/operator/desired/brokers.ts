@@ -87,7 +87,8 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
   const { brokers: b, podTemplate } = cr.spec;
   const secret = names.credentials(cr.metadata.name);
   const resources = resourcesOf(b.resources);
-  const withUsers = cr.spec.users.length > 0;
+  // Auth on: users always (the defaults add `admin`); off: no users file at all.
+  const withUsers = b.auth.enabled;
   const tls = b.tls.enabled;
   const mysqlTls = cr.spec.mysql.tls.enabled;
   // The kubelet probes HTTPS without verifying the certificate. HTTP is left unsaid, as before
@@ -126,12 +127,8 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           String(b.port),
           '--max-message-bytes',
           String(b.maxMessageBytes),
-          // spec.users on: the users file; off: the deprecated shared token, or no authentication.
-          ...(withUsers
-            ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`]
-            : b.authSecretName
-              ? []
-              : ['--no-auth']),
+          // Auth on: the users file (and the deprecated shared token, MQ_AUTH_TOKEN, if named).
+          ...(withUsers ? ['--users', `${USERS_MOUNT}/${USERS_FILE}`] : ['--no-auth']),
           ...(tls
             ? ['--tls-cert', `${TLS_MOUNT}/${TLS_CERT_KEY}`, '--tls-key', `${TLS_MOUNT}/${TLS_KEY_KEY}`]
             : []),

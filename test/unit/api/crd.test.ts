@@ -106,6 +106,8 @@ describe('the CRD', () => {
     for (const [k, v] of Object.entries(DEFAULTS.brokers)) expect(at(`brokers.${k}`).default, k).toBe(v);
     expect(at('brokers.tls').default).toEqual({});
     expect(at('brokers.tls.enabled').default).toBe(DEFAULTS.brokerTls.enabled);
+    expect(at('brokers.auth').default).toEqual({});
+    expect(at('brokers.auth.enabled').default).toBe(DEFAULTS.brokerAuth.enabled);
     expect(at('mysql.tls').default).toEqual({});
     expect(at('mysql.tls.enabled').default).toBe(DEFAULTS.mysqlTls.enabled);
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);

@@ -22,6 +22,7 @@ describe('withDefaults', () => {
         port: 8080,
         maxMessageBytes: 1048576,
         tls: { enabled: false },
+        auth: { enabled: true },
       },
       failover: {
         probePeriodSeconds: 1,
@@ -37,7 +38,8 @@ describe('withDefaults', () => {
       monitoring: {
         mysqldExporter: { enabled: false, image: 'ghcr.io/mysqlmq/mysqlmq:0.1.0', resources: {} },
       },
-      users: [],
+      // Authentication on by default: brokers need a token, the admin user's to begin with.
+      users: [{ name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] }],
     };
     expect(withDefaults({})).toEqual(expected);
     expect(withDefaults(undefined)).toEqual(expected);
@@ -64,6 +66,7 @@ describe('withDefaults', () => {
         maxMessageBytes: 10,
         resources: {},
         tls: { enabled: true, secretName: 'my-cert' },
+        auth: { enabled: true },
       },
       failover: {
         probePeriodSeconds: 2,
@@ -91,12 +94,19 @@ describe('withDefaults', () => {
     expect(withDefaults(spec)).toEqual(spec);
   });
 
-  it('adds the admin user with every right to a non-empty list unless one is listed', () => {
+  it('adds the admin user with every right unless one is listed, to an empty list too', () => {
+    const admin = { name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] };
     const app = { name: 'app', rights: [{ topic: 'orders', actions: ['produce' as const] }] };
-    expect(withDefaults({ users: [app] }).users).toEqual([
-      { name: 'admin', rights: [{ topic: '*', actions: ['produce', 'consume', 'admin'] }] },
-      app,
-    ]);
+    expect(withDefaults({ users: [app] }).users).toEqual([admin, app]);
+    expect(withDefaults({ users: [] }).users).toEqual([admin]);
+    // The deprecated shared token works beside the users file, as it did beside spec.users.
+    expect(withDefaults({ brokers: { authSecretName: 'tok' } }).users).toEqual([admin]);
+  });
+
+  it('has no users at all with authentication turned off', () => {
+    const off = withDefaults({ brokers: { auth: { enabled: false } } });
+    expect(off.brokers.auth).toEqual({ enabled: false });
+    expect(off.users).toEqual([]);
   });
 
   it('fills the gaps of a partly given section', () => {

@@ -25,6 +25,23 @@ describe('validateSpec', () => {
     ]);
   });
 
+  it('refuses credentials given with authentication turned off', () => {
+    const off = { auth: { enabled: false } };
+    expect(validateSpec({ brokers: off })).toEqual([]);
+    expect(validateSpec({ brokers: { auth: { enabled: true }, authSecretName: 'tok' } })).toEqual([]);
+    expect(
+      validateSpec({
+        brokers: { ...off, authSecretName: 'tok' },
+        users: [{ name: 'app', rights: [{ topic: 'orders', actions: ['produce'] }] }],
+      }),
+    ).toEqual([
+      'spec.users is set but spec.brokers.auth.enabled is false: brokers would accept anyone; remove spec.brokers.auth.enabled (authentication is on by default) or spec.users',
+      'spec.brokers.authSecretName is set but spec.brokers.auth.enabled is false: brokers would accept anyone; remove spec.brokers.auth.enabled (authentication is on by default) or spec.brokers.authSecretName',
+    ]);
+    // An empty list names no user: nothing contradicts turning authentication off.
+    expect(validateSpec({ brokers: off, users: [] })).toEqual([]);
+  });
+
   it('refuses operator-owned my.cnf keys, naming them', () => {
     const problems = validateSpec({
       mysql: { config: { server_id: '1', 'sync-binlog': '0', max_connections: '10' } },

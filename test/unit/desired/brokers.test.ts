@@ -168,15 +168,36 @@ describe('broker Deployment', () => {
     ]);
   });
 
-  it('without spec.users: the shared token if one is given, else no authentication, and no users file', () => {
+  it('authenticates by default: without spec.users, the users file (the added admin) and the shared token if named', () => {
     const args = (d: ReturnType<typeof brokerDeployment>) =>
-      container(specOf(d).template.spec, 'broker').args;
-    expect(args(brokerDeployment(cluster()))).toContain('--no-auth');
-    const shared = brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }));
-    expect(args(shared)).not.toContain('--no-auth');
-    expect(args(shared)).not.toContain('--users');
-    expect(container(specOf(shared).template.spec, 'broker').volumeMounts).toEqual([
-      { name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true },
+      container(specOf(d).template.spec, 'broker').args as string[];
+    const usersFile = ['--users', '/etc/mysqlmq/users/users.json'];
+    for (const spec of [{}, { users: [] }, { brokers: { authSecretName: 'client-token' } }]) {
+      const d = brokerDeployment(cluster(spec));
+      expect(args(d).slice(-2)).toEqual(usersFile);
+      expect(args(d)).not.toContain('--no-auth');
+      expect(container(specOf(d).template.spec, 'broker').volumeMounts).toContainEqual({
+        name: 'users',
+        mountPath: '/etc/mysqlmq/users',
+        readOnly: true,
+      });
+    }
+    const shared = container(
+      specOf(brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }))).template.spec,
+      'broker',
+    );
+    expect(envOf(shared).MQ_AUTH_TOKEN).toEqual({ secretKeyRef: { name: 'client-token', key: 'token' } });
+  });
+
+  it('with spec.brokers.auth.enabled false: --no-auth, no users file, no token', () => {
+    const off = brokerDeployment(cluster({ brokers: { auth: { enabled: false } } }));
+    const c = container(specOf(off).template.spec, 'broker');
+    expect(c.args).toContain('--no-auth');
+    expect(c.args).not.toContain('--users');
+    expect(envOf(c)).not.toHaveProperty('MQ_AUTH_TOKEN');
+    expect(c.volumeMounts).toEqual([{ name: 'routing', mountPath: '/etc/mysqlmq/routing', readOnly: true }]);
+    expect(specOf(off).template.spec.volumes).toEqual([
+      { name: 'routing', configMap: { name: 'mq-routing' } },
     ]);
   });
 
@@ -244,11 +265,11 @@ describe('brokers with spec.brokers.tls', () => {
     });
   });
 
-  it('off (the default): plain HTTP, nothing mounted, and the pod template of before TLS existed', () => {
+  it('off (the default): plain HTTP, no certificate mounted, and the pod template of before TLS existed', () => {
     const pod = tlsPod({});
     const c = container(pod, 'broker');
     expect(c.args).not.toContain('--tls-cert');
-    expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing']);
+    expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing', 'users']);
     expect(pod.securityContext).not.toHaveProperty('fsGroup');
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9443 });
     const hash = (spec: object) =>

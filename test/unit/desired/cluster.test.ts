@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { tokenSha256 } from '../../../src/api/users.js';
 import { initialRouting } from '../../../src/operator/desired/brokers.js';
 import { desiredObjects } from '../../../src/operator/desired/cluster.js';
 import { generateCredentials } from '../../../src/operator/desired/credentials.js';
@@ -38,6 +39,12 @@ describe('desiredObjects', () => {
       'Service/mq-broker',
       'PodDisruptionBudget/mq-broker',
     ]);
+  });
+
+  it("gives a cluster without spec.users the admin user's file before the brokers that read it", () => {
+    const objs = ids(build(cluster(), { userDigests: { admin: tokenSha256('t') } }));
+    expect(objs.indexOf('ConfigMap/mq-users')).toBeGreaterThan(-1);
+    expect(objs.indexOf('ConfigMap/mq-users')).toBeLessThan(objs.indexOf('Deployment/mq-broker'));
   });
 
   it('scales with spec.shards', () => {

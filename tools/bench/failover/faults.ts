@@ -152,6 +152,7 @@ export async function runFaultTrial(
   }
   const w = await Workload.start({
     brokers: ctx.brokers,
+    token: ctx.token,
     topic: 'faults',
     groups: ctx.groups,
     producers: ctx.producers,

@@ -5,7 +5,10 @@
  */
 import { join } from 'node:path';
 import { type Logger, createLogger } from '../../../src/common/logger.js';
+import { DEFAULTS } from '../../../src/operator/api/defaults.js';
 import type { MessageQueueCluster } from '../../../src/operator/api/types.js';
+import { names } from '../../../src/operator/desired/meta.js';
+import { TOKEN_KEY } from '../../../src/operator/desired/users.js';
 import { freePort } from '../../local/kubectl.js';
 import type { TestKubelet } from '../../local/kubelet/index.js';
 import { Reflector } from '../../local/kubelet/reflector.js';
@@ -170,6 +173,22 @@ export class Stack {
   /** The pod IP of a pod, from the watch. */
   podIP(name: string): string | undefined {
     return this.pods.get(name)?.status?.podIP || undefined;
+  }
+
+  /** The token of the cluster's admin user (Secret NAME-user-admin): its brokers authenticate every client. */
+  async adminToken(): Promise<string> {
+    const name = names.userSecret(this.opts.cluster, DEFAULTS.adminUser.name);
+    const encoded = await this.kubectl([
+      'get',
+      'secret',
+      name,
+      '-n',
+      this.opts.namespace,
+      '-o',
+      `jsonpath={.data.${TOKEN_KEY}}`,
+    ]);
+    if (!encoded) throw new Error(`Secret ${this.opts.namespace}/${name} has no key ${TOKEN_KEY}`);
+    return Buffer.from(encoded, 'base64').toString('utf8');
   }
 
   /** Base URLs of the cluster's broker pods that have an IP. */

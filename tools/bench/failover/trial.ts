@@ -87,6 +87,8 @@ export interface TrialContext {
   namespace: string;
   cluster: string;
   brokers: string[];
+  /** The cluster's admin token: `/v1/status` needs a valid one. */
+  token: string;
   pollMs: number;
   timeoutMs: number;
   workload: { ackedCount: number; failedCount: number; takeMaxLatency(): number };
@@ -133,9 +135,12 @@ export function parseOperatorLog(text: string, since: number): OperatorLogLine[]
   return out;
 }
 
-async function brokerShard(url: string, shard: string): Promise<BrokerShardView | undefined> {
+async function brokerShard(url: string, token: string, shard: string): Promise<BrokerShardView | undefined> {
   try {
-    const res = await fetch(`${url}/v1/status`, { signal: AbortSignal.timeout(1000) });
+    const res = await fetch(`${url}/v1/status`, {
+      headers: { authorization: `Bearer ${token}` },
+      signal: AbortSignal.timeout(1000),
+    });
     if (!res.ok) return undefined;
     const body = (await res.json()) as { shards: BrokerShardView[] };
     return body.shards.find((s) => s.name === shard);
@@ -172,7 +177,7 @@ export async function clusterSteady(ctx: TrialContext): Promise<boolean> {
     if (!shardHealthy(cr, s.name)) return false;
     const ip = s.primaryPod ? ctx.stack.podIP(s.primaryPod) : undefined;
     if (!ip) return false;
-    const views = await Promise.all(ctx.brokers.map((b) => brokerShard(b, s.name)));
+    const views = await Promise.all(ctx.brokers.map((b) => brokerShard(b, ctx.token, s.name)));
     if (!views.every((v) => normalOnBroker(v, ip))) return false;
   }
   return true;
@@ -231,7 +236,7 @@ export async function runTrial(ctx: TrialContext, trial: number, shard: string):
         error = 'interrupted';
         break;
       }
-      const views = await Promise.all(ctx.brokers.map((b) => brokerShard(b, shard)));
+      const views = await Promise.all(ctx.brokers.map((b) => brokerShard(b, ctx.token, shard)));
       const at = Date.now();
       views.forEach((v, i) => {
         const b = ctx.brokers[i];

@@ -58,6 +58,8 @@ export class BitSet {
 
 export interface WorkloadOptions {
   brokers: string[];
+  /** The cluster's admin token (Secret NAME-user-admin): its brokers authenticate every client. */
+  token: string;
   topic: string;
   groups: string[];
   producers: number;
@@ -128,7 +130,7 @@ export class Workload {
 
   static async start(opts: WorkloadOptions): Promise<Workload> {
     const w = new Workload(opts);
-    await new Producer({ brokers: opts.brokers }).createTopic(opts.topic);
+    await new Producer({ brokers: opts.brokers, token: opts.token }).createTopic(opts.topic);
     for (const group of opts.groups) {
       w.seen.set(
         group,
@@ -189,7 +191,7 @@ export class Workload {
 
   private async produce(index: number): Promise<void> {
     // The SDK's defaults apart from a short linger: a call is retried across brokers for 30 s.
-    const producer = new Producer({ brokers: this.opts.brokers, lingerMs: 2 });
+    const producer = new Producer({ brokers: this.opts.brokers, token: this.opts.token, lingerMs: 2 });
     const perSecond = this.opts.rate / this.opts.producers;
     const start = performance.now();
     let seq = 0;
@@ -273,7 +275,13 @@ export class Workload {
   }
 
   private newConsumer(group: string): Consumer {
-    return new Consumer({ brokers: this.opts.brokers, topic: this.opts.topic, group, waitMs: 200 });
+    return new Consumer({
+      brokers: this.opts.brokers,
+      token: this.opts.token,
+      topic: this.opts.topic,
+      group,
+      waitMs: 200,
+    });
   }
 
   /**
