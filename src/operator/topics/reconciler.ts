@@ -130,7 +130,9 @@ export class TopicReconciler {
       return this.fail(
         topic,
         'UnknownUser',
-        `spec.rights names ${unknownUsers.join(', ')}, not in spec.users of MessageQueueCluster ${topic.spec.cluster}; add the user there or remove the right`,
+        access.cluster.spec.brokers.auth.enabled
+          ? `spec.rights names ${unknownUsers.join(', ')}, not in spec.users of MessageQueueCluster ${topic.spec.cluster}; add the user there or remove the right`
+          : `spec.rights names ${unknownUsers.join(', ')}, but MessageQueueCluster ${topic.spec.cluster} authenticates no one (spec.brokers.auth.enabled: false); remove the rights, or turn authentication on and add the users to spec.users`,
         signal,
       );
     }
