@@ -41,11 +41,14 @@ export async function bootstrapPrimary(primary: Endpoint, secrets: ShardSecrets)
   await withAdmin(primary, secrets.admin, async (conn) => {
     // Tables first: the broker's DELETE is granted per table.
     await ensureSchema(conn);
-    await ensureUser(conn, secrets.replication, [[['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*']]);
+    await ensureUser(conn, secrets.replication, REPLICATION_GRANTS);
     await ensureUser(conn, secrets.broker, BROKER_GRANTS);
     await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }
+
+/** The standby's IO thread: reading the primary's binlog (COM_BINLOG_DUMP) and nothing else. */
+const REPLICATION_GRANTS: Grants = [[['REPLICATION SLAVE'], '*.*']];
 
 /**
  * What the broker may do: read and append messages, create topic tables, and keep its bookkeeping.
@@ -76,8 +79,9 @@ async function ensureUser(conn: mysql.Connection, creds: Credentials, grants: Gr
 
 /**
  * Brings a shard bootstrapped by an older operator up to this version: missing tables and columns,
- * the broker's grants on them (GRANT is idempotent) and the monitor user. Runs on a writable primary whose standby
- * acknowledges, so its statements never wait on semi-sync.
+ * the broker's grants on them (GRANT is idempotent), no grant the broker does not use, and the
+ * monitor user. Runs on a writable primary whose standby acknowledges, so its statements never
+ * wait on semi-sync.
  */
 export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
   await withAdmin(primary, secrets.admin, async (conn) => {
@@ -85,6 +89,19 @@ export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecret
     for (const [privileges, on] of BROKER_GRANTS) {
       await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [secrets.broker.user]);
     }
+    // Grants older operators gave and nobody uses, each checked first (REVOKE of a grant that is not
+    // there fails): the broker's DELETE on the whole queue database (messages included, which only
+    // retention deletes; now per bookkeeping table) ...
+    const [db] = await queryRows(conn, `SELECT Delete_priv AS d FROM mysql.db WHERE User = ? AND Host = '%' AND Db = ?`, [
+      secrets.broker.user,
+      QUEUE_DATABASE,
+    ]);
+    if (db?.d === 'Y') await conn.query(`REVOKE DELETE ON ${QUEUE_DATABASE}.* FROM ?@'%'`, [secrets.broker.user]);
+    // And the replication user REPLICATION CLIENT, which no replica thread uses.
+    const [repl] = await queryRows(conn, `SELECT Repl_client_priv AS c FROM mysql.user WHERE User = ? AND Host = '%'`, [
+      secrets.replication.user,
+    ]);
+    if (repl?.c === 'Y') await conn.query(`REVOKE REPLICATION CLIENT ON *.* FROM ?@'%'`, [secrets.replication.user]);
     await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }

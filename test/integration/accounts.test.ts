@@ -12,8 +12,14 @@ import { createTopic, deleteGroupOffset, insertMessages } from '../../src/broker
 import { type Credentials as SecretValues, shardSecrets } from '../../src/operator/desired/credentials.js';
 import { dropTopic, ensureTopic } from '../../src/operator/topics/sql.js';
 import { ensureLocalAccounts, instanceInitFile } from '../../src/shard/accounts.js';
-import { type ShardSecrets, REQUIRED_SEMI_SYNC, bootstrapShard } from '../../src/shard/bootstrap.js';
+import {
+  type ShardSecrets,
+  REQUIRED_SEMI_SYNC,
+  bootstrapShard,
+  upgradeShardSchema,
+} from '../../src/shard/bootstrap.js';
 import { type Credentials, connectionOptions, queryRows, withAdmin } from '../../src/shard/connection.js';
+import { transactionsBehind } from '../../src/shard/gtid.js';
 import { renderMyCnf } from '../../src/shard/mycnf.js';
 import { probeInstance } from '../../src/shard/probe.js';
 import { deleteThrough, prepareRetentionSession } from '../../src/shard/retention.js';
@@ -61,6 +67,17 @@ async function errnoOf(p: Promise<unknown>): Promise<number | undefined> {
 
 const connect = (db: LocalMariaDb, creds: Credentials) =>
   mysql.createConnection({ ...connectionOptions(db.endpoint, creds), connectTimeout: 3000 });
+
+/** Until the standby has applied everything its primary wrote. */
+async function waitForStandby(): Promise<void> {
+  const target = (await probeInstance(primary.endpoint, secrets.monitor)).gtidBinlogPos;
+  for (let i = 0; i < 100; i++) {
+    const applied = (await probeInstance(standby.endpoint, secrets.monitor)).gtidCurrentPos;
+    if (transactionsBehind(target, applied) === 0) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('the standby did not catch up');
+}
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'mq-accounts-'));
@@ -153,6 +170,26 @@ describe('MariaDB accounts', () => {
       expect(await errnoOf(pool.query('DELETE FROM mq.topics'))).toBe(1142);
       await pool.query(`INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES ('g', ?, 1)`, [id]);
       expect(await deleteGroupOffset(pool, 'g', id)).toBe(true);
+
+      // A shard an older operator bootstrapped gave the broker DELETE on all of mq: the upgrade revokes it.
+      // ... and the replication user REPLICATION CLIENT: the upgrade revokes both, on both instances.
+      await withAdmin(primary.endpoint, secrets.admin, async (c) => {
+        await c.query(`GRANT DELETE ON mq.* TO 'mq_broker'@'%'`);
+        await c.query(`GRANT REPLICATION CLIENT ON *.* TO 'mq_repl'@'%'`);
+      });
+      await upgradeShardSchema(primary.endpoint, secrets);
+      await upgradeShardSchema(primary.endpoint, secrets);
+      expect(await errnoOf(pool.query(`DELETE FROM ${messageTable(id)} WHERE id = 1`))).toBe(1142);
+      await waitForStandby();
+      for (const db of [primary, standby]) {
+        const grants = await withAdmin(db.endpoint, secrets.admin, async (c) => [
+          ...(await queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`)),
+          ...(await queryRows(c, `SHOW GRANTS FOR 'mq_repl'@'%'`)),
+        ]);
+        const text = JSON.stringify(grants);
+        expect(text).not.toMatch(/DELETE ON `mq`\.\*|REPLICATION CLIENT/);
+        expect(text).toContain('GRANT REPLICATION SLAVE ON *.*');
+      }
     } finally {
       await pool.end();
     }
