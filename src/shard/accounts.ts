@@ -116,7 +116,8 @@ export async function ensureLocalAccounts(
   }
   const conn = await connectAdmin(endpoint, { ...secrets.admin, user: LEGACY_ADMIN_USER });
   try {
-    for (const statement of localAccountStatements(secrets.admin, secrets.monitor)) await conn.query(statement);
+    for (const statement of localAccountStatements(secrets.admin, secrets.monitor))
+      await conn.query(statement);
   } finally {
     conn.destroy();
   }

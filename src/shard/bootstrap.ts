@@ -92,16 +92,21 @@ export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecret
     // Grants older operators gave and nobody uses, each checked first (REVOKE of a grant that is not
     // there fails): the broker's DELETE on the whole queue database (messages included, which only
     // retention deletes; now per bookkeeping table) ...
-    const [db] = await queryRows(conn, `SELECT Delete_priv AS d FROM mysql.db WHERE User = ? AND Host = '%' AND Db = ?`, [
-      secrets.broker.user,
-      QUEUE_DATABASE,
-    ]);
-    if (db?.d === 'Y') await conn.query(`REVOKE DELETE ON ${QUEUE_DATABASE}.* FROM ?@'%'`, [secrets.broker.user]);
+    const [db] = await queryRows(
+      conn,
+      `SELECT Delete_priv AS d FROM mysql.db WHERE User = ? AND Host = '%' AND Db = ?`,
+      [secrets.broker.user, QUEUE_DATABASE],
+    );
+    if (db?.d === 'Y')
+      await conn.query(`REVOKE DELETE ON ${QUEUE_DATABASE}.* FROM ?@'%'`, [secrets.broker.user]);
     // And the replication user REPLICATION CLIENT, which no replica thread uses.
-    const [repl] = await queryRows(conn, `SELECT Repl_client_priv AS c FROM mysql.user WHERE User = ? AND Host = '%'`, [
-      secrets.replication.user,
-    ]);
-    if (repl?.c === 'Y') await conn.query(`REVOKE REPLICATION CLIENT ON *.* FROM ?@'%'`, [secrets.replication.user]);
+    const [repl] = await queryRows(
+      conn,
+      `SELECT Repl_client_priv AS c FROM mysql.user WHERE User = ? AND Host = '%'`,
+      [secrets.replication.user],
+    );
+    if (repl?.c === 'Y')
+      await conn.query(`REVOKE REPLICATION CLIENT ON *.* FROM ?@'%'`, [secrets.replication.user]);
     await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }

@@ -57,7 +57,12 @@ async function podByRole(role: 'primary' | 'standby'): Promise<PodJson> {
 }
 
 async function sql(host: string, statement: string): Promise<Record<string, unknown>[]> {
-  const conn = await mysql.createConnection({ host, port: 3306, user: MYSQL_ADMIN_USER, password: adminPassword });
+  const conn = await mysql.createConnection({
+    host,
+    port: 3306,
+    user: MYSQL_ADMIN_USER,
+    password: adminPassword,
+  });
   try {
     const [rows] = await conn.query(statement);
     return rows as Record<string, unknown>[];

@@ -161,14 +161,20 @@ describe('MariaDB accounts', () => {
   });
 
   it('gives the broker no DELETE on messages, only on the bookkeeping it clears', async () => {
-    const pool = mysql.createPool({ ...connectionOptions(primary.endpoint, secrets.broker), connectionLimit: 2 });
+    const pool = mysql.createPool({
+      ...connectionOptions(primary.endpoint, secrets.broker),
+      connectionLimit: 2,
+    });
     try {
       const id = await createTopic(pool, 'payments');
       await insertMessages(pool, id, ['one', 'two']);
       expect(await errnoOf(pool.query(`DELETE FROM ${messageTable(id)} WHERE id = 1`))).toBe(1142);
       expect(await errnoOf(pool.query(`DROP TABLE ${messageTable(id)}`))).toBe(1142);
       expect(await errnoOf(pool.query('DELETE FROM mq.topics'))).toBe(1142);
-      await pool.query(`INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES ('g', ?, 1)`, [id]);
+      await pool.query(
+        `INSERT INTO mq.group_offsets (group_name, topic_id, committed_id) VALUES ('g', ?, 1)`,
+        [id],
+      );
       expect(await deleteGroupOffset(pool, 'g', id)).toBe(true);
 
       // A shard an older operator bootstrapped gave the broker DELETE on all of mq: the upgrade revokes it.
@@ -203,7 +209,10 @@ describe('MariaDB accounts', () => {
       myCnf: renderMyCnf({ serverId: 3, bindAddress: host, port: 3306 }),
     };
     // The older Pod: MARIADB_ROOT_HOST=% with the admin password, no init file.
-    legacy = await LocalMariaDb.start({ ...options, admin: { user: 'root', password: values['admin-password'] } });
+    legacy = await LocalMariaDb.start({
+      ...options,
+      admin: { user: 'root', password: values['admin-password'] },
+    });
     expect(await errnoOf(connect(legacy, secrets.admin))).toBe(1045);
     expect(await ensureLocalAccounts(legacy.endpoint, secrets)).toBe(true);
     expect(await ensureLocalAccounts(legacy.endpoint, secrets)).toBe(false);

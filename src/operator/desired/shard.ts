@@ -302,7 +302,10 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         ports: [{ name: 'mysql', containerPort: MYSQL_PORT, protocol: 'TCP' }],
         // root on the unix socket only: nobody connects as root over the network (the operator
         // and agents use the admin user of the init file); its password is a person's way in.
-        env: [secretEnv(cr, 'MARIADB_ROOT_PASSWORD', 'root-password'), { name: 'MARIADB_ROOT_HOST', value: 'localhost' }],
+        env: [
+          secretEnv(cr, 'MARIADB_ROOT_PASSWORD', 'root-password'),
+          { name: 'MARIADB_ROOT_HOST', value: 'localhost' },
+        ],
         volumeMounts: [
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },

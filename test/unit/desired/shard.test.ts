@@ -118,7 +118,11 @@ describe('instance Pod', () => {
       MARIADB_ROOT_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'root-password' } },
       MARIADB_ROOT_HOST: 'localhost',
     });
-    expect(c.volumeMounts).toContainEqual({ name: 'mysql-init', mountPath: '/run/mysqlmq-init', readOnly: true });
+    expect(c.volumeMounts).toContainEqual({
+      name: 'mysql-init',
+      mountPath: '/run/mysqlmq-init',
+      readOnly: true,
+    });
     expect(spec.volumes).toContainEqual({ name: 'mysql-init', emptyDir: { medium: 'Memory' } });
     expect(instanceMyCnf(cr, 1, 0)).toMatch(/^init_file = \/run\/mysqlmq-init\/init\.sql$/m);
     expect(c.volumeMounts).toEqual(

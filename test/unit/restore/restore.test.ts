@@ -109,7 +109,12 @@ describe('the restoring Pod', () => {
 
   it('leaves the Pods of a cluster without spec.restore as they were', () => {
     const env = envOf(specOf(mysqlPod(cluster({}), 0, 0, 'primary', undefined, true)).initContainers[0]);
-    expect(Object.keys(env)).toEqual(['MQ_ADMIN_PASSWORD', 'MQ_MONITOR_PASSWORD', 'MQ_SEED_SOURCE', 'MQ_SEED_ID']);
+    expect(Object.keys(env)).toEqual([
+      'MQ_ADMIN_PASSWORD',
+      'MQ_MONITOR_PASSWORD',
+      'MQ_SEED_SOURCE',
+      'MQ_SEED_ID',
+    ]);
   });
 
   it('annotates only the shards still to restore', () => {
