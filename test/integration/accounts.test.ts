@@ -95,7 +95,8 @@ afterAll(async () => {
 describe('MariaDB accounts', () => {
   it('refuses root over TCP; root works on the unix socket only', async () => {
     for (const db of [primary, standby]) {
-      // The client's address is 127.0.0.1 (loopback source) dialling the instance's 127.0.170.x.
+      // A TCP client from a loopback address (127.0.0.1, the source Linux picks for 127.0.170.x):
+      // with skip_name_resolve it is not "localhost".
       expect(await errnoOf(connect(db, { user: 'root', password: values['root-password'] }))).toBe(1045);
       expect(await errnoOf(connect(db, { user: 'root', password: values['admin-password'] }))).toBe(1045);
       const users = await withAdmin(db.endpoint, secrets.admin, (c) =>
