@@ -95,7 +95,11 @@ export function instanceInitFile(
   );
 }
 
-const accessDenied = (err: unknown) => (err as { errno?: number }).errno === 1045;
+/**
+ * A login refused: 1045, or 1698 (MariaDB's answer for a user it does not know, after the
+ * authentication plugin switch it fakes so that unknown users look like known ones).
+ */
+export const accessDenied = (err: unknown) => [1045, 1698].includes((err as { errno?: number }).errno ?? 0);
 
 /**
  * Makes sure an instance knows the admin user. An instance initialised by an older operator does

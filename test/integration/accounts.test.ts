@@ -214,7 +214,7 @@ describe('MariaDB accounts', () => {
       ...options,
       admin: { user: 'root', password: values['admin-password'] },
     });
-    expect(await errnoOf(connect(legacy, secrets.admin))).toBe(1045);
+    expect(await errnoOf(connect(legacy, secrets.admin))).toBe(1698); // an unknown user
     expect(await ensureLocalAccounts(legacy.endpoint, secrets)).toBe(true);
     expect(await ensureLocalAccounts(legacy.endpoint, secrets)).toBe(false);
     expect((await probeInstance(legacy.endpoint, secrets.monitor)).serverId).toBe(3);

@@ -12,7 +12,7 @@ import {
   setReadOnly,
   upgradeShardSchema,
 } from '../../shard/bootstrap.js';
-import { ensureLocalAccounts } from '../../shard/accounts.js';
+import { accessDenied, ensureLocalAccounts } from '../../shard/accounts.js';
 import { type Endpoint, endpointKey } from '../../shard/connection.js';
 import { probeInstance } from '../../shard/probe.js';
 import { promoteStandby, rejoinAsStandby, tryFence } from '../../shard/promote.js';
@@ -212,7 +212,7 @@ export class ShardManager {
       this.accountsChecked.add(key);
     } catch (err) {
       // An instance that is down says so in its probe; only a refusal is worth a warning.
-      if ((err as { errno?: number }).errno === 1045)
+      if (accessDenied(err))
         this.log.warn('the instance refuses both the admin user and root', {
           instance: endpoint.host,
           error: errorMessage(err),
