@@ -2,7 +2,8 @@
  * Operating a cluster, end to end on the embedded control plane:
  * - the opt-in mysqld_exporter sidecar (spec.monitoring.mysqldExporter): its /metrics on every
  *   MariaDB pod says the server is up, the standby replicates and semi-sync is on; the cluster's
- *   credentials Secret, written by an older operator without `monitor-password` (and `root-password`), gets the keys;
+ *   credentials Secret, written by an older operator without `monitor-password` and
+ *   `root-password`, gets the keys;
  * - dead letters are visible: a handler that throws on one message forever does not stall the
  *   shard, the message ends in `<topic>.dlq`, and a Warning Event `DeadLettered` on the
  *   MessageQueueTopic says which message, which group and why.
