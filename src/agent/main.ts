@@ -1,9 +1,11 @@
 #!/usr/bin/env node
+import { writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parsePointInTime } from '../backup/point-in-time.js';
 import { restoreShard } from '../backup/restore.js';
+import { ADMIN_USER, MONITOR_USER, instanceInitFile } from '../shard/accounts.js';
 import { CLIENT_TLS_USAGE, clientTlsFromFlags } from '../shard/client-tls-flags.js';
 import { targetOf } from '../backup/target-spec.js';
 import { errorMessage } from '../common/errors.js';
@@ -19,8 +21,8 @@ import { agentToken } from './token.js';
  *   serve  the sidecar: streams physical copies of the local instance to instances being rebuilt
  *   seed   the init step: fills an empty (or to-be-rebuilt) data directory from the shard's primary
  *   restore  fills a data directory from a backup in a directory or an S3 bucket (docs/backup.md)
- * Secrets come from the environment (MARIADB_ROOT_PASSWORD, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY),
- * never from flags.
+ * Secrets come from the environment (MQ_ADMIN_PASSWORD, MQ_MONITOR_PASSWORD,
+ * AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY), never from flags.
  */
 const USAGE = `Usage: mq-agent serve|seed|restore [options]
 
@@ -30,7 +32,9 @@ const USAGE = `Usage: mq-agent serve|seed|restore [options]
          --mysql-host ADDR (default $POD_IP, else 127.0.0.1) --mysql-port N (default 3306)
 ${CLIENT_TLS_USAGE.replace(/^ {2}/gm, '         ')}
   seed:  MQ_SEED_SOURCE (host:port of the source's agent) and MQ_SEED_ID (a rebuild request) from
-         the environment; does nothing when MQ_SEED_SOURCE is empty. With MQ_RESTORE (the
+         the environment; does nothing when MQ_SEED_SOURCE is empty. --init-file FILE: first
+         writes the instance's init file there (its admin and monitor users, from
+         MQ_ADMIN_PASSWORD and MQ_MONITOR_PASSWORD). With MQ_RESTORE (the
          mysqlmq.io/restore annotation: spec.restore of a new cluster) it restores an empty
          data directory from the source cluster's backup instead
   restore: --cluster NAME --shard shard-N [--backup STAMP, default the newest finished one]
@@ -40,7 +44,7 @@ ${CLIENT_TLS_USAGE.replace(/^ {2}/gm, '         ')}
          [--s3-region R] [--s3-force-path-style]; S3 credentials from AWS_ACCESS_KEY_ID and
          AWS_SECRET_ACCESS_KEY. Replaces --data-dir (mariadbd must not be running on it).
 
-Environment: MARIADB_ROOT_PASSWORD (serve, seed), MQ_LOG_LEVEL`;
+Environment: MQ_ADMIN_PASSWORD (serve, seed), MQ_MONITOR_PASSWORD (seed --init-file), MQ_LOG_LEVEL`;
 
 async function main(): Promise<void> {
   const { values, positionals } = parseArgs({
@@ -54,6 +58,7 @@ async function main(): Promise<void> {
       'mysql-port': { type: 'string' },
       'mysql-ca': { type: 'string' },
       'mysql-server-name': { type: 'string' },
+      'init-file': { type: 'string' },
       cluster: { type: 'string' },
       shard: { type: 'string' },
       backup: { type: 'string' },
@@ -121,13 +126,23 @@ async function main(): Promise<void> {
     });
     return;
   }
-  const password = process.env.MARIADB_ROOT_PASSWORD ?? '';
-  if (!password) throw new Error('MARIADB_ROOT_PASSWORD is not set');
+  const password = process.env.MQ_ADMIN_PASSWORD ?? '';
+  if (!password) throw new Error('MQ_ADMIN_PASSWORD is not set');
   const dataDir = values['data-dir'] ?? '/var/lib/mysql';
   const workDir = values['work-dir'] ?? join(tmpdir(), 'mq-agent');
   const token = agentToken(password);
   const log = createLogger(`agent-${command}`);
 
+  if (command === 'seed' && values['init-file']) {
+    const monitor = process.env.MQ_MONITOR_PASSWORD ?? '';
+    if (!monitor) throw new Error('MQ_MONITOR_PASSWORD is not set');
+    // Only mariadbd (the same uid) reads it: it holds passwords.
+    await writeFile(
+      values['init-file'],
+      instanceInitFile({ user: ADMIN_USER, password }, { user: MONITOR_USER, password: monitor }),
+      { mode: 0o600 },
+    );
+  }
   if (command === 'seed' && process.env.MQ_RESTORE) {
     await restoreStep(process.env.MQ_RESTORE, dataDir, workDir, log);
     return;
@@ -154,7 +169,7 @@ async function main(): Promise<void> {
         host: values['mysql-host'] ?? (process.env.POD_IP || '127.0.0.1'),
         port: Number(values['mysql-port'] ?? 3306),
       },
-      admin: { user: 'root', password, ...(mysqlTls ? { tls: mysqlTls } : {}) },
+      admin: { user: ADMIN_USER, password, ...(mysqlTls ? { tls: mysqlTls } : {}) },
       dataDir,
       workDir,
     },

@@ -557,7 +557,7 @@ export class ClusterReconciler {
   }
 
   /**
-   * A Secret written by an older operator lacks the keys added since (the monitor password): they
+   * A Secret written by an older operator lacks the keys added since (the monitor and root passwords): they
    * are generated and merged in, guarded by the resourceVersion read, so a concurrent writer's
    * value wins and is read back. A Secret missing an original key cannot be repaired.
    */

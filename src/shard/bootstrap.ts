@@ -1,13 +1,14 @@
 import type mysql from 'mysql2/promise';
+import { MONITOR_GRANTS, type Grants } from './accounts.js';
 import { type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
 import { QUEUE_DATABASE, SCHEMA_STATEMENTS, SCHEMA_TABLES } from './schema.js';
 
 export interface ShardSecrets {
-  /** A user with SUPER-level rights on every instance of the shard (the image's root). */
+  /** The admin user every instance creates for itself (`ADMIN_USER`, src/shard/accounts.ts). */
   admin: Credentials;
   replication: Credentials;
   broker: Credentials;
-  /** The metrics exporter's user (`MONITOR_GRANTS`): reads server status, never queue data. */
+  /** The probes' and metrics exporter's user (`MONITOR_GRANTS`): server state, never queue data. */
   monitor: Credentials;
   /**
    * Set when the instances require TLS (`spec.mysql.tls`): a replica's connection to its primary is
@@ -40,17 +41,20 @@ export async function bootstrapPrimary(primary: Endpoint, secrets: ShardSecrets)
   await withAdmin(primary, secrets.admin, async (conn) => {
     // Tables first: the broker's DELETE is granted per table.
     await ensureSchema(conn);
-    await ensureUser(conn, secrets.replication, [[['REPLICATION SLAVE', 'REPLICATION CLIENT'], '*.*']]);
+    await ensureUser(conn, secrets.replication, REPLICATION_GRANTS);
     await ensureUser(conn, secrets.broker, BROKER_GRANTS);
     await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }
 
+/** The standby's IO thread: reading the primary's binlog (COM_BINLOG_DUMP) and nothing else. */
+const REPLICATION_GRANTS: Grants = [[['REPLICATION SLAVE'], '*.*']];
+
 /**
  * What the broker may do: read and append messages, create topic tables, and keep its bookkeeping.
  * No DELETE on messages (retention deletes them as the admin user), only on the rows it clears.
  */
-const BROKER_GRANTS: [string[], string][] = [
+const BROKER_GRANTS: Grants = [
   [['SELECT', 'INSERT', 'UPDATE', 'CREATE'], `${QUEUE_DATABASE}.*`],
   ...['group_offsets', 'pending_offsets', 'pending_releases', 'deliveries'].map(
     (table): [string[], string] => [['DELETE'], `${QUEUE_DATABASE}.${table}`],
@@ -58,26 +62,16 @@ const BROKER_GRANTS: [string[], string][] = [
 ];
 
 /**
- * What mysqld_exporter needs and nothing more: server status and variables (PROCESS), replication
- * status (REPLICATION CLIENT for the primary's binlogs, SLAVE MONITOR for SHOW SLAVE STATUS, which
- * MariaDB 10.5+ split off REPLICATION CLIENT) and performance_schema. No right on the queue data.
+ * Creates the user with its grants once; an existing user keeps the grants it has. IF NOT EXISTS:
+ * the statement replicates, and the standby may have the user already (the monitor user comes
+ * from each instance's init file; it is ensured here for instances started without one).
  */
-export const MONITOR_GRANTS: [string[], string][] = [
-  [['PROCESS', 'REPLICATION CLIENT', 'SLAVE MONITOR'], '*.*'],
-  [['SELECT'], 'performance_schema.*'],
-];
-
-/** Creates the user with its grants once; an existing user keeps the grants it has. */
-async function ensureUser(
-  conn: mysql.Connection,
-  creds: Credentials,
-  grants: [privileges: string[], on: string][],
-): Promise<void> {
+async function ensureUser(conn: mysql.Connection, creds: Credentials, grants: Grants): Promise<void> {
   const existing = await queryRows(conn, `SELECT 1 FROM mysql.user WHERE User = ? AND Host = '%'`, [
     creds.user,
   ]);
   if (existing.length > 0) return;
-  await conn.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [creds.user, creds.password]);
+  await conn.query(`CREATE USER IF NOT EXISTS ?@'%' IDENTIFIED BY ?`, [creds.user, creds.password]);
   for (const [privileges, on] of grants) {
     await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [creds.user]);
   }
@@ -85,8 +79,9 @@ async function ensureUser(
 
 /**
  * Brings a shard bootstrapped by an older operator up to this version: missing tables and columns,
- * the broker's grants on them (GRANT is idempotent) and the monitor user. Runs on a writable primary whose standby
- * acknowledges, so its statements never wait on semi-sync.
+ * the broker's grants on them (GRANT is idempotent), no grant the broker does not use, and the
+ * monitor user. Runs on a writable primary whose standby acknowledges, so its statements never
+ * wait on semi-sync.
  */
 export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecrets): Promise<void> {
   await withAdmin(primary, secrets.admin, async (conn) => {
@@ -94,6 +89,24 @@ export async function upgradeShardSchema(primary: Endpoint, secrets: ShardSecret
     for (const [privileges, on] of BROKER_GRANTS) {
       await conn.query(`GRANT ${privileges.join(', ')} ON ${on} TO ?@'%'`, [secrets.broker.user]);
     }
+    // Grants older operators gave and nobody uses, each checked first (REVOKE of a grant that is not
+    // there fails): the broker's DELETE on the whole queue database (messages included, which only
+    // retention deletes; now per bookkeeping table) ...
+    const [db] = await queryRows(
+      conn,
+      `SELECT Delete_priv AS d FROM mysql.db WHERE User = ? AND Host = '%' AND Db = ?`,
+      [secrets.broker.user, QUEUE_DATABASE],
+    );
+    if (db?.d === 'Y')
+      await conn.query(`REVOKE DELETE ON ${QUEUE_DATABASE}.* FROM ?@'%'`, [secrets.broker.user]);
+    // And the replication user REPLICATION CLIENT, which no replica thread uses.
+    const [repl] = await queryRows(
+      conn,
+      `SELECT Repl_client_priv AS c FROM mysql.user WHERE User = ? AND Host = '%'`,
+      [secrets.replication.user],
+    );
+    if (repl?.c === 'Y')
+      await conn.query(`REVOKE REPLICATION CLIENT ON *.* FROM ?@'%'`, [secrets.replication.user]);
     await ensureUser(conn, secrets.monitor, MONITOR_GRANTS);
   });
 }

@@ -23,6 +23,7 @@ export const OPERATOR_OWNED_KEYS = [
   'socket',
   'relay_log',
   'skip_slave_start',
+  'init_file',
 ] as const;
 
 /**
@@ -43,6 +44,8 @@ export interface MyCnfInput {
   socket?: string;
   pidFile?: string;
   logError?: string;
+  /** SQL mariadbd runs at every start (the instance's local accounts, src/shard/accounts.ts). */
+  initFile?: string;
   /** Serve TLS with these files and refuse clients without it (`spec.mysql.tls`). */
   tls?: ServerTlsFiles;
   /** User settings, already checked with `refusedOverrides`. */
@@ -87,6 +90,7 @@ export function renderMyCnf(input: MyCnfInput): string {
   if (input.socket) settings.push(['socket', input.socket]);
   if (input.pidFile) settings.push(['pid_file', input.pidFile]);
   if (input.logError) settings.push(['log_error', input.logError]);
+  if (input.initFile) settings.push(['init_file', input.initFile]);
   settings.push(
     ['log_bin', 'mysql-bin'],
     ['relay_log', 'relay-bin'],

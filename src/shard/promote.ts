@@ -91,7 +91,7 @@ async function killConnectionsOf(conn: mysql.Connection, user: string): Promise<
 /**
  * Turns a former primary into the standby of `primary`. Fenced first. Without `rebuild` it keeps its
  * data and replicates from the last transaction it has (it must hold nothing `primary` lacks: see
- * `binlogHolds`). With `rebuild` its queue data, users and binlog are wiped and it replays `primary`'s
+ * `binlogHolds`). With `rebuild` its queue data, replicated users and binlog are wiped and it replays `primary`'s
  * whole binlog: what it held beyond `primary` was never acknowledged, so nothing acknowledged is lost.
  */
 export async function rejoinAsStandby(
@@ -110,7 +110,11 @@ export async function rejoinAsStandby(
       // Kept out of its binlog: this instance's history is about to be replaced by the primary's.
       await conn.query('SET SESSION sql_log_bin = 0');
       await conn.query(`DROP DATABASE IF EXISTS \`${QUEUE_DATABASE}\``);
-      for (const user of [secrets.replication.user, secrets.broker.user, secrets.monitor.user]) {
+      // The users the primary's binlog creates. Not the admin and monitor users: each instance
+      // holds those itself (its init file), outside replication. (A binlog an older operator wrote
+      // may still create the monitor user: that replay stops on it, and the standby is then rebuilt
+      // by a physical copy, as for any transaction it cannot apply.)
+      for (const user of [secrets.replication.user, secrets.broker.user]) {
         await conn.query(`DROP USER IF EXISTS ?@'%'`, [user]);
       }
       await conn.query('RESET MASTER');

@@ -2,7 +2,8 @@
  * Operating a cluster, end to end on the embedded control plane:
  * - the opt-in mysqld_exporter sidecar (spec.monitoring.mysqldExporter): its /metrics on every
  *   MariaDB pod says the server is up, the standby replicates and semi-sync is on; the cluster's
- *   credentials Secret, written by an older operator without `monitor-password`, gets the key;
+ *   credentials Secret, written by an older operator without `monitor-password` and
+ *   `root-password`, gets the keys;
  * - dead letters are visible: a handler that throws on one message forever does not stall the
  *   shard, the message ends in `<topic>.dlq`, and a Warning Event `DeadLettered` on the
  *   MessageQueueTopic says which message, which group and why.
@@ -79,7 +80,7 @@ afterAll(async () => {
 });
 
 describe('the mysqld_exporter sidecar', () => {
-  it('adds monitor-password to a Secret an older operator wrote, keeping its passwords', async () => {
+  it('adds monitor-password and root-password to a Secret an older operator wrote, keeping its passwords', async () => {
     const secret = JSON.parse(
       await env.kubectl(['get', 'secret', `${NAME}-credentials`, '-n', NS, '-o', 'json']),
     ) as { data: Record<string, string> };
@@ -89,9 +90,11 @@ describe('the mysqld_exporter sidecar', () => {
       'broker-password',
       'monitor-password',
       'replication-password',
+      'root-password',
     ]);
     expect(secret.data['admin-password']).toBe(b64('old-admin-password-0123456789'));
-    expect(Buffer.from(secret.data['monitor-password']!, 'base64').toString()).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    for (const key of ['monitor-password', 'root-password'])
+      expect(Buffer.from(secret.data[key]!, 'base64').toString()).toMatch(/^[A-Za-z0-9_-]{32}$/);
     const reasons = (await events()).map((e) => e.reason);
     expect(reasons).toContain('CredentialsUpdated');
   });

@@ -13,6 +13,7 @@ import { certificateFacts, signedBy } from '../../src/common/certificates.js';
 import { defaultCluster } from '../../src/operator/api/defaults.js';
 import { mysqlServerName, mysqlSubjectAltNames } from '../../src/operator/desired/mysql-tls.js';
 import { type Credentials, type Endpoint, queryRows, withAdmin } from '../../src/shard/connection.js';
+import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
 import { clusterManifest } from '../../tools/local/cluster-manifest.js';
 import {
   type Env,
@@ -63,7 +64,7 @@ async function instance(role: 'primary' | 'standby'): Promise<PodJson & { endpoi
 async function admin(): Promise<Credentials> {
   const cr = defaultCluster(await env.getCluster(NS, NAME));
   return {
-    user: 'root',
+    user: MYSQL_ADMIN_USER,
     password: await secretText(`${NAME}-credentials`, 'admin-password'),
     tls: { ca: await secretText(`${NAME}-ca`, 'ca.crt'), serverName: mysqlServerName(cr) },
   };

@@ -7,6 +7,7 @@ import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
+import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
 import { LOCAL_CLUSTER_SPEC as BASE_SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
@@ -42,13 +43,16 @@ async function waitReady(name = NAME, timeoutMs = 240_000): Promise<MessageQueue
 /** The ready brokers and the admin user's token: authentication is on by default. */
 const brokerClient = () => env.brokerClient(NS, NAME, { ready: true });
 
-const adminPassword = (name = NAME) => env.secretValue(NS, `${name}-credentials`, 'admin-password');
+/** A key of the cluster's generated credentials Secret. */
+const secretKey = (key: string, name = NAME) => env.secretValue(NS, `${name}-credentials`, key);
+
+const adminPassword = (name = NAME) => secretKey('admin-password', name);
 
 async function query<T>(host: string, password: string, sql: string): Promise<T[]> {
   const conn = await mysql.createConnection({
     host,
     port: 3306,
-    user: 'root',
+    user: MYSQL_ADMIN_USER,
     password,
     connectTimeout: 3000,
   });
@@ -111,6 +115,24 @@ describe('operator end to end', () => {
         "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'",
       );
       expect(semi!.Value).toBe('ON');
+
+      // The admin and monitor users on both instances; root only on localhost, refused over TCP.
+      for (const pod of [primary!, standby!]) {
+        const users = await query<{ user: string; host: string }>(
+          pod.status!.podIP!,
+          password,
+          "SELECT User AS user, Host AS host FROM mysql.user WHERE User IN ('root', 'mysqlmq-admin', 'mq_monitor') ORDER BY User, Host",
+        );
+        expect(users).toEqual([
+          { user: 'mq_monitor', host: '%' },
+          { user: 'mysqlmq-admin', host: '%' },
+          { user: 'root', host: 'localhost' },
+        ]);
+        const root = await secretKey('root-password');
+        await expect(
+          mysql.createConnection({ host: pod.status!.podIP!, port: 3306, user: 'root', password: root }),
+        ).rejects.toMatchObject({ errno: 1045 });
+      }
     }
 
     // By default the two instances of every shard run on different nodes, and status says so.

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { eventReasons } from '../../tools/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
+import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
 import { type Env, type PodJson, conditionOf, startEnv, waitFor } from '../support/operator.js';
 import { Workload } from '../support/workload.js';
 
@@ -40,7 +41,12 @@ async function podByRole(role: 'primary' | 'standby'): Promise<PodJson> {
 }
 
 async function sql(host: string, statement: string): Promise<Record<string, unknown>[]> {
-  const conn = await mysql.createConnection({ host, port: 3306, user: 'root', password: adminPassword });
+  const conn = await mysql.createConnection({
+    host,
+    port: 3306,
+    user: MYSQL_ADMIN_USER,
+    password: adminPassword,
+  });
   try {
     const [rows] = await conn.query(statement);
     return rows as Record<string, unknown>[];

@@ -6,6 +6,7 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../../src/client/index.js';
+import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
@@ -44,7 +45,7 @@ async function query<T>(host: string, sql: string, params: unknown[] = []): Prom
   const conn = await mysql.createConnection({
     host,
     port: 3306,
-    user: 'root',
+    user: MYSQL_ADMIN_USER,
     password,
     connectTimeout: 3000,
   });

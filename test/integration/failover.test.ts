@@ -7,6 +7,7 @@ import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { generateSecrets } from '../../tools/local/cluster.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
+import { instanceInitFile } from '../../src/shard/accounts.js';
 import { LocalMariaDb } from '../../tools/local/mariadbd.js';
 import {
   type ManagerPolicy,
@@ -96,6 +97,8 @@ beforeAll(async () => {
             host: `127.0.24.${s * 2 + i + 1}`,
             serverId: s * 2 + i + 1,
             admin: secrets.admin,
+            // The admin and monitor users, as a Pod's init file creates them.
+            initSql: instanceInitFile(secrets.admin, secrets.monitor),
           }),
         ),
       ),

@@ -118,6 +118,7 @@ beforeAll(async () => {
       'broker-password': password(),
       'admin-token': password(),
       'monitor-password': password(),
+      'root-password': password(),
     },
     tls,
   );

@@ -13,6 +13,7 @@ import {
   ShardManager,
 } from '../../src/operator/shards/manager.js';
 import { generateSecrets } from '../../tools/local/cluster.js';
+import { instanceInitFile } from '../../src/shard/accounts.js';
 import { LocalMariaDb } from '../../tools/local/mariadbd.js';
 
 /**
@@ -120,6 +121,8 @@ beforeAll(async () => {
         host: `127.0.27.${i + 1}`,
         serverId: i + 1,
         admin: secrets.admin,
+        // The admin and monitor users, as a Pod's init file creates them.
+        initSql: instanceInitFile(secrets.admin, secrets.monitor),
       }),
     ),
   );

@@ -21,6 +21,13 @@ export interface LocalMariaDbOptions {
   /** Required unless `myCnf` is given (then the text's own `server_id` applies). */
   serverId?: number;
   admin: Credentials;
+  /**
+   * The host `admin` may connect from (default '%'). The official image's MARIADB_ROOT_HOST:
+   * 'localhost' leaves it to the unix socket, and TCP clients are refused.
+   */
+  adminHost?: string;
+  /** SQL run after the admin's at every start: the `init_file` of a Pod's my.cnf. */
+  initSql?: string;
   overrides?: Record<string, string>;
   /**
    * A my.cnf text to use instead of rendering one (e.g. a shard's ConfigMap). Its settings apply
@@ -96,19 +103,25 @@ export class LocalMariaDb {
   }
 
   private async prepare(): Promise<void> {
-    const { dir, host, serverId, admin, overrides, myCnf } = this.options;
+    const { dir, host, serverId, admin, adminHost, initSql, overrides, myCnf } = this.options;
     await mkdir(dir, { recursive: true });
     if (!(await exists(join(this.dataDir, 'mysql')))) {
       await cp(await templateDataDir(), this.dataDir, { recursive: true });
     }
     // The init file runs on every start; sql_log_bin=0 keeps it out of the binlog so primary and
-    // standby never carry local GTIDs of their own.
+    // standby never carry local GTIDs of their own. SET PASSWORD: root@localhost of the data
+    // directory template exists already, without this password (the image sets it).
+    const account = `'${admin.user}'@'${adminHost ?? '%'}'`;
+    const password = `'${admin.password.replace(/'/g, "''")}'`;
     await writeFile(
       join(dir, 'init.sql'),
       [
         'SET sql_log_bin = 0;',
-        `CREATE USER IF NOT EXISTS '${admin.user}'@'%' IDENTIFIED BY '${admin.password.replace(/'/g, "''")}';`,
-        `GRANT ALL PRIVILEGES ON *.* TO '${admin.user}'@'%' WITH GRANT OPTION;`,
+        `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${password};`,
+        `SET PASSWORD FOR ${account} = PASSWORD(${password});`,
+        `GRANT ALL PRIVILEGES ON *.* TO ${account} WITH GRANT OPTION;`,
+        'SET sql_log_bin = 1;',
+        ...(initSql ? [initSql] : []),
       ].join('\n') + '\n',
       { mode: 0o600 },
     );
@@ -197,6 +210,8 @@ export class LocalMariaDb {
         await conn.end();
         return;
       } catch (err) {
+        // Refused (an admin on localhost only): the server is up and checking logins.
+        if ((err as { errno?: number }).errno === 1045) return;
         if (Date.now() > deadline) throw err;
         await new Promise((r) => setTimeout(r, 100));
       }

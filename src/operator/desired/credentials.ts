@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { ADMIN_USER, MONITOR_USER } from '../../shard/accounts.js';
 import type { ShardSecrets } from '../../shard/bootstrap.js';
 import type { ClientTls } from '../../shard/connection.js';
 import { COMPONENT_CREDENTIALS, type DefaultedCluster } from '../api/types.js';
@@ -11,21 +12,26 @@ export const SECRET_KEYS = [
   'broker-password',
   'admin-token',
   'monitor-password',
+  'root-password',
 ] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 /**
  * Keys later versions added: a Secret written by an older operator gets them generated and
  * patched in. The others are never generated again (databases were initialised with them).
  */
-export const ADDED_SECRET_KEYS: readonly SecretKey[] = ['monitor-password'];
+export const ADDED_SECRET_KEYS: readonly SecretKey[] = ['monitor-password', 'root-password'];
 /** The cluster's generated secrets, by Secret key. Never logged, never in status or ConfigMaps. */
 export type Credentials = Record<SecretKey, string>;
 
-/** MariaDB users: the image's root (MARIADB_ROOT_PASSWORD), replication, the brokers', the metrics exporter's. */
-export const MYSQL_ADMIN_USER = 'root';
+/**
+ * MariaDB users (docs/security.md, "MariaDB accounts"): the operator's and agents' admin
+ * (`admin-password`), replication, the brokers', the probes' and exporter's monitor. The image's
+ * root exists on localhost only (`root-password`, used by nobody but a person with `kubectl exec`).
+ */
+export const MYSQL_ADMIN_USER = ADMIN_USER;
 export const REPLICATION_USER = 'mq_repl';
 export const BROKER_USER = 'mq_broker';
-export const MONITOR_USER = 'mq_monitor';
+export { MONITOR_USER };
 
 /**
  * Fresh random credentials (32 URL-safe characters each, 192 bits). Not pure: the caller does

@@ -19,9 +19,14 @@ import { names } from './meta.js';
 /** The restore happens on instance 0, the primary a new shard starts with. */
 export const RESTORING_INSTANCE = 0;
 
-/** The new cluster's accounts the restore sets passwords for, and where each password comes from. */
+/**
+ * The new cluster's accounts the restore sets passwords for, and where each password comes from.
+ * root: `root@localhost` of the restored data (and `root@'%'` of a backup an older operator took,
+ * which the instance's init file then drops).
+ */
 const ACCOUNTS: { user: string; passwordEnv: string; key: SecretKey }[] = [
-  { user: MYSQL_ADMIN_USER, passwordEnv: 'MARIADB_ROOT_PASSWORD', key: 'admin-password' },
+  { user: 'root', passwordEnv: 'MQ_ROOT_PASSWORD', key: 'root-password' },
+  { user: MYSQL_ADMIN_USER, passwordEnv: 'MQ_ADMIN_PASSWORD', key: 'admin-password' },
   { user: REPLICATION_USER, passwordEnv: 'MQ_REPLICATION_PASSWORD', key: 'replication-password' },
   { user: BROKER_USER, passwordEnv: 'MQ_BROKER_PASSWORD', key: 'broker-password' },
   { user: MONITOR_USER, passwordEnv: 'MQ_MONITOR_PASSWORD', key: 'monitor-password' },
@@ -53,10 +58,13 @@ export const restoreAnnotation = (request: RestoreRequest) => ({
   [ANNOTATION_RESTORE]: JSON.stringify(request),
 });
 
+/** Passwords every seed step has already (src/operator/desired/shard.ts): its init file needs them. */
+const SEED_PASSWORD_ENV = new Set(['MQ_ADMIN_PASSWORD', 'MQ_MONITOR_PASSWORD']);
+
 /**
  * The seed step's extra environment on instance 0 of a cluster with spec.restore: the request
  * (from the annotation, so it is there only until the shard is bootstrapped), the passwords of
- * the new cluster's accounts except the admin one (already there), and the S3 credentials.
+ * the new cluster's accounts the step lacks otherwise, and the S3 credentials.
  */
 export function restoreEnv(cr: DefaultedCluster): Record<string, unknown>[] {
   const restore = cr.spec.restore;
@@ -68,7 +76,7 @@ export function restoreEnv(cr: DefaultedCluster): Record<string, unknown>[] {
       name: 'MQ_RESTORE',
       valueFrom: { fieldRef: { fieldPath: `metadata.annotations['${ANNOTATION_RESTORE}']` } },
     },
-    ...ACCOUNTS.filter((a) => a.passwordEnv !== 'MARIADB_ROOT_PASSWORD').map((a) => ({
+    ...ACCOUNTS.filter((a) => !SEED_PASSWORD_ENV.has(a.passwordEnv)).map((a) => ({
       name: a.passwordEnv,
       valueFrom: { secretKeyRef: { name: secret, key: a.key } },
     })),

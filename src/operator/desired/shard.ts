@@ -11,7 +11,7 @@ import {
   LABEL_SHARD,
 } from '../api/types.js';
 import { ownedKeyOf } from '../api/validate.js';
-import { MONITOR_USER } from './credentials.js';
+import { MONITOR_USER, type SecretKey } from './credentials.js';
 import {
   RESTORING_INSTANCE,
   restoreAnnotation,
@@ -47,6 +47,12 @@ const MARIADB_UID = 999;
 
 export const MYSQL_PORT = 3306;
 export const MYCNF_MOUNT = '/etc/mysql/conf.d/mysqlmq.cnf';
+/**
+ * The instance's init file (`init_file`, src/shard/accounts.ts `instanceInitFile`): written by the
+ * seed step from the credentials Secret into a memory-backed emptyDir, read by mariadbd at start.
+ */
+export const INIT_MOUNT = '/run/mysqlmq-init';
+export const INIT_FILE = `${INIT_MOUNT}/init.sql`;
 export const DATA_MOUNT = '/var/lib/mysql';
 /** The agent's scratch space (credentials file, mariadb-backup's work files): an emptyDir. */
 export const AGENT_TMP_MOUNT = '/tmp';
@@ -89,6 +95,7 @@ export function instanceMyCnf(cr: DefaultedCluster, shard: number, instance: num
     serverId: serverIdOf(shard, instance),
     bindAddress: '0.0.0.0',
     port: MYSQL_PORT,
+    initFile: INIT_FILE,
     ...(cr.spec.mysql.tls.enabled
       ? { tls: { certFile: MYSQL_TLS_FILES.cert, keyFile: MYSQL_TLS_FILES.key, caFile: MYSQL_TLS_FILES.ca } }
       : {}),
@@ -145,15 +152,19 @@ function instanceTolerations(user: Record<string, unknown>[]): Record<string, un
   ];
 }
 
-const adminPasswordEnv = (cr: DefaultedCluster) => ({
-  name: 'MARIADB_ROOT_PASSWORD',
-  valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'admin-password' } },
+const secretEnv = (cr: DefaultedCluster, name: string, key: SecretKey) => ({
+  name,
+  valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key } },
 });
+/** The admin user's password: the agent's connections, its token, the init file. */
+const adminPasswordEnv = (cr: DefaultedCluster) => secretEnv(cr, 'MQ_ADMIN_PASSWORD', 'admin-password');
 
 const agentMounts = [
   { name: 'data', mountPath: DATA_MOUNT },
   { name: 'agent-tmp', mountPath: AGENT_TMP_MOUNT },
 ];
+const INIT_VOLUME = 'mysql-init';
+const initMount = { name: INIT_VOLUME, mountPath: INIT_MOUNT };
 
 /** The Secret `NAME-mysql-tls` as a directory, where `spec.mysql.tls` is on. */
 const TLS_VOLUME = 'mysql-tls';
@@ -223,10 +234,7 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
     ],
     ports: [{ name: 'metrics', containerPort: EXPORTER_PORT, protocol: 'TCP' }],
     env: [
-      {
-        name: 'MQ_MONITOR_PASSWORD',
-        valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'monitor-password' } },
-      },
+      secretEnv(cr, 'MQ_MONITOR_PASSWORD', 'monitor-password'),
       {
         name: 'DATA_SOURCE_NAME',
         // Under spec.mysql.tls the instance refuses plain TCP; this hop is the Pod's own loopback,
@@ -242,7 +250,8 @@ function exporterContainer(cr: DefaultedCluster): Record<string, unknown> {
 /**
  * The init step: seeds the data directory from the agent named by the `mysqlmq.io/seed-source`
  * annotation when the volume is empty or a rebuild (`mysqlmq.io/seed-id`) asks for it; otherwise
- * it exits at once. The operator sets the annotations on the Pods it creates.
+ * it does not. The operator sets the annotations on the Pods it creates. Every start it first
+ * writes the instance's init file (the admin and monitor users), before mariadbd starts.
  */
 function seedContainer(cr: DefaultedCluster, instance: number): Record<string, unknown> {
   const source = instance === RESTORING_INSTANCE ? restoreSourceVolume(cr) : undefined;
@@ -251,14 +260,15 @@ function seedContainer(cr: DefaultedCluster, instance: number): Record<string, u
     name: 'seed',
     image: cr.spec.brokers.image,
     imagePullPolicy: 'IfNotPresent',
-    command: agentCommand('seed'),
+    command: [...agentCommand('seed'), '--init-file', INIT_FILE],
     env: [
       adminPasswordEnv(cr),
+      secretEnv(cr, 'MQ_MONITOR_PASSWORD', 'monitor-password'),
       { name: 'MQ_SEED_SOURCE', valueFrom: annotation(ANNOTATION_SEED_SOURCE) },
       { name: 'MQ_SEED_ID', valueFrom: annotation(ANNOTATION_SEED_ID) },
       ...(instance === RESTORING_INSTANCE ? restoreEnv(cr) : []),
     ],
-    volumeMounts: [...agentMounts, ...(source ? [source.mount] : [])],
+    volumeMounts: [...agentMounts, initMount, ...(source ? [source.mount] : [])],
     securityContext: { ...READ_ONLY_CONTAINER, runAsUser: MYSQL_UID, runAsGroup: MYSQL_UID },
   };
 }
@@ -301,16 +311,16 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
         image: mysql.image,
         imagePullPolicy: 'IfNotPresent',
         ports: [{ name: 'mysql', containerPort: MYSQL_PORT, protocol: 'TCP' }],
+        // root on the unix socket only: nobody connects as root over the network (the operator
+        // and agents use the admin user of the init file); its password is a person's way in.
         env: [
-          {
-            name: 'MARIADB_ROOT_PASSWORD',
-            valueFrom: { secretKeyRef: { name: names.credentials(cr.metadata.name), key: 'admin-password' } },
-          },
-          { name: 'MARIADB_ROOT_HOST', value: '%' },
+          secretEnv(cr, 'MARIADB_ROOT_PASSWORD', 'root-password'),
+          { name: 'MARIADB_ROOT_HOST', value: 'localhost' },
         ],
         volumeMounts: [
           { name: 'data', mountPath: DATA_MOUNT },
           { name: 'mycnf', mountPath: MYCNF_MOUNT, subPath: `instance-${instance}.cnf`, readOnly: true },
+          { ...initMount, readOnly: true },
           ...tlsMounts(cr),
           // The image stays read-only; the entrypoint and mariadbd write only the socket and pid
           // file (/run/mysqld) and temporary tables and files (/tmp) besides the data volume.
@@ -338,6 +348,8 @@ function instancePodSpec(cr: DefaultedCluster, shard: number, instance: number):
       { name: 'agent-tmp', emptyDir: {} },
       { name: 'mariadb-run', emptyDir: {} },
       { name: 'mariadb-tmp', emptyDir: {} },
+      // In memory: it holds passwords, which never reach a disk this way.
+      { name: INIT_VOLUME, emptyDir: { medium: 'Memory' } },
       ...(restoreSource ? [restoreSource.volume] : []),
       ...(cr.spec.mysql.tls.enabled
         ? [

@@ -12,7 +12,8 @@ import {
   setReadOnly,
   upgradeShardSchema,
 } from '../../shard/bootstrap.js';
-import type { Endpoint } from '../../shard/connection.js';
+import { accessDenied, ensureLocalAccounts } from '../../shard/accounts.js';
+import { type Endpoint, endpointKey } from '../../shard/connection.js';
 import { probeInstance } from '../../shard/probe.js';
 import { promoteStandby, rejoinAsStandby, tryFence } from '../../shard/promote.js';
 import { SwitchoverError, switchover } from '../../shard/switchover.js';
@@ -61,6 +62,8 @@ export class ShardManager {
   private readonly memory = new Map<string, ShardMemory>();
   /** Shards whose schema upgrade this process started or finished (once per operator start suffices). */
   private readonly schemaChecked = new Set<string>();
+  /** Instances (`host:port`) known to have the admin user (`ensureLocalAccounts`), once per address. */
+  private readonly accountsChecked = new Set<string>();
 
   constructor(
     private readonly secrets: ShardSecrets,
@@ -178,9 +181,10 @@ export class ShardManager {
 
   private async probe(view: ObservedShard['instances'][number]): Promise<InstanceView> {
     if (!view.podIP || view.podPhase !== 'Running') return { ...view, probeError: 'no running pod' };
+    const endpoint = { host: view.podIP, port: MYSQL_PORT };
     try {
       const probe = await withDeadline(
-        probeInstance({ host: view.podIP, port: MYSQL_PORT }, this.secrets.admin),
+        this.ensureAccounts(endpoint).then(() => probeInstance(endpoint, this.secrets.monitor)),
         this.probeTimeoutMs,
         'MySQL probe',
         () => undefined,
@@ -188,6 +192,31 @@ export class ShardManager {
       return { ...view, probe };
     } catch (err) {
       return { ...view, probeError: errorMessage(err) };
+    }
+  }
+
+  /**
+   * An instance an older operator initialised has `root@'%'` and no admin user until its Pod is
+   * replaced: create the admin and monitor users there first, so every admin connection works.
+   * Checked once per instance address; a failure is logged and retried on the next tick, and the
+   * probe runs anyway (an instance that is down fails it).
+   */
+  private async ensureAccounts(endpoint: Endpoint): Promise<void> {
+    const key = endpointKey(endpoint);
+    if (this.accountsChecked.has(key)) return;
+    try {
+      if (await ensureLocalAccounts(endpoint, this.secrets))
+        this.log.info('created the admin and monitor users on an instance an older operator initialised', {
+          instance: endpoint.host,
+        });
+      this.accountsChecked.add(key);
+    } catch (err) {
+      // An instance that is down says so in its probe; only a refusal is worth a warning.
+      if (accessDenied(err))
+        this.log.warn('the instance refuses both the admin user and root', {
+          instance: endpoint.host,
+          error: errorMessage(err),
+        });
     }
   }
 

@@ -15,10 +15,11 @@ const creds = {
   'broker-password': 'b-pass',
   'admin-token': 't-token',
   'monitor-password': 'm-pass',
+  'root-password': 'root-pass',
 };
 
 describe('credentials Secret', () => {
-  it('is NAME-credentials with the five keys base64-encoded', () => {
+  it('is NAME-credentials with the six keys base64-encoded', () => {
     const s = credentialsSecret(cluster(), creds);
     expect(s.apiVersion).toBe('v1');
     expect(s.kind).toBe('Secret');
@@ -54,13 +55,13 @@ describe('credentials Secret', () => {
       expect(a[k]).toMatch(/^[A-Za-z0-9_-]{32}$/);
       expect(a[k]).not.toBe(b[k]);
     }
-    expect(new Set(Object.values(a)).size).toBe(5);
+    expect(new Set(Object.values(a)).size).toBe(6);
     expect(generateCredentials(() => 'fixed')['admin-token']).toBe('fixed');
   });
 
   it('maps to the MariaDB users the shard bootstrap creates', () => {
     expect(shardSecrets(creds)).toEqual({
-      admin: { user: 'root', password: 'a-pass' },
+      admin: { user: 'mysqlmq-admin', password: 'a-pass' },
       replication: { user: 'mq_repl', password: 'r-pass' },
       broker: { user: 'mq_broker', password: 'b-pass' },
       monitor: { user: 'mq_monitor', password: 'm-pass' },
@@ -72,9 +73,15 @@ describe('credentials Secret', () => {
     expect(missingAddedKeys(data)).toBeUndefined();
     const old = { ...data };
     delete old['monitor-password'];
+    delete old['root-password'];
     const added = missingAddedKeys(old, () => 'fresh');
-    expect(added).toEqual({ 'monitor-password': Buffer.from('fresh').toString('base64') });
-    expect(credentialsFromSecret({ ...old, ...added })).toEqual({ ...creds, 'monitor-password': 'fresh' });
+    const fresh = Buffer.from('fresh').toString('base64');
+    expect(added).toEqual({ 'monitor-password': fresh, 'root-password': fresh });
+    expect(credentialsFromSecret({ ...old, ...added })).toEqual({
+      ...creds,
+      'monitor-password': 'fresh',
+      'root-password': 'fresh',
+    });
     // A lost original password cannot be generated again: the databases hold the old one.
     const broken = { ...old };
     delete broken['admin-password'];

@@ -128,21 +128,31 @@ describe('instance Pod', () => {
       '/run/mysqld': expect.objectContaining({ emptyDir: {} }),
       '/tmp': expect.objectContaining({ emptyDir: {} }),
     });
-    // The agent and the seed step: the data files and mariadb-backup's work files, not shared with mariadbd's /tmp.
+    // The agent and the seed step: the data files and mariadb-backup's work files, not shared
+    // with mariadbd's /tmp; the seed step also writes the init file.
     for (const name of ['agent', 'seed']) {
       const mounts = Object.fromEntries(writable(name));
-      expect(Object.keys(mounts).sort()).toEqual(['/tmp', '/var/lib/mysql']);
+      expect(Object.keys(mounts).sort()).toEqual(
+        name === 'seed' ? ['/run/mysqlmq-init', '/tmp', '/var/lib/mysql'] : ['/tmp', '/var/lib/mysql'],
+      );
       expect(mounts['/tmp']).not.toBe(Object.fromEntries(writable('mariadb'))['/tmp']);
     }
   });
 
-  it('runs mariadb with the root password from the Secret and its my.cnf by subPath', () => {
+  it('runs mariadb with root on localhost only, its my.cnf by subPath and its init file', () => {
     expect(c.image).toBe('mariadb:11.4');
     expect(c.ports).toEqual([{ name: 'mysql', containerPort: 3306, protocol: 'TCP' }]);
     expect(envOf(c)).toEqual({
-      MARIADB_ROOT_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'admin-password' } },
-      MARIADB_ROOT_HOST: '%',
+      MARIADB_ROOT_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'root-password' } },
+      MARIADB_ROOT_HOST: 'localhost',
     });
+    expect(c.volumeMounts).toContainEqual({
+      name: 'mysql-init',
+      mountPath: '/run/mysqlmq-init',
+      readOnly: true,
+    });
+    expect(spec.volumes).toContainEqual({ name: 'mysql-init', emptyDir: { medium: 'Memory' } });
+    expect(instanceMyCnf(cr, 1, 0)).toMatch(/^init_file = \/run\/mysqlmq-init\/init\.sql$/m);
     expect(c.volumeMounts).toEqual(
       expect.arrayContaining([
         { name: 'data', mountPath: '/var/lib/mysql' },
@@ -352,6 +362,18 @@ describe('the agent of an instance Pod', () => {
     expect(envOf(seed).MQ_SEED_SOURCE).toEqual({
       fieldRef: { fieldPath: "metadata.annotations['mysqlmq.io/seed-source']" },
     });
+    // The seed step writes the init file (admin and monitor users) where mariadb reads it.
+    expect(seed.command.slice(-2)).toEqual(['--init-file', '/run/mysqlmq-init/init.sql']);
+    expect(seed.volumeMounts).toContainEqual({ name: 'mysql-init', mountPath: '/run/mysqlmq-init' });
+    expect(envOf(seed)).toMatchObject({
+      MQ_ADMIN_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'admin-password' } },
+      MQ_MONITOR_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'monitor-password' } },
+    });
+    expect(envOf(agent)).toMatchObject({
+      MQ_ADMIN_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'admin-password' } },
+    });
+    // Neither holds root's password.
+    expect(JSON.stringify([agent.env, seed.env])).not.toContain('root-password');
     expect(spec.volumes).toContainEqual({ name: 'agent-tmp', emptyDir: {} });
   });
 

@@ -81,7 +81,8 @@ describe('the restoring Pod', () => {
       target: { s3: { bucket: 'b' } },
       serverId: 3,
       accounts: [
-        { user: 'root', passwordEnv: 'MARIADB_ROOT_PASSWORD' },
+        { user: 'root', passwordEnv: 'MQ_ROOT_PASSWORD' },
+        { user: 'mysqlmq-admin', passwordEnv: 'MQ_ADMIN_PASSWORD' },
         { user: 'mq_repl', passwordEnv: 'MQ_REPLICATION_PASSWORD' },
         { user: 'mq_broker', passwordEnv: 'MQ_BROKER_PASSWORD' },
         { user: 'mq_monitor', passwordEnv: 'MQ_MONITOR_PASSWORD' },
@@ -92,6 +93,7 @@ describe('the restoring Pod', () => {
     expect(env.MQ_BROKER_PASSWORD).toEqual({
       secretKeyRef: { name: 'mq-credentials', key: 'broker-password' },
     });
+    expect(env.MQ_ROOT_PASSWORD).toEqual({ secretKeyRef: { name: 'mq-credentials', key: 'root-password' } });
     expect(env.AWS_SECRET_ACCESS_KEY).toEqual({
       secretKeyRef: { name: 's3-keys', key: 'secretAccessKey', optional: true },
     });
@@ -134,7 +136,12 @@ describe('the restoring Pod', () => {
 
   it('leaves the Pods of a cluster without spec.restore as they were', () => {
     const env = envOf(specOf(mysqlPod(cluster({}), 0, 0, 'primary', undefined, true)).initContainers[0]);
-    expect(Object.keys(env)).toEqual(['MARIADB_ROOT_PASSWORD', 'MQ_SEED_SOURCE', 'MQ_SEED_ID']);
+    expect(Object.keys(env)).toEqual([
+      'MQ_ADMIN_PASSWORD',
+      'MQ_MONITOR_PASSWORD',
+      'MQ_SEED_SOURCE',
+      'MQ_SEED_ID',
+    ]);
   });
 
   it('annotates only the shards still to restore', () => {

@@ -119,10 +119,18 @@ function cnfPort(cnf: string): number | undefined {
   return port;
 }
 
+/** The `init_file` a my.cnf names (the last one wins, as in mariadbd). Pure. */
+export function cnfInitFile(cnf: string): string | undefined {
+  let file: string | undefined;
+  for (const m of cnf.matchAll(/^\s*init[-_]file\s*=\s*(\S+)\s*$/gm)) file = m[1];
+  return file;
+}
+
 /**
- * `mariadbd` as the official image runs it: root@'%' with MARIADB_ROOT_PASSWORD (set when the data
- * directory is first initialised), the mounted my.cnf, the data directory on the volume mounted at
- * /var/lib/mysql, listening on the pod IP.
+ * `mariadbd` as the official image runs it: root with MARIADB_ROOT_PASSWORD on MARIADB_ROOT_HOST
+ * (the image's default '%'; 'localhost': the unix socket only, TCP clients refused), the mounted
+ * my.cnf with its `init_file`, the data directory on the volume mounted at /var/lib/mysql,
+ * listening on the pod IP.
  */
 async function startMariaDb(ctx: StartContext): Promise<ContainerProcess & { port: number }> {
   const password = ctx.env.MARIADB_ROOT_PASSWORD ?? ctx.env.MYSQL_ROOT_PASSWORD;
@@ -137,6 +145,9 @@ async function startMariaDb(ctx: StartContext): Promise<ContainerProcess & { por
     (_, key: string, path: string) => key + ctx.volumes.mapPath(ctx.container, path),
   );
   const port = cnfPort(myCnf) ?? 3306;
+  // LocalMariaDb runs an init file of its own (the image's root); the Pod's runs after it.
+  const initFile = cnfInitFile(myCnf);
+  const initSql = initFile === undefined ? undefined : await readFile(initFile, 'utf8');
   const dataMount = ctx.container.volumeMounts?.find(
     (m) => m.mountPath.replace(/\/+$/, '') === '/var/lib/mysql',
   );
@@ -148,6 +159,8 @@ async function startMariaDb(ctx: StartContext): Promise<ContainerProcess & { por
     host: ctx.podIP,
     port,
     admin: { user: 'root', password },
+    adminHost: ctx.env.MARIADB_ROOT_HOST || '%',
+    ...(initSql === undefined ? {} : { initSql }),
     myCnf,
     overrides: ctx.mariadbOverrides,
   });
