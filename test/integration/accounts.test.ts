@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTopic, deleteGroupOffset, insertMessages } from '../../src/broker/queue-store.js';
-import { type Credentials as SecretValues, shardSecrets } from '../../src/operator/desired/credentials.js';
+import { generateCredentials, shardSecrets } from '../../src/operator/desired/credentials.js';
 import { dropTopic, ensureTopic } from '../../src/operator/topics/sql.js';
 import { ensureLocalAccounts, instanceInitFile } from '../../src/shard/accounts.js';
 import {
@@ -28,15 +28,7 @@ import { switchover } from '../../src/shard/switchover.js';
 import { LocalMariaDb } from '../../tools/local/mariadbd.js';
 
 const PREFIX = '127.0.170';
-const password = () => Math.random().toString(36).slice(2) + 'X9';
-const values: SecretValues = {
-  'admin-password': password(),
-  'replication-password': password(),
-  'broker-password': password(),
-  'admin-token': password(),
-  'monitor-password': password(),
-  'root-password': password(),
-};
+const values = generateCredentials();
 const secrets: ShardSecrets = shardSecrets(values);
 
 let dir: string;

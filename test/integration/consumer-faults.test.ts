@@ -179,6 +179,20 @@ describe('a hung primary (SIGSTOP)', () => {
   });
 });
 
+/** Until a commit of everything `consumer` polled goes through (the SDK kept what failed). */
+async function commitsSoon(consumer: Consumer): Promise<void> {
+  await expect
+    .poll(
+      () =>
+        consumer.commit().then(
+          () => true,
+          () => false,
+        ),
+      { timeout: 30_000, interval: 500 },
+    )
+    .toBe(true);
+}
+
 /** A consumer of a new topic that has polled messages of both shards, and the last id it got of each. */
 async function pollBothShards(topic: string, group: string) {
   const producer = new Producer({ brokers: [broker.url] });
@@ -230,16 +244,7 @@ describe('a commit while one shard hangs before the routing says so', () => {
     expect(whileHung[cluster.shards[0].name]).toBe(polled[cluster.shards[0].name]);
 
     // The kept offset goes with the next commit once the shard answers.
-    await expect
-      .poll(
-        () =>
-          consumer.commit().then(
-            () => true,
-            () => false,
-          ),
-        { timeout: 30_000, interval: 500 },
-      )
-      .toBe(true);
+    await commitsSoon(consumer);
     expect(await committedOffsets(broker.url, topic, group)).toEqual(polled);
     await consumer.close({ commit: false });
   });
@@ -279,16 +284,7 @@ describe('a commit while one shard hangs before the routing says so', () => {
     expect(outcome).toMatchObject({ status: 503, code: 'offsets_unavailable' });
     expect(String((outcome as Error).message)).toContain(down.name);
     // The SDK keeps the offset: the next commit records it on the keeper, then on shard-0's primary.
-    await expect
-      .poll(
-        () =>
-          consumer.commit().then(
-            () => true,
-            () => false,
-          ),
-        { timeout: 30_000, interval: 500 },
-      )
-      .toBe(true);
+    await commitsSoon(consumer);
     route();
     await expect.poll(() => committedOffsets(broker.url, topic, group), { timeout: 30_000 }).toEqual(polled);
     await consumer.close({ commit: false });

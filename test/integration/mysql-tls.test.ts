@@ -18,6 +18,7 @@ import {
   CA_VALIDITY_DAYS,
   SERVING_VALIDITY_DAYS,
   mysqlServerName,
+  generateCredentials,
   mysqlSubjectAltNames,
   shardSecrets,
 } from '../../src/operator/desired/index.js';
@@ -110,18 +111,7 @@ beforeAll(async () => {
   await writeFile(files().keyFile, serving.keyPem, { mode: 0o600 });
   await writeFile(files().caFile, ca.certPem);
   tls = { ca: ca.certPem, serverName: mysqlServerName(cr) };
-  const password = () => Math.random().toString(36).slice(2) + 'X9';
-  secrets = shardSecrets(
-    {
-      'admin-password': password(),
-      'replication-password': password(),
-      'broker-password': password(),
-      'admin-token': password(),
-      'monitor-password': password(),
-      'root-password': password(),
-    },
-    tls,
-  );
+  secrets = shardSecrets(generateCredentials(), tls);
   secrets.admin = { ...secrets.admin, user: 'mq_admin' };
   [primary, standby] = await Promise.all([
     startInstance('p', `${PREFIX}.201`, 1),
