@@ -1,6 +1,6 @@
 import type mysql from 'mysql2/promise';
 import { MONITOR_GRANTS, type Grants } from './accounts.js';
-import { type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
+import { type ClientTls, type Credentials, type Endpoint, queryRows, withAdmin } from './connection.js';
 import { QUEUE_DATABASE, SCHEMA_STATEMENTS, SCHEMA_TABLES } from './schema.js';
 
 export interface ShardSecrets {
@@ -16,6 +16,17 @@ export interface ShardSecrets {
    * `replicationTlsClause`.
    */
   replicationTls?: boolean;
+}
+
+/** `secrets` for instances that require TLS: every connection, replication included, over `tls`. Pure. */
+export function withClientTls(secrets: ShardSecrets, tls: ClientTls): ShardSecrets {
+  return {
+    admin: { ...secrets.admin, tls },
+    replication: { ...secrets.replication, tls },
+    broker: { ...secrets.broker, tls },
+    monitor: { ...secrets.monitor, tls },
+    replicationTls: true,
+  };
 }
 
 export interface SemiSyncPolicy {

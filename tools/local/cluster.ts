@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import type { RoutingDocument } from '../../src/api/routing.js';
-import { type ShardSecrets, bootstrapShard } from '../../src/shard/bootstrap.js';
+import { type ShardSecrets, bootstrapShard, withClientTls } from '../../src/shard/bootstrap.js';
 import type { ClientTls } from '../../src/shard/connection.js';
 import type { ServerTlsFiles } from '../../src/shard/mycnf.js';
 import { LocalMariaDb } from './mariadbd.js';
@@ -50,21 +50,7 @@ export class LocalShards {
   static async start(options: LocalShardsOptions): Promise<LocalShards> {
     const { tls } = options;
     const plain = options.secrets ?? generateSecrets();
-    const secrets: ShardSecrets = tls
-      ? {
-          admin: { ...plain.admin, tls: tls.client },
-          replication: { ...plain.replication, tls: tls.client },
-          broker: { ...plain.broker, tls: tls.client },
-          monitor: { ...plain.monitor, tls: tls.client },
-          replicationTls: true,
-        }
-      : plain;
-    const overrides = tls && {
-      ssl_cert: tls.files.certFile,
-      ssl_key: tls.files.keyFile,
-      ssl_ca: tls.files.caFile,
-      require_secure_transport: 'ON',
-    };
+    const secrets = tls ? withClientTls(plain, tls.client) : plain;
     const shards = await Promise.all(
       Array.from({ length: options.shards }, async (_, i): Promise<LocalShard> => {
         const name = `shard-${i}`;
@@ -75,7 +61,7 @@ export class LocalShards {
               host: `${options.addressPrefix}.${i * 2 + r + 1}`,
               serverId: i * 2 + r + 1,
               admin: secrets.admin,
-              ...(overrides ? { overrides } : {}),
+              ...(tls ? { tls: tls.files } : {}),
             }),
           ),
         );

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
 import { type Credentials, type Endpoint, connectionOptions } from '../../src/shard/connection.js';
-import { renderMyCnf } from '../../src/shard/mycnf.js';
+import { type ServerTlsFiles, renderMyCnf } from '../../src/shard/mycnf.js';
 
 const run = promisify(execFile);
 
@@ -29,6 +29,8 @@ export interface LocalMariaDbOptions {
   /** SQL run after the admin's at every start: the `init_file` of a Pod's my.cnf. */
   initSql?: string;
   overrides?: Record<string, string>;
+  /** Serve TLS with these files and refuse plain TCP (as under `spec.mysql.tls`); not with `myCnf`. */
+  tls?: ServerTlsFiles;
   /**
    * A my.cnf text to use instead of rendering one (e.g. a shard's ConfigMap). Its settings apply
    * as written, except the ones that must point at this machine: bind_address, port, datadir,
@@ -138,6 +140,7 @@ export class LocalMariaDb {
       socket: join(dir, 'mysqld.sock'),
       pidFile: join(dir, 'mysqld.pid'),
       logError: join(dir, 'error.log'),
+      ...(this.options.tls ? { tls: this.options.tls } : {}),
       overrides: { innodb_buffer_pool_size: '128M', innodb_log_file_size: '64M', ...overrides },
     });
     await writeFile(join(dir, 'my.cnf'), cnf + `init_file = ${join(dir, 'init.sql')}\n`);

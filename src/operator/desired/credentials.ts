@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { ADMIN_USER, MONITOR_USER } from '../../shard/accounts.js';
-import type { ShardSecrets } from '../../shard/bootstrap.js';
+import { type ShardSecrets, withClientTls } from '../../shard/bootstrap.js';
 import type { ClientTls } from '../../shard/connection.js';
 import { COMPONENT_CREDENTIALS, type DefaultedCluster } from '../api/types.js';
 import { type DesiredObject, names, objectMeta } from './meta.js';
@@ -82,12 +82,11 @@ export function credentialsFromSecret(data: Record<string, string> | undefined):
  * (`spec.mysql.tls`): every connection the operator opens verifies them, and so do replicas.
  */
 export function shardSecrets(creds: Credentials, tls?: ClientTls): ShardSecrets {
-  const withTls = tls ? { tls } : {};
-  return {
-    admin: { user: MYSQL_ADMIN_USER, password: creds['admin-password'], ...withTls },
-    replication: { user: REPLICATION_USER, password: creds['replication-password'], ...withTls },
-    broker: { user: BROKER_USER, password: creds['broker-password'], ...withTls },
-    monitor: { user: MONITOR_USER, password: creds['monitor-password'], ...withTls },
-    ...(tls ? { replicationTls: true } : {}),
+  const plain: ShardSecrets = {
+    admin: { user: MYSQL_ADMIN_USER, password: creds['admin-password'] },
+    replication: { user: REPLICATION_USER, password: creds['replication-password'] },
+    broker: { user: BROKER_USER, password: creds['broker-password'] },
+    monitor: { user: MONITOR_USER, password: creds['monitor-password'] },
   };
+  return tls ? withClientTls(plain, tls) : plain;
 }
