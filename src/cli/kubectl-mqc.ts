@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { Admin, MqClientError } from '../client/index.js';
 import { Transport, type TransportOptions } from '../client/transport.js';
 import { errorSummary, isApiException } from '../k8s/client.js';
+import { brokersServeTls } from '../operator/api/defaults.js';
 import {
   ANNOTATION_SWITCHOVER as SWITCHOVER_ANNOTATION,
   type MessageQueueCluster,
@@ -222,13 +223,13 @@ async function brokerTrust(
   caFile: string | undefined,
   dialsPods: boolean,
 ): Promise<Pick<TransportOptions, 'ca' | 'serverName'>> {
+  if (!brokersServeTls(cluster)) return {};
   const tls = cluster.spec?.brokers?.tls;
-  if (!tls?.enabled) return {};
   const name = cluster.metadata.name;
   const file = caFile ?? process.env.MQ_CA;
   const ca = file
     ? readCaFile(file)
-    : ((await kube.secretValue(tls.secretName ?? `${name}-broker-tls`, 'ca.crt')) ??
+    : ((await kube.secretValue(tls?.secretName ?? `${name}-broker-tls`, 'ca.crt')) ??
       (await kube.secretValue(`${name}-ca`, 'ca.crt')));
   return {
     ...(ca ? { ca } : {}),

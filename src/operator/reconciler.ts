@@ -8,7 +8,7 @@ import { applyObject, mergePatch, mergePatchStatus } from '../k8s/apply.js';
 import { errorSummary, isConflict, isNotFound } from '../k8s/client.js';
 import type { KubeRest } from '../k8s/rest.js';
 import { type KubeObject, refOf, resourcePath } from '../k8s/resources.js';
-import { defaultCluster } from './api/defaults.js';
+import { type RunningTls, defaultCluster, withTlsDecided } from './api/defaults.js';
 import {
   ANNOTATION_SWITCHOVER,
   COMPONENT_BROKER,
@@ -19,6 +19,7 @@ import {
   LABEL_COMPONENT,
   LABEL_ROLE,
   LABEL_SHARD,
+  type MessageQueueCluster,
   type MessageQueueClusterSpec,
   type MessageQueueClusterStatus,
 } from './api/types.js';
@@ -36,6 +37,7 @@ import {
   type SeedAnnotations,
   TOKEN_KEY,
   brokerPodServesTls,
+  instancePodUsesTls,
   brokerSelectorString,
   credentialsFromSecret,
   credentialsSecret,
@@ -164,11 +166,12 @@ export class ClusterReconciler {
   }
 
   async reconcile(key: string, signal: AbortSignal): Promise<ReconcileResult | void> {
-    const live = this.deps.caches.cluster(key);
-    if (!live) {
+    const stored = this.deps.caches.cluster(key);
+    if (!stored) {
       this.forget(key);
       return;
     }
+    const live = { ...stored, spec: withTlsDecided(stored.spec, this.runningTls(stored)) };
     const cr = defaultCluster(live);
     if (cr.metadata.deletionTimestamp) return this.finalize(key, cr, signal);
     if (!cr.metadata.finalizers?.includes(FINALIZER)) {
@@ -431,6 +434,37 @@ export class ClusterReconciler {
   private checkAgainstLiveObjects(cr: DefaultedCluster, spec: MessageQueueClusterSpec | undefined): string[] {
     const live = this.liveSpecOf(cr);
     return live ? validateSpecUpdate(live, spec) : [];
+  }
+
+  /**
+   * What a cluster's objects say about TLS, for a spec that does not (`withTlsDecided`): the broker
+   * Deployment's Pod template, the instances' my.cnf, or, without one, an instance Pod.
+   */
+  private runningTls(cluster: MessageQueueCluster): RunningTls {
+    const { namespace, name } = cluster.metadata;
+    if (!namespace || !name) return {};
+    const deployment = this.deps.caches.get<KubeObject & { spec?: { template?: { spec?: unknown } } }>(
+      'Deployment',
+      namespace,
+      names.broker(name),
+    );
+    const mycnf = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
+      'ConfigMap',
+      namespace,
+      names.mycnf(name, 0),
+    )?.data?.['instance-0.cnf'];
+    const instance = this.deps.caches
+      .ofCluster<Pod>('Pod', namespace, name)
+      .find((p) => p.metadata.labels?.[LABEL_COMPONENT] === COMPONENT_MYSQL);
+    return {
+      brokers: deployment ? brokerPodServesTls(deployment.spec?.template?.spec) : undefined,
+      mysql:
+        mycnf !== undefined
+          ? requiresSecureTransport(mycnf)
+          : instance
+            ? instancePodUsesTls(instance.spec)
+            : undefined,
+    };
   }
 
   private liveSpecOf(cr: DefaultedCluster): MessageQueueClusterSpec | undefined {
@@ -892,6 +926,7 @@ export class ClusterReconciler {
         selector: brokerSelectorString(cr),
       },
       routingVersion: loop?.latest.routing.version ?? cr.status?.routingVersion ?? 0,
+      tls: { brokers: cr.spec.brokers.tls.enabled, mysql: cr.spec.mysql.tls.enabled },
       lastSwitchover: loop?.latest.lastSwitchover,
       backup: loop?.latest.backup,
       ...(restore ? { restore: { status: restore.status, condition: restore.condition } } : {}),

@@ -23,6 +23,8 @@ export interface StatusInput {
   shardsTotal: number;
   brokers: { ready: number; desired: number; selector: string };
   routingVersion: number;
+  /** Whether brokers serve HTTPS and instances require TLS, as decided for the cluster. */
+  tls: { brokers: boolean; mysql: boolean };
   /** The shard loop's last switchover and failover count; the previous status's when it has none. */
   lastSwitchover?: SwitchoverStatus;
   failoverCount?: number;
@@ -123,6 +125,7 @@ export function computeStatus(input: StatusInput): MessageQueueClusterStatus {
     brokerSelector: input.brokers.selector,
     brokersReady: input.brokers.ready,
     routingVersion: input.routingVersion,
+    tls: { ...input.tls },
   };
 
   if (input.specProblems.length > 0) {

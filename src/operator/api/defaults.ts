@@ -27,10 +27,9 @@ export const DEFAULTS = {
     port: 8080,
     maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
   },
-  // Off until every client of an existing cluster can be given the CA (docs/security.md, "TLS").
-  brokerTls: { enabled: false },
-  // Off: clusters made before it have plain instances, and switching a live cluster is refused.
-  mysqlTls: { enabled: false },
+  // On for new clusters; a running cluster that never said keeps what it runs (`withTlsDecided`).
+  brokerTls: { enabled: true },
+  mysqlTls: { enabled: true },
   // On: a broker anyone can reach is no place for business messages (docs/security.md).
   brokerAuth: { enabled: true },
   failover: {
@@ -171,6 +170,47 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
         }
       : {}),
   };
+}
+
+/** Whether a running cluster's brokers serve HTTPS and its instances require TLS; undefined: not known (nothing runs yet). */
+export interface RunningTls {
+  brokers?: boolean;
+  mysql?: boolean;
+}
+
+/**
+ * The spec with `tls.enabled` decided where it does not say: a cluster created before TLS was on
+ * by default (the CRD then defaulted it to false, but an object stored before the field existed
+ * has none) keeps what it runs, since turning TLS on would cut off its clients (brokers) or is
+ * refused on a running cluster (MariaDB); a new cluster gets TLS. Pure: the input is not modified.
+ */
+export function withTlsDecided(
+  spec: MessageQueueClusterSpec | undefined | null,
+  running: RunningTls,
+): MessageQueueClusterSpec {
+  const s = spec ?? {};
+  return {
+    ...s,
+    mysql: {
+      ...s.mysql,
+      tls: { ...s.mysql?.tls, enabled: s.mysql?.tls?.enabled ?? running.mysql ?? DEFAULTS.mysqlTls.enabled },
+    },
+    brokers: {
+      ...s.brokers,
+      tls: {
+        ...s.brokers?.tls,
+        enabled: s.brokers?.tls?.enabled ?? running.brokers ?? DEFAULTS.brokerTls.enabled,
+      },
+    },
+  };
+}
+
+/**
+ * Whether a cluster's brokers serve HTTPS, for a client reading the object: what the spec says,
+ * else what the operator decided (`status.tls`), else the default for a cluster not yet reconciled.
+ */
+export function brokersServeTls(cluster: MessageQueueCluster): boolean {
+  return cluster.spec?.brokers?.tls?.enabled ?? cluster.status?.tls?.brokers ?? DEFAULTS.brokerTls.enabled;
 }
 
 /**

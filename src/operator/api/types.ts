@@ -168,8 +168,8 @@ export interface MysqlSpec {
 
 /**
  * TLS on every MariaDB connection (docs/security.md, "MariaDB TLS"): the instances require it, with
- * a certificate the operator issues from the cluster's CA. Set when the cluster is created: turning
- * it on or off later is refused.
+ * a certificate the operator issues from the cluster's CA. On for new clusters; turning it on or off
+ * later is refused (a cluster created before the default keeps plain instances).
  */
 export interface MysqlTlsSpec {
   enabled?: boolean;
@@ -197,8 +197,8 @@ export interface BrokerAuthSpec {
 }
 
 /**
- * HTTPS on the brokers (docs/security.md, "TLS"). Opt-in for now: clients of existing clusters
- * speak plain HTTP and need the CA before the brokers switch.
+ * HTTPS on the brokers (docs/security.md, "TLS"). On for new clusters; a cluster created before
+ * that default keeps serving plain HTTP until `enabled: true` is set (its clients need the CA first).
  */
 export interface BrokerTlsSpec {
   enabled?: boolean;
@@ -488,6 +488,8 @@ export interface MessageQueueClusterStatus {
   shards?: ShardStatus[];
   /** The version of the last routing document published to brokers. */
   routingVersion?: number;
+  /** What the cluster runs, also where its spec does not say (`withTlsDecided`): clients read it. */
+  tls?: { brokers: boolean; mysql: boolean };
 }
 
 // --- the object ------------------------------------------------------------------------------

@@ -171,6 +171,12 @@ const TLS_VOLUME = 'mysql-tls';
 const tlsMounts = (cr: DefaultedCluster) =>
   cr.spec.mysql.tls.enabled ? [{ name: TLS_VOLUME, mountPath: MYSQL_TLS_MOUNT, readOnly: true }] : [];
 
+/** Whether an instance Pod mounts `NAME-mysql-tls`, from its spec: its my.cnf requires TLS then. */
+export function instancePodUsesTls(podSpec: unknown): boolean {
+  const volumes = (podSpec as { volumes?: { name?: string }[] } | undefined)?.volumes;
+  return volumes?.some((v) => v.name === TLS_VOLUME) ?? false;
+}
+
 const agentCommand = (command: 'serve' | 'seed') => [
   'node',
   '/app/dist/agent/main.js',

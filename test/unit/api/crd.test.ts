@@ -105,11 +105,12 @@ describe('the CRD', () => {
     expect(at('mysql.semiSyncTimeoutSeconds').default).toBe(DEFAULTS.mysql.semiSyncTimeoutSeconds);
     for (const [k, v] of Object.entries(DEFAULTS.brokers)) expect(at(`brokers.${k}`).default, k).toBe(v);
     expect(at('brokers.tls').default).toEqual({});
-    expect(at('brokers.tls.enabled').default).toBe(DEFAULTS.brokerTls.enabled);
+    // No default for TLS: unset means "on for a new cluster, what it runs for an old one" (withTlsDecided).
+    expect(at('brokers.tls.enabled').default).toBeUndefined();
     expect(at('brokers.auth').default).toEqual({});
     expect(at('brokers.auth.enabled').default).toBe(DEFAULTS.brokerAuth.enabled);
     expect(at('mysql.tls').default).toEqual({});
-    expect(at('mysql.tls.enabled').default).toBe(DEFAULTS.mysqlTls.enabled);
+    expect(at('mysql.tls.enabled').default).toBeUndefined();
     for (const [k, v] of Object.entries(DEFAULTS.failover)) expect(at(`failover.${k}`).default, k).toBe(v);
     expect(at('pvcDeletionPolicy').default).toBe(DEFAULTS.pvcDeletionPolicy);
     expect(at('placement.instanceAntiAffinity').default).toBe(DEFAULTS.placement.instanceAntiAffinity);
@@ -179,8 +180,10 @@ describe('the CRD', () => {
         'restore',
         'shards',
         'routingVersion',
+        'tls',
       ].sort(),
     );
+    expect(Object.keys(status.properties.tls.properties).sort()).toEqual(['brokers', 'mysql']);
     expect(Object.keys(status.properties.restore.properties).sort()).toEqual(
       ['from', 'pointInTime', 'shards', 'completedTime', 'error'].sort(),
     );

@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { DEFAULTS, defaultCluster, withDefaults } from '../../../src/operator/api/defaults.js';
+import {
+  DEFAULTS,
+  brokersServeTls,
+  defaultCluster,
+  withDefaults,
+  withTlsDecided,
+} from '../../../src/operator/api/defaults.js';
 import type { MessageQueueClusterSpec } from '../../../src/operator/api/types.js';
 
 describe('withDefaults', () => {
@@ -13,7 +19,7 @@ describe('withDefaults', () => {
         config: {},
         durability: 'required',
         semiSyncTimeoutSeconds: 5,
-        tls: { enabled: false },
+        tls: { enabled: true },
       },
       brokers: {
         replicas: 2,
@@ -21,7 +27,7 @@ describe('withDefaults', () => {
         resources: {},
         port: 8080,
         maxMessageBytes: 1048576,
-        tls: { enabled: false },
+        tls: { enabled: true },
         auth: { enabled: true },
       },
       failover: {
@@ -131,6 +137,48 @@ describe('withDefaults', () => {
     d.podTemplate.tolerations.push({ key: 'b' });
     (d.podTemplate.affinity as Record<string, any>).x.y = 2;
     expect(spec).toEqual(before);
+  });
+});
+
+describe('withTlsDecided: TLS on for new clusters, unchanged for running ones', () => {
+  const tlsOf = (spec: MessageQueueClusterSpec) => ({
+    brokers: withDefaults(spec).brokers.tls.enabled,
+    mysql: withDefaults(spec).mysql.tls.enabled,
+  });
+
+  it('turns TLS on for a cluster nothing runs for yet', () => {
+    expect(tlsOf(withTlsDecided({}, {}))).toEqual({ brokers: true, mysql: true });
+    expect(tlsOf(withTlsDecided(undefined, {}))).toEqual({ brokers: true, mysql: true });
+  });
+
+  it('keeps what a running cluster runs where its spec does not say', () => {
+    expect(tlsOf(withTlsDecided({}, { brokers: false, mysql: false }))).toEqual({
+      brokers: false,
+      mysql: false,
+    });
+    expect(tlsOf(withTlsDecided({}, { brokers: true, mysql: false }))).toEqual({
+      brokers: true,
+      mysql: false,
+    });
+  });
+
+  it('leaves what the spec says alone, so a change is made (brokers) or refused (MariaDB) as asked', () => {
+    const spec = { brokers: { tls: { enabled: true }, port: 9443 }, mysql: { tls: { enabled: false } } };
+    const decided = withTlsDecided(spec, { brokers: false, mysql: true });
+    expect(tlsOf(decided)).toEqual({ brokers: true, mysql: false });
+    expect(decided.brokers?.port).toBe(9443);
+    expect(spec.brokers.tls).toEqual({ enabled: true });
+  });
+});
+
+describe('brokersServeTls (what a client of the cluster object assumes)', () => {
+  const meta = { name: 'mq', namespace: 'ns' };
+  it('reads the spec, else the status the operator wrote, else the default', () => {
+    expect(brokersServeTls({ metadata: meta, spec: { brokers: { tls: { enabled: false } } } })).toBe(false);
+    expect(brokersServeTls({ metadata: meta, status: { tls: { brokers: false, mysql: false } } })).toBe(
+      false,
+    );
+    expect(brokersServeTls({ metadata: meta })).toBe(true);
   });
 });
 

@@ -20,7 +20,8 @@ describe('validateSpec', () => {
     expect(validateSpec({ brokers: { tls: { enabled: true, secretName: 'My Cert' } } })).toEqual([
       'spec.brokers.tls.secretName "My Cert" is not a Secret name',
     ]);
-    expect(validateSpec({ brokers: { tls: { secretName: 'my-cert' } } })).toEqual([
+    expect(validateSpec({ brokers: { tls: { secretName: 'my-cert' } } })).toEqual([]);
+    expect(validateSpec({ brokers: { tls: { enabled: false, secretName: 'my-cert' } } })).toEqual([
       'spec.brokers.tls.secretName is set but spec.brokers.tls.enabled is false',
     ]);
   });

@@ -8,7 +8,7 @@ import {
   initialRouting,
   routingConfigMap,
 } from '../../../src/operator/desired/brokers.js';
-import { OWNER, STANDARD_LABELS, cluster, container, envOf, specOf } from './fixtures.js';
+import { OWNER, STANDARD_LABELS, cluster, container, envOf, plainCluster, specOf } from './fixtures.js';
 
 const doc: RoutingDocument = {
   version: 42,
@@ -71,7 +71,7 @@ describe('broker placement', () => {
 
 describe('broker pod security', () => {
   it('runs as the image user, non-root, read-only root filesystem, no privileges, RuntimeDefault seccomp', () => {
-    const spec = specOf(brokerDeployment(cluster())).template.spec;
+    const spec = specOf(brokerDeployment(plainCluster())).template.spec;
     expect(spec.securityContext).toEqual({
       runAsNonRoot: true,
       runAsUser: 1000,
@@ -87,7 +87,7 @@ describe('broker pod security', () => {
 });
 
 describe('broker Deployment', () => {
-  const cr = cluster({
+  const cr = plainCluster({
     brokers: {
       replicas: 3,
       image: 'reg/mq:1',
@@ -152,9 +152,9 @@ describe('broker Deployment', () => {
       MQ_ADMIN_TOKEN: { secretKeyRef: { name: 'mq-credentials', key: 'admin-token' } },
       MQ_AUTH_TOKEN: { secretKeyRef: { name: 'client-token', key: 'token' } },
     });
-    expect(envOf(container(specOf(brokerDeployment(cluster())).template.spec, 'broker'))).not.toHaveProperty(
-      'MQ_AUTH_TOKEN',
-    );
+    expect(
+      envOf(container(specOf(brokerDeployment(plainCluster())).template.spec, 'broker')),
+    ).not.toHaveProperty('MQ_AUTH_TOKEN');
   });
 
   it('mounts the routing and users ConfigMaps as directories, so updates reach running brokers', () => {
@@ -173,7 +173,7 @@ describe('broker Deployment', () => {
       container(specOf(d).template.spec, 'broker').args as string[];
     const usersFile = ['--users', '/etc/mysqlmq/users/users.json'];
     for (const spec of [{}, { users: [] }, { brokers: { authSecretName: 'client-token' } }]) {
-      const d = brokerDeployment(cluster(spec));
+      const d = brokerDeployment(plainCluster(spec));
       expect(args(d).slice(-2)).toEqual(usersFile);
       expect(args(d)).not.toContain('--no-auth');
       expect(container(specOf(d).template.spec, 'broker').volumeMounts).toContainEqual({
@@ -183,14 +183,14 @@ describe('broker Deployment', () => {
       });
     }
     const shared = container(
-      specOf(brokerDeployment(cluster({ brokers: { authSecretName: 'client-token' } }))).template.spec,
+      specOf(brokerDeployment(plainCluster({ brokers: { authSecretName: 'client-token' } }))).template.spec,
       'broker',
     );
     expect(envOf(shared).MQ_AUTH_TOKEN).toEqual({ secretKeyRef: { name: 'client-token', key: 'token' } });
   });
 
   it('with spec.brokers.auth.enabled false: --no-auth, no users file, no token', () => {
-    const off = brokerDeployment(cluster({ brokers: { auth: { enabled: false } } }));
+    const off = brokerDeployment(plainCluster({ brokers: { auth: { enabled: false } } }));
     const c = container(specOf(off).template.spec, 'broker');
     expect(c.args).toContain('--no-auth');
     expect(c.args).not.toContain('--users');
@@ -204,38 +204,41 @@ describe('broker Deployment', () => {
   it('rolls when the spec or the auth Secret changes, not when the replica count does', () => {
     const hash = (d: ReturnType<typeof brokerDeployment>) =>
       specOf(d).template.metadata.annotations['mysqlmq.io/config-hash'];
-    const base = hash(brokerDeployment(cluster()));
-    expect(hash(brokerDeployment(cluster({ brokers: { replicas: 7 } })))).toBe(base);
-    expect(hash(brokerDeployment(cluster({ brokers: { maxMessageBytes: 10 } })))).not.toBe(base);
-    expect(hash(brokerDeployment(cluster(), { authSecretVersion: '12' }))).not.toBe(base);
-    expect(hash(brokerDeployment(cluster(), { authSecretVersion: '12' }))).toBe(
-      hash(brokerDeployment(cluster(), { authSecretVersion: '12' })),
+    const base = hash(brokerDeployment(plainCluster()));
+    expect(hash(brokerDeployment(plainCluster({ brokers: { replicas: 7 } })))).toBe(base);
+    expect(hash(brokerDeployment(plainCluster({ brokers: { maxMessageBytes: 10 } })))).not.toBe(base);
+    expect(hash(brokerDeployment(plainCluster(), { authSecretVersion: '12' }))).not.toBe(base);
+    expect(hash(brokerDeployment(plainCluster(), { authSecretVersion: '12' }))).toBe(
+      hash(brokerDeployment(plainCluster(), { authSecretVersion: '12' })),
     );
   });
 });
 
 describe('broker Service and PDB', () => {
   it('expose the broker port and tolerate one broker down', () => {
-    const svc = brokerService(cluster({ brokers: { port: 9090 } }));
+    const svc = brokerService(plainCluster({ brokers: { port: 9090 } }));
     expect(svc.metadata.name).toBe('mq-broker');
     expect(svc.spec).toEqual({
       type: 'ClusterIP',
       selector: { 'mysqlmq.io/cluster': 'mq', 'app.kubernetes.io/component': 'broker' },
       ports: [{ name: 'http', port: 9090, targetPort: 9090, protocol: 'TCP' }],
     });
-    const pdb = brokerPdb(cluster(), 'policy/v1beta1');
+    const pdb = brokerPdb(plainCluster(), 'policy/v1beta1');
     expect(pdb.apiVersion).toBe('policy/v1beta1');
     expect(pdb.spec).toEqual({ maxUnavailable: 1, selector: { matchLabels: specOf(svc).selector } });
   });
 
   it('gives the scale subresource its selector', () => {
-    expect(brokerSelectorString(cluster())).toBe('mysqlmq.io/cluster=mq,app.kubernetes.io/component=broker');
+    expect(brokerSelectorString(plainCluster())).toBe(
+      'mysqlmq.io/cluster=mq,app.kubernetes.io/component=broker',
+    );
   });
 });
 
 describe('brokers with spec.brokers.tls', () => {
   const tlsPod = (tls: { enabled?: boolean; secretName?: string }) =>
-    specOf(brokerDeployment(cluster({ brokers: { port: 9443, tls } }))).template.spec;
+    specOf(brokerDeployment(cluster({ mysql: { tls: { enabled: false } }, brokers: { port: 9443, tls } })))
+      .template.spec;
 
   it('serve HTTPS from the generated Secret, mounted as a directory so a renewal reaches them in place', () => {
     const pod = tlsPod({ enabled: true });
@@ -265,17 +268,17 @@ describe('brokers with spec.brokers.tls', () => {
     });
   });
 
-  it('off (the default): plain HTTP, no certificate mounted, and the pod template of before TLS existed', () => {
-    const pod = tlsPod({});
+  it('on by default: a new cluster serves HTTPS from the generated Secret', () => {
+    expect(container(tlsPod({}), 'broker').args).toContain('--tls-cert');
+  });
+
+  it('off: plain HTTP, no certificate mounted, and the pod template of before TLS existed', () => {
+    const pod = tlsPod({ enabled: false });
     const c = container(pod, 'broker');
     expect(c.args).not.toContain('--tls-cert');
     expect(pod.volumes.map((v: { name: string }) => v.name)).toEqual(['routing', 'users']);
     expect(pod.securityContext).not.toHaveProperty('fsGroup');
     expect(c.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9443 });
-    const hash = (spec: object) =>
-      specOf(brokerDeployment(cluster(spec))).template.metadata.annotations['mysqlmq.io/config-hash'];
-    expect(hash({ brokers: { tls: { enabled: false } } })).toBe(hash({}));
-    expect(hash({ brokers: { tls: { enabled: true } } })).not.toBe(hash({}));
   });
 
   it('name the Service port https', () => {

@@ -14,6 +14,18 @@ export function cluster(spec: MessageQueueClusterSpec = {}, name = 'mq'): Defaul
   });
 }
 
+/** A cluster with TLS off on brokers and instances (as one created before TLS was the default runs). */
+export function plainCluster(spec: MessageQueueClusterSpec = {}, name = 'mq'): DefaultedCluster {
+  return cluster(
+    {
+      ...spec,
+      mysql: { ...spec.mysql, tls: { enabled: false } },
+      brokers: { ...spec.brokers, tls: { enabled: false } },
+    },
+    name,
+  );
+}
+
 /** `obj.spec` as a loose record, for reading nested fields in assertions. */
 export function specOf(obj: DesiredObject): Record<string, any> {
   return obj.spec as Record<string, any>;

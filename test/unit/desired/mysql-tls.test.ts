@@ -15,20 +15,20 @@ import {
 } from '../../../src/operator/desired/index.js';
 import { replicationTlsClause } from '../../../src/shard/bootstrap.js';
 import { requiresSecureTransport } from '../../../src/shard/mycnf.js';
-import { OWNER, cluster, container, envOf, specOf } from './fixtures.js';
+import { OWNER, cluster, container, envOf, plainCluster, specOf } from './fixtures.js';
 
 /** spec.mysql.tls (docs/security.md, "MariaDB TLS"): what the instances, brokers and operator get. */
 const tls = () => cluster({ shards: 2, mysql: { tls: { enabled: true } } });
 const cnfValue = (cnf: string, key: string) => new RegExp(`^${key} = (.*)$`, 'm').exec(cnf)?.[1];
 
-describe('spec.mysql.tls off (the default)', () => {
+describe('spec.mysql.tls off', () => {
   it('renders the instance Pods without TLS exactly as before it, so it rolls none', () => {
     // Pinned config hashes: a different value means every existing cluster's instances roll on
     // upgrade. TLS off left the hashes of 866f320 (before spec.mysql.tls) as they were; the read-only
     // root filesystem and the MariaDB accounts (root on localhost, the init file) changed them on
     // purpose: that roll is what drops root@'%' from the instances of older clusters
     // (docs/security.md, "MariaDB accounts").
-    const cr = cluster({ shards: 2 });
+    const cr = plainCluster({ shards: 2 });
     expect([0, 1].flatMap((s) => [0, 1].map((i) => mysqlPodHash(cr, s, i)))).toEqual([
       '4d37f472e6bcc16e',
       '2a806621c1f54f3c',
@@ -41,7 +41,7 @@ describe('spec.mysql.tls off (the default)', () => {
   });
 
   it('gives brokers and the operator plain connections', () => {
-    const args = container(specOf(brokerDeployment(cluster())).template.spec, 'broker').args as string[];
+    const args = container(specOf(brokerDeployment(plainCluster())).template.spec, 'broker').args as string[];
     expect(args.join(' ')).not.toContain('--mysql');
     const secrets = shardSecrets(generateCredentials(() => 'x'));
     expect(secrets.replicationTls).toBeUndefined();
@@ -58,7 +58,8 @@ describe('spec.mysql.tls on', () => {
     expect(cnfValue(cnf, 'ssl_ca')).toBe('/etc/mysql/tls/ca.crt');
     expect(cnfValue(cnf, 'require_secure_transport')).toBe('ON');
     expect(requiresSecureTransport(cnf)).toBe(true);
-    expect(requiresSecureTransport(instanceMyCnf(cluster(), 1, 0))).toBe(false);
+    expect(requiresSecureTransport(instanceMyCnf(plainCluster(), 1, 0))).toBe(false);
+    expect(requiresSecureTransport(instanceMyCnf(cluster(), 1, 0)), 'on by default').toBe(true);
     // A user's ssl_ca would win over the operator's, as overrides come last: refused instead.
     const overridden = cluster({ mysql: { tls: { enabled: true }, config: { 'ssl-ca': '/mine/ca.pem' } } });
     expect(() => instanceMyCnf(overridden, 0, 0)).toThrow(/operator-owned keys \(ssl-ca\)/);
@@ -181,12 +182,16 @@ describe('spec.mysql.tls on', () => {
 
 describe('changing spec.mysql.tls', () => {
   it('is refused on a running cluster, either way, with the value to put back', () => {
-    expect(validateSpecUpdate({}, { mysql: { tls: { enabled: true } } })).toEqual([
+    expect(
+      validateSpecUpdate({ mysql: { tls: { enabled: false } } }, { mysql: { tls: { enabled: true } } }),
+    ).toEqual([
       expect.stringContaining(
         'spec.mysql.tls.enabled cannot change on a running cluster (from false to true)',
       ),
     ]);
-    expect(validateSpecUpdate({ mysql: { tls: { enabled: true } } }, {})[0]).toContain('put it back to true');
+    expect(
+      validateSpecUpdate({ mysql: { tls: { enabled: true } } }, { mysql: { tls: { enabled: false } } })[0],
+    ).toContain('put it back to true');
     expect(
       validateSpecUpdate({ mysql: { tls: { enabled: true } } }, { mysql: { tls: { enabled: true } } }),
     ).toEqual([]);

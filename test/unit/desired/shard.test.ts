@@ -13,13 +13,13 @@ import {
   shardPdb,
   shardService,
 } from '../../../src/operator/desired/shard.js';
-import { OWNER, STANDARD_LABELS, cluster, container, envOf, specOf } from './fixtures.js';
+import { OWNER, STANDARD_LABELS, container, envOf, plainCluster, specOf } from './fixtures.js';
 
 const cnfValue = (cnf: string, key: string) => new RegExp(`^${key} = (.*)$`, 'm').exec(cnf)?.[1];
 
 describe('my.cnf ConfigMap', () => {
   it('has one file per instance with a cluster-unique server_id', () => {
-    const cm = mycnfConfigMap(cluster(), 1);
+    const cm = mycnfConfigMap(plainCluster(), 1);
     expect(cm.kind).toBe('ConfigMap');
     expect(cm.metadata.name).toBe('mq-shard-1-mycnf');
     expect(cm.metadata.labels).toMatchObject({ ...STANDARD_LABELS, 'mysqlmq.io/shard': 'shard-1' });
@@ -42,7 +42,7 @@ describe('my.cnf ConfigMap', () => {
 
   it('applies user overrides', () => {
     const cnf = instanceMyCnf(
-      cluster({ mysql: { config: { 'innodb-buffer-pool-size': '2G', max_connections: '900' } } }),
+      plainCluster({ mysql: { config: { 'innodb-buffer-pool-size': '2G', max_connections: '900' } } }),
       0,
       0,
     );
@@ -52,7 +52,7 @@ describe('my.cnf ConfigMap', () => {
 
   it('refuses to render an operator-owned key, in any spelling MariaDB accepts', () => {
     for (const key of ['server_id', 'Server-ID', 'loose-server-id', 'skip-log-bin', 'log_replica_updates']) {
-      expect(() => mycnfConfigMap(cluster({ mysql: { config: { [key]: '9' } } }), 0), key).toThrow(
+      expect(() => mycnfConfigMap(plainCluster({ mysql: { config: { [key]: '9' } } }), 0), key).toThrow(
         InvalidSpecError,
       );
     }
@@ -60,7 +60,7 @@ describe('my.cnf ConfigMap', () => {
 });
 
 describe('instance Pod', () => {
-  const cr = cluster({
+  const cr = plainCluster({
     mysql: { image: 'mariadb:11.4', resources: { requests: { cpu: 1, memory: '2Gi' } } },
     podTemplate: {
       labels: { team: 'mq', 'mysqlmq.io/role': 'hijack' },
@@ -189,7 +189,7 @@ describe('instance Pod', () => {
       requiredDuringSchedulingIgnoredDuringExecution: [shardTerm],
     });
     // placement.instanceAntiAffinity: preferred only spreads them, and the change rolls the Pods.
-    const relaxed = cluster({ ...cr.spec, placement: { instanceAntiAffinity: 'preferred' } });
+    const relaxed = plainCluster({ ...cr.spec, placement: { instanceAntiAffinity: 'preferred' } });
     expect(specOf(mysqlPod(relaxed, 1, 0, 'primary')).affinity.podAntiAffinity).toEqual({
       preferredDuringSchedulingIgnoredDuringExecution: [{ weight: 100, podAffinityTerm: shardTerm }],
     });
@@ -217,22 +217,26 @@ describe('instance Pod', () => {
 
   it('keeps its config hash through a role change, and changes it with what needs a restart', () => {
     const hash = (p: ReturnType<typeof mysqlPod>) => p.metadata.annotations!['mysqlmq.io/config-hash'];
-    const base = hash(mysqlPod(cluster(), 0, 1, 'standby'));
-    expect(hash(mysqlPod(cluster(), 0, 1, 'primary'))).toBe(base);
-    expect(hash(mysqlPod(cluster({ shards: 5 }), 0, 1, 'standby'))).toBe(base);
+    const base = hash(mysqlPod(plainCluster(), 0, 1, 'standby'));
+    expect(hash(mysqlPod(plainCluster(), 0, 1, 'primary'))).toBe(base);
+    expect(hash(mysqlPod(plainCluster({ shards: 5 }), 0, 1, 'standby'))).toBe(base);
     expect(
-      hash(mysqlPod(cluster({ mysql: { config: { max_connections: '50' } } }), 0, 1, 'standby')),
+      hash(mysqlPod(plainCluster({ mysql: { config: { max_connections: '50' } } }), 0, 1, 'standby')),
     ).not.toBe(base);
-    expect(hash(mysqlPod(cluster({ mysql: { image: 'mariadb:11.4' } }), 0, 1, 'standby'))).not.toBe(base);
-    expect(hash(mysqlPod(cluster({ podTemplate: { nodeSelector: { a: 'b' } } }), 0, 1, 'standby'))).not.toBe(
+    expect(hash(mysqlPod(plainCluster({ mysql: { image: 'mariadb:11.4' } }), 0, 1, 'standby'))).not.toBe(
       base,
     );
-    expect(hash(mysqlPod(cluster(), 0, 0, 'standby'))).not.toBe(base);
+    expect(
+      hash(mysqlPod(plainCluster({ podTemplate: { nodeSelector: { a: 'b' } } }), 0, 1, 'standby')),
+    ).not.toBe(base);
+    expect(hash(mysqlPod(plainCluster(), 0, 0, 'standby'))).not.toBe(base);
   });
 
   it('spells out the tolerations admission would add, unless the user covers them', () => {
     // Otherwise every apply of a Pod with user tolerations changes it (tolerations is an atomic list).
-    expect(specOf(mysqlPod(cluster(), 0, 0, 'primary')).tolerations).toEqual([...DEFAULT_NODE_TOLERATIONS]);
+    expect(specOf(mysqlPod(plainCluster(), 0, 0, 'primary')).tolerations).toEqual([
+      ...DEFAULT_NODE_TOLERATIONS,
+    ]);
     const own = {
       key: 'node.kubernetes.io/unreachable',
       operator: 'Exists',
@@ -240,11 +244,12 @@ describe('instance Pod', () => {
       tolerationSeconds: 30,
     };
     expect(
-      specOf(mysqlPod(cluster({ podTemplate: { tolerations: [own] } }), 0, 0, 'primary')).tolerations,
+      specOf(mysqlPod(plainCluster({ podTemplate: { tolerations: [own] } }), 0, 0, 'primary')).tolerations,
     ).toEqual([own, DEFAULT_NODE_TOLERATIONS[0]]);
     expect(
-      specOf(mysqlPod(cluster({ podTemplate: { tolerations: [{ operator: 'Exists' }] } }), 0, 0, 'primary'))
-        .tolerations,
+      specOf(
+        mysqlPod(plainCluster({ podTemplate: { tolerations: [{ operator: 'Exists' }] } }), 0, 0, 'primary'),
+      ).tolerations,
     ).toEqual([{ operator: 'Exists' }]);
   });
 
@@ -256,7 +261,11 @@ describe('instance Pod', () => {
 
 describe('data PVC', () => {
   it('requests spec.mysql.storage and is not owned under Retain (the default)', () => {
-    const pvc = dataPvc(cluster({ mysql: { storage: { size: '5Gi', storageClassName: 'fast' } } }), 2, 1);
+    const pvc = dataPvc(
+      plainCluster({ mysql: { storage: { size: '5Gi', storageClassName: 'fast' } } }),
+      2,
+      1,
+    );
     expect(pvc.kind).toBe('PersistentVolumeClaim');
     expect(pvc.metadata.name).toBe('data-mq-shard-2-1');
     expect(pvc.metadata.labels).toMatchObject({
@@ -273,7 +282,7 @@ describe('data PVC', () => {
   });
 
   it('is owned by the cluster under Delete, and uses the default class when none is given', () => {
-    const pvc = dataPvc(cluster({ pvcDeletionPolicy: 'Delete' }), 0, 0);
+    const pvc = dataPvc(plainCluster({ pvcDeletionPolicy: 'Delete' }), 0, 0);
     expect(pvc.metadata.ownerReferences).toEqual([OWNER]);
     expect(specOf(pvc).storageClassName).toBeUndefined();
     expect(specOf(pvc).resources.requests.storage).toBe('10Gi');
@@ -283,7 +292,7 @@ describe('data PVC', () => {
 describe('shard Services and PDB', () => {
   it('select the instance with the role label', () => {
     for (const role of ['primary', 'standby'] as const) {
-      const svc = shardService(cluster(), 0, role);
+      const svc = shardService(plainCluster(), 0, role);
       expect(svc.metadata.name).toBe(`mq-shard-0-${role}`);
       expect(svc.metadata.ownerReferences).toEqual([OWNER]);
       expect(svc.spec).toEqual({
@@ -300,8 +309,8 @@ describe('shard Services and PDB', () => {
   });
 
   it('lets a drain evict the standby of a Healthy shard only, in the API version given', () => {
-    expect(shardPdb(cluster(), 3, 'policy/v1beta1').spec).toMatchObject({ minAvailable: 1 });
-    const pdb = shardPdb(cluster(), 3, 'policy/v1beta1', true);
+    expect(shardPdb(plainCluster(), 3, 'policy/v1beta1').spec).toMatchObject({ minAvailable: 1 });
+    const pdb = shardPdb(plainCluster(), 3, 'policy/v1beta1', true);
     expect(pdb.apiVersion).toBe('policy/v1beta1');
     expect(pdb.kind).toBe('PodDisruptionBudget');
     expect(pdb.metadata.name).toBe('mq-shard-3');
@@ -316,11 +325,11 @@ describe('shard Services and PDB', () => {
         },
       },
     });
-    expect(shardPdb(cluster(), 3, 'policy/v1').apiVersion).toBe('policy/v1');
+    expect(shardPdb(plainCluster(), 3, 'policy/v1').apiVersion).toBe('policy/v1');
   });
 
   it('never lets a drain evict the primary: the operator switches it over first', () => {
-    expect(primaryPdb(cluster(), 3, 'policy/v1').spec).toEqual({
+    expect(primaryPdb(plainCluster(), 3, 'policy/v1').spec).toEqual({
       minAvailable: 1,
       selector: {
         matchLabels: {
@@ -336,7 +345,7 @@ describe('shard Services and PDB', () => {
 
 describe('the agent of an instance Pod', () => {
   it('runs the agent sidecar and the seed init step from the mysqlmq image, on the data volume', () => {
-    const cr = cluster();
+    const cr = plainCluster();
     const spec = specOf(mysqlPod(cr, 0, 1, 'standby'));
     const agent = container(spec, 'agent');
     expect(agent.image).toBe(cr.spec.brokers.image);
@@ -378,7 +387,7 @@ describe('the agent of an instance Pod', () => {
   });
 
   it('carries the seed annotations it is created with, outside the config hash', () => {
-    const cr = cluster();
+    const cr = plainCluster();
     const plain = mysqlPod(cr, 0, 1, 'standby');
     const seeded = mysqlPod(cr, 0, 1, 'standby', { source: '10.0.0.5:9080', id: '20261204' });
     expect(plain.metadata.annotations).not.toHaveProperty('mysqlmq.io/seed-source');
@@ -394,12 +403,12 @@ describe('the agent of an instance Pod', () => {
 
 describe('the mysqld_exporter sidecar (spec.monitoring.mysqldExporter)', () => {
   it('is absent by default, so upgrading the operator restarts no instance Pod', () => {
-    const spec = specOf(mysqlPod(cluster(), 0, 0, 'primary'));
+    const spec = specOf(mysqlPod(plainCluster(), 0, 0, 'primary'));
     expect(spec.containers.map((c: { name: string }) => c.name)).toEqual(['mariadb', 'agent']);
   });
 
   it('when enabled, serves /metrics on port 9104 as mq_monitor, the password only by reference', () => {
-    const cr = cluster({
+    const cr = plainCluster({
       monitoring: { mysqldExporter: { enabled: true, resources: { limits: { cpu: '50m' } } } },
     });
     const spec = specOf(mysqlPod(cr, 0, 1, 'standby'));
@@ -421,11 +430,11 @@ describe('the mysqld_exporter sidecar (spec.monitoring.mysqldExporter)', () => {
       readOnlyRootFilesystem: true,
     });
     // Turning it on changes the Pod spec hash: instance Pods roll, standby first.
-    expect(mysqlPodHash(cr, 0, 1)).not.toBe(mysqlPodHash(cluster(), 0, 1));
+    expect(mysqlPodHash(cr, 0, 1)).not.toBe(mysqlPodHash(plainCluster(), 0, 1));
   });
 
   it('runs the image the spec names', () => {
-    const cr = cluster({
+    const cr = plainCluster({
       monitoring: { mysqldExporter: { enabled: true, image: 'registry/exporter:0.14' } },
     });
     expect(container(specOf(mysqlPod(cr, 1, 0, 'primary')), 'mysqld-exporter').image).toBe(

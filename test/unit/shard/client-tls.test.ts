@@ -55,7 +55,7 @@ describe('--mysql-ca and --mysql-server-name', () => {
 describe('my.cnf keys of spec.mysql.tls', () => {
   it('are refused as overrides only where spec.mysql.tls sets them', () => {
     const config = { 'ssl-cert': '/x', ssl_key: '/y', ssl_ca: '/z', require_secure_transport: 'OFF' };
-    expect(validateSpec({ mysql: { config } })).toEqual([]);
+    expect(validateSpec({ mysql: { config, tls: { enabled: false } } })).toEqual([]);
     expect(validateSpec({ mysql: { config, tls: { enabled: true } } })).toEqual([
       expect.stringContaining(
         'spec.mysql.config sets "ssl-cert", "ssl_key", "ssl_ca", "require_secure_transport", which spec.mysql.tls sets',
