@@ -9,9 +9,17 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
-import { LOCAL_CLUSTER_SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
+import { clusterManifest } from '../../tools/local/cluster-manifest.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { type Env, type OperatorProcess, REPO, conditionOf, startEnv, waitFor } from '../support/operator.js';
+import {
+  type Env,
+  type OperatorProcess,
+  type PodJson,
+  REPO,
+  conditionOf,
+  startEnv,
+  waitFor,
+} from '../support/operator.js';
 
 const NS = 'plugin';
 const NAME = 'events';
@@ -20,6 +28,22 @@ let env: Env;
 let operator: OperatorProcess;
 let binDir: string;
 let cluster: MessageQueueCluster;
+
+const PLAIN_SPEC = `
+shards: 2
+mysql:
+  storage:
+    size: 1Gi
+  tls:
+    enabled: false
+brokers:
+  replicas: 2
+  tls:
+    enabled: false
+failover:
+  probePeriodSeconds: 1
+  failureThreshold: 3
+`;
 
 beforeAll(async () => {
   env = await startEnv('127.0.87');
@@ -30,17 +54,51 @@ beforeAll(async () => {
   await symlink(program, join(binDir, 'kubectl-mqc'));
   operator = env.startOperator();
   await env.kubectl(['create', 'namespace', NS]);
-  await env.apply(clusterManifest(NS, NAME, LOCAL_CLUSTER_SPEC));
-  cluster = await waitFor(
+  // A cluster as an operator from before TLS was the default made it (its CRD stored
+  // `enabled: false`), so the plugin is also shown on plain brokers (operator.test.ts has TLS).
+  await env.apply(clusterManifest(NS, NAME, PLAIN_SPEC));
+  const ready = (cr: MessageQueueCluster) =>
+    conditionOf(cr, 'Ready')?.status === 'True' && cr.status?.brokersReady === 2;
+  const plain = await waitFor(
     'the cluster to be Ready',
     async () => {
       const cr = await env.getCluster(NS, NAME);
-      return conditionOf(cr, 'Ready')?.status === 'True' && cr.status?.brokersReady === 2 ? cr : undefined;
+      return ready(cr) && cr.status?.tls ? cr : undefined;
     },
     240_000,
     500,
   );
+  expect(plain.status?.tls).toEqual({ brokers: false, mysql: false });
+  const runningPods = podNames(await env.pods(NS, `mysqlmq.io/cluster=${NAME}`));
+  // An object stored before the fields existed says nothing: the running cluster keeps what it runs.
+  await env.kubectl([
+    'patch',
+    'mqc',
+    NAME,
+    '-n',
+    NS,
+    '--type=json',
+    '-p',
+    JSON.stringify([
+      { op: 'remove', path: '/spec/brokers/tls/enabled' },
+      { op: 'remove', path: '/spec/mysql/tls/enabled' },
+    ]),
+  ]);
+  cluster = await waitFor(
+    'the cluster reconciled without the TLS fields',
+    async () => {
+      const cr = await env.getCluster(NS, NAME);
+      return ready(cr) && cr.status?.observedGeneration === cr.metadata.generation ? cr : undefined;
+    },
+    120_000,
+    500,
+  );
+  expect(cluster.spec?.brokers?.tls?.enabled).toBeUndefined();
+  expect(cluster.status?.tls).toEqual({ brokers: false, mysql: false });
+  expect(podNames(await env.pods(NS, `mysqlmq.io/cluster=${NAME}`)), 'no Pod rolled').toEqual(runningPods);
 }, 600_000);
+
+const podNames = (pods: PodJson[]) => pods.map((p) => p.metadata.name).sort();
 
 afterAll(async () => {
   await env?.stop();

@@ -6,8 +6,9 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
+import { Transport } from '../../src/client/transport.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
+import { type Credentials, connectionOptions } from '../../src/shard/connection.js';
 import { LOCAL_CLUSTER_SPEC as BASE_SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, type OperatorProcess, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
@@ -46,14 +47,11 @@ const brokerClient = () => env.brokerClient(NS, NAME, { ready: true });
 /** A key of the cluster's generated credentials Secret. */
 const secretKey = (key: string, name = NAME) => env.secretValue(NS, `${name}-credentials`, key);
 
-const adminPassword = (name = NAME) => secretKey('admin-password', name);
+const admin = (name = NAME) => env.mysqlCredentials(NS, name);
 
-async function query<T>(host: string, password: string, sql: string): Promise<T[]> {
+async function query<T>(host: string, creds: Credentials, sql: string): Promise<T[]> {
   const conn = await mysql.createConnection({
-    host,
-    port: 3306,
-    user: MYSQL_ADMIN_USER,
-    password,
+    ...connectionOptions({ host, port: 3306 }, creds),
     connectTimeout: 3000,
   });
   try {
@@ -89,7 +87,8 @@ describe('operator end to end', () => {
     }
 
     // Replication really runs: every standby replicates from its shard's primary, read-only.
-    const password = await adminPassword();
+    const creds = await admin();
+    const { password } = creds;
     for (const s of [0, 1]) {
       const [primary] = await pods(
         `mysqlmq.io/cluster=${NAME},mysqlmq.io/shard=shard-${s},mysqlmq.io/role=primary`,
@@ -99,7 +98,7 @@ describe('operator end to end', () => {
       );
       const [replica] = await query<Record<string, string>>(
         standby!.status!.podIP!,
-        password,
+        creds,
         'SHOW SLAVE STATUS',
       );
       expect(replica).toMatchObject({
@@ -107,11 +106,11 @@ describe('operator end to end', () => {
         Slave_SQL_Running: 'Yes',
         Master_Host: primary!.status!.podIP,
       });
-      const [ro] = await query<{ ro: number }>(standby!.status!.podIP!, password, 'SELECT @@read_only AS ro');
+      const [ro] = await query<{ ro: number }>(standby!.status!.podIP!, creds, 'SELECT @@read_only AS ro');
       expect(ro!.ro).toBe(1);
       const [semi] = await query<{ Value: string }>(
         primary!.status!.podIP!,
-        password,
+        creds,
         "SHOW STATUS LIKE 'Rpl_semi_sync_master_status'",
       );
       expect(semi!.Value).toBe('ON');
@@ -120,7 +119,7 @@ describe('operator end to end', () => {
       for (const pod of [primary!, standby!]) {
         const users = await query<{ user: string; host: string }>(
           pod.status!.podIP!,
-          password,
+          creds,
           "SELECT User AS user, Host AS host FROM mysql.user WHERE User IN ('root', 'mysqlmq-admin', 'mq_monitor') ORDER BY User, Host",
         );
         expect(users).toEqual([
@@ -128,9 +127,9 @@ describe('operator end to end', () => {
           { user: 'mysqlmq-admin', host: '%' },
           { user: 'root', host: 'localhost' },
         ]);
-        const root = await secretKey('root-password');
+        const root = { ...creds, user: 'root', password: await secretKey('root-password') };
         await expect(
-          mysql.createConnection({ host: pod.status!.podIP!, port: 3306, user: 'root', password: root }),
+          mysql.createConnection(connectionOptions({ host: pod.status!.podIP!, port: 3306 }, root)),
         ).rejects.toMatchObject({ errno: 1045 });
       }
     }
@@ -166,22 +165,27 @@ describe('operator end to end', () => {
 
     // Authentication is on without spec.users: a client without a token is refused, the token of
     // the admin user in Secret orders-user-admin (what brokerClient read) works.
-    const anonymous = await fetch(`${client.brokers[0]}/v1/topics`);
-    expect(anonymous.status).toBe(401);
-    expect(await anonymous.json()).toMatchObject({ code: 'unauthenticated' });
+    const broker = { ...client, brokers: client.brokers.slice(0, 1) };
+    await expect(
+      new Transport({ ...broker, token: undefined }).call('GET', '/v1/topics'),
+    ).rejects.toMatchObject({
+      status: 401,
+      code: 'unauthenticated',
+    });
     await expect(new Producer({ brokers: client.brokers }).send('events', 'anonymous')).rejects.toMatchObject(
       {
         status: 401,
         code: 'unauthenticated',
       },
     );
-    const withToken = await fetch(`${client.brokers[0]}/v1/topics`, {
-      headers: { authorization: `Bearer ${client.token}` },
-    });
-    expect(withToken.status).toBe(200);
-    const [broker] = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`);
-    expect(broker!.spec.containers[0]!.args).toContain('--users');
-    expect(broker!.spec.containers[0]!.args).not.toContain('--no-auth');
+    await expect(new Transport(broker).call('GET', '/v1/topics')).resolves.toBeDefined();
+    const [brokerPod] = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`);
+    expect(brokerPod!.spec.containers[0]!.args).toContain('--users');
+    expect(brokerPod!.spec.containers[0]!.args).not.toContain('--no-auth');
+    // TLS is on by default for a new cluster: brokers serve HTTPS (brokerClient verified them) and
+    // the instances require TLS (every query above went over it).
+    expect(brokerPod!.spec.containers[0]!.args).toContain('--tls-cert');
+    expect((await env.getCluster(NS, NAME)).status?.tls).toEqual({ brokers: true, mysql: true });
 
     const describe = await env.kubectl(['describe', 'mqc', NAME, '-n', NS]);
     expect(describe).toContain('Ready');
@@ -230,9 +234,9 @@ describe('operator end to end', () => {
       1000,
     );
     await waitReady(NAME, 300_000);
-    const password = await adminPassword();
+    const creds = await admin();
     for (const p of await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=mysql`)) {
-      const [row] = await query<{ v: number }>(p.status!.podIP!, password, 'SELECT @@max_connections AS v');
+      const [row] = await query<{ v: number }>(p.status!.podIP!, creds, 'SELECT @@max_connections AS v');
       expect(row!.v).toBe(300);
     }
     // The messages published before the roll are all still there.
@@ -347,18 +351,14 @@ describe('operator end to end', () => {
       );
     const offsets = async () =>
       (
-        (await (
-          await fetch(`${client.brokers[0]}/v1/topics/bulk/groups/late/offsets`, {
-            headers: { authorization: `Bearer ${client.token}` },
-          })
-        ).json()) as {
+        await new Transport(client).call<{
           shards: {
             shard: string;
             deletedThrough: number | null;
             missed: number | null;
             latest: number | null;
           }[];
-        }
+        }>('GET', '/v1/topics/bulk/groups/late/offsets')
       ).shards;
     // What is left fits the limit: at most 2,097 messages of 1,000 bytes per shard.
     let trimmed: Awaited<ReturnType<typeof offsets>> = [];
@@ -380,7 +380,7 @@ describe('operator end to end', () => {
     expect(trimmed.some((s) => s.deletedThrough! > 0)).toBe(true);
     for (const s of trimmed) expect(s.missed).toBe(s.deletedThrough);
     // The deletes replicated: a standby holds what its primary holds.
-    const password = await adminPassword();
+    const creds = await admin();
     for (const s of trimmed.filter((t) => t.deletedThrough > 0).map((t) => t.shard.replace('shard-', ''))) {
       for (const role of ['primary', 'standby']) {
         const [pod] = await pods(
@@ -388,13 +388,13 @@ describe('operator end to end', () => {
         );
         const [topic] = await query<{ id: number }>(
           pod!.status!.podIP!,
-          password,
+          creds,
           "SELECT id FROM mq.topics WHERE name = 'bulk'",
         );
         await waitFor(`${role} of shard-${s} to have applied the deletes`, async () => {
           const [row] = await query<{ n: number; lo: number }>(
             pod!.status!.podIP!,
-            password,
+            creds,
             `SELECT COUNT(*) AS n, MIN(id) AS lo FROM mq.m_${topic!.id}`,
           );
           return Number(row!.n) <= 2097;

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { eventReasons } from '../../tools/local/kubectl.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
-import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
+import { type Credentials, connectionOptions } from '../../src/shard/connection.js';
 import { type Env, type PodJson, conditionOf, startEnv, waitFor } from '../support/operator.js';
 import { Workload } from '../support/workload.js';
 
@@ -20,7 +20,7 @@ const NS = 'rebuild';
 const NAME = 'q';
 const GROUPS = ['g1', 'g2'];
 let env: Env;
-let adminPassword: string;
+let admin: Credentials;
 let round = 0;
 
 const cluster = (): Promise<MessageQueueCluster> => env.getCluster(NS, NAME);
@@ -41,12 +41,7 @@ async function podByRole(role: 'primary' | 'standby'): Promise<PodJson> {
 }
 
 async function sql(host: string, statement: string): Promise<Record<string, unknown>[]> {
-  const conn = await mysql.createConnection({
-    host,
-    port: 3306,
-    user: MYSQL_ADMIN_USER,
-    password: adminPassword,
-  });
+  const conn = await mysql.createConnection(connectionOptions({ host, port: 3306 }, admin));
   try {
     const [rows] = await conn.query(statement);
     return rows as Record<string, unknown>[];
@@ -104,7 +99,7 @@ beforeAll(async () => {
   env.startOperator();
   await env.apply(clusterManifest(NS, NAME, SPEC));
   await waitReady();
-  adminPassword = await env.secretValue(NS, `${NAME}-credentials`, 'admin-password');
+  admin = await env.mysqlCredentials(NS, NAME);
 }, 600_000);
 
 afterAll(async () => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Consumer, Producer } from '../../src/client/index.js';
-import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
+import { connectionOptions } from '../../src/shard/connection.js';
 import { clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { eventReasons } from '../../tools/local/kubectl.js';
 import { type Env, conditionOf, sleep, startEnv, waitFor } from '../support/operator.js';
@@ -194,10 +194,10 @@ describe('spec.restore into a new cluster', () => {
   it('gives the restored cluster its own credentials and a standby that follows', async () => {
     const [primary] = await pods('dst', ',mysqlmq.io/role=primary');
     const [standby] = await pods('dst', ',mysqlmq.io/role=standby');
-    const password = await secretValue('dst', 'admin-password');
-    expect(password).not.toBe(await secretValue('src', 'admin-password'));
+    const admin = await env.mysqlCredentials(NS, 'dst');
+    expect(admin.password).not.toBe(await secretValue('src', 'admin-password'));
     const query = async (host: string, statement: string) => {
-      const conn = await mysql.createConnection({ host, port: 3306, user: MYSQL_ADMIN_USER, password });
+      const conn = await mysql.createConnection(connectionOptions({ host, port: 3306 }, admin));
       try {
         return ((await conn.query(statement))[0] as Record<string, unknown>[])[0]!;
       } finally {

@@ -6,7 +6,7 @@
 import mysql from 'mysql2/promise';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../../src/client/index.js';
-import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
+import { type Credentials, connectionOptions } from '../../src/shard/connection.js';
 import { LOCAL_CLUSTER_SPEC as SPEC, clusterManifest } from '../../tools/local/cluster-manifest.js';
 import { type Env, conditionOf, startEnv, waitFor } from '../support/operator.js';
 
@@ -40,13 +40,10 @@ async function topics(): Promise<TopicJson[]> {
     .items;
 }
 
-let password = '';
+let admin: Credentials;
 async function query<T>(host: string, sql: string, params: unknown[] = []): Promise<T[]> {
   const conn = await mysql.createConnection({
-    host,
-    port: 3306,
-    user: MYSQL_ADMIN_USER,
-    password,
+    ...connectionOptions({ host, port: 3306 }, admin),
     connectTimeout: 3000,
   });
   try {
@@ -68,7 +65,7 @@ beforeAll(async () => {
     240_000,
     500,
   );
-  password = await env.secretValue(NS, `${NAME}-credentials`, 'admin-password');
+  admin = await env.mysqlCredentials(NS, NAME);
 }, 600_000);
 
 afterAll(async () => {

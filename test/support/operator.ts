@@ -8,7 +8,16 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULTS } from '../../src/operator/api/defaults.js';
+import {
+  DEFAULTS,
+  brokersServeTls,
+  defaultCluster,
+  instancesRequireTls,
+} from '../../src/operator/api/defaults.js';
+import { CA_CERT_KEY } from '../../src/operator/desired/broker-tls.js';
+import { MYSQL_ADMIN_USER } from '../../src/operator/desired/credentials.js';
+import { mysqlServerName } from '../../src/operator/desired/mysql-tls.js';
+import type { Credentials } from '../../src/shard/connection.js';
 import {
   COMPONENT_BROKER,
   LABEL_CLUSTER,
@@ -61,6 +70,9 @@ export interface PodJson {
 export interface BrokerClient {
   brokers: string[];
   token: string;
+  /** With HTTPS brokers: the CA to verify them and the Service name their certificate carries. */
+  ca?: string;
+  serverName?: string;
 }
 
 export interface Env {
@@ -81,6 +93,16 @@ export interface Env {
    * `NAME-user-admin`): authentication is on by default, so every client needs one.
    */
   brokerClient(namespace: string, cluster: string, opts?: { ready?: boolean }): Promise<BrokerClient>;
+  /**
+   * How a test logs in to the cluster's instances as `user` (password from key `passwordKey` of
+   * `NAME-credentials`): with the CA and server name when they require TLS (`connectionOptions`).
+   */
+  mysqlCredentials(
+    namespace: string,
+    cluster: string,
+    user?: string,
+    passwordKey?: string,
+  ): Promise<Credentials>;
   startOperator(opts?: {
     env?: Record<string, string>;
     args?: string[];
@@ -141,7 +163,8 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
         pods(namespace, `${LABEL_CLUSTER}=${cluster},${LABEL_COMPONENT}=${COMPONENT_BROKER}`),
         secretValue(namespace, names.userSecret(cluster, DEFAULTS.adminUser.name), TOKEN_KEY),
       ]);
-      const scheme = cr.spec?.brokers?.tls?.enabled ? 'https' : 'http';
+      const tls = brokersServeTls(cr);
+      const scheme = tls ? 'https' : 'http';
       const port = cr.spec?.brokers?.port ?? DEFAULTS.brokers.port;
       const brokers = list
         .filter((p) => p.status?.podIP && !p.metadata.deletionTimestamp)
@@ -151,7 +174,20 @@ export async function startEnv(addressPrefix: string): Promise<Env> {
             (p.status?.phase === 'Running' && p.status.containerStatuses?.every((c) => c.ready)),
         )
         .map((p) => `${scheme}://${p.status!.podIP}:${port}`);
-      return { brokers, token };
+      if (!tls) return { brokers, token };
+      const ca = await secretValue(
+        namespace,
+        cr.spec?.brokers?.tls?.secretName ?? names.brokerTls(cluster),
+        CA_CERT_KEY,
+      );
+      return { brokers, token, ca, serverName: `${names.broker(cluster)}.${namespace}.svc` };
+    },
+    async mysqlCredentials(namespace, cluster, user = MYSQL_ADMIN_USER, passwordKey = 'admin-password') {
+      const cr = await getCluster(namespace, cluster);
+      const password = await secretValue(namespace, names.credentials(cluster), passwordKey);
+      if (!instancesRequireTls(cr)) return { user, password };
+      const ca = await secretValue(namespace, names.mysqlTls(cluster), CA_CERT_KEY);
+      return { user, password, tls: { ca, serverName: mysqlServerName(defaultCluster(cr)) } };
     },
     startOperator: (opts = {}) =>
       stack.startOperator({

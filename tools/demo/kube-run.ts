@@ -22,6 +22,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { parseArgs } from 'node:util';
 import { sleep } from '../../src/common/deadline.js';
+import { brokersServeTls } from '../../src/operator/api/defaults.js';
 import { apiServerReady } from '../local/kube-control-plane.js';
 import { freePort, kubectl } from '../local/kubectl.js';
 import { REPO_ROOT } from '../local/paths.js';
@@ -121,8 +122,9 @@ async function runAgainstCluster(kubeconfig: string): Promise<number> {
 
 interface ClusterJson {
   metadata: { generation?: number };
-  spec?: { brokers?: { port?: number } };
+  spec?: { brokers?: { port?: number; tls?: { enabled?: boolean } } };
   status?: {
+    tls?: { brokers: boolean; mysql: boolean };
     observedGeneration?: number;
     phase?: string;
     shardsReady?: number;
@@ -276,6 +278,7 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
       );
     } else {
       const port = cr?.spec?.brokers?.port ?? 8080;
+      const https = cr ? brokersServeTls(cr) : true;
       const brokerPods = JSON.parse(
         await kubectl(kubeconfig, [
           'get',
@@ -288,7 +291,10 @@ async function runEmbedded(once: boolean, reason: string): Promise<number> {
       ) as { items: { metadata: { name: string }; status?: { podIP?: string } }[] };
       const brokers = brokerPods.items
         .filter((p) => p.status?.podIP)
-        .map((p) => ({ pod: p.metadata.name, url: `http://${p.status!.podIP}:${port}` }));
+        .map((p) => ({
+          pod: p.metadata.name,
+          url: `${https ? 'https' : 'http'}://${p.status!.podIP}:${port}`,
+        }));
       const urls = brokers.map((b) => b.url).join(',');
       const get = await kubectl(kubeconfig, ['get', 'mqc']);
       const describe = await kubectl(kubeconfig, ['describe', 'mqc', CLUSTER]);
@@ -312,7 +318,14 @@ ${brokers.map((b) => `  ${b.pod}  ${b.url}`).join('\n')}
 Produce and consume with mqctl${repo === '.' ? '' : ` (from ${REPO_ROOT})`}; brokers require a token (authentication is
 on by default), the admin user's is in Secret ${CLUSTER}-user-admin:
   export MQ_BROKERS=${urls}
-  export MQ_TOKEN=$(KUBECONFIG=${kubeconfig} kubectl get secret ${CLUSTER}-user-admin -o jsonpath='{.data.token}' | base64 -d)
+  export MQ_TOKEN=$(KUBECONFIG=${kubeconfig} kubectl get secret ${CLUSTER}-user-admin -o jsonpath='{.data.token}' | base64 -d)${
+    https
+      ? `
+  # brokers serve HTTPS (TLS is on by default): trust the cluster's CA, check the Service name (pod IPs are in no certificate)
+  KUBECONFIG=${kubeconfig} kubectl get secret ${CLUSTER}-broker-tls -o jsonpath='{.data.ca\\.crt}' | base64 -d > ${CLUSTER}-ca.crt
+  export MQ_CA=$PWD/${CLUSTER}-ca.crt MQ_SERVER_NAME=${CLUSTER}-broker.default.svc`
+      : ''
+  }
   ${CLI} topics create orders
   ${CLI} produce orders "first" "second"
   seq 1 1000 | ${CLI} produce orders

@@ -7,6 +7,7 @@ import {
   KIND,
   type MessageQueueCluster,
   type MessageQueueClusterSpec,
+  type MessageQueueClusterStatus,
 } from './types.js';
 
 /**
@@ -205,12 +206,22 @@ export function withTlsDecided(
   };
 }
 
+/** What a client reads of a cluster object to tell whether it runs TLS. */
+export type ClusterTlsView = Pick<MessageQueueCluster, 'spec'> & {
+  status?: Pick<MessageQueueClusterStatus, 'tls'>;
+};
+
 /**
  * Whether a cluster's brokers serve HTTPS, for a client reading the object: what the spec says,
  * else what the operator decided (`status.tls`), else the default for a cluster not yet reconciled.
  */
-export function brokersServeTls(cluster: MessageQueueCluster): boolean {
+export function brokersServeTls(cluster: ClusterTlsView): boolean {
   return cluster.spec?.brokers?.tls?.enabled ?? cluster.status?.tls?.brokers ?? DEFAULTS.brokerTls.enabled;
+}
+
+/** Whether a cluster's MariaDB instances require TLS, read as `brokersServeTls` reads the brokers'. */
+export function instancesRequireTls(cluster: ClusterTlsView): boolean {
+  return cluster.spec?.mysql?.tls?.enabled ?? cluster.status?.tls?.mysql ?? DEFAULTS.mysqlTls.enabled;
 }
 
 /**
