@@ -172,12 +172,12 @@ describe('operator end to end', () => {
       status: 401,
       code: 'unauthenticated',
     });
-    await expect(new Producer({ brokers: client.brokers }).send('events', 'anonymous')).rejects.toMatchObject(
-      {
-        status: 401,
-        code: 'unauthenticated',
-      },
-    );
+    await expect(
+      new Producer({ ...client, token: undefined }).send('events', 'anonymous'),
+    ).rejects.toMatchObject({
+      status: 401,
+      code: 'unauthenticated',
+    });
     await expect(new Transport(broker).call('GET', '/v1/topics')).resolves.toBeDefined();
     const [brokerPod] = await pods(`mysqlmq.io/cluster=${NAME},app.kubernetes.io/component=broker`);
     expect(brokerPod!.spec.containers[0]!.args).toContain('--users');
