@@ -22,9 +22,9 @@ Global flags:
                    a cluster's is ca.crt of Secret NAME-broker-tls); default: the public CAs
   --server-name N  for https:// brokers reached by an address their certificate does not name
                    (pod IPs): the name to check instead, e.g. NAME-broker.NAMESPACE.svc (env MQ_SERVER_NAME)
-  --cert FILE      with --key FILE: a client certificate (PEM) to authenticate with instead of a token,
-                   where the brokers take them (tls.crt and tls.key of Secret NAME-user-<name>;
-                   env MQ_CERT, MQ_KEY)
+  --cert FILE      with --key FILE: a client certificate (PEM) to authenticate with where the brokers
+                   take them; a token, if also given, decides (tls.crt and tls.key of Secret
+                   NAME-user-<name>; env MQ_CERT, MQ_KEY)
   -h, --help       this help; "mqctl <command> --help" explains a command
 
 Commands:

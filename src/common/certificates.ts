@@ -7,9 +7,9 @@ import * as x509 from '@peculiar/x509';
 
 /**
  * X.509 certificates for the brokers' HTTPS: a self-signed CA, and the serving certificates and
- * client certificates (mTLS, one per user) it signs,
- * made with @peculiar/x509 on Node's WebCrypto (no hand-written ASN.1). ECDSA P-256 keys: small,
- * fast handshakes, and accepted by every TLS client the SDK and kubelet probes use.
+ * client certificates (mTLS, one per user) it signs, made with @peculiar/x509 on Node's WebCrypto
+ * (no hand-written ASN.1). ECDSA P-256 keys: small, fast handshakes, and accepted by every TLS
+ * client the SDK and kubelet probes use.
  */
 
 /** A certificate and its private key, both PEM (PKCS#8 for the key). */
