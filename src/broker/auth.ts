@@ -9,6 +9,7 @@ import {
   allows,
   tokenSha256,
 } from '../api/users.js';
+import { certificateClaim, peerCertificate } from './client-certificate.js';
 
 /** Who made a request, once its token is known. */
 export interface Principal {
@@ -34,6 +35,11 @@ export interface AuthOptions {
   sharedToken?: string;
   /** `MQ_ADMIN_TOKEN`, the operator's credential for routing pushes. */
   operatorToken?: string;
+  /**
+   * `--client-ca`: a request without a token may authenticate by a client certificate whose CN
+   * names a user (docs/security.md, "mTLS client certificates").
+   */
+  clientCertificates?: boolean;
 }
 
 interface Known {
@@ -50,8 +56,10 @@ export class Auth {
   private users: Known[] = [];
   private readonly fixed: Known[] = [];
   private usersEnabled: boolean;
+  private readonly clientCertificates: boolean;
 
   constructor(opts: AuthOptions) {
+    this.clientCertificates = opts.clientCertificates ?? false;
     if (opts.operatorToken) {
       this.fixed.push({
         digest: digestOf(opts.operatorToken),
@@ -83,14 +91,21 @@ export class Auth {
   }
 
   /**
-   * The request's principal: the token's owner, anonymous when authentication is off and no
-   * token is sent, or a 401 `unauthenticated`.
+   * The request's principal: the token's owner; without a token, the user a client certificate
+   * names (with `clientCertificates`); anonymous when authentication is off and neither is sent;
+   * or a 401 `unauthenticated`. A token decides alone, whatever certificate the connection shows.
    */
   authenticate(req: IncomingMessage): Principal {
     const token = bearerToken(req);
     if (token === undefined) {
+      const peer = this.clientCertificates ? peerCertificate(req) : undefined;
+      if (peer) return this.certificateUser(certificateClaim(peer));
       if (!this.usersEnabled) return ANONYMOUS;
-      throw unauthenticated('send Authorization: Bearer <token> with a user token');
+      throw unauthenticated(
+        this.clientCertificates
+          ? 'send Authorization: Bearer <token> with a user token, or a client certificate of a user'
+          : 'send Authorization: Bearer <token> with a user token',
+      );
     }
     const digest = digestOf(token);
     let found: Principal | undefined;
@@ -100,6 +115,16 @@ export class Auth {
     if (found) return found;
     if (!this.usersEnabled) return ANONYMOUS;
     throw unauthenticated('the bearer token belongs to no user (unknown, revoked or mistyped)');
+  }
+
+  /** The current user a client certificate names; read per request, so a removed user is refused at once. */
+  private certificateUser(claim: ReturnType<typeof certificateClaim>): Principal {
+    if ('problem' in claim) throw unauthenticated(claim.problem);
+    const known = this.users.find((k) => k.principal.name === claim.user);
+    if (!known) {
+      throw unauthenticated(`the client certificate names ${claim.user}, who is not a user of these brokers`);
+    }
+    return known.principal;
   }
 
   /** A 403 `forbidden` unless `who` holds `action` on `topic` (undefined: on every topic, `*`). */

@@ -196,6 +196,7 @@ export class Broker {
       users: config.users,
       sharedToken: config.authToken,
       operatorToken: config.adminToken,
+      clientCertificates: config.tls?.clientCaFile !== undefined,
     });
     this.pools = new ShardPools(config.db, config.poolSize);
     this.fetchPools = new ShardPools(config.db, config.fetchPoolSize);
@@ -254,7 +255,14 @@ export class Broker {
       ? createHttpsServer(
           // Node's headers timeout counts from the end of the handshake: without this, a client
           // that never finishes one would hold its connection for Node's default 120 s.
-          { ...serverOptions, ...tlsPems, handshakeTimeout: http.headersTimeoutMs },
+          {
+            ...serverOptions,
+            ...tlsPems,
+            handshakeTimeout: http.headersTimeoutMs,
+            // Asked for, not required: token clients connect as before, and a certificate that
+            // does not verify gets a 401 that says why rather than a failed handshake.
+            ...(tlsPems.ca ? { requestCert: true, rejectUnauthorized: false } : {}),
+          },
           handler,
         )
       : createServer(serverOptions, handler);
@@ -359,6 +367,7 @@ export class Broker {
     log.info('broker listening', {
       url: broker.url,
       ...(tls ? { certificate: describeCertificate(tls.pems.cert) } : {}),
+      ...(config.tls?.clientCaFile ? { clientCa: config.tls.clientCaFile } : {}),
       routingVersion: config.routing.version,
       // Meant to be small (node-options.ts): a default-sized heap lets garbage pile up.
       heapLimitMiB: Math.round(getHeapStatistics().heap_size_limit / 2 ** 20),

@@ -21,6 +21,9 @@ const USAGE = `Usage: mq-broker --routing FILE [options]
   --port N                port to listen on (default ${BROKER_DEFAULTS.port})
   --tls-cert FILE         serve HTTPS with this certificate (PEM; with its chain, if any); re-read when it changes
   --tls-key FILE          the certificate's private key (PEM); both or neither
+  --client-ca FILE        with --tls-cert and --users: ask clients for a certificate signed by this CA
+                          (PEM); one whose CN names a user authenticates as that user when no token
+                          is sent; re-read when it changes
 ${CLIENT_TLS_USAGE}
   --max-message-bytes N   largest message accepted (default ${BROKER_DEFAULTS.maxMessageBytes})
   --commit-timeout-ms N   abandon a batch commit after this and use the next shard (default ${BROKER_DEFAULTS.writer.commitTimeoutMs})
@@ -44,6 +47,7 @@ async function main(): Promise<void> {
       port: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
+      'client-ca': { type: 'string' },
       'mysql-ca': { type: 'string' },
       'mysql-server-name': { type: 'string' },
       'max-message-bytes': { type: 'string' },
@@ -69,13 +73,18 @@ async function main(): Promise<void> {
   if (Boolean(certFile) !== Boolean(keyFile)) {
     throw new Error('give both --tls-cert FILE and --tls-key FILE, or neither (plain HTTP)');
   }
+  const clientCaFile = values['client-ca'];
+  // A certificate proves a user of the users file: without HTTPS and users it would prove nothing.
+  if (clientCaFile && (!certFile || !values.users)) {
+    throw new Error('--client-ca needs --tls-cert FILE, --tls-key FILE and --users FILE');
+  }
   const mysqlTls = clientTlsFromFlags(values['mysql-ca'], values['mysql-server-name']);
   const log = createLogger('broker');
   const config: BrokerConfig = {
     ...BROKER_DEFAULTS,
     host: values.host ?? BROKER_DEFAULTS.host,
     port: intFlag(values.port, BROKER_DEFAULTS.port, 'port'),
-    ...(certFile && keyFile ? { tls: { certFile, keyFile } } : {}),
+    ...(certFile && keyFile ? { tls: { certFile, keyFile, ...(clientCaFile ? { clientCaFile } : {}) } } : {}),
     maxMessageBytes: intFlag(
       values['max-message-bytes'],
       BROKER_DEFAULTS.maxMessageBytes,

@@ -9,24 +9,33 @@ import type { Logger } from '../common/logger.js';
 export interface TlsFiles {
   certFile: string;
   keyFile: string;
+  /** The CA that signs client certificates (mTLS, `--client-ca`); absent: none are asked for. */
+  clientCaFile?: string;
 }
 
 export interface TlsPems {
   cert: Buffer;
   key: Buffer;
+  /** The client CA, when `clientCaFile` is given: what a client certificate must chain to. */
+  ca?: Buffer;
 }
 
 /** The files' contents, checked to be a certificate and its key, and their `version` (mtimes). */
 export async function readTlsFiles(files: TlsFiles): Promise<{ pems: TlsPems; version: string }> {
   // The version first: a change after it is seen on the next check rather than missed.
   const version = await filesVersion(files);
-  const [cert, key] = await Promise.all([
+  const [cert, key, ca] = await Promise.all([
     readFile(files.certFile).catch((err: unknown) => {
       throw new Error(`cannot read the TLS certificate ${files.certFile}: ${errorMessage(err)}`);
     }),
     readFile(files.keyFile).catch((err: unknown) => {
       throw new Error(`cannot read the TLS key ${files.keyFile}: ${errorMessage(err)}`);
     }),
+    files.clientCaFile === undefined
+      ? undefined
+      : readFile(files.clientCaFile).catch((err: unknown) => {
+          throw new Error(`cannot read the client CA ${files.clientCaFile}: ${errorMessage(err)}`);
+        }),
   ]);
   try {
     createSecureContext({ cert, key });
@@ -35,12 +44,21 @@ export async function readTlsFiles(files: TlsFiles): Promise<{ pems: TlsPems; ve
       `${files.certFile} and ${files.keyFile} are not a PEM certificate and its private key: ${errorMessage(err)}`,
     );
   }
-  return { pems: { cert, key }, version };
+  if (ca) {
+    try {
+      // createSecureContext skips what is no certificate in `ca`: parse it to say so.
+      new X509Certificate(ca);
+    } catch (err) {
+      throw new Error(`${files.clientCaFile} is not a PEM CA certificate: ${errorMessage(err)}`);
+    }
+  }
+  return { pems: { cert, key, ...(ca ? { ca } : {}) }, version };
 }
 
 async function filesVersion(files: TlsFiles): Promise<string> {
-  const [cert, key] = await Promise.all([stat(files.certFile), stat(files.keyFile)]);
-  return `${cert.mtimeMs}/${key.mtimeMs}`;
+  const paths = [files.certFile, files.keyFile, ...(files.clientCaFile ? [files.clientCaFile] : [])];
+  const stats = await Promise.all(paths.map((p) => stat(p)));
+  return stats.map((s) => s.mtimeMs).join('/');
 }
 
 /** What a log line may say of a certificate: its end and names, never the key. */
@@ -50,8 +68,8 @@ export function describeCertificate(cert: Buffer): { notAfter: string; subjectAl
 }
 
 /**
- * Loads a renewed certificate into the running server (`setSecureContext`): new connections get
- * it, open ones keep theirs, nothing restarts. The kubelet swaps a mounted Secret's files at once
+ * Loads a renewed certificate (or client CA) into the running server (`setSecureContext`): new
+ * connections get it, open ones keep theirs, nothing restarts. The kubelet swaps a mounted Secret's files at once
  * (one symlink), which changes their mtimes; a pair caught half-written elsewhere fails to load
  * and is tried again on the next check, the certificate in force staying until then.
  */

@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { Admin, Consumer, MqClientError, Producer } from '../client/index.js';
 import { Transport, type TransportOptions, groupPath } from '../client/transport.js';
-import { readCaFile } from './ca-file.js';
+import { readCaFile, readPemFile } from './ca-file.js';
 import { DeliveryTracker, PIPE_BUFFER_BYTES } from './delivered.js';
 import { StdoutLines } from './stdout-lines.js';
 import { RESET_OPTIONS, groupsTable, parseResetFlags } from './groups.js';
@@ -22,6 +22,9 @@ Global flags:
                    a cluster's is ca.crt of Secret NAME-broker-tls); default: the public CAs
   --server-name N  for https:// brokers reached by an address their certificate does not name
                    (pod IPs): the name to check instead, e.g. NAME-broker.NAMESPACE.svc (env MQ_SERVER_NAME)
+  --cert FILE      with --key FILE: a client certificate (PEM) to authenticate with where the brokers
+                   take them; a token, if also given, decides (tls.crt and tls.key of Secret
+                   NAME-user-<name>; env MQ_CERT, MQ_KEY)
   -h, --help       this help; "mqctl <command> --help" explains a command
 
 Commands:
@@ -89,6 +92,8 @@ async function main(argv: string[]): Promise<number> {
       token: { type: 'string' },
       ca: { type: 'string' },
       'server-name': { type: 'string' },
+      cert: { type: 'string' },
+      key: { type: 'string' },
       group: { type: 'string' },
       max: { type: 'string' },
       batch: { type: 'string' },
@@ -118,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
     brokers,
     token: values.token ?? process.env.MQ_TOKEN,
     ...tlsOptions(values.ca ?? process.env.MQ_CA, values['server-name'] ?? process.env.MQ_SERVER_NAME),
+    ...clientCertificate(values.cert ?? process.env.MQ_CERT, values.key ?? process.env.MQ_KEY),
   };
   const transport = new Transport(connection);
 
@@ -314,6 +320,20 @@ async function countLines(file: string): Promise<number> {
 /** The SDK's `ca` (read from `caFile`) and `serverName`, for those given. */
 function tlsOptions(caFile: string | undefined, serverName: string | undefined): TlsClientOptions {
   return { ...(caFile ? { ca: readCaFile(caFile) } : {}), ...(serverName ? { serverName } : {}) };
+}
+
+/** The SDK's `cert` and `key`, read from their files; both or neither. */
+function clientCertificate(
+  certFile: string | undefined,
+  keyFile: string | undefined,
+): Pick<TransportOptions, 'cert' | 'key'> {
+  if (!certFile && !keyFile) return {};
+  if (!certFile || !keyFile)
+    throw new Error('give both --cert FILE and --key FILE (MQ_CERT, MQ_KEY), or neither');
+  return {
+    cert: readPemFile(certFile, 'client certificate', '--cert, MQ_CERT'),
+    key: readPemFile(keyFile, 'client key', '--key, MQ_KEY'),
+  };
 }
 
 function usage(command: string): number {

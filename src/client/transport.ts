@@ -32,6 +32,13 @@ export interface TransportOptions {
    * e.g. pod IPs (`NAME-broker.NAMESPACE.svc`); default: each URL's host.
    */
   serverName?: string;
+  /**
+   * For https:// brokers with client certificates on (mTLS): the user's certificate and private
+   * key, PEM (keys `tls.crt` and `tls.key` of the user's Secret `NAME-user-<name>`). Used when no
+   * `token` is given: a token decides alone.
+   */
+  cert?: string | Buffer;
+  key?: string | Buffer;
 }
 
 /**
@@ -73,12 +80,17 @@ export class Transport {
 
   constructor(private readonly options: TransportOptions) {
     if (options.brokers.length === 0) throw new Error('at least one broker URL is required');
+    if ((options.cert === undefined) !== (options.key === undefined)) {
+      throw new Error('give both cert and key (a client certificate and its private key), or neither');
+    }
     this.requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.httpsAgent = new https.Agent({
       keepAlive: true,
       ...(options.ca !== undefined ? { ca: options.ca } : {}),
       ...(options.serverName ? { servername: options.serverName } : {}),
+      ...(options.cert !== undefined ? { cert: options.cert } : {}),
+      ...(options.key !== undefined ? { key: options.key } : {}),
     });
   }
 

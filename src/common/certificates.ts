@@ -6,9 +6,10 @@ import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 
 /**
- * X.509 certificates for the brokers' HTTPS: a self-signed CA and serving certificates it signs,
- * made with @peculiar/x509 on Node's WebCrypto (no hand-written ASN.1). ECDSA P-256 keys: small,
- * fast handshakes, and accepted by every TLS client the SDK and kubelet probes use.
+ * X.509 certificates for the brokers' HTTPS: a self-signed CA, and the serving certificates and
+ * client certificates (mTLS, one per user) it signs, made with @peculiar/x509 on Node's WebCrypto
+ * (no hand-written ASN.1). ECDSA P-256 keys: small, fast handshakes, and accepted by every TLS
+ * client the SDK and kubelet probes use.
  */
 
 /** A certificate and its private key, both PEM (PKCS#8 for the key). */
@@ -26,6 +27,8 @@ export interface SubjectAltNames {
 /** What the re-issue decision needs to know of an existing certificate (see `certificateFacts`). */
 export interface CertificateFacts {
   notAfter: Date;
+  /** The subject's CN; undefined when it has none. */
+  commonName?: string;
   dnsNames: string[];
   ipAddresses: string[];
 }
@@ -69,6 +72,38 @@ export async function issueServingCertificate(
   validityDays: number,
   now = new Date(),
 ): Promise<KeyPairPem> {
+  return issueLeaf(ca, commonName, validityDays, now, [
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
+    new x509.SubjectAlternativeNameExtension([
+      ...names.dnsNames.map((value) => ({ type: 'dns' as const, value })),
+      ...names.ipAddresses.map((value) => ({ type: 'ip' as const, value })),
+    ]),
+  ]);
+}
+
+/**
+ * A TLS client certificate for `commonName` (a user name), signed by `ca`: clientAuth only, so it
+ * cannot serve, and no subjectAltName, since it names a user rather than a host.
+ */
+export async function issueClientCertificate(
+  ca: KeyPairPem,
+  commonName: string,
+  validityDays: number,
+  now = new Date(),
+): Promise<KeyPairPem> {
+  return issueLeaf(ca, commonName, validityDays, now, [
+    new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth]),
+  ]);
+}
+
+/** An end-entity certificate signed by `ca` with `extensions` besides the common ones. */
+async function issueLeaf(
+  ca: KeyPairPem,
+  commonName: string,
+  validityDays: number,
+  now: Date,
+  extensions: x509.Extension[],
+): Promise<KeyPairPem> {
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await webcrypto.subtle.importKey(
     'pkcs8',
@@ -90,11 +125,7 @@ export async function issueServingCertificate(
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
-      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth]),
-      new x509.SubjectAlternativeNameExtension([
-        ...names.dnsNames.map((value) => ({ type: 'dns' as const, value })),
-        ...names.ipAddresses.map((value) => ({ type: 'ip' as const, value })),
-      ]),
+      ...extensions,
       await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
       await x509.AuthorityKeyIdentifierExtension.create(caCert),
     ],
@@ -120,7 +151,14 @@ export function certificateFacts(certPem: string): CertificateFacts | undefined 
     if (entry.startsWith('DNS:')) dnsNames.push(entry.slice(4));
     else if (entry.startsWith('IP Address:') && isIP(entry.slice(11))) ipAddresses.push(entry.slice(11));
   }
-  return { notAfter: new Date(cert.validTo), dnsNames, ipAddresses };
+  const commonName = subjectCommonName(cert);
+  return { notAfter: new Date(cert.validTo), ...(commonName ? { commonName } : {}), dnsNames, ipAddresses };
+}
+
+/** The subject's CN (Node renders the subject one "KEY=value" per line); undefined without one. */
+export function subjectCommonName(cert: NodeX509Certificate): string | undefined {
+  const line = cert.subject.split('\n').find((l) => l.startsWith('CN='));
+  return line?.slice(3);
 }
 
 /** True when `certPem` was signed by the key of the CA certificate `caPem` (both parse). */

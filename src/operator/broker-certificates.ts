@@ -1,8 +1,10 @@
 import {
   type KeyPairPem,
   type SubjectAltNames,
+  type CertificateFacts,
   certificateFacts,
   issueCa,
+  issueClientCertificate,
   issueServingCertificate,
   signedBy,
 } from '../common/certificates.js';
@@ -11,9 +13,10 @@ import { isConflict } from '../k8s/client.js';
 import type { KubeRest } from '../k8s/rest.js';
 import type { ClientTls } from '../shard/connection.js';
 import { type KubeObject, resourcePath } from '../k8s/resources.js';
-import type { DefaultedCluster } from './api/types.js';
+import type { DefaultedCluster, UserSpec } from './api/types.js';
 import {
   CA_VALIDITY_DAYS,
+  CLIENT_VALIDITY_DAYS,
   type DesiredObject,
   type IssueReason,
   SERVING_VALIDITY_DAYS,
@@ -23,12 +26,15 @@ import {
   caFromSecret,
   caIssueReason,
   caSecret,
+  clientIssueReason,
   mysqlServerName,
   mysqlSubjectAltNames,
   mysqlTlsSecret,
   names,
   servingIssueReason,
   tlsFromSecret,
+  userCertificateSecret,
+  userSecretName,
 } from './desired/index.js';
 import type { EventRecorder } from './events.js';
 import type { BrokerTlsTrust } from './shards/routing-publisher.js';
@@ -45,7 +51,7 @@ export interface BrokerCertificatesDeps {
 const REASON_TEXT: Record<IssueReason, string> = {
   missing: 'there was none',
   expiring: 'the previous one expires within 30 days',
-  names_changed: 'the previous one names other hosts',
+  names_changed: 'the previous one names other hosts (or, for a user, another user)',
   other_ca: 'the previous one was signed by another CA',
 };
 
@@ -55,33 +61,55 @@ export interface MysqlTrust {
   certificatePem: string;
 }
 
-/** A serving certificate the operator keeps in a Secret: what it names and where it goes. */
-interface ServingLeaf {
+/** A certificate the operator keeps in a Secret: which, when to issue it anew, and how. */
+interface Leaf {
   secretName: string;
-  commonName: string;
-  names: SubjectAltNames;
-  secret(serving: KeyPairPem, caPem: string): DesiredObject;
+  /** Why to issue anew (`servingIssueReason`, `clientIssueReason`), or undefined to keep it. */
+  reason(current: CertificateFacts | undefined, signedByCa: boolean, now: Date): IssueReason | undefined;
+  issue(ca: KeyPairPem): Promise<KeyPairPem>;
+  secret(pair: KeyPairPem, caPem: string): DesiredObject;
+  /**
+   * Keys merged into a Secret that must exist already (a user's, holding its token): a missing one
+   * is an error rather than created without the token.
+   */
+  intoExisting?: boolean;
   /** The Event's reason and what it calls the certificate. */
   eventReason: string;
   what: string;
 }
 
-const brokerLeaf = (cr: DefaultedCluster): ServingLeaf => ({
-  secretName: names.brokerTls(cr.metadata.name),
-  commonName: brokerServerName(cr),
-  names: brokerSubjectAltNames(cr),
+const servingLeaf = (
+  secretName: string,
+  commonName: string,
+  wanted: SubjectAltNames,
+): Pick<Leaf, 'secretName' | 'reason' | 'issue'> => ({
+  secretName,
+  reason: (current, signed, now) => servingIssueReason(current, signed, wanted, now),
+  issue: (ca) => issueServingCertificate(ca, commonName, wanted, SERVING_VALIDITY_DAYS),
+});
+
+const brokerLeaf = (cr: DefaultedCluster): Leaf => ({
+  ...servingLeaf(names.brokerTls(cr.metadata.name), brokerServerName(cr), brokerSubjectAltNames(cr)),
   secret: (serving, caPem) => brokerTlsSecret(cr, serving, caPem),
   eventReason: 'BrokerCertificateIssued',
   what: "brokers' serving certificate",
 });
 
-const mysqlLeaf = (cr: DefaultedCluster): ServingLeaf => ({
-  secretName: names.mysqlTls(cr.metadata.name),
-  commonName: mysqlServerName(cr),
-  names: mysqlSubjectAltNames(cr),
+const mysqlLeaf = (cr: DefaultedCluster): Leaf => ({
+  ...servingLeaf(names.mysqlTls(cr.metadata.name), mysqlServerName(cr), mysqlSubjectAltNames(cr)),
   secret: (serving, caPem) => mysqlTlsSecret(cr, serving, caPem),
   eventReason: 'MysqlCertificateIssued',
   what: "MariaDB instances' certificate",
+});
+
+const clientLeaf = (cr: DefaultedCluster, user: UserSpec): Leaf => ({
+  secretName: userSecretName(cr, user),
+  reason: (current, signed, now) => clientIssueReason(current, signed, user.name, now),
+  issue: (ca) => issueClientCertificate(ca, user.name, CLIENT_VALIDITY_DAYS),
+  secret: (pair, caPem) => userCertificateSecret(cr, user, pair, caPem),
+  intoExisting: true,
+  eventReason: 'ClientCertificateIssued',
+  what: `client certificate of user ${user.name}`,
 });
 
 /**
@@ -90,7 +118,8 @@ const mysqlLeaf = (cr: DefaultedCluster): ServingLeaf => ({
  * (`NAME-ca`) and issues `NAME-broker-tls` from it, anew when `servingIssueReason` says so; the
  * brokers load a renewed certificate from their mounted files without a restart. The same CA
  * signs the MariaDB instances' certificate under `spec.mysql.tls` (`ensureMysql`, docs/security.md
- * "MariaDB TLS").
+ * "MariaDB TLS") and the users' client certificates under `spec.brokers.tls.clientCertificates`
+ * (`ensureClientCertificates`).
  */
 export class BrokerCertificates {
   constructor(private readonly deps: BrokerCertificatesDeps) {}
@@ -113,7 +142,7 @@ export class BrokerCertificates {
       return { serverName, ...(ca ? { ca } : {}) };
     }
     const ca = await this.ensureCa(cr, signal);
-    await this.ensureServing(cr, ca, brokerLeaf(cr), signal);
+    await this.ensureLeaf(cr, ca, brokerLeaf(cr), signal);
     return { serverName, ca: ca.certPem };
   }
 
@@ -124,8 +153,18 @@ export class BrokerCertificates {
    */
   async ensureMysql(cr: DefaultedCluster, signal: AbortSignal): Promise<MysqlTrust> {
     const ca = await this.ensureCa(cr, signal);
-    const certificatePem = await this.ensureServing(cr, ca, mysqlLeaf(cr), signal);
+    const certificatePem = await this.ensureLeaf(cr, ca, mysqlLeaf(cr), signal);
     return { client: { ca: ca.certPem, serverName: mysqlServerName(cr) }, certificatePem };
+  }
+
+  /**
+   * Under `spec.brokers.tls.clientCertificates`: makes sure every user's Secret (created with its
+   * token beforehand) holds a client certificate for that user from the cluster CA, renewed like
+   * the serving certificates (docs/security.md, "mTLS client certificates").
+   */
+  async ensureClientCertificates(cr: DefaultedCluster, signal: AbortSignal): Promise<void> {
+    const ca = await this.ensureCa(cr, signal);
+    for (const user of cr.spec.users) await this.ensureLeaf(cr, ca, clientLeaf(cr, user), signal);
   }
 
   private async ensureCa(cr: DefaultedCluster, signal: AbortSignal): Promise<KeyPairPem> {
@@ -149,19 +188,19 @@ export class BrokerCertificates {
     return written;
   }
 
-  /** Issues `leaf` anew when `servingIssueReason` says so; returns the certificate in force (PEM). */
-  private async ensureServing(
+  /** Issues `leaf` anew when its `reason` says so; returns the certificate in force (PEM). */
+  private async ensureLeaf(
     cr: DefaultedCluster,
     ca: KeyPairPem,
-    leaf: ServingLeaf,
+    leaf: Leaf,
     signal: AbortSignal,
   ): Promise<string> {
     const stored = await this.deps.readSecret(cr.metadata.namespace, leaf.secretName, signal);
+    if (!stored && leaf.intoExisting) throw new Error(`Secret ${leaf.secretName} does not exist (yet)`);
     const { serving, caPem } = tlsFromSecret(stored?.data);
-    const reason = servingIssueReason(
+    const reason = leaf.reason(
       serving && certificateFacts(serving.certPem),
       serving !== undefined && signedBy(serving.certPem, ca.certPem),
-      leaf.names,
       new Date(),
     );
     if (serving && !reason) {
@@ -169,7 +208,7 @@ export class BrokerCertificates {
       if (caPem !== ca.certPem) await this.write(leaf.secret(serving, ca.certPem), stored, signal);
       return serving.certPem;
     }
-    const issued = await issueServingCertificate(ca, leaf.commonName, leaf.names, SERVING_VALIDITY_DAYS);
+    const issued = await leaf.issue(ca);
     await this.write(leaf.secret(issued, ca.certPem), stored, signal);
     void this.deps.events.record(
       cr,

@@ -39,6 +39,7 @@ import {
   brokerPodServesTls,
   instancePodUsesTls,
   brokerSelectorString,
+  clientCertificatesOn,
   credentialsFromSecret,
   credentialsSecret,
   desiredObjects,
@@ -245,6 +246,9 @@ export class ClusterReconciler {
     );
     const restoringShards = this.restoringShards(cr, loop);
     const restorePlan = planRestorePods(cr, restoringShards);
+    const userDigests = cr.spec.brokers.auth.enabled ? await this.ensureUserTokens(cr, signal) : undefined;
+    // Into the users' Secrets, which ensureUserTokens has just made sure exist.
+    if (clientCertificatesOn(cr)) await this.brokerCertificates.ensureClientCertificates(cr, signal);
     const desired = desiredObjects(cr, {
       credentials,
       // Before the shard loop's first tick, a routing ConfigMap that exists is left as it is: it
@@ -259,7 +263,7 @@ export class ClusterReconciler {
       ),
       pdbApiVersion: this.deps.pdbApiVersion,
       authSecretVersion: await this.authSecretVersion(cr, signal),
-      userDigests: cr.spec.brokers.auth.enabled ? await this.ensureUserTokens(cr, signal) : undefined,
+      userDigests,
       topicGrants: topicGrants(cr.metadata.name, this.deps.caches.topics(cr.metadata.namespace)),
       seeds: { ...this.seedsOf(cr, loop), ...restorePlan.seeds },
       restoring: restorePlan.restoring,

@@ -2,14 +2,16 @@
  * `spec.brokers.tls` end to end on the embedded control plane: the operator issues a CA and the
  * brokers' certificate into Secrets, the broker Pods serve HTTPS with it (probes included), the
  * SDK and `kubectl mqc` verify it with the CA from the Secret, and a certificate the operator
- * issues anew reaches the running broker without restarting its Pod.
+ * issues anew reaches the running broker without restarting its Pod. With
+ * `clientCertificates.enabled` the admin user's Secret gets a client certificate beside its token
+ * and the rolled broker takes it instead of a token.
  */
 import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Consumer, Producer } from '../../src/client/index.js';
+import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
 import { certificateFacts, signedBy } from '../../src/common/certificates.js';
 import { defaultCluster } from '../../src/operator/api/defaults.js';
 import type { MessageQueueCluster } from '../../src/operator/api/types.js';
@@ -168,5 +170,78 @@ failover:
       500,
     );
     expect((await brokerPod()).metadata.uid).toBe(before.metadata.uid);
+  });
+
+  it('with clientCertificates: issues the admin user a client certificate the rolled brokers take', async () => {
+    const token = text(await secret(`${NAME}-user-admin`), 'token');
+    await env.kubectl([
+      'patch',
+      'mqc',
+      NAME,
+      '-n',
+      NS,
+      '--type',
+      'merge',
+      '-p',
+      JSON.stringify({ spec: { brokers: { tls: { clientCertificates: { enabled: true } } } } }),
+    ]);
+    const caPem = text(await secret(`${NAME}-ca`), 'ca.crt');
+    const admin = await waitFor('a client certificate in the admin Secret', async () => {
+      const s = await secret(`${NAME}-user-admin`);
+      return s.data['tls.crt'] && s.data['tls.key'] ? s : undefined;
+    });
+    expect(text(admin, 'token')).toBe(token); // the operator never rewrites the token
+    expect(text(admin, 'ca.crt')).toBe(caPem);
+    const cert = new X509Certificate(text(admin, 'tls.crt'));
+    expect(cert.subject).toBe('CN=admin');
+    expect(cert.keyUsage).toEqual(['1.3.6.1.5.5.7.3.2']); // clientAuth only
+    expect(signedBy(text(admin, 'tls.crt'), caPem)).toBe(true);
+
+    const deployment = JSON.parse(
+      await env.kubectl(['get', 'deployment', `${NAME}-broker`, '-n', NS, '-o', 'json']),
+    ) as { spec: { template: { spec: { containers: { name: string; args: string[] }[] } } } };
+    const args = deployment.spec.template.spec.containers.find((c) => c.name === 'broker')!.args;
+    expect(args.slice(args.indexOf('--client-ca'), args.indexOf('--client-ca') + 2)).toEqual([
+      '--client-ca',
+      '/etc/mysqlmq/client-ca/ca.crt',
+    ]);
+
+    // A real request with the certificate and no token, once the rolled broker is the only one.
+    const cr = defaultCluster(await env.getCluster(NS, NAME));
+    const ack = await waitFor(
+      'the rolled broker taking the certificate',
+      async () => {
+        const pod = await brokerPod();
+        if (!pod.spec.containers.some((c) => c.args?.includes('--client-ca'))) return undefined;
+        const { brokers } = await env.brokerClient(NS, NAME, { ready: true });
+        if (brokers.length !== 1) return undefined;
+        return new Producer({
+          brokers,
+          ca: caPem,
+          serverName: brokerServerName(cr),
+          cert: text(admin, 'tls.crt'),
+          key: text(admin, 'tls.key'),
+          timeoutMs: 5000,
+        }).send('orders', 'by certificate');
+      },
+      240_000,
+      500,
+    );
+    expect(ack.id).toBeGreaterThan(0);
+    // Neither token nor certificate: still 401, tokens and certificates both being accepted.
+    const { brokers } = await env.brokerClient(NS, NAME, { ready: true });
+    const refused = await new Producer({
+      brokers,
+      ca: caPem,
+      serverName: brokerServerName(cr),
+      timeoutMs: 5000,
+    })
+      .send('orders', 'x')
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect(refused).toBeInstanceOf(MqClientError);
+    expect((refused as MqClientError).status).toBe(401);
   });
 });

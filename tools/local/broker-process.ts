@@ -23,8 +23,11 @@ export interface BrokerProcessOptions {
   main?: string;
   /** More environment, e.g. libfaketime's LD_PRELOAD and FAKETIME for a broker whose clock is off. */
   env?: Record<string, string>;
-  /** Serve HTTPS (`--tls-cert`, `--tls-key`); `ca` verifies it while waiting for readiness. */
-  tls?: { certFile: string; keyFile: string; ca: string; serverName?: string };
+  /**
+   * Serve HTTPS (`--tls-cert`, `--tls-key`); `ca` verifies it while waiting for readiness;
+   * `clientCaFile` asks clients for certificates (`--client-ca`, needs `usersFile`).
+   */
+  tls?: { certFile: string; keyFile: string; ca: string; serverName?: string; clientCaFile?: string };
   /** Reach MariaDB over TLS (`--mysql-ca`, `--mysql-server-name`). */
   mysqlTls?: { caFile: string; serverName: string };
 }
@@ -59,6 +62,7 @@ export class BrokerProcess {
         String(options.port),
         ...(options.usersFile ? ['--users', options.usersFile] : ['--no-auth']),
         ...(options.tls ? ['--tls-cert', options.tls.certFile, '--tls-key', options.tls.keyFile] : []),
+        ...(options.tls?.clientCaFile ? ['--client-ca', options.tls.clientCaFile] : []),
         ...(options.mysqlTls
           ? ['--mysql-ca', options.mysqlTls.caFile, '--mysql-server-name', options.mysqlTls.serverName]
           : []),

@@ -33,6 +33,8 @@ export const DEFAULTS = {
   mysqlTls: { enabled: true },
   // On: a broker anyone can reach is no place for business messages (docs/security.md).
   brokerAuth: { enabled: true },
+  // Off: tokens serve every client; certificates are for those that want mTLS.
+  brokerClientCertificates: { enabled: false },
   failover: {
     probePeriodSeconds: 1,
     failureThreshold: 3,
@@ -99,6 +101,9 @@ export function withDefaults(spec: MessageQueueClusterSpec | undefined | null): 
       tls: {
         enabled: b.tls?.enabled ?? DEFAULTS.brokerTls.enabled,
         ...(tlsSecretName ? { secretName: tlsSecretName } : {}),
+        clientCertificates: {
+          enabled: b.tls?.clientCertificates?.enabled ?? DEFAULTS.brokerClientCertificates.enabled,
+        },
       },
       auth: { enabled: auth },
     },

@@ -207,6 +207,16 @@ export interface BrokerTlsSpec {
    * the operator uses as it is; omitted: the operator issues one from its own CA (`NAME-ca`).
    */
   secretName?: string;
+  clientCertificates?: BrokerClientCertificatesSpec;
+}
+
+/**
+ * mTLS (docs/security.md, "mTLS client certificates"): the operator issues every user a client
+ * certificate from `NAME-ca` into its Secret, and brokers take it instead of a token. Off by
+ * default; needs broker TLS and authentication on.
+ */
+export interface BrokerClientCertificatesSpec {
+  enabled?: boolean;
 }
 
 export interface FailoverSpec {
@@ -335,7 +345,7 @@ export interface DefaultedSpec {
     port: number;
     authSecretName?: string;
     maxMessageBytes: number;
-    tls: { enabled: boolean; secretName?: string };
+    tls: { enabled: boolean; secretName?: string; clientCertificates: { enabled: boolean } };
     auth: { enabled: boolean };
   };
   failover: Required<FailoverSpec>;

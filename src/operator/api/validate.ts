@@ -42,6 +42,7 @@ export function validateSpec(spec: MessageQueueClusterSpec | undefined): string[
     ...checkRetention(s),
     ...checkBrokerTls(s),
     ...checkBrokerAuth(spec),
+    ...checkClientCertificates(s),
     ...checkRestore(spec, s),
     // The spec's own list: indexes in messages are the user's, without the added admin.
     ...checkUsers(spec?.users ?? []),
@@ -102,6 +103,23 @@ function checkBrokerAuth(spec: MessageQueueClusterSpec | undefined): string[] {
   if (spec.brokers.authSecretName) {
     problems.push(
       'spec.brokers.authSecretName is set but spec.brokers.auth.enabled is false: brokers would accept anyone; remove spec.brokers.auth.enabled (authentication is on by default) or spec.brokers.authSecretName',
+    );
+  }
+  return problems;
+}
+
+/** Client certificates need HTTPS to be shown and users to name: said, not ignored. */
+function checkClientCertificates(s: DefaultedSpec): string[] {
+  if (!s.brokers.tls.clientCertificates.enabled) return [];
+  const problems: string[] = [];
+  if (!s.brokers.tls.enabled) {
+    problems.push(
+      'spec.brokers.tls.clientCertificates.enabled is true but spec.brokers.tls.enabled is false: client certificates need HTTPS; set spec.brokers.tls.enabled to true or remove spec.brokers.tls.clientCertificates',
+    );
+  }
+  if (!s.brokers.auth.enabled) {
+    problems.push(
+      'spec.brokers.tls.clientCertificates.enabled is true but spec.brokers.auth.enabled is false: brokers would accept anyone, certificate or not; remove spec.brokers.auth.enabled (authentication is on by default) or spec.brokers.tls.clientCertificates',
     );
   }
   return problems;

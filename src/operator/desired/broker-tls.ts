@@ -75,7 +75,8 @@ export function servingIssueReason(
   return undefined;
 }
 
-function expiresSoon(cert: CertificateFacts, now: Date): boolean {
+/** Whether `cert` ends within RENEW_BEFORE_DAYS of `now`. */
+export function expiresSoon(cert: CertificateFacts, now: Date): boolean {
   return cert.notAfter.getTime() - now.getTime() < RENEW_BEFORE_DAYS * DAY_MS;
 }
 

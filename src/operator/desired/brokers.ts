@@ -10,6 +10,7 @@ import {
 } from '../api/types.js';
 import { BROKER_USER } from './credentials.js';
 import { CA_CERT_KEY, TLS_CERT_KEY, TLS_KEY_KEY, TLS_MOUNT, brokerTlsSecretName } from './broker-tls.js';
+import { clientCaArgs, clientCaMount, clientCaVolume } from './client-certificates.js';
 import { mysqlServerName } from './mysql-tls.js';
 import { USERS_FILE, USERS_MOUNT } from './users.js';
 import {
@@ -132,6 +133,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           ...(tls
             ? ['--tls-cert', `${TLS_MOUNT}/${TLS_CERT_KEY}`, '--tls-key', `${TLS_MOUNT}/${TLS_KEY_KEY}`]
             : []),
+          ...clientCaArgs(cr),
           ...(mysqlTls
             ? ['--mysql-ca', `${MYSQL_CA_MOUNT}/${CA_CERT_KEY}`, '--mysql-server-name', mysqlServerName(cr)]
             : []),
@@ -169,6 +171,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
           { name: 'routing', mountPath: ROUTING_MOUNT, readOnly: true },
           ...(withUsers ? [{ name: 'users', mountPath: USERS_MOUNT, readOnly: true }] : []),
           ...(tls ? [{ name: 'tls', mountPath: TLS_MOUNT, readOnly: true }] : []),
+          ...clientCaMount(cr),
           ...(mysqlTls ? [{ name: 'mysql-ca', mountPath: MYSQL_CA_MOUNT, readOnly: true }] : []),
         ],
         ...(resources ? { resources } : {}),
@@ -181,6 +184,7 @@ export function brokerDeployment(cr: DefaultedCluster, opts: BrokerDeploymentOpt
       // Mounted as a directory too: a renewed certificate reaches the files in place and the
       // broker loads it without a restart (so the certificate is no part of the config hash).
       ...(tls ? [{ name: 'tls', secret: { secretName: brokerTlsSecretName(cr), defaultMode: 0o440 } }] : []),
+      ...clientCaVolume(cr),
       ...(mysqlTls
         ? [
             {

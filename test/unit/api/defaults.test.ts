@@ -27,7 +27,7 @@ describe('withDefaults', () => {
         resources: {},
         port: 8080,
         maxMessageBytes: 1048576,
-        tls: { enabled: true },
+        tls: { enabled: true, clientCertificates: { enabled: false } },
         auth: { enabled: true },
       },
       failover: {
@@ -71,7 +71,7 @@ describe('withDefaults', () => {
         authSecretName: 'tok',
         maxMessageBytes: 10,
         resources: {},
-        tls: { enabled: true, secretName: 'my-cert' },
+        tls: { enabled: true, secretName: 'my-cert', clientCertificates: { enabled: true } },
         auth: { enabled: true },
       },
       failover: {

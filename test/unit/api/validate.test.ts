@@ -43,6 +43,22 @@ describe('validateSpec', () => {
     expect(validateSpec({ brokers: off, users: [] })).toEqual([]);
   });
 
+  it('refuses client certificates without HTTPS or without authentication', () => {
+    const certs = { clientCertificates: { enabled: true } };
+    expect(validateSpec({ brokers: { tls: { enabled: true, ...certs } } })).toEqual([]);
+    expect(
+      validateSpec({ brokers: { tls: { enabled: true, clientCertificates: { enabled: false } } } }),
+    ).toEqual([]);
+    expect(validateSpec({ brokers: { tls: certs } })).toEqual([
+      'spec.brokers.tls.clientCertificates.enabled is true but spec.brokers.tls.enabled is false: client certificates need HTTPS; set spec.brokers.tls.enabled to true or remove spec.brokers.tls.clientCertificates',
+    ]);
+    expect(validateSpec({ brokers: { tls: { enabled: true, ...certs }, auth: { enabled: false } } })).toEqual(
+      [
+        'spec.brokers.tls.clientCertificates.enabled is true but spec.brokers.auth.enabled is false: brokers would accept anyone, certificate or not; remove spec.brokers.auth.enabled (authentication is on by default) or spec.brokers.tls.clientCertificates',
+      ],
+    );
+  });
+
   it('refuses operator-owned my.cnf keys, naming them', () => {
     const problems = validateSpec({
       mysql: { config: { server_id: '1', 'sync-binlog': '0', max_connections: '10' } },
