@@ -49,7 +49,8 @@ describe('validateSpec', () => {
     expect(
       validateSpec({ brokers: { tls: { enabled: true, clientCertificates: { enabled: false } } } }),
     ).toEqual([]);
-    expect(validateSpec({ brokers: { tls: certs } })).toEqual([
+    expect(validateSpec({ brokers: { tls: certs } }), 'HTTPS is on by default').toEqual([]);
+    expect(validateSpec({ brokers: { tls: { enabled: false, ...certs } } })).toEqual([
       'spec.brokers.tls.clientCertificates.enabled is true but spec.brokers.tls.enabled is false: client certificates need HTTPS; set spec.brokers.tls.enabled to true or remove spec.brokers.tls.clientCertificates',
     ]);
     expect(validateSpec({ brokers: { tls: { enabled: true, ...certs }, auth: { enabled: false } } })).toEqual(
