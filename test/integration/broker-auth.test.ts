@@ -4,10 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
-import { Admin, Consumer, MqClientError, Producer } from '../../src/client/index.js';
+import { Admin, Consumer, Producer } from '../../src/client/index.js';
 import { type TopicRight, parseUsers, tokenSha256 } from '../../src/api/users.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, post, startBroker, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, post, refusal, startBroker, startShards } from '../support/dataplane.js';
 import { REPO, ensureBuilt } from '../support/operator.js';
 
 /**
@@ -39,16 +39,6 @@ async function writeUsers(users: Record<string, TopicRight[]>): Promise<void> {
 }
 
 const as = (name: string) => ({ brokers: [broker.url], token: tokenOf(name), timeoutMs: 5000 });
-
-async function refusal(p: Promise<unknown>): Promise<MqClientError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MqClientError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
 
 beforeAll(async () => {
   cluster = await startShards(PREFIX, 1);

@@ -22,7 +22,7 @@ import {
 } from '../../src/operator/desired/index.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, refusal, startShards } from '../support/dataplane.js';
 import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
@@ -84,16 +84,6 @@ const withCert = (pair: KeyPairPem | undefined, token?: string) => ({
   ...(pair ? { cert: pair.certPem, key: pair.keyPem } : {}),
   ...(token ? { token } : {}),
 });
-
-async function refusal(p: Promise<unknown>): Promise<MqClientError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MqClientError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
-}
 
 /** `mqctl ARGS` against the broker; its exit code and output. */
 function mqctl(args: string[], env: Record<string, string> = {}) {

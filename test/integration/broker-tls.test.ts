@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
+import { Consumer, Producer } from '../../src/client/index.js';
 import {
   type KeyPairPem,
   certificateFacts,
@@ -24,7 +24,7 @@ import {
 import { pushRouting } from '../../src/operator/shards/routing-publisher.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, refusal, startShards } from '../support/dataplane.js';
 import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
@@ -90,16 +90,6 @@ function mqctl(args: string[], env: Record<string, string> = {}) {
       (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
     );
   });
-}
-
-async function refusal(p: Promise<unknown>): Promise<MqClientError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof MqClientError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal');
 }
 
 beforeAll(async () => {

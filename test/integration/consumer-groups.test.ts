@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
-import { Admin, Consumer, type Message, MqClientError, Producer } from '../../src/client/index.js';
+import { Admin, Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { startBroker, startShards } from '../support/dataplane.js';
+import { refusal, startBroker, startShards } from '../support/dataplane.js';
 
 /** Consumer-group administration (issue 11.2): list, reset in each mode, refusal, force, delete. */
 let cluster: LocalShards;
@@ -63,15 +63,6 @@ async function topicWith(topic: string, values: string[]): Promise<void> {
 }
 
 const range = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
-
-async function refusal(promise: Promise<unknown>): Promise<MqClientError> {
-  const err = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(MqClientError);
-  return err as MqClientError;
-}
 
 describe('listing groups', () => {
   it('shows each group with its members and, per shard, committed, newest, lag and owner', async () => {

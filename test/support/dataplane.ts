@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from '../../src/broker/broker.js';
+import { MqClientError } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { LocalShards } from '../../tools/local/cluster.js';
 
@@ -79,4 +80,15 @@ export async function holdIds(cluster: LocalShards, shard: number, topic: string
       await conn.end();
     },
   };
+}
+
+/** The SDK's error from a call expected to be refused; anything else (or success) fails the test. */
+export async function refusal(call: Promise<unknown>): Promise<MqClientError> {
+  try {
+    await call;
+  } catch (err) {
+    if (err instanceof MqClientError) return err;
+    throw err;
+  }
+  throw new Error('expected a refusal');
 }
