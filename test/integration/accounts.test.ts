@@ -67,19 +67,9 @@ const ADMIN_SHOW_GRANTS = [
   'GRANT SELECT (`Repl_client_priv`, `User`, `Host`) ON `mysql`.`user` TO `mysqlmq-admin`@`%`',
 ].sort();
 
-/** For what the admin user may not: other users' grants (SELECT on the mysql database). */
-async function withRoot<T>(db: LocalMariaDb, fn: (c: mysql.Connection) => Promise<T>): Promise<T> {
-  const conn = await db.asRoot();
-  try {
-    return await fn(conn);
-  } finally {
-    await conn.end();
-  }
-}
-
 /** The admin's grants as SHOW GRANTS lists them (sorted: tables come in hash order), without its password hash. */
 const adminGrants = (db: LocalMariaDb) =>
-  withRoot(db, async (c) =>
+  db.asRoot(async (c) =>
     (await queryRows(c, `SHOW GRANTS FOR 'mysqlmq-admin'@'%'`))
       .map((r) => String(Object.values(r)[0]).replace(/ IDENTIFIED BY PASSWORD '[^']*'/, ''))
       .sort(),
@@ -134,7 +124,7 @@ describe('MariaDB accounts', () => {
 
   it('lets the admin user bootstrap, switch over, manage topics, delete for retention and purge binlogs', async () => {
     await bootstrapShard(primary.endpoint, standby.endpoint, secrets, REQUIRED_SEMI_SYNC, 10_000);
-    const grants = await withRoot(primary, (c) => queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`));
+    const grants = await primary.asRoot((c) => queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`));
     expect(JSON.stringify(grants)).toContain('GRANT SELECT, INSERT, UPDATE, CREATE ON `mq`.*');
 
     await withAdmin(primary.endpoint, secrets.admin, async (c) => {
@@ -222,7 +212,7 @@ describe('MariaDB accounts', () => {
       expect(await errnoOf(pool.query(`DELETE FROM ${messageTable(id)} WHERE id = 1`))).toBe(1142);
       await waitForStandby();
       for (const db of [primary, standby]) {
-        const grants = await withRoot(db, async (c) => [
+        const grants = await db.asRoot(async (c) => [
           ...(await queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`)),
           ...(await queryRows(c, `SHOW GRANTS FOR 'mq_repl'@'%'`)),
         ]);
@@ -297,7 +287,7 @@ describe('MariaDB accounts', () => {
         `GRANT ALL PRIVILEGES ON *.* TO \`mysqlmq-admin\`@\`%\` WITH GRANT OPTION`,
       ]);
       // A right added by hand (locally, as the init file writes).
-      await withRoot(db, async (c) => {
+      await db.asRoot(async (c) => {
         await c.query('SET SESSION sql_log_bin = 0');
         await c.query(`GRANT SELECT ON mq.* TO 'mq_monitor'@'%'`);
       });
@@ -307,7 +297,7 @@ describe('MariaDB accounts', () => {
         initSql: instanceInitFile(secrets.admin, secrets.monitor),
       });
       expect(await adminGrants(db)).toEqual(ADMIN_SHOW_GRANTS);
-      const monitor = await withRoot(db, (c) => queryRows(c, `SHOW GRANTS FOR 'mq_monitor'@'%'`));
+      const monitor = await db.asRoot((c) => queryRows(c, `SHOW GRANTS FOR 'mq_monitor'@'%'`));
       expect(
         monitor.map((r) => String(Object.values(r)[0]).replace(/ IDENTIFIED BY PASSWORD '[^']*'/, '')),
       ).toEqual([

@@ -234,18 +234,22 @@ export class LocalMariaDb {
   }
 
   /**
-   * A connection as the instance's root@localhost, through its unix socket (authenticated as this
-   * process's uid, root, by unix_socket), for what a test does beyond the operator's admin rights:
-   * other databases, global settings, other users' grants. The caller ends it.
+   * Runs `fn` on a connection as the instance's root@localhost, through its unix socket
+   * (authenticated as this process's uid, root, by unix_socket), and closes it: for what a test
+   * does beyond the operator's admin rights (global settings, other users' grants, other databases).
    */
-  async asRoot(): Promise<mysql.Connection> {
+  async asRoot<T>(fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
     const conn = await mysql.createConnection({
       socketPath: join(this.options.dir, 'mysqld.sock'),
       user: 'root',
       connectTimeout: 3000,
     });
-    await conn.query(SET_SESSION_SQL_MODE);
-    return conn;
+    try {
+      await conn.query(SET_SESSION_SQL_MODE);
+      return await fn(conn);
+    } finally {
+      conn.destroy();
+    }
   }
 
   /** Clean shutdown (SIGTERM), as Kubernetes stops a container. */
