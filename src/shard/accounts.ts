@@ -25,7 +25,7 @@ export type Grants = [privileges: string[], on: string][];
 export const ADMIN_GRANTS: Grants = [
   [
     [
-      // CHANGE MASTER, START/STOP/RESET SLAVE, gtid_slave_pos, rpl_semi_sync_slave_enabled.
+      // CHANGE MASTER, START/STOP SLAVE, gtid_slave_pos, rpl_semi_sync_slave_enabled.
       'REPLICATION SLAVE ADMIN',
       // rpl_semi_sync_master_* (and the semi-sync the promoted standby takes on).
       'REPLICATION MASTER ADMIN',
@@ -37,7 +37,8 @@ export const ADMIN_GRANTS: Grants = [
       'BINLOG MONITOR',
       // PURGE BINARY LOGS, sql_log_bin = 0 (rebuild wipe), binlog_row_image (retention deletes).
       'BINLOG ADMIN',
-      // FLUSH BINARY LOGS (archiving), RESET MASTER (rebuild wipe), mariadb-backup's FLUSH ENGINE LOGS.
+      // FLUSH BINARY LOGS (archiving), RESET SLAVE ALL (promotion), RESET MASTER (rebuild wipe),
+      // mariadb-backup's FLUSH ENGINE LOGS.
       'RELOAD',
       // The broker's connections in the process list (fencing), mariadb-backup's SHOW ENGINE INNODB
       // STATUS; granted to the monitor user.

@@ -127,7 +127,7 @@ export async function streamBackup(source: BackupSource): Promise<BackupRun> {
     await rm(defaults, { force: true });
     if (refused)
       throw new Error(
-        `mariadb-backup --backup: the server refused a statement (missing privilege?): ${refused}`,
+        `mariadb-backup --backup: the server refused it (a missing privilege, or the login): ${refused}`,
       );
     if (code !== 0) throw new Error(`mariadb-backup --backup failed (exit ${code}): ${tail.lines()}`);
   });

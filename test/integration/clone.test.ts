@@ -221,7 +221,7 @@ describe('rebuild by physical clone', () => {
     });
     backup.stream.resume();
     await expect(backup.done).rejects.toThrow(
-      /the server refused a statement .*FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS: Access denied; you need .*RELOAD/,
+      /the server refused it .*FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS: Access denied; you need .*RELOAD/,
     );
   }, 60_000);
 });
