@@ -47,7 +47,7 @@ export const ADMIN_GRANTS: Grants = [
       'CONNECTION ADMIN',
       // Granted to the replication user.
       'REPLICATION SLAVE',
-      // CREATE, DROP and REVOKE of the replication, broker and monitor users.
+      // CREATE USER (bootstrap) and DROP USER (rebuild wipe) of the replication and broker users.
       'CREATE USER',
     ],
     '*.*',
