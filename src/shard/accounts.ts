@@ -1,4 +1,5 @@
 import { type Credentials, type Endpoint, SESSION_SQL_MODE, connectAdmin } from './connection.js';
+import { QUEUE_DATABASE } from './schema.js';
 
 /**
  * The accounts each instance holds on its own, outside replication (docs/security.md, "MariaDB
@@ -17,11 +18,51 @@ export const LEGACY_ADMIN_USER = 'root';
 export type Grants = [privileges: string[], on: string][];
 
 /**
- * Everything, with GRANT OPTION, like MOCO's moco-admin: it grants the other users their rights (GRANT OPTION needs
- * the rights it hands out), runs CHANGE MASTER, read_only and semi-sync, creates and drops topic
- * tables, deletes for retention, purges binlogs and takes mariadb-backup copies.
+ * MariaDB 10.11's split privileges for the operator's and agents' statements, each one refused
+ * without it (checked on mariadbd 10.11; docs/security.md, "Why each grant"). With GRANT OPTION:
+ * it grants the other users their rights, which it must hold itself. Not FILE, SHUTDOWN or SUPER.
  */
-export const ADMIN_GRANTS: Grants = [[['ALL PRIVILEGES'], '*.*']];
+export const ADMIN_GRANTS: Grants = [
+  [
+    [
+      // CHANGE MASTER, START/STOP SLAVE, gtid_slave_pos, rpl_semi_sync_slave_enabled.
+      'REPLICATION SLAVE ADMIN',
+      // rpl_semi_sync_master_* (and the semi-sync the promoted standby takes on).
+      'REPLICATION MASTER ADMIN',
+      // SET GLOBAL read_only, and the schema, users and rebuild wipe written while it is on.
+      'READ_ONLY ADMIN',
+      // SHOW SLAVE STATUS; granted to the monitor user.
+      'SLAVE MONITOR',
+      // SHOW BINARY LOGS, SHOW BINLOG EVENTS; granted to the monitor user (as REPLICATION CLIENT).
+      'BINLOG MONITOR',
+      // PURGE BINARY LOGS, sql_log_bin = 0 (rebuild wipe), binlog_row_image (retention deletes).
+      'BINLOG ADMIN',
+      // FLUSH BINARY LOGS (archiving), RESET SLAVE ALL (promotion), RESET MASTER (rebuild wipe),
+      // mariadb-backup's FLUSH ENGINE LOGS.
+      'RELOAD',
+      // The broker's connections in the process list (fencing), mariadb-backup's SHOW ENGINE INNODB
+      // STATUS; granted to the monitor user.
+      'PROCESS',
+      // KILL of the broker's connections when fencing a former primary.
+      'CONNECTION ADMIN',
+      // Granted to the replication user.
+      'REPLICATION SLAVE',
+      // CREATE USER (bootstrap) and DROP USER (rebuild wipe) of the replication and broker users.
+      'CREATE USER',
+    ],
+    '*.*',
+  ],
+  // The queue schema, topic tables, retention's deletes, topic deletion and the rebuild wipe.
+  [['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'CREATE', 'DROP', 'ALTER'], `${QUEUE_DATABASE}.*`],
+  // Granted to the monitor user.
+  [['SELECT'], 'performance_schema.*'],
+];
+
+/** The columns the schema upgrade reads to decide its REVOKEs (src/shard/bootstrap.ts); no GRANT OPTION. */
+export const ADMIN_READS: Grants = [
+  [['SELECT (User, Host, Repl_client_priv)'], 'mysql.user'],
+  [['SELECT (User, Host, Db, Delete_priv)'], 'mysql.db'],
+];
 
 /**
  * What the probes and mysqld_exporter read. Probes: `@@` variables and SHOW GLOBAL STATUS (no
@@ -44,20 +85,30 @@ export function modeProofLiteral(value: string): string {
   return `'${value.replace(/'/g, "''")}'`;
 }
 
-/** CREATE (if missing) and GRANT statements for `creds` from anywhere (`'%'`). Pure. */
+/**
+ * CREATE (if missing) for `creds` from anywhere (`'%'`), then exactly `grants`: whatever it held
+ * before (an admin with ALL PRIVILEGES from an older operator, a grant added by hand) is revoked
+ * first. Pure.
+ */
 function accountStatements(
   creds: Pick<Credentials, 'user' | 'password'>,
   grants: Grants,
-  grantOption = false,
+  { grantOption = false, reads = [] }: { grantOption?: boolean; reads?: Grants } = {},
 ): string[] {
   const user = `${modeProofLiteral(creds.user)}@'%'`;
+  const grant = ([privileges, on]: Grants[number], option: boolean) =>
+    `GRANT ${privileges.join(', ')} ON ${on} TO ${user}${option ? ' WITH GRANT OPTION' : ''};`;
   return [
     `CREATE USER IF NOT EXISTS ${user} IDENTIFIED BY ${modeProofLiteral(creds.password)};`,
-    ...grants.map(
-      ([privileges, on]) =>
-        `GRANT ${privileges.join(', ')} ON ${on} TO ${user}${grantOption ? ' WITH GRANT OPTION' : ''};`,
-    ),
+    `REVOKE ALL PRIVILEGES, GRANT OPTION FROM ${user};`,
+    ...grants.map((g) => grant(g, grantOption)),
+    ...reads.map((g) => grant(g, false)),
   ];
+}
+
+/** The admin user's account statements (`accountStatements`), for test instances too. Pure. */
+export function adminAccountStatements(admin: Pick<Credentials, 'user' | 'password'>): string[] {
+  return accountStatements(admin, ADMIN_GRANTS, { grantOption: true, reads: ADMIN_READS });
 }
 
 /**
@@ -71,16 +122,17 @@ export function localAccountStatements(
 ): string[] {
   return [
     'SET SESSION sql_log_bin = 0;',
-    ...accountStatements(admin, ADMIN_GRANTS, true),
+    ...adminAccountStatements(admin),
     ...accountStatements(monitor, MONITOR_GRANTS),
   ];
 }
 
 /**
  * The instance's init file (`init_file`), run by mariadbd at every start, before it accepts
- * clients: the local accounts, and no `root@'%'`. The image's entrypoint creates root only on
- * localhost (MARIADB_ROOT_HOST), but data an older operator initialised, or a restored backup of
- * it, still has `root@'%'`: dropping it at every start removes it on upgrade too. Pure.
+ * clients: the local accounts with exactly their grants, and no `root@'%'`. The image's entrypoint
+ * creates root only on localhost (MARIADB_ROOT_HOST), but data an older operator initialised, or a
+ * restored backup of it, still has `root@'%'` and an admin with ALL PRIVILEGES: running at every
+ * start, the file drops the one and narrows the other on upgrade too. Pure.
  */
 export function instanceInitFile(
   admin: Pick<Credentials, 'user' | 'password'>,

@@ -74,6 +74,13 @@ function exitOf(child: ChildProcess): Promise<number> {
 }
 
 /**
+ * A whole stderr line of mariadb-backup reporting a statement the server refused. It logs
+ * "Error: failed to execute query FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS: Access denied; ..." and
+ * still exits 0 with "completed OK!", though the copy skipped what that statement was for.
+ */
+const REFUSED_STATEMENT = /^.*(?:Access denied|command denied to user).*\n/m;
+
+/**
  * Starts a hot backup of a running instance, as an xbstream on `stream`.
  *
  * Without backup locks (`--no-lock`): `BACKUP STAGE BLOCK_COMMIT` waits for every running commit,
@@ -84,7 +91,7 @@ function exitOf(child: ChildProcess): Promise<number> {
  * into a GTID by the source (`gtidAtBinlogPosition`). Statements on other engines and DDL are not
  * covered by that position: the queue's tables are InnoDB, and its DDL is idempotent
  * (`CREATE TABLE IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`), so replaying a statement the copy
- * already holds is harmless.
+ * already holds is harmless. A statement the server refuses fails the backup (`REFUSED_STATEMENT`).
  */
 export async function streamBackup(source: BackupSource): Promise<BackupRun> {
   const defaults = await credentialsFile(source.workDir, source.admin);
@@ -108,9 +115,20 @@ export async function streamBackup(source: BackupSource): Promise<BackupRun> {
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const tail = new OutputTail();
-  child.stderr!.on('data', (c: Buffer) => tail.add(c));
+  let refused: string | undefined;
+  child.stderr!.on('data', (c: Buffer) => {
+    tail.add(c);
+    if (refused) return;
+    refused = REFUSED_STATEMENT.exec(tail.all)?.[0].trim();
+    // No use streaming the rest of a copy that is rejected at the end.
+    if (refused) child.kill('SIGTERM');
+  });
   const done = exitOf(child).then(async (code) => {
     await rm(defaults, { force: true });
+    if (refused)
+      throw new Error(
+        `mariadb-backup --backup: the server refused it (a missing privilege, or the login): ${refused}`,
+      );
     if (code !== 0) throw new Error(`mariadb-backup --backup failed (exit ${code}): ${tail.lines()}`);
   });
   // Awaited by the caller once the stream has ended; a failure before that is not unhandled.

@@ -100,7 +100,7 @@ export async function lowestRows(
 }
 
 /**
- * Readies an admin connection for deleting: only on a writable instance (an admin's SUPER right
+ * Readies an admin connection for deleting: only on a writable instance (the admin's READ_ONLY ADMIN
  * would write through `read_only` on a standby or a fenced former primary), and with row images
  * of primary keys only, so a DELETE adds ids to the binlog rather than whole messages (measured in
  * docs/benchmarks.md, "Retention: deleting old messages").

@@ -140,8 +140,9 @@ describe('rebuild by physical clone', () => {
   it('rebuilds a standby that holds an errant transaction, as the shard state machine decides', async () => {
     const standby = await podByRole('standby');
     await underLoad(async () => {
-      // Written on the standby directly: a transaction its primary never had.
-      await sql(standby.status!.podIP!, 'CREATE DATABASE errant_write');
+      // Written on the standby directly: a transaction its primary never had (in the queue
+      // database, where the admin user may write).
+      await sql(standby.status!.podIP!, 'CREATE TABLE mq.errant_write (id INT PRIMARY KEY)');
       await waitFor(
         'the rebuilt standby pod',
         async () => {
@@ -159,7 +160,7 @@ describe('rebuild by physical clone', () => {
     expect(reasons).toContain('StandbyRebuilt');
     await standbyInSync();
     const rebuilt = await podByRole('standby');
-    const errant = await sql(rebuilt.status!.podIP!, `SHOW DATABASES LIKE 'errant_write'`);
+    const errant = await sql(rebuilt.status!.podIP!, `SHOW TABLES IN mq LIKE 'errant_write'`);
     expect(errant).toEqual([]);
     expect((await cluster()).status?.shards?.[0]?.rebuild).toBeUndefined();
   }, 600_000);

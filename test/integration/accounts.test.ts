@@ -57,6 +57,24 @@ async function errnoOf(p: Promise<unknown>): Promise<number | undefined> {
   throw new Error('expected a refusal');
 }
 
+/** `ADMIN_GRANTS` and `ADMIN_READS` as MariaDB 10.11 lists them, sorted. */
+const ADMIN_SHOW_GRANTS = [
+  'GRANT RELOAD, PROCESS, REPLICATION SLAVE, BINLOG MONITOR, CREATE USER, CONNECTION ADMIN, READ_ONLY ADMIN, ' +
+    'REPLICATION SLAVE ADMIN, REPLICATION MASTER ADMIN, BINLOG ADMIN, SLAVE MONITOR ON *.* TO `mysqlmq-admin`@`%` WITH GRANT OPTION',
+  'GRANT SELECT, INSERT, UPDATE, DELETE, CREATE, DROP, ALTER ON `mq`.* TO `mysqlmq-admin`@`%` WITH GRANT OPTION',
+  'GRANT SELECT ON `performance_schema`.* TO `mysqlmq-admin`@`%` WITH GRANT OPTION',
+  'GRANT SELECT (`Host`, `User`, `Delete_priv`, `Db`) ON `mysql`.`db` TO `mysqlmq-admin`@`%`',
+  'GRANT SELECT (`Repl_client_priv`, `User`, `Host`) ON `mysql`.`user` TO `mysqlmq-admin`@`%`',
+].sort();
+
+/** The admin's grants as SHOW GRANTS lists them (sorted: tables come in hash order), without its password hash. */
+const adminGrants = (db: LocalMariaDb) =>
+  db.asRoot(async (c) =>
+    (await queryRows(c, `SHOW GRANTS FOR 'mysqlmq-admin'@'%'`))
+      .map((r) => String(Object.values(r)[0]).replace(/ IDENTIFIED BY PASSWORD '[^']*'/, ''))
+      .sort(),
+  );
+
 const connect = (db: LocalMariaDb, creds: Credentials) =>
   mysql.createConnection({ ...connectionOptions(db.endpoint, creds), connectTimeout: 3000 });
 
@@ -106,9 +124,7 @@ describe('MariaDB accounts', () => {
 
   it('lets the admin user bootstrap, switch over, manage topics, delete for retention and purge binlogs', async () => {
     await bootstrapShard(primary.endpoint, standby.endpoint, secrets, REQUIRED_SEMI_SYNC, 10_000);
-    const grants = await withAdmin(primary.endpoint, secrets.admin, (c) =>
-      queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`),
-    );
+    const grants = await primary.asRoot((c) => queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`));
     expect(JSON.stringify(grants)).toContain('GRANT SELECT, INSERT, UPDATE, CREATE ON `mq`.*');
 
     await withAdmin(primary.endpoint, secrets.admin, async (c) => {
@@ -133,6 +149,21 @@ describe('MariaDB accounts', () => {
     });
     await switchover(standby.endpoint, primary.endpoint, secrets, REQUIRED_SEMI_SYNC);
   }, 60_000);
+
+  it('gives the admin user exactly its list of rights: no FILE, SHUTDOWN or SUPER', async () => {
+    for (const db of [primary, standby]) expect(await adminGrants(db)).toEqual(ADMIN_SHOW_GRANTS);
+    const conn = await connect(primary, secrets.admin);
+    try {
+      expect(await errnoOf(conn.query('CREATE DATABASE elsewhere'))).toBe(1044);
+      expect(await errnoOf(conn.query(`SELECT 1 INTO OUTFILE '/tmp/mq-accounts-outfile'`))).toBe(1227);
+      expect(await errnoOf(conn.query('SHUTDOWN'))).toBe(1227);
+      expect(await errnoOf(conn.query('SET GLOBAL innodb_flush_log_at_trx_commit = 2'))).toBe(1227);
+      expect(await errnoOf(conn.query('SELECT authentication_string FROM mysql.user'))).toBe(1143);
+      expect(await errnoOf(conn.query('SELECT * FROM mysql.global_priv'))).toBe(1142);
+    } finally {
+      await conn.end();
+    }
+  });
 
   it('lets the monitor user probe both instances and nothing else', async () => {
     const onPrimary = await probeInstance(primary.endpoint, secrets.monitor);
@@ -181,7 +212,7 @@ describe('MariaDB accounts', () => {
       expect(await errnoOf(pool.query(`DELETE FROM ${messageTable(id)} WHERE id = 1`))).toBe(1142);
       await waitForStandby();
       for (const db of [primary, standby]) {
-        const grants = await withAdmin(db.endpoint, secrets.admin, async (c) => [
+        const grants = await db.asRoot(async (c) => [
           ...(await queryRows(c, `SHOW GRANTS FOR 'mq_broker'@'%'`)),
           ...(await queryRows(c, `SHOW GRANTS FOR 'mq_repl'@'%'`)),
         ]);
@@ -229,5 +260,57 @@ describe('MariaDB accounts', () => {
       queryRows(c, `SELECT Host AS host FROM mysql.user WHERE User = 'root'`),
     );
     expect(users).toEqual([{ host: 'localhost' }]);
+  }, 60_000);
+
+  it('narrows an admin user with ALL PRIVILEGES, and a monitor user with more, at the next start', async () => {
+    const host = `${PREFIX}.4`;
+    const options = {
+      dir: join(dir, 'all-privileges'),
+      host,
+      admin: { user: 'root', password: values['root-password'] },
+      adminHost: 'localhost',
+      myCnf: renderMyCnf({ serverId: 4, bindAddress: host, port: 3306 }),
+    };
+    // The init file of the operator before this one: the admin user with everything.
+    let db = await LocalMariaDb.start({
+      ...options,
+      initSql: [
+        'SET SESSION sql_log_bin = 0;',
+        `CREATE USER IF NOT EXISTS 'mysqlmq-admin'@'%' IDENTIFIED BY '${values['admin-password']}';`,
+        `GRANT ALL PRIVILEGES ON *.* TO 'mysqlmq-admin'@'%' WITH GRANT OPTION;`,
+        `CREATE USER IF NOT EXISTS 'mq_monitor'@'%' IDENTIFIED BY '${values['monitor-password']}';`,
+        `GRANT PROCESS, REPLICATION CLIENT, SLAVE MONITOR ON *.* TO 'mq_monitor'@'%';`,
+      ].join('\n'),
+    });
+    try {
+      expect(await adminGrants(db)).toEqual([
+        `GRANT ALL PRIVILEGES ON *.* TO \`mysqlmq-admin\`@\`%\` WITH GRANT OPTION`,
+      ]);
+      // A right added by hand (locally, as the init file writes).
+      await db.asRoot(async (c) => {
+        await c.query('SET SESSION sql_log_bin = 0');
+        await c.query(`GRANT SELECT ON mq.* TO 'mq_monitor'@'%'`);
+      });
+      await db.stop();
+      db = await LocalMariaDb.start({
+        ...options,
+        initSql: instanceInitFile(secrets.admin, secrets.monitor),
+      });
+      expect(await adminGrants(db)).toEqual(ADMIN_SHOW_GRANTS);
+      const monitor = await db.asRoot((c) => queryRows(c, `SHOW GRANTS FOR 'mq_monitor'@'%'`));
+      expect(
+        monitor.map((r) => String(Object.values(r)[0]).replace(/ IDENTIFIED BY PASSWORD '[^']*'/, '')),
+      ).toEqual([
+        'GRANT PROCESS, BINLOG MONITOR, SLAVE MONITOR ON *.* TO `mq_monitor`@`%`',
+        'GRANT SELECT ON `performance_schema`.* TO `mq_monitor`@`%`',
+      ]);
+      // Out of the binlog, as before: no GTID of its own.
+      const [gtid] = await withAdmin(db.endpoint, secrets.admin, (c) =>
+        queryRows(c, 'SELECT @@gtid_binlog_pos AS pos'),
+      );
+      expect(gtid!.pos).toBe('');
+    } finally {
+      await db.kill();
+    }
   }, 60_000);
 });

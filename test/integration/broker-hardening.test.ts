@@ -262,8 +262,8 @@ describe('names and SQL', () => {
   });
 
   it('stores payloads with quotes and backslashes intact even when the server has NO_BACKSLASH_ESCAPES', async () => {
-    const primary = cluster.shards[0].primary.endpoint;
-    await withAdmin(primary, cluster.secrets.admin, (c) =>
+    const primary = cluster.shards[0].primary;
+    await primary.asRoot((c) =>
       c.query(`SET GLOBAL sql_mode = CONCAT(@@global.sql_mode, ',NO_BACKSLASH_ESCAPES')`),
     );
     const broker = await startBroker(cluster);
@@ -276,7 +276,7 @@ describe('names and SQL', () => {
       expect((await consumeAll(broker.url, 'escapes', 'g')).sort()).toEqual([...values].sort());
     } finally {
       await broker.close();
-      await withAdmin(primary, cluster.secrets.admin, (c) =>
+      await primary.asRoot((c) =>
         c.query(`SET GLOBAL sql_mode = REPLACE(@@global.sql_mode, ',NO_BACKSLASH_ESCAPES', '')`),
       );
     }

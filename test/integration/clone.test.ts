@@ -16,6 +16,8 @@ import {
   bootstrapShard,
   configurePrimarySemiSync,
 } from '../../src/shard/bootstrap.js';
+import { ADMIN_GRANTS } from '../../src/shard/accounts.js';
+import { streamBackup } from '../../src/shard/clone.js';
 import { queryRows, withAdmin } from '../../src/shard/connection.js';
 
 /**
@@ -198,4 +200,28 @@ describe('rebuild by physical clone', () => {
     );
     expect(Number(rows[0]!.n)).toBe(3);
   }, 180_000);
+
+  it("fails a copy when the server refuses one of mariadb-backup's statements, which mariadb-backup itself lets pass", async () => {
+    // The admin's rights but RELOAD: mariadb-backup's FLUSH ENGINE LOGS is refused, and it would
+    // still exit 0 with "completed OK!".
+    const user = { user: 'mq_no_reload', password: 'no-reload' };
+    await primary.asRoot(async (c) => {
+      await c.query('SET SESSION sql_log_bin = 0');
+      await c.query(`CREATE USER ?@'%' IDENTIFIED BY ?`, [user.user, user.password]);
+      for (const [privileges, on] of ADMIN_GRANTS) {
+        const kept = privileges.filter((p) => p !== 'RELOAD');
+        await c.query(`GRANT ${kept.join(', ')} ON ${on} TO ?@'%'`, [user.user]);
+      }
+    });
+    const backup = await streamBackup({
+      endpoint: primary.endpoint,
+      admin: user,
+      dataDir: join(dir, 'p', 'data'),
+      workDir: join(dir, 'refused-work'),
+    });
+    backup.stream.resume();
+    await expect(backup.done).rejects.toThrow(
+      /the server refused it .*FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS: Access denied; you need .*RELOAD/,
+    );
+  }, 60_000);
 });

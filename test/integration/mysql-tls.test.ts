@@ -163,9 +163,7 @@ describe('MariaDB requiring TLS', () => {
     expect([err.code, err.errno]).toEqual(['ER_ACCESS_DENIED_ERROR', 1045]);
     // The same user and password over plain TCP are accepted once the setting is off: it was TLS.
     const setRequired = (on: boolean) =>
-      withAdmin(primary.endpoint, secrets.admin, (c) =>
-        c.query(`SET GLOBAL require_secure_transport = ${on ? 'ON' : 'OFF'}`),
-      );
+      primary.asRoot((c) => c.query(`SET GLOBAL require_secure_transport = ${on ? 'ON' : 'OFF'}`));
     await setRequired(false);
     try {
       await (await plain()).end();

@@ -13,7 +13,6 @@ import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
 import { insertSql } from '../../src/broker/queue-store.js';
 import { LocalShards } from '../local/cluster.js';
-import { withAdmin } from '../../src/shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../src/shard/schema.js';
 import { dueBy } from './compare/pacing.js';
 import { MIN_PAYLOAD_BYTES, stampedPayload } from './compare/payload.js';
@@ -227,7 +226,8 @@ export async function runCommitLatency(argv: string[]): Promise<number> {
   const onPrimaries = (statements: string[]) =>
     Promise.all(
       shards.shards.map((s) =>
-        withAdmin(s.primary.endpoint, shards.secrets.admin, async (c) => {
+        // Root: innodb_flush_log_at_trx_commit is beyond the operator's admin rights (SUPER).
+        s.primary.asRoot(async (c) => {
           for (const sql of statements) await c.query(sql);
         }),
       ),

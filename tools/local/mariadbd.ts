@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import mysql from 'mysql2/promise';
-import { type Credentials, type Endpoint, connectionOptions } from '../../src/shard/connection.js';
+import { adminAccountStatements } from '../../src/shard/accounts.js';
+import {
+  type Credentials,
+  type Endpoint,
+  SET_SESSION_SQL_MODE,
+  connectionOptions,
+} from '../../src/shard/connection.js';
 import { type ServerTlsFiles, renderMyCnf } from '../../src/shard/mycnf.js';
 
 const run = promisify(execFile);
@@ -22,7 +28,7 @@ export interface LocalMariaDbOptions {
   serverId?: number;
   admin: Credentials;
   /**
-   * The host `admin` may connect from (default '%'). The official image's MARIADB_ROOT_HOST:
+   * The host `admin` (root) may connect from (default '%'). The official image's MARIADB_ROOT_HOST:
    * 'localhost' leaves it to the unix socket, and TCP clients are refused.
    */
   adminHost?: string;
@@ -112,7 +118,11 @@ export class LocalMariaDb {
     }
     // The init file runs on every start; sql_log_bin=0 keeps it out of the binlog so primary and
     // standby never carry local GTIDs of their own. SET PASSWORD: root@localhost of the data
-    // directory template exists already, without this password (the image sets it).
+    // directory template exists already, without this password (the image sets it). Root is the
+    // image's, with everything; any other admin gets the operator's admin rights, so that tests
+    // run its statements with exactly those (root-only steps use `asRoot`).
+    if (admin.user !== 'root' && (adminHost ?? '%') !== '%')
+      throw new Error(`adminHost is the image's root's: ${admin.user} connects from '%'`);
     const account = `'${admin.user}'@'${adminHost ?? '%'}'`;
     const password = `'${admin.password.replace(/'/g, "''")}'`;
     await writeFile(
@@ -121,7 +131,9 @@ export class LocalMariaDb {
         'SET sql_log_bin = 0;',
         `CREATE USER IF NOT EXISTS ${account} IDENTIFIED BY ${password};`,
         `SET PASSWORD FOR ${account} = PASSWORD(${password});`,
-        `GRANT ALL PRIVILEGES ON *.* TO ${account} WITH GRANT OPTION;`,
+        ...(admin.user === 'root'
+          ? [`GRANT ALL PRIVILEGES ON *.* TO ${account} WITH GRANT OPTION;`]
+          : adminAccountStatements(admin)),
         'SET sql_log_bin = 1;',
         ...(initSql ? [initSql] : []),
       ].join('\n') + '\n',
@@ -218,6 +230,25 @@ export class LocalMariaDb {
         if (Date.now() > deadline) throw err;
         await new Promise((r) => setTimeout(r, 100));
       }
+    }
+  }
+
+  /**
+   * Runs `fn` on a connection as the instance's root@localhost, through its unix socket
+   * (authenticated as this process's uid, root, by unix_socket), and closes it: for what a test
+   * does beyond the operator's admin rights (global settings, other users' grants, other databases).
+   */
+  async asRoot<T>(fn: (conn: mysql.Connection) => Promise<T>): Promise<T> {
+    const conn = await mysql.createConnection({
+      socketPath: join(this.options.dir, 'mysqld.sock'),
+      user: 'root',
+      connectTimeout: 3000,
+    });
+    try {
+      await conn.query(SET_SESSION_SQL_MODE);
+      return await fn(conn);
+    } finally {
+      conn.destroy();
     }
   }
 
