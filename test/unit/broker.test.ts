@@ -279,6 +279,72 @@ describe('fetch answers', () => {
     ).toBe('{"messages":[],"positions":{},"heldElsewhere":[],"generations":{}}');
   });
 
+  it('carry each payload exactly as JSON.stringify of its decoded text, at any offset in memory', () => {
+    // The reference: what the broker wrote before payloads were copied as they are.
+    const reference = (payload: Buffer, encoding: 'utf8' | 'base64') =>
+      Buffer.from(
+        `{"shard":"shard-0","id":42,"publishedAt":1700000000123,"value":${JSON.stringify(payload.toString(encoding))}}`,
+      );
+    const texts = [
+      '',
+      'x',
+      "plain ASCII text of some length, ~!@#$%^&*()_+{}|:<>?`-=[];',.".repeat(9),
+      'quote " inside',
+      'back \\ slash',
+      'tab\there',
+      'newline\n',
+      '\u0000 NUL first',
+      'DEL \u007f is not escaped',
+      'é non-ASCII 🎉 UTF-8 ✓',
+      'x'.repeat(1000) + '"',
+      'x'.repeat(1000) + '\u001f',
+      'x'.repeat(1003) + 'é',
+    ];
+    const payloads = [
+      ...texts.map((t) => Buffer.from(t)),
+      Buffer.from([0xff, 0, 1]), // invalid UTF-8
+      Buffer.from([0x61, 0xc3]), // truncated sequence
+      Buffer.from([0xc0, 0xaf]), // overlong '/'
+      Buffer.from([0xed, 0xa0, 0x80]), // an encoded surrogate
+      Buffer.from([0xf4, 0x90, 0x80, 0x80]), // past U+10FFFF
+      Buffer.from('abc\u2028\u2029def'), // line separators: JSON.stringify leaves them
+    ];
+    // Every byte value, alone and inside ASCII text, so each falls in every lane of a 4-byte word.
+    for (let b = 0; b < 256; b++) {
+      payloads.push(Buffer.from([b]));
+      for (let lane = 0; lane < 4; lane++) {
+        const p = Buffer.alloc(11, 'a');
+        p[4 + lane] = b;
+        payloads.push(p);
+      }
+    }
+    for (const payload of payloads) {
+      for (let offset = 0; offset < 4; offset++) {
+        // The payload at each alignment inside a larger buffer, as mysql2 hands rows over.
+        const backing = Buffer.alloc(payload.length + 8, 0x22);
+        payload.copy(backing, offset);
+        const at = backing.subarray(offset, offset + payload.length);
+        for (const encoding of ['utf8', 'base64'] as const) {
+          const m = fetchedMessage('shard-0', 42, 1700000000123, at, encoding);
+          expect(
+            m.json.equals(reference(payload, encoding)),
+            `${encoding} ${payload.toString('hex')} +${offset}`,
+          ).toBe(true);
+          expect(m.size).toBe(payload.length);
+        }
+      }
+    }
+  });
+
+  it('name a shard as JSON.stringify does, whatever its name', () => {
+    const m = fetchedMessage('shärd "1"', 1, 2, Buffer.from('v'), 'utf8');
+    expect(m.json.toString()).toBe(JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }));
+    const b = fetchedMessage('shärd "1"', 1, 2, Buffer.from([0xff]), 'base64');
+    expect(b.json.toString()).toBe(
+      JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: '/w==' }),
+    );
+  });
+
   it('say why the offsets sent along were not committed', () => {
     const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
     expect(
