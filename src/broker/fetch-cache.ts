@@ -103,16 +103,19 @@ export function copiesAsJson(payload: Buffer): boolean {
 /**
  * A fetch answer's body: `{messages, positions, heldElsewhere, commitError?}` as JSON, the
  * messages' shared JSON copied in one per line (src/common/json-lines.ts), so the SDK parses a
- * large answer in small pieces.
+ * large answer in small pieces. Written into `alloc(size)` when given.
  */
-export function fetchAnswerBody(answer: {
-  messages: FetchedMessage[];
-  positions: Record<string, number>;
-  heldElsewhere: string[];
-  generations: Record<string, number>;
-  /** Why the offsets committed along with the fetch were not. */
-  commitError?: MqError;
-}): Buffer {
+export function fetchAnswerBody(
+  answer: {
+    messages: FetchedMessage[];
+    positions: Record<string, number>;
+    heldElsewhere: string[];
+    generations: Record<string, number>;
+    /** Why the offsets committed along with the fetch were not. */
+    commitError?: MqError;
+  },
+  alloc?: (size: number) => Buffer,
+): Buffer {
   const error = answer.commitError;
   return encodeJsonLines(
     'messages',
@@ -123,6 +126,7 @@ export function fetchAnswerBody(answer: {
       generations: answer.generations,
       commitError: error ? { status: error.status, ...error.toJSON() } : undefined,
     },
+    alloc,
   );
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
+import { BodyBuffers } from '../../src/broker/http-util.js';
 import { MqError } from '../../src/common/errors.js';
 import {
   FetchCache,
@@ -364,6 +365,41 @@ describe('fetch answers', () => {
       generations: {},
       commitError: { status: 503, code: 'offsets_unavailable', message: 'no shard takes writes now' },
     });
+  });
+});
+
+describe('answer body buffers', () => {
+  it('serve small bodies from the shared pool and large ones again once given back', () => {
+    const buffers = new BodyBuffers(1024, 2, 4096);
+    expect(buffers.take(100).length).toBe(100);
+    const a = buffers.take(5000);
+    expect(a.length).toBe(8192);
+    expect(buffers.take(5000)).not.toBe(a);
+    buffers.give(a);
+    expect(buffers.heldBytes).toBe(8192);
+    expect(buffers.take(9000)).not.toBe(a);
+    expect(buffers.take(8000)).toBe(a);
+    expect(buffers.heldBytes).toBe(0);
+    // The smallest fitting one; at most `keep` kept, larger ones preferred.
+    const [b, c, d] = [buffers.take(2000), buffers.take(6000), buffers.take(10000)];
+    buffers.give(d);
+    buffers.give(b);
+    expect(buffers.take(1500)).toBe(b);
+    buffers.give(b);
+    buffers.give(c);
+    expect(buffers.heldBytes).toBe(d.length + c.length);
+    buffers.give(buffers.take(100));
+    expect(buffers.heldBytes).toBe(d.length + c.length);
+  });
+
+  it('take the fetch answer written into them', () => {
+    const buffers = new BodyBuffers(16, 2, 64);
+    const messages = [fetchedMessage('shard-0', 1, 2, Buffer.from('v'), 'utf8')];
+    const answer = { messages, positions: { 'shard-0': 1 }, heldElsewhere: [], generations: {} };
+    let backing: Buffer | undefined;
+    const body = fetchAnswerBody(answer, (size) => (backing = buffers.take(size)));
+    expect(body.buffer).toBe(backing!.buffer);
+    expect(body.equals(fetchAnswerBody(answer))).toBe(true);
   });
 });
 
