@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
-import { BodyBuffers } from '../../src/broker/http-util.js';
+import { createServer, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BodyBuffers, sendJsonBytes } from '../../src/broker/http-util.js';
 import { MqError } from '../../src/common/errors.js';
 import {
   FetchCache,
@@ -390,6 +392,39 @@ describe('answer body buffers', () => {
     expect(buffers.heldBytes).toBe(d.length + c.length);
     buffers.give(buffers.take(100));
     expect(buffers.heldBytes).toBe(d.length + c.length);
+  });
+
+  it('are used again only once the socket has taken the answer, however slowly the client reads', async () => {
+    const buffers = new BodyBuffers(1024, 2, 64 * 1024);
+    const size = 12 << 20; // beyond what a loopback socket takes at once
+    const server = createServer((req, res) => {
+      const fill = Number(req.url!.slice(1));
+      const backing = buffers.take(size);
+      sendJsonBytes(res, 200, backing.subarray(0, size).fill(fill), () => buffers.give(backing));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const get = (fill: number, pauseMs: number) =>
+        new Promise<Buffer>((resolve, reject) => {
+          httpGet({ host: '127.0.0.1', port, path: `/${fill}`, agent: false }, (res) => {
+            const chunks: Buffer[] = [];
+            res.pause();
+            setTimeout(() => res.resume(), pauseMs);
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve(Buffer.concat(chunks)));
+            res.on('error', reject);
+          }).on('error', reject);
+        });
+      const bodies = await Promise.all(Array.from({ length: 6 }, (_, i) => get(i + 1, (i % 3) * 100)));
+      bodies.forEach((b, i) => {
+        expect(b.length).toBe(size);
+        expect(b.every((x) => x === i + 1)).toBe(true);
+      });
+      expect(buffers.heldBytes).toBeGreaterThan(0);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
   });
 
   it('take the fetch answer written into them', () => {
