@@ -14,7 +14,7 @@ import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { BodyBuffers, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
 import {
   MAX_MESSAGES_PER_PUBLISH,
   type PublishLimits,
@@ -174,6 +174,8 @@ export class Broker {
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
+  /** Fetch answers are written into these (see BodyBuffers). */
+  private readonly answerBuffers = new BodyBuffers();
   private readonly groups: GroupAdmin;
   private readonly deadLetters: DeadLetters;
   private readonly server: Server | HttpsServer;
@@ -579,7 +581,15 @@ export class Broker {
       : undefined;
     const result = await this.fetcher.fetch({ topic, group, ...body });
     this.fetcher.recordDelivered(result.messages);
-    sendJsonBytes(res, 200, fetchAnswerBody({ ...result, commitError: await committed }));
+    const commitError = await committed;
+    let backing: Buffer | undefined;
+    const answer = fetchAnswerBody(
+      { ...result, commitError },
+      (size) => (backing = this.answerBuffers.take(size)),
+    );
+    // Once the socket has taken the answer, its buffer serves another one (not on an error: the
+    // socket may still refer to it, and the garbage collector frees it then).
+    sendJsonBytes(res, 200, answer, () => this.answerBuffers.give(backing!));
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

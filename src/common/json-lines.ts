@@ -13,12 +13,14 @@ export const CHUNK_BYTES = 48 * 1024;
 
 /**
  * `{"<key>":[\n<e1>,\n<e2>\n],"<field>":<JSON>...}`: the elements given as JSON text (or its UTF-8
- * bytes), then `fields` (undefined ones left out).
+ * bytes), then `fields` (undefined ones left out). Written into `alloc(size)` when given (a buffer
+ * of at least `size` bytes; the body is its start).
  */
 export function encodeJsonLines(
   key: string,
   elements: readonly (string | Buffer)[],
   fields: Record<string, unknown> = {},
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
 ): Buffer {
   const head = `{${JSON.stringify(key)}:[`;
   let tail = ']';
@@ -29,7 +31,7 @@ export function encodeJsonLines(
   const sizes = elements.map((e) => (typeof e === 'string' ? Buffer.byteLength(e) : e.length));
   let size = Buffer.byteLength(head) + Buffer.byteLength(tail) + (elements.length > 0 ? 1 : 0);
   for (const s of sizes) size += s + 2;
-  const body = Buffer.allocUnsafe(size);
+  const body = alloc(size);
   let at = body.write(head, 0);
   elements.forEach((e, i) => {
     if (i > 0) body[at++] = 0x2c; // ','

@@ -1,5 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
+import { createServer, get as httpGet } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BodyBuffers, sendJsonBytes } from '../../src/broker/http-util.js';
 import { MqError } from '../../src/common/errors.js';
 import {
   FetchCache,
@@ -279,6 +282,72 @@ describe('fetch answers', () => {
     ).toBe('{"messages":[],"positions":{},"heldElsewhere":[],"generations":{}}');
   });
 
+  it('carry each payload exactly as JSON.stringify of its decoded text, at any offset in memory', () => {
+    // The reference: what the broker wrote before payloads were copied as they are.
+    const reference = (payload: Buffer, encoding: 'utf8' | 'base64') =>
+      Buffer.from(
+        `{"shard":"shard-0","id":42,"publishedAt":1700000000123,"value":${JSON.stringify(payload.toString(encoding))}}`,
+      );
+    const texts = [
+      '',
+      'x',
+      "plain ASCII text of some length, ~!@#$%^&*()_+{}|:<>?`-=[];',.".repeat(9),
+      'quote " inside',
+      'back \\ slash',
+      'tab\there',
+      'newline\n',
+      '\u0000 NUL first',
+      'DEL \u007f is not escaped',
+      'é non-ASCII 🎉 UTF-8 ✓',
+      'x'.repeat(1000) + '"',
+      'x'.repeat(1000) + '\u001f',
+      'x'.repeat(1003) + 'é',
+    ];
+    const payloads = [
+      ...texts.map((t) => Buffer.from(t)),
+      Buffer.from([0xff, 0, 1]), // invalid UTF-8
+      Buffer.from([0x61, 0xc3]), // truncated sequence
+      Buffer.from([0xc0, 0xaf]), // overlong '/'
+      Buffer.from([0xed, 0xa0, 0x80]), // an encoded surrogate
+      Buffer.from([0xf4, 0x90, 0x80, 0x80]), // past U+10FFFF
+      Buffer.from('abc\u2028\u2029def'), // line separators: JSON.stringify leaves them
+    ];
+    // Every byte value, alone and inside ASCII text, so each falls in every lane of a 4-byte word.
+    for (let b = 0; b < 256; b++) {
+      payloads.push(Buffer.from([b]));
+      for (let lane = 0; lane < 4; lane++) {
+        const p = Buffer.alloc(11, 'a');
+        p[4 + lane] = b;
+        payloads.push(p);
+      }
+    }
+    for (const payload of payloads) {
+      for (let offset = 0; offset < 4; offset++) {
+        // The payload at each alignment inside a larger buffer, as mysql2 hands rows over.
+        const backing = Buffer.alloc(payload.length + 8, 0x22);
+        payload.copy(backing, offset);
+        const at = backing.subarray(offset, offset + payload.length);
+        for (const encoding of ['utf8', 'base64'] as const) {
+          const m = fetchedMessage('shard-0', 42, 1700000000123, at, encoding);
+          expect(
+            m.json.equals(reference(payload, encoding)),
+            `${encoding} ${payload.toString('hex')} +${offset}`,
+          ).toBe(true);
+          expect(m.size).toBe(payload.length);
+        }
+      }
+    }
+  });
+
+  it('name a shard as JSON.stringify does, whatever its name', () => {
+    const m = fetchedMessage('shärd "1"', 1, 2, Buffer.from('v'), 'utf8');
+    expect(m.json.toString()).toBe(JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }));
+    const b = fetchedMessage('shärd "1"', 1, 2, Buffer.from([0xff]), 'base64');
+    expect(b.json.toString()).toBe(
+      JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: '/w==' }),
+    );
+  });
+
   it('say why the offsets sent along were not committed', () => {
     const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
     expect(
@@ -298,6 +367,74 @@ describe('fetch answers', () => {
       generations: {},
       commitError: { status: 503, code: 'offsets_unavailable', message: 'no shard takes writes now' },
     });
+  });
+});
+
+describe('answer body buffers', () => {
+  it('serve small bodies from the shared pool and large ones again once given back', () => {
+    const buffers = new BodyBuffers(1024, 2, 4096);
+    expect(buffers.take(100).length).toBe(100);
+    const a = buffers.take(5000);
+    expect(a.length).toBe(8192);
+    expect(buffers.take(5000)).not.toBe(a);
+    buffers.give(a);
+    expect(buffers.heldBytes).toBe(8192);
+    expect(buffers.take(9000)).not.toBe(a);
+    expect(buffers.take(8000)).toBe(a);
+    expect(buffers.heldBytes).toBe(0);
+    // The smallest fitting one; at most `keep` kept, larger ones preferred.
+    const [b, c, d] = [buffers.take(2000), buffers.take(6000), buffers.take(10000)];
+    buffers.give(d);
+    buffers.give(b);
+    expect(buffers.take(1500)).toBe(b);
+    buffers.give(b);
+    buffers.give(c);
+    expect(buffers.heldBytes).toBe(d.length + c.length);
+    buffers.give(buffers.take(100));
+    expect(buffers.heldBytes).toBe(d.length + c.length);
+  });
+
+  it('are used again only once the socket has taken the answer, however slowly the client reads', async () => {
+    const buffers = new BodyBuffers(1024, 2, 64 * 1024);
+    const size = 12 << 20; // beyond what a loopback socket takes at once
+    const server = createServer((req, res) => {
+      const fill = Number(req.url!.slice(1));
+      const backing = buffers.take(size);
+      sendJsonBytes(res, 200, backing.subarray(0, size).fill(fill), () => buffers.give(backing));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const { port } = server.address() as AddressInfo;
+    try {
+      const get = (fill: number, pauseMs: number) =>
+        new Promise<Buffer>((resolve, reject) => {
+          httpGet({ host: '127.0.0.1', port, path: `/${fill}`, agent: false }, (res) => {
+            const chunks: Buffer[] = [];
+            res.pause();
+            setTimeout(() => res.resume(), pauseMs);
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => resolve(Buffer.concat(chunks)));
+            res.on('error', reject);
+          }).on('error', reject);
+        });
+      const bodies = await Promise.all(Array.from({ length: 6 }, (_, i) => get(i + 1, (i % 3) * 100)));
+      bodies.forEach((b, i) => {
+        expect(b.length).toBe(size);
+        expect(b.every((x) => x === i + 1)).toBe(true);
+      });
+      expect(buffers.heldBytes).toBeGreaterThan(0);
+    } finally {
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('take the fetch answer written into them', () => {
+    const buffers = new BodyBuffers(16, 2, 64);
+    const messages = [fetchedMessage('shard-0', 1, 2, Buffer.from('v'), 'utf8')];
+    const answer = { messages, positions: { 'shard-0': 1 }, heldElsewhere: [], generations: {} };
+    let backing: Buffer | undefined;
+    const body = fetchAnswerBody(answer, (size) => (backing = buffers.take(size)));
+    expect(body.buffer).toBe(backing!.buffer);
+    expect(body.equals(fetchAnswerBody(answer))).toBe(true);
   });
 });
 
