@@ -31,13 +31,7 @@ export function fetchedMessage(
     json = withValue(head, payload.toString('base64'));
   } else if (copiesAsJson(payload)) {
     // What decoding, JSON.stringify and encoding again would give: the bytes themselves.
-    const at = Buffer.byteLength(head) + 1;
-    json = Buffer.allocUnsafe(at + payload.length + 2);
-    json.write(head, 0);
-    json[at - 1] = QUOTE;
-    json.set(payload, at);
-    json[at + payload.length] = QUOTE;
-    json[at + payload.length + 1] = CLOSE_BRACE;
+    json = withValue(head, payload);
   } else {
     json = Buffer.from(`${head}${JSON.stringify(payload.toString(encoding))}}`);
   }
@@ -48,15 +42,19 @@ const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const CLOSE_BRACE = 0x7d;
 
-/** `head` then `"text"}`, where `text` is ASCII that JSON.stringify leaves as it is. */
-function withValue(head: string, text: string): Buffer {
+/**
+ * `head` then `"value"}`, where `value` is what JSON.stringify leaves as it is: ASCII text (one
+ * byte per character) or bytes that `copiesAsJson` accepted.
+ */
+function withValue(head: string, value: string | Buffer): Buffer {
   const at = Buffer.byteLength(head) + 1;
-  const json = Buffer.allocUnsafe(at + text.length + 2);
+  const json = Buffer.allocUnsafe(at + value.length + 2);
   json.write(head, 0);
   json[at - 1] = QUOTE;
-  json.write(text, at, 'latin1');
-  json[at + text.length] = QUOTE;
-  json[at + text.length + 1] = CLOSE_BRACE;
+  if (typeof value === 'string') json.write(value, at, 'latin1');
+  else json.set(value, at);
+  json[at + value.length] = QUOTE;
+  json[at + value.length + 1] = CLOSE_BRACE;
   return json;
 }
 

@@ -452,23 +452,28 @@ export class ClusterReconciler {
       namespace,
       names.broker(name),
     );
-    const mycnf = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
+    return {
+      brokers: deployment ? brokerPodServesTls(deployment.spec?.template?.spec) : undefined,
+      mysql: this.runningMysqlTls(namespace, name),
+    };
+  }
+
+  private runningMysqlTls(namespace: string, name: string): boolean | undefined {
+    const mycnf = this.firstMyCnf(namespace, name);
+    if (mycnf !== undefined) return requiresSecureTransport(mycnf);
+    const instance = this.deps.caches
+      .ofCluster<Pod>('Pod', namespace, name)
+      .find((p) => p.metadata.labels?.[LABEL_COMPONENT] === COMPONENT_MYSQL);
+    return instance ? instancePodUsesTls(instance.spec) : undefined;
+  }
+
+  /** Instance 0 of shard 0's my.cnf as the operator last wrote it; undefined before it exists. */
+  private firstMyCnf(namespace: string, name: string): string | undefined {
+    return this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
       'ConfigMap',
       namespace,
       names.mycnf(name, 0),
     )?.data?.['instance-0.cnf'];
-    const instance = this.deps.caches
-      .ofCluster<Pod>('Pod', namespace, name)
-      .find((p) => p.metadata.labels?.[LABEL_COMPONENT] === COMPONENT_MYSQL);
-    return {
-      brokers: deployment ? brokerPodServesTls(deployment.spec?.template?.spec) : undefined,
-      mysql:
-        mycnf !== undefined
-          ? requiresSecureTransport(mycnf)
-          : instance
-            ? instancePodUsesTls(instance.spec)
-            : undefined,
-    };
   }
 
   private liveSpecOf(cr: DefaultedCluster): MessageQueueClusterSpec | undefined {
@@ -478,11 +483,7 @@ export class ClusterReconciler {
     if (!pvcs.length) return undefined;
     const shards = new Set(pvcs.map((p) => p.metadata?.labels?.[LABEL_SHARD])).size;
     const first = pvcs[0]!.spec;
-    const mycnf = this.deps.caches.get<KubeObject & { data?: Record<string, string> }>(
-      'ConfigMap',
-      cr.metadata.namespace,
-      names.mycnf(cr.metadata.name, 0),
-    )?.data?.['instance-0.cnf'];
+    const mycnf = this.firstMyCnf(cr.metadata.namespace, cr.metadata.name);
     return {
       shards,
       mysql: {

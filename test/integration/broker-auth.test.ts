@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Admin, Consumer, Producer } from '../../src/client/index.js';
-import { type TopicRight, parseUsers, tokenSha256 } from '../../src/api/users.js';
+import { type TopicRight, parseUsers } from '../../src/api/users.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, post, refusal, startBroker, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, post, refusal, startBroker, startShards, usersFileText } from '../support/dataplane.js';
 import { REPO, ensureBuilt } from '../support/operator.js';
 
 /**
@@ -28,14 +28,7 @@ const USERS: Record<string, TopicRight[]> = {
 const tokenOf = (name: string) => `token-of-${name}-0123456789abcdef`;
 
 async function writeUsers(users: Record<string, TopicRight[]>): Promise<void> {
-  const doc = {
-    users: Object.entries(users).map(([name, rights]) => ({
-      name,
-      tokenSha256: tokenSha256(tokenOf(name)),
-      rights,
-    })),
-  };
-  await writeFile(usersFile, JSON.stringify(doc));
+  await writeFile(usersFile, usersFileText(users, tokenOf));
 }
 
 const as = (name: string) => ({ brokers: [broker.url], token: tokenOf(name), timeoutMs: 5000 });

@@ -3,7 +3,7 @@ import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type TopicRight, tokenSha256 } from '../../src/api/users.js';
+import type { TopicRight } from '../../src/api/users.js';
 import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
 import {
   type KeyPairPem,
@@ -22,7 +22,7 @@ import {
 } from '../../src/operator/desired/index.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, refusal, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, refusal, startShards, usersFileText } from '../support/dataplane.js';
 import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
@@ -65,14 +65,7 @@ async function replace(file: string, text: string): Promise<void> {
 }
 
 async function writeUsers(users: Record<string, TopicRight[]>): Promise<void> {
-  const doc = {
-    users: Object.entries(users).map(([name, rights]) => ({
-      name,
-      tokenSha256: tokenSha256(tokenOf(name)),
-      rights,
-    })),
-  };
-  await replace(join(dir, 'users.json'), JSON.stringify(doc));
+  await replace(join(dir, 'users.json'), usersFileText(users, tokenOf));
 }
 
 /** Client options presenting `pair` (a fresh agent, so a fresh handshake), and a token if given. */

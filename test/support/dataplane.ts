@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mysql from 'mysql2/promise';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from '../../src/broker/broker.js';
+import { type TopicRight, tokenSha256 } from '../../src/api/users.js';
 import { MqClientError } from '../../src/client/index.js';
 import { createLogger } from '../../src/common/logger.js';
 import { LocalShards } from '../../tools/local/cluster.js';
@@ -91,4 +92,18 @@ export async function refusal(call: Promise<unknown>): Promise<MqClientError> {
     throw err;
   }
   throw new Error('expected a refusal');
+}
+
+/** A brokers' users file (`--users`) as JSON text: each user with the digest of `tokenOf(name)`. */
+export function usersFileText(
+  users: Record<string, TopicRight[]>,
+  tokenOf: (name: string) => string,
+): string {
+  return JSON.stringify({
+    users: Object.entries(users).map(([name, rights]) => ({
+      name,
+      tokenSha256: tokenSha256(tokenOf(name)),
+      rights,
+    })),
+  });
 }
