@@ -14,7 +14,8 @@ import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { BodyBuffers, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { ReusableBuffers } from '../common/reusable-buffers.js';
 import {
   MAX_MESSAGES_PER_PUBLISH,
   type PublishLimits,
@@ -174,8 +175,10 @@ export class Broker {
   private readonly writer: BatchingWriter;
   private readonly publishBytes: ByteBudget;
   private readonly fetcher: Fetcher;
-  /** Fetch answers are written into these (see BodyBuffers). */
-  private readonly answerBuffers = new BodyBuffers();
+  /** Fetch answers are written into these (see ReusableBuffers). */
+  private readonly answerBuffers = new ReusableBuffers();
+  /** Publish bodies are read into these. */
+  private readonly publishBuffers = new ReusableBuffers();
   private readonly groups: GroupAdmin;
   private readonly deadLetters: DeadLetters;
   private readonly server: Server | HttpsServer;
@@ -538,17 +541,21 @@ export class Broker {
     }
     await this.publishBytes.acquire(held);
     try {
-      const body = await readBody(req, held, this.config.http.bodyIdleTimeoutMs).catch((err: unknown) => {
-        if (chunked && err instanceof MqError && err.code === 'request_too_large') {
-          throw new MqError(
-            411,
-            'length_required',
-            `a chunked publish body may carry at most ${held} bytes; send larger ones with Content-Length (up to ${limits.bodyBytes})`,
-          );
-        }
-        throw err;
-      });
+      const body = await readBody(req, held, this.config.http.bodyIdleTimeoutMs, this.publishBuffers).catch(
+        (err: unknown) => {
+          if (chunked && err instanceof MqError && err.code === 'request_too_large') {
+            throw new MqError(
+              411,
+              'length_required',
+              `a chunked publish body may carry at most ${held} bytes; send larger ones with Content-Length (up to ${limits.bodyBytes})`,
+            );
+          }
+          throw err;
+        },
+      );
+      // Parsed into strings and buffers of their own: the body's buffer serves the next publish.
       const { payloads, bytes } = parsePublish(parseJson(body), this.config);
+      this.publishBuffers.give(body);
       if (bytes > limits.payloadBytes) {
         throw new MqError(
           413,

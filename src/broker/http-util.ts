@@ -1,12 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { MqError } from '../common/errors.js';
+import type { ReusableBuffers } from '../common/reusable-buffers.js';
 
 /**
  * Reads the whole body, refusing with 413 once it passes `limit` bytes (at once when the declared
  * Content-Length does), and with 408 when the client sends nothing for `idleTimeoutMs`: a client
  * that trickles its body must not hold what the broker reserved for it.
  */
-export function readBody(req: IncomingMessage, limit: number, idleTimeoutMs: number): Promise<Buffer> {
+export function readBody(
+  req: IncomingMessage,
+  limit: number,
+  idleTimeoutMs: number,
+  buffers?: ReusableBuffers,
+): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const tooLarge = () =>
       new MqError(413, 'request_too_large', `request body is larger than ${limit} bytes`);
@@ -17,6 +23,9 @@ export function readBody(req: IncomingMessage, limit: number, idleTimeoutMs: num
     }
     const chunks: Buffer[] = [];
     let size = 0;
+    // With a declared length, chunks are copied into a buffer used again (the caller gives it back).
+    const declared = Number(req.headers['content-length']);
+    const into = buffers && declared > 0 ? buffers.take(declared) : undefined;
     const fail = (err: MqError) => {
       clearTimeout(idle);
       req.removeAllListeners('data');
@@ -31,11 +40,14 @@ export function readBody(req: IncomingMessage, limit: number, idleTimeoutMs: num
       idle.refresh();
       size += chunk.length;
       if (size > limit) return fail(tooLarge());
-      chunks.push(chunk);
+      if (!into) chunks.push(chunk);
+      // More than Content-Length: Node's HTTP parser never delivers it.
+      else if (size > declared) return fail(tooLarge());
+      else into.set(chunk, size - chunk.length);
     });
     req.on('end', () => {
       clearTimeout(idle);
-      resolve(Buffer.concat(chunks));
+      resolve(into ? into.subarray(0, size) : Buffer.concat(chunks));
     });
     req.on('close', () => {
       if (!req.complete) fail(new MqError(400, 'request_aborted', 'the client closed the request midway'));
@@ -60,54 +72,6 @@ export function sendJsonBytes(
 ): void {
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
   res.end(json, sent);
-}
-
-/**
- * Buffers for large answer bodies (fetch answers of up to a few MiB), used again once the socket
- * has taken an answer. A new buffer of 1 MiB per answer cost more CPU in page faults than writing
- * the answer into it, and its memory outside the V8 heap added to the garbage collector's work.
- */
-export class BodyBuffers {
-  private readonly free: Buffer[] = [];
-
-  constructor(
-    /** Smaller bodies come from Buffer.allocUnsafe (Node's shared pool). */
-    private readonly minBytes = 64 * 1024,
-    /** Buffers kept for reuse at most. */
-    private readonly keep = 8,
-    /** New buffers are rounded up to a multiple of this, so slightly larger answers fit too. */
-    private readonly step = 256 * 1024,
-  ) {}
-
-  /** A buffer of at least `size` bytes. Give it back (`give`) once nothing refers to it any more. */
-  take(size: number): Buffer {
-    if (size < this.minBytes) return Buffer.allocUnsafe(size);
-    let best = -1;
-    for (let i = 0; i < this.free.length; i++) {
-      const b = this.free[i];
-      if (b.length >= size && (best < 0 || b.length < this.free[best].length)) best = i;
-    }
-    if (best >= 0) return this.free.splice(best, 1)[0];
-    return Buffer.allocUnsafeSlow(Math.ceil(size / this.step) * this.step);
-  }
-
-  give(buffer: Buffer): void {
-    if (buffer.length < this.minBytes) return;
-    if (this.free.length >= this.keep) {
-      // Full: the smallest goes, if this one is larger.
-      let smallest = 0;
-      for (let i = 1; i < this.free.length; i++)
-        if (this.free[i].length < this.free[smallest].length) smallest = i;
-      if (this.free[smallest].length >= buffer.length) return;
-      this.free.splice(smallest, 1);
-    }
-    this.free.push(buffer);
-  }
-
-  /** Bytes held for reuse. */
-  get heldBytes(): number {
-    return this.free.reduce((n, b) => n + b.length, 0);
-  }
 }
 
 export function sendError(res: ServerResponse, err: MqError): void {

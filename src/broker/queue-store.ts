@@ -1,5 +1,7 @@
 import type mysql from 'mysql2/promise';
 import { createMessageTableSql, messageTable } from '../shard/schema.js';
+import type { ReusableBuffers } from '../common/reusable-buffers.js';
+import { STATEMENT_HEADROOM, type StatementBytes, queryBytes } from '../shard/statement-bytes.js';
 
 /** SQL the broker runs against one shard instance. Nothing here decides; callers do. */
 type Db = mysql.Pool | mysql.PoolConnection;
@@ -67,27 +69,64 @@ const quotedBody = (text: string) =>
  */
 const SHARD_NOW_MS = 'UNIX_TIMESTAMP(NOW(3))*1000';
 
+const ROW_START = Buffer.from(`(${SHARD_NOW_MS},`);
+const [COMMA, QUOTE, CLOSE, HEX] = [0x2c, 0x27, 0x29, 0x58];
+
 /**
  * The multi-row INSERT, rendered here rather than by mysql2, whose escaping hex-encodes each Buffer
- * and then runs a per-character regex over the hex. Text goes in as a quoted literal (its own size;
- * only quote, backslash and NUL escaped; the connection is utf8mb4 and the column a BLOB, so the
- * stored bytes are the text's UTF-8), bytes as a hex literal.
+ * and then runs a per-character regex over the hex, and written as bytes (statement-bytes.ts), not
+ * as one string of up to a megabyte. Text goes in as a quoted literal (its own size; only quote,
+ * backslash and NUL escaped; the connection is utf8mb4 and the column a BLOB, so the stored bytes
+ * are the text's UTF-8), bytes as a hex literal.
  */
-export function insertSql(table: string, payloads: readonly Payload[]): string {
-  const at = SHARD_NOW_MS;
-  const rows = new Array<string>(payloads.length);
+export function insertStatement(
+  table: string,
+  payloads: readonly Payload[],
+  alloc: (size: number) => Buffer = Buffer.allocUnsafe,
+): StatementBytes {
+  const head = `INSERT INTO ${table} (published_at, payload) VALUES `;
+  const literals = new Array<string>(payloads.length);
+  // Per row: ROW_START, the literal between its quotes, the closing quote and parenthesis, a comma.
+  let size = STATEMENT_HEADROOM + Buffer.byteLength(head) + payloads.length * (ROW_START.length + 4);
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i];
-    const literal = typeof p === 'string' ? `'${quotedBody(p)}'` : `X'${p.toString('hex')}'`;
-    rows[i] = `(${at},${literal})`;
+    literals[i] = typeof p === 'string' ? quotedBody(p) : p.toString('hex');
+    size += typeof p === 'string' ? Buffer.byteLength(literals[i]) : literals[i].length + 1;
   }
-  return `INSERT INTO ${table} (published_at, payload) VALUES ${rows.join(',')}`;
+  const out = alloc(size);
+  let at = STATEMENT_HEADROOM + out.write(head, STATEMENT_HEADROOM);
+  for (let i = 0; i < payloads.length; i++) {
+    if (i > 0) out[at++] = COMMA;
+    out.set(ROW_START, at);
+    at += ROW_START.length;
+    if (typeof payloads[i] !== 'string') out[at++] = HEX;
+    out[at++] = QUOTE;
+    at += out.write(literals[i], at);
+    out[at++] = QUOTE;
+    out[at++] = CLOSE;
+  }
+  return out.subarray(0, at);
 }
 
-/** One multi-row INSERT under autocommit; returns the id of the first row (ids are consecutive). */
-export async function insertMessages(db: Db, topicId: number, payloads: readonly Payload[]): Promise<number> {
-  const [result] = await db.query(insertSql(messageTable(topicId), payloads));
-  return Number((result as mysql.ResultSetHeader).insertId);
+/**
+ * One multi-row INSERT under autocommit; returns the id of the first row (ids are consecutive).
+ * The statement is written into a buffer from `buffers`, given back once the shard answered (it
+ * read the whole statement by then; after an error the socket may still refer to it).
+ */
+export async function insertMessages(
+  db: Db,
+  topicId: number,
+  payloads: readonly Payload[],
+  buffers?: ReusableBuffers,
+): Promise<number> {
+  const statement = insertStatement(
+    messageTable(topicId),
+    payloads,
+    buffers && ((size) => buffers.take(size)),
+  );
+  const result = await queryBytes(db, statement);
+  buffers?.give(statement);
+  return Number(result.insertId);
 }
 
 export interface StoredMessage {

@@ -3,6 +3,7 @@ import { withDeadline } from '../common/deadline.js';
 import type { Logger } from '../common/logger.js';
 import { MqError, errorMessage, unavailable } from '../common/errors.js';
 import type { BrokerMetrics } from './metrics.js';
+import { ReusableBuffers } from '../common/reusable-buffers.js';
 import { type Payload, insertMessages } from './queue-store.js';
 import type { ShardPools } from './shard-pools.js';
 import type { ShardRouter, ShardView } from './shard-router.js';
@@ -44,6 +45,8 @@ export class BatchingWriter {
   private readonly busy = new Map<string, number>();
   private closed = false;
   private drained?: () => void;
+  /** INSERT statements are written into these (see ReusableBuffers). */
+  private readonly statementBuffers = new ReusableBuffers();
 
   constructor(
     private readonly router: ShardRouter,
@@ -187,7 +190,7 @@ export class BatchingWriter {
       }
       conn = acquired;
       const topicId = await this.catalog.idOnWritable(shard, topic, acquired);
-      return insertMessages(acquired, topicId, payloads);
+      return insertMessages(acquired, topicId, payloads, this.statementBuffers);
     })();
     try {
       const firstId = await withDeadline(work, this.options.commitTimeoutMs, 'commit', () => {

@@ -26,6 +26,14 @@ export interface ConsumerOptions extends TransportOptions {
    * nobody did. Default 60 s.
    */
   maxPollIntervalMs?: number;
+  /**
+   * How often, at most, `run` commits what its handler finished (along with a fetch). Default 0:
+   * with the first fetch after each batch. Each commit is a durable, replicated transaction on
+   * every shard read; a consumer reading at full speed makes one per fetch. With an interval, a
+   * consumer that dies without `stop` or `close` has its last interval's messages delivered again
+   * (at least once, as always); `stop` and `close` commit everything handled.
+   */
+  commitIntervalMs?: number;
 }
 
 const DEFAULT_HEARTBEAT_INTERVAL_MS = 500;
@@ -91,6 +99,8 @@ export class Consumer {
   /** The broker said this consumer holds no shard: no heartbeats until a fetch may have taken one. */
   private holdsNoShard = false;
   private lastPollAt = 0;
+  /** When a fetch last carried what `run`'s handler finished (see commitIntervalMs). */
+  private lastCommitSentAt = 0;
 
   constructor(private readonly options: ConsumerOptions) {
     this.transport = new Transport(options);
@@ -101,7 +111,9 @@ export class Consumer {
   async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
     const waitMs = this.options.waitMs ?? 1000;
     this.lastPollAt = Date.now();
-    const commit = Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
+    const due = Date.now() - this.lastCommitSentAt >= (this.options.commitIntervalMs ?? 0);
+    const commit = due && Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
+    if (commit) this.lastCommitSentAt = Date.now();
     const failed = this.failed.length > 0 ? this.failed : undefined;
     this.fetchSentAt = Date.now();
     const res = await this.transport

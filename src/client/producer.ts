@@ -1,4 +1,5 @@
 import { encodeJsonLines } from '../common/json-lines.js';
+import { ReusableBuffers } from '../common/reusable-buffers.js';
 import { Transport, type TransportOptions, topicPath } from './transport.js';
 import type { TopicSettings } from '../api/topic-settings.js';
 
@@ -52,6 +53,8 @@ export class Producer {
   private readonly batchBytes: number;
   private readonly maxInflight: number;
   private readonly sending = new Set<Promise<void>>();
+  /** Publish bodies are written into these (see ReusableBuffers). */
+  private readonly bodies = new ReusableBuffers();
 
   constructor(options: ProducerOptions) {
     this.transport = new Transport(options);
@@ -80,11 +83,10 @@ export class Producer {
 
   /** Publishes the given messages in one request, bypassing the batching. */
   async sendBatch(topic: string, values: (Buffer | string)[]): Promise<PublishAck[]> {
-    const res = await this.transport.call<PublishResponse>(
-      'POST',
-      `${topicPath(topic)}/messages`,
-      encode(values),
-    );
+    const body = encode(values, (size) => this.bodies.take(size));
+    const res = await this.transport.call<PublishResponse>('POST', `${topicPath(topic)}/messages`, body);
+    // Answered: the broker has read all of it. After an error the socket may still refer to it.
+    this.bodies.give(body);
     return values.map((_, i) => ({ shard: res.shard, id: res.firstId + i }));
   }
 
@@ -159,16 +161,19 @@ export class Producer {
 }
 
 /** The publish body, one message per line (json-lines.ts): never one large string. */
-function encode(values: (Buffer | string)[]): Buffer {
+function encode(values: (Buffer | string)[], alloc: (size: number) => Buffer): Buffer {
   if (values.every((v) => typeof v === 'string')) {
     return encodeJsonLines(
       'messages',
       values.map((value) => `{"value":${JSON.stringify(value)}}`),
+      {},
+      alloc,
     );
   }
   return encodeJsonLines(
     'messages',
     values.map((v) => `{"value":"${(typeof v === 'string' ? Buffer.from(v) : v).toString('base64')}"}`),
     { encoding: 'base64' },
+    alloc,
   );
 }

@@ -52,6 +52,34 @@ describe('Consumer.run', () => {
     await consumer.close();
   });
 
+  it('with commitIntervalMs, commits at most that often, and everything handled when it stops', async () => {
+    const topic = 'run-commit-interval';
+    const producer = new Producer({ brokers: [broker.url] });
+    await producer.createTopic(topic);
+    await producer.sendBatch(topic, ['a']);
+    const consumer = new Consumer({
+      brokers: [broker.url],
+      topic,
+      group: 'g',
+      waitMs: 100,
+      commitIntervalMs: 60_000,
+    });
+    const batches: Message[][] = [];
+    const committedAt: Record<string, number>[] = [];
+    await consumer.run(async (messages) => {
+      batches.push(messages);
+      committedAt.push(await committedOffsets(broker.url, topic, 'g'));
+      if (batches.length < 3) await producer.sendBatch(topic, [`after ${batches.length}`]);
+      else consumer.stop();
+    });
+    expect(batches.map((b) => b.map((m) => m.value))).toEqual([['a'], ['after 1'], ['after 2']]);
+    // The first batch went with the next fetch; the second waits for the interval.
+    expect(committedAt[1]).toMatchObject(lastIds(batches[0]));
+    expect(committedAt[2]).toMatchObject(lastIds(batches[0]));
+    expect(await committedOffsets(broker.url, topic, 'g')).toMatchObject(lastIds(batches[2]));
+    await consumer.close();
+  });
+
   it('hands a batch whose handler threw over again, and commits nothing past it', async () => {
     const topic = 'run-throws';
     const producer = new Producer({ brokers: [broker.url] });

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
-import { insertSql } from '../../src/broker/queue-store.js';
+import { insertStatement } from '../../src/broker/queue-store.js';
+import { queryBytes } from '../../src/shard/statement-bytes.js';
 import { LocalShards } from '../local/cluster.js';
 import { createMessageTableSql, messageTable } from '../../src/shard/schema.js';
 import { dueBy } from './compare/pacing.js';
@@ -95,8 +96,7 @@ async function pacedInserts(
       inflight[shard]++;
       outstanding++;
       const sent = performance.now();
-      pools[shard]
-        .query(insertSql(table, new Array<string>(scheduled.length).fill(payload)))
+      queryBytes(pools[shard], insertStatement(table, new Array<string>(scheduled.length).fill(payload)))
         .then(
           () => {
             const now = performance.now();

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import mysql from 'mysql2/promise';
-import { insertSql } from '../../src/broker/queue-store.js';
+import { insertStatement } from '../../src/broker/queue-store.js';
+import { queryBytes } from '../../src/shard/statement-bytes.js';
 import { LocalShards } from '../local/cluster.js';
 import { sleep } from '../../src/common/deadline.js';
 import { type LatencySummary, Samples } from './compare/stats.js';
@@ -105,7 +106,7 @@ class Producer {
       let next = performance.now();
       while (!this.stopped) {
         const t = process.hrtime.bigint();
-        await db.query(insertSql(table, payloads));
+        await queryBytes(db, insertStatement(table, payloads));
         this.samples.push(ms(t));
         this.rows += batch;
         next += periodMs;
@@ -135,7 +136,7 @@ class Producer {
 
 async function fill(db: mysql.Pool, table: string, rows: number, payload: string): Promise<void> {
   const batch = Array.from({ length: 2000 }, () => payload);
-  for (let n = 0; n < rows; n += batch.length) await db.query(insertSql(table, batch));
+  for (let n = 0; n < rows; n += batch.length) await queryBytes(db, insertStatement(table, batch));
 }
 
 async function runStrategy(

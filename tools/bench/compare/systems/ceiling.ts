@@ -1,6 +1,7 @@
 import mysql from 'mysql2/promise';
 import { readableCount } from '../../../../src/broker/gaps.js';
-import { insertSql } from '../../../../src/broker/queue-store.js';
+import { insertStatement } from '../../../../src/broker/queue-store.js';
+import { queryBytes } from '../../../../src/shard/statement-bytes.js';
 import { queryFormat } from '../../../../src/broker/shard-pools.js';
 import { withAdmin } from '../../../../src/shard/connection.js';
 import { createMessageTableSql, messageTable } from '../../../../src/shard/schema.js';
@@ -57,7 +58,7 @@ export class CeilingSystem implements BenchSystem {
   ) {
     this.setup =
       `mysql2 in the benchmark process: publishes grouped into multi-row INSERTs of up to ${options.batchRows} rows ` +
-      `(SQL rendered as the broker renders it), ` +
+      `(rendered and sent as bytes as the broker does), ` +
       `${options.insertsPerShard} in flight per shard (one connection each), round-robin over the 2 shard primaries; ` +
       `each group reads every shard with \`SELECT ... WHERE id > ? ORDER BY id LIMIT ${options.selectRows}\` ` +
       `on a connection of its own (polling every ${options.idlePollMs} ms when caught up), taking rows only up to ` +
@@ -117,13 +118,13 @@ export class CeilingSystem implements BenchSystem {
         nextShard = (shard + 1) % pools.length;
         const batch = queue.splice(0, o.batchRows);
         inflight[shard]++;
-        pools[shard]
-          .query(
-            insertSql(
-              table,
-              batch.map((p) => p.payload),
-            ),
-          )
+        queryBytes(
+          pools[shard],
+          insertStatement(
+            table,
+            batch.map((p) => p.payload),
+          ),
+        )
           .then(
             () => batch.forEach((p) => p.resolve()),
             (err) => batch.forEach((p) => p.reject(err)),

@@ -19,6 +19,8 @@ export interface MysqlmqOptions {
   fetchMessages: number;
   /** Response size limit a consumer asks for (the broker's default when absent). */
   fetchBytes?: number;
+  /** Consumer.run's commitIntervalMs. */
+  commitIntervalMs: number;
 }
 
 export const MYSQLMQ_DEFAULTS: MysqlmqOptions = {
@@ -28,6 +30,7 @@ export const MYSQLMQ_DEFAULTS: MysqlmqOptions = {
   lingerMs: 2,
   maxInflight: 4,
   fetchMessages: 5000,
+  commitIntervalMs: 1000,
 };
 
 /** This project: 2 durable shards, broker processes, the SDK. */
@@ -54,8 +57,8 @@ export class MysqlmqSystem implements BenchSystem {
       `(node ${[...BROKER_NODE_OPTIONS, ...(o.brokerNodeArgs ?? [])].join(' ')}); ` +
       `SDK: ${o.producers} Producers at full load (batch ${o.batchMessages}, linger ${o.lingerMs} ms, ` +
       `${o.maxInflight} requests in flight each), 1 when paced; one Consumer per group ` +
-      `(Consumer.run: up to ${o.fetchMessages} messages per fetch; each batch committed once handled, ` +
-      `along with the next fetch)`;
+      `(Consumer.run: up to ${o.fetchMessages} messages per fetch; what was handled committed along with ` +
+      `a fetch at most every ${o.commitIntervalMs} ms, commitIntervalMs)`;
   }
 
   get urls(): string[] {
@@ -145,6 +148,7 @@ export class MysqlmqSystem implements BenchSystem {
             maxMessages: o.fetchMessages,
             maxBytes: o.fetchBytes,
             waitMs: 250,
+            commitIntervalMs: o.commitIntervalMs,
           });
           consumers.push(consumer);
           while (!stopped) {
