@@ -27,11 +27,13 @@ export interface ConsumerOptions extends TransportOptions {
    */
   maxPollIntervalMs?: number;
   /**
-   * How often, at most, `run` commits what its handler finished (along with a fetch). Default 0:
-   * with the first fetch after each batch. Each commit is a durable, replicated transaction on
-   * every shard read; a consumer reading at full speed makes one per fetch. With an interval, a
-   * consumer that dies without `stop` or `close` has its last interval's messages delivered again
-   * (at least once, as always); `stop` and `close` commit everything handled.
+   * How often, at most, `run` commits what its handler finished. Default 0: along with the first
+   * fetch after each batch (the fetch's answer waits for the commit). Each commit is a durable,
+   * replicated transaction on every shard read, and a consumer reading at full speed fetches many
+   * times a second. With an interval, `run` commits in a request of its own, beside the fetches,
+   * which never wait for it; a consumer that dies without `stop` or `close` has up to its last
+   * interval's messages delivered again (at least once, as always); `stop` and `close` commit
+   * everything handled.
    */
   commitIntervalMs?: number;
 }
@@ -99,8 +101,9 @@ export class Consumer {
   /** The broker said this consumer holds no shard: no heartbeats until a fetch may have taken one. */
   private holdsNoShard = false;
   private lastPollAt = 0;
-  /** When a fetch last carried what `run`'s handler finished (see commitIntervalMs). */
-  private lastCommitSentAt = 0;
+  /** With commitIntervalMs: when `run` last committed, and that commit while under way. */
+  private lastCommitAt = 0;
+  private commitUnderWay?: Promise<void>;
 
   constructor(private readonly options: ConsumerOptions) {
     this.transport = new Transport(options);
@@ -111,9 +114,8 @@ export class Consumer {
   async poll(maxMessages = this.options.maxMessages ?? 1000): Promise<Message[]> {
     const waitMs = this.options.waitMs ?? 1000;
     this.lastPollAt = Date.now();
-    const due = Date.now() - this.lastCommitSentAt >= (this.options.commitIntervalMs ?? 0);
-    const commit = due && Object.keys(this.processed).length > 0 ? { ...this.processed } : undefined;
-    if (commit) this.lastCommitSentAt = Date.now();
+    const ridesAlong = !this.options.commitIntervalMs && Object.keys(this.processed).length > 0;
+    const commit = ridesAlong ? { ...this.processed } : undefined;
     const failed = this.failed.length > 0 ? this.failed : undefined;
     this.fetchSentAt = Date.now();
     const res = await this.transport
@@ -226,15 +228,35 @@ export class Consumer {
         if (this.generations[shard] !== generations[shard]) delete before[shard];
       if (messages.length === 0) continue;
       const handled = await this.handle(handler, messages, before);
+      this.commitWhenDue();
       if (handled > 0) failures = 0;
       // Nothing went through: pause before the failed message comes again.
       else if (!this.stopped) await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** failures++)));
     }
+    await this.commitUnderWay;
     try {
       await this.commit();
     } catch (err) {
       if (!(err instanceof MqClientError && err.code === 'offsets_unavailable')) throw err;
     }
+  }
+
+  /**
+   * With commitIntervalMs: commits what the handler finished once the interval has passed, beside
+   * the fetches. Offsets a broker could not take now wait for the next commit; refused ones (4xx,
+   * e.g. another consumer holds the shard now) are dropped, as when they ride along with a fetch.
+   */
+  private commitWhenDue(): void {
+    const interval = this.options.commitIntervalMs;
+    if (!interval || this.commitUnderWay || Date.now() - this.lastCommitAt < interval) return;
+    const offsets = { ...this.processed };
+    if (Object.keys(offsets).length === 0) return;
+    this.lastCommitAt = Date.now();
+    this.commitUnderWay = this.commit(offsets)
+      .catch((err: unknown) => {
+        if (err instanceof MqClientError && err.status < 500) this.committed(offsets);
+      })
+      .finally(() => (this.commitUnderWay = undefined));
   }
 
   private forget(shard: string): void {

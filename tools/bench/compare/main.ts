@@ -206,6 +206,7 @@ export async function runCompare(argv: string[]): Promise<number> {
   const report: CompareReport = {
     date: new Date(started).toISOString(),
     machine,
+    clientNodeArgs: process.execArgv.filter((a) => a.startsWith('--max-')),
     command,
     options: {
       sizes: o.sizes,

@@ -1,7 +1,7 @@
 import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { type CpuProfile, busyShare, selfTimeByOrigin, topSelfTime } from './cpuprofile.js';
-import { Progress, consumePhase, producePhase } from './harness.js';
+import { Progress, consumePhase, pacedPhase, producePhase } from './harness.js';
 import type { CompareOptions } from './main.js';
 import { RssSampler, residentKiB } from './procs.js';
 import { SharedShards } from './systems/cluster.js';
@@ -49,7 +49,8 @@ async function loadProfiles(dir: string): Promise<CpuProfile[]> {
 
 /**
  * `--profile DIR`: mysqlmq alone, the brokers run with `node --cpu-prof`: restarted for each phase
- * (produce at full load, then the groups reading the backlog) so each phase gets its own profiles.
+ * (produce at full load, the groups reading the backlog, then the paced load on a fresh topic)
+ * so each phase gets its own profiles.
  * Prints the top self-time functions per phase and the brokers' memory at their RSS peak.
  */
 export async function runProfile(o: CompareOptions, dirArg: string): Promise<number> {
@@ -75,8 +76,7 @@ export async function runProfile(o: CompareOptions, dirArg: string): Promise<num
       const watch = () =>
         new MemoryWatch(system.urls.map((url, i) => ({ url, pid: system.serverPids()[i] }))).start();
 
-      await mkdir(phaseDir('produce'), { recursive: true });
-      await mkdir(phaseDir('consume'), { recursive: true });
+      for (const phase of ['produce', 'consume', 'paced']) await mkdir(phaseDir(phase), { recursive: true });
       await system.startBrokers(brokerArgs('produce'));
       const session = await system.session(size, 'load', o.groups);
       let rss = new RssSampler(() => system.serverPids()).start();
@@ -96,11 +96,22 @@ export async function runProfile(o: CompareOptions, dirArg: string): Promise<num
       const consumeRss = rss.stop();
       const consumeMem = Object.fromEntries(mem.peaks);
       await session.close();
+      // The paced phase on a fresh topic, as the comparison runs it.
+      await system.startBrokers(brokerArgs('paced'));
+      rss = new RssSampler(() => system.serverPids()).start();
+      mem = watch();
+      const paced = await pacedPhase(system, size, o, progress, `[profile ${size} B]`, (e) =>
+        console.error(String(e)),
+      );
+      mem.stop();
+      const pacedRss = rss.stop();
+      const pacedMem = Object.fromEntries(mem.peaks);
       await system.stopBrokers();
 
       for (const [phase, result, rssPeak, memory] of [
         ['produce', produced.perSecond, produceRss, produceMem],
         ['consume', consumed.perSecond, consumeRss, consumeMem],
+        ['paced', paced.delivered / (o.pacedMs / 1000), pacedRss, pacedMem],
       ] as const) {
         const profiles = await loadProfiles(phaseDir(phase));
         const { busyMs, top } = topSelfTime(profiles, 25);

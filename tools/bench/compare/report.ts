@@ -21,6 +21,12 @@ function titles(report: CompareReport): Map<string, string> {
 }
 
 /** The tables printed at the end of a run. */
+/** The client process's node options, where the run recorded any. */
+function clientArgs(report: CompareReport): string {
+  const args = report.clientNodeArgs ?? [];
+  return args.length > 0 ? ` (\`node ${args.join(' ')}\`: the clients of every system run in it)` : '';
+}
+
 export function consoleSummary(report: CompareReport): string {
   const t = titles(report);
   const skipped = report.systems.filter((s) => s.skipped);
@@ -59,7 +65,7 @@ export function markdownSection(report: CompareReport): string {
   return `## Side by side: mysqlmq, the INSERT ceiling, RabbitMQ, NATS JetStream, Redis Streams
 
 - Date: ${report.date} (the run took ${Math.round(report.durationSeconds)} s)
-- Machine: ${report.machine}; everything below ran on it at once: the benchmark client process,
+- Machine: ${report.machine}; everything below ran on it at once: the benchmark client process${clientArgs(report)},
   the servers, and (for mysqlmq) 4 \`mariadbd\`. The machine is shared with other work: load average
   ${loadText(report)}. Repeated runs of the same code on this machine have differed by up to 2-3x in
   throughput and latency when other work ran, much less in CPU time per message.

@@ -85,4 +85,6 @@ export interface CompareReport {
   durationSeconds: number;
   /** os.loadavg() when the run started and ended: how busy the shared machine was. */
   loadAverage?: { start: number[]; end: number[] };
+  /** The benchmark process's node options (every system's clients run in it). */
+  clientNodeArgs?: string[];
 }
