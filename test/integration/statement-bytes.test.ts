@@ -2,6 +2,7 @@
  * Statements sent as bytes (src/shard/statement-bytes.ts) on real mariadbd: what the broker's
  * publishes ride on. The stored bytes, the answer, errors and queued commands must be mysql2's own.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,6 +64,17 @@ describe('statements sent as bytes', () => {
     conn.release();
     expect(ids.map((r) => r.affectedRows)).toEqual([2, 2, 2, 2, 2]);
     expect(ids.map((r) => r.insertId)).toEqual([1, 3, 5, 7, 9]);
+  });
+
+  it('send a statement over 16 MiB as several protocol packets', async () => {
+    const topicId = await createTopic(pool, 'large');
+    // Written as hex: a statement of about 18 MiB, past one packet's 16 MiB.
+    const payload = randomBytes(9 << 20);
+    const statement = insertStatement(messageTable(topicId), [payload]);
+    expect(statement.length).toBeGreaterThan(16 << 20);
+    await queryBytes(pool, statement);
+    const { messages } = await readMessages(pool, topicId, 0, 1);
+    expect(messages[0].payload.equals(payload)).toBe(true);
   });
 
   it("fail with the server's error, and the connection goes on", async () => {
