@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
+import { waitFor } from '../../tools/local/wait.js';
 import { ADMIN_TOKEN, committedOffsets, post, startBroker, startShards } from '../support/dataplane.js';
 
 const run = promisify(execFile);
@@ -26,16 +27,6 @@ afterAll(async () => {
 });
 
 const lastIds = (messages: Message[]) => Object.fromEntries(messages.map((m) => [m.shard, m.id]));
-
-/** Reads until the answer holds `expected` (a few seconds at most). */
-async function waitFor(read: () => Promise<Record<string, number>>, expected: Record<string, number>) {
-  for (let i = 0; i < 100; i++) {
-    const value = await read();
-    if (Object.entries(expected).every(([k, v]) => value[k] === v)) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never reached ${JSON.stringify(expected)}`);
-}
 
 describe('Consumer.run', () => {
   it('commits a handled batch with the next fetch, and the last one when it stops', async () => {
@@ -79,8 +70,18 @@ describe('Consumer.run', () => {
     await consumer.run(async (messages) => {
       batches.push(messages);
       // The first batch is committed at once (no commit yet), beside the next fetch.
-      if (batches.length === 2)
-        await waitFor(() => committedOffsets(broker.url, topic, 'g'), lastIds(batches[0]));
+      if (batches.length === 2) {
+        const first = lastIds(batches[0]);
+        await waitFor(
+          'the first batch committed',
+          async () => {
+            const committed = await committedOffsets(broker.url, topic, 'g');
+            return Object.entries(first).every(([shard, id]) => committed[shard] === id);
+          },
+          5000,
+          50,
+        );
+      }
       committedAt.push(await committedOffsets(broker.url, topic, 'g'));
       if (batches.length < 3) await producer.sendBatch(topic, [`after ${batches.length}`]);
       else consumer.stop();
