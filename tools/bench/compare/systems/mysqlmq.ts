@@ -26,7 +26,7 @@ export interface MysqlmqOptions {
 export const MYSQLMQ_DEFAULTS: MysqlmqOptions = {
   brokers: 2,
   producers: 4,
-  batchMessages: 1000,
+  batchMessages: 2000,
   lingerMs: 2,
   maxInflight: 4,
   fetchMessages: 5000,
