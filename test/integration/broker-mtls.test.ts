@@ -1,5 +1,4 @@
-import { execFile } from 'node:child_process';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,8 +21,15 @@ import {
 } from '../../src/operator/desired/index.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, refusal, startShards, usersFileText } from '../support/dataplane.js';
-import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
+import {
+  ADMIN_TOKEN,
+  refusal,
+  replaceFile,
+  runMqctl,
+  startShards,
+  usersFileText,
+} from '../support/dataplane.js';
+import { ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
  * mTLS client certificates (issue 14) on a broker process started as the operator starts it
@@ -58,14 +64,8 @@ let otherCa: KeyPairPem;
 let serving: KeyPairPem;
 const certs: Record<string, KeyPairPem> = {};
 
-/** Replaces a file in one step, as the kubelet swaps a mounted ConfigMap's or Secret's files. */
-async function replace(file: string, text: string): Promise<void> {
-  await writeFile(`${file}.new`, text);
-  await rename(`${file}.new`, file);
-}
-
 async function writeUsers(users: Record<string, TopicRight[]>): Promise<void> {
-  await replace(join(dir, 'users.json'), usersFileText(users, tokenOf));
+  await replaceFile(join(dir, 'users.json'), usersFileText(users, tokenOf));
 }
 
 /** Client options presenting `pair` (a fresh agent, so a fresh handshake), and a token if given. */
@@ -79,16 +79,8 @@ const withCert = (pair: KeyPairPem | undefined, token?: string) => ({
 });
 
 /** `mqctl ARGS` against the broker; its exit code and output. */
-function mqctl(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [join(REPO, 'dist/cli/main.js'), '--brokers', broker.url, '--server-name', serverName, ...args],
-      { env: { ...process.env, MQ_TOKEN: '', ...env } },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const mqctl = (args: string[], env: Record<string, string> = {}) =>
+  runMqctl(['--brokers', broker.url, '--server-name', serverName, ...args], { MQ_TOKEN: '', ...env });
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -246,7 +238,7 @@ describe('a broker taking client certificates', () => {
 
   it('trusts a replaced client CA from its file without restarting', async () => {
     const pid = broker.pid;
-    await replace(join(dir, 'ca.crt'), otherCa.certPem);
+    await replaceFile(join(dir, 'ca.crt'), otherCa.certPem);
     await waitFor('the new client CA in force', async () => {
       try {
         return (await new Producer(withCert(certs.otherCaBilling)).send('orders', 'new CA')).id > 0;

@@ -1,6 +1,5 @@
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { mkdtemp, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,8 +23,8 @@ import {
 import { pushRouting } from '../../src/operator/shards/routing-publisher.js';
 import { BrokerProcess } from '../../tools/local/broker-process.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { ADMIN_TOKEN, refusal, startShards } from '../support/dataplane.js';
-import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
+import { ADMIN_TOKEN, refusal, replaceFile, runMqctl, startShards } from '../support/dataplane.js';
+import { ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
  * HTTPS on a broker process (issue 14.1), real handshakes on a real shard: the certificate is made
@@ -52,12 +51,6 @@ async function issueFor(authority: KeyPairPem): Promise<KeyPairPem> {
   return issueServingCertificate(authority, serverName, brokerSubjectAltNames(cr), SERVING_VALIDITY_DAYS);
 }
 
-/** Replaces a file in one step, as the kubelet swaps a mounted Secret's files. */
-async function replace(file: string, text: string): Promise<void> {
-  await writeFile(`${file}.new`, text);
-  await rename(`${file}.new`, file);
-}
-
 /** The serving certificate a new TLS connection is shown (not verified: only looked at). */
 function servedCertificate(): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -81,16 +74,8 @@ const client = (authority: KeyPairPem, extra: { serverName?: string } = { server
 });
 
 /** `mqctl ARGS` against the broker; its exit code and output. */
-function mqctl(args: string[], env: Record<string, string> = {}) {
-  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-    execFile(
-      process.execPath,
-      [join(REPO, 'dist/cli/main.js'), '--brokers', broker.url, ...args],
-      { env: { ...process.env, ...env } },
-      (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-    );
-  });
-}
+const mqctl = (args: string[], env: Record<string, string> = {}) =>
+  runMqctl(['--brokers', broker.url, ...args], env);
 
 beforeAll(async () => {
   await ensureBuilt();
@@ -199,8 +184,8 @@ describe('a broker serving HTTPS', () => {
     const renewedFingerprint = new X509Certificate(renewed.certPem).fingerprint256;
     // Key first, then certificate: the broker meets a mismatched pair in between and keeps the
     // certificate in force until the pair matches.
-    await replace(join(dir, 'tls.key'), renewed.keyPem);
-    await replace(join(dir, 'tls.crt'), renewed.certPem);
+    await replaceFile(join(dir, 'tls.key'), renewed.keyPem);
+    await replaceFile(join(dir, 'tls.crt'), renewed.certPem);
     await waitFor('the renewed certificate', async () => (await servedCertificate()) === renewedFingerprint);
 
     expect(broker.pid).toBe(pid);

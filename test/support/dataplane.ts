@@ -1,6 +1,8 @@
-import { mkdtemp } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import mysql from 'mysql2/promise';
 import { BROKER_DEFAULTS, Broker, type BrokerConfig } from '../../src/broker/broker.js';
 import { type TopicRight, tokenSha256 } from '../../src/api/users.js';
@@ -105,5 +107,23 @@ export function usersFileText(
       tokenSha256: tokenSha256(tokenOf(name)),
       rights,
     })),
+  });
+}
+
+/** Replaces a file in one step, as the kubelet swaps a mounted ConfigMap's or Secret's files. */
+export async function replaceFile(file: string, text: string): Promise<void> {
+  await writeFile(`${file}.new`, text);
+  await rename(`${file}.new`, file);
+}
+
+/** The built `mqctl`. */
+const MQCTL = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
+
+/** `mqctl ARGS` (built: dist/cli) with `env` added to this process's; its exit code and output. */
+export function runMqctl(args: string[], env: Record<string, string> = {}) {
+  return new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [MQCTL, ...args], { env: { ...process.env, ...env } }, (err, stdout, stderr) =>
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
+    );
   });
 }
