@@ -409,6 +409,7 @@ export class Broker {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     let routeName = 'unknown';
+    const arrived = performance.now();
     try {
       const match = this.match(req.method ?? 'GET', path);
       routeName = match.name;
@@ -428,6 +429,7 @@ export class Broker {
       else res.destroy();
     } finally {
       this.metrics.httpRequests.inc({ route: routeName, code: String(res.statusCode) });
+      this.metrics.httpRequestSeconds.observe({ route: routeName }, (performance.now() - arrived) / 1000);
     }
   }
 
