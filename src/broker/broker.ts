@@ -145,7 +145,14 @@ export const BROKER_DEFAULTS: Omit<BrokerConfig, 'db' | 'routing'> = {
     commitTimeoutMs: 2000,
   },
   maxPublishBytesInFlight: 8 << 20,
-  fetcher: { leaseTtlMs: 2_000, pollIntervalMs: 50, cacheBytes: 16 << 20, shardTimeoutMs: 500 },
+  fetcher: {
+    leaseTtlMs: 2_000,
+    pollIntervalMs: 50,
+    cacheBytes: 16 << 20,
+    // Ten groups' answers of 1 MiB each twice over; with more groups, answers shrink.
+    answerBytesInFlight: 24 << 20,
+    shardTimeoutMs: 500,
+  },
   probeIntervalMs: 500,
   poolSize: 12,
   fetchPoolSize: 8,
@@ -409,6 +416,7 @@ export class Broker {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
     let routeName = 'unknown';
+    const arrived = performance.now();
     try {
       const match = this.match(req.method ?? 'GET', path);
       routeName = match.name;
@@ -428,6 +436,7 @@ export class Broker {
       else res.destroy();
     } finally {
       this.metrics.httpRequests.inc({ route: routeName, code: String(res.statusCode) });
+      this.metrics.httpRequestSeconds.observe({ route: routeName }, (performance.now() - arrived) / 1000);
     }
   }
 
@@ -587,6 +596,9 @@ export class Broker {
         )
       : undefined;
     const result = await this.fetcher.fetch({ topic, group, ...body });
+    // A consumer that went away during the long poll: its response closed already.
+    if (res.closed) this.fetcher.answered(result);
+    else res.once('close', () => this.fetcher.answered(result));
     this.fetcher.recordDelivered(result.messages);
     const commitError = await committed;
     let backing: Buffer | undefined;

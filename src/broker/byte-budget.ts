@@ -17,6 +17,19 @@ export class ByteBudget {
     return new Promise((go) => this.waiting.push({ bytes, go }));
   }
 
+  /**
+   * Holds `bytes` at once, past the limit if need be: for holders that shrink to fit `room` rather
+   * than wait (fetch answers).
+   */
+  hold(bytes: number): void {
+    this.used += bytes;
+  }
+
+  /** What fits before the limit. */
+  get room(): number {
+    return Math.max(0, this.limit - this.used);
+  }
+
   release(bytes: number): void {
     this.used -= bytes;
     while (this.waiting.length > 0 && this.fits(this.waiting[0].bytes)) {

@@ -2,6 +2,7 @@ import { MqError, badRequest, errorMessage, unavailable } from '../common/errors
 import type { Logger } from '../common/logger.js';
 import type { Encoding } from './requests.js';
 import { endpointKey } from '../shard/connection.js';
+import { ByteBudget } from './byte-budget.js';
 import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
 import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
@@ -59,6 +60,8 @@ export interface FetchResult {
    * group was reset: its positions and uncommitted offsets of that shard are void.
    */
   generations: Record<string, number>;
+  /** Held in the answer budget until `answered` (set by `fetch`). */
+  heldBytes?: number;
 }
 
 export interface ShardOffsets {
@@ -92,6 +95,12 @@ export interface FetcherOptions {
   cacheBytes: number;
   /** The largest message: a shard read assumes it until it has seen the topic's sizes. */
   maxMessageBytes: number;
+  /**
+   * Payload bytes of the fetch answers on their way out at once. Past it, answers shrink (down to
+   * one message each) until earlier ones are written: the broker's memory does not grow with the
+   * number of groups fetching, nor with the maxBytes they ask for.
+   */
+  answerBytesInFlight: number;
   /**
    * How long one shard may take to answer its part of a fetch, a commit or a release: a fetch
    * answers with the other shards' messages after that (see shard-deadlines.ts).
@@ -130,6 +139,8 @@ export class Fetcher {
   private readonly pending: PendingState;
   /** Highest message id seen per shard and topic table: commits up to it need no lookup. */
   private readonly newestSeen = new Map<string, number>();
+  /** Fetch answers on their way out (FetcherOptions.answerBytesInFlight). */
+  private readonly answers: ByteBudget;
   private closed = false;
 
   constructor(
@@ -142,6 +153,7 @@ export class Fetcher {
     private readonly deadLetters: DeadLetters,
   ) {
     this.cache = new FetchCache(options.cacheBytes);
+    this.answers = new ByteBudget(options.answerBytesInFlight);
     this.offsetWriter = new OffsetWriter(pools);
     this.deadlines = new ShardDeadlines(options.shardTimeoutMs);
     this.pending = new PendingState(router, pools, this.deadlines, log);
@@ -207,9 +219,26 @@ export class Fetcher {
     if (reads.every((r) => r.kind === 'failed')) {
       throw unavailable('no_readable_shard', 'every shard failed to answer the fetch');
     }
-    const result = mergeShardReads(reads, req);
-    await Promise.all(reads.map((r) => this.countFromCommitted(r, result, req)));
+    const result = mergeShardReads(reads, {
+      maxMessages: req.maxMessages,
+      maxBytes: Math.min(req.maxBytes, this.answers.room),
+    });
+    // Held at once, before another fetch looks at the room.
+    result.heldBytes = result.messages.reduce((n, m) => n + m.size, 0);
+    this.answers.hold(result.heldBytes);
+    try {
+      await Promise.all(reads.map((r) => this.countFromCommitted(r, result, req)));
+    } catch (err) {
+      this.answered(result);
+      throw err;
+    }
     return result;
+  }
+
+  /** The answer to `result` is written (or its connection gone): its bytes leave the budget. */
+  answered(result: FetchResult): void {
+    this.answers.release(result.heldBytes ?? 0);
+    result.heldBytes = 0;
   }
 
   /**

@@ -15,6 +15,13 @@ export function createBrokerMetrics() {
       labelNames: ['route', 'code'] as const,
       registers,
     }),
+    httpRequestSeconds: new Histogram({
+      name: 'mq_broker_http_request_seconds',
+      help: 'Time from the arrival of a request to its answer, by route (a fetch includes its long-poll wait)',
+      labelNames: ['route'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10],
+      registers,
+    }),
     publishedMessages: new Counter({
       name: 'mq_broker_published_messages_total',
       help: 'Messages committed to a shard and acknowledged',

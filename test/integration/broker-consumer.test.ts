@@ -295,3 +295,33 @@ describe('dead letters', () => {
     expect(await readDlq(topic)).toMatchObject([{ value: 'x', reason: 'not_committed', deliveries: 2 }]);
   });
 });
+
+describe('request metrics', () => {
+  const bucket = (metrics: string, route: string, le: string) => {
+    const series = `mq_broker_http_request_seconds_bucket{le="${le}",route="${route}"} `;
+    const line = metrics.split('\n').find((l) => l.startsWith(series));
+    return Number(line?.slice(series.length) ?? 0);
+  };
+  const scrape = async () => (await fetch(`${broker.url}/metrics`)).text();
+
+  it('time each request by route, a fetch with its long-poll wait', async () => {
+    const topic = 'request-seconds';
+    const producer = new Producer({ brokers: [broker.url] });
+    await producer.createTopic(topic);
+    const before = await scrape();
+    await producer.sendBatch(topic, ['a']);
+    const consumer = new Consumer({ brokers: [broker.url], topic, group: 'g', waitMs: 300 });
+    expect((await consumer.poll()).map((m) => m.value)).toEqual(['a']);
+    // Nothing more to read: this fetch waits out its 300 ms.
+    expect(await consumer.poll()).toEqual([]);
+    const after = await scrape();
+    await consumer.close();
+
+    const added = (route: string, le: string) => bucket(after, route, le) - bucket(before, route, le);
+    expect(added('POST /v1/topics/messages', '+Inf')).toBe(1);
+    expect(added('POST /v1/topics/groups/fetch', '+Inf')).toBe(2);
+    // The fetch with messages answered at once; the empty one only after its wait.
+    expect(added('POST /v1/topics/groups/fetch', '0.25')).toBe(1);
+    expect(added('POST /v1/topics/groups/fetch', '0.5')).toBe(2);
+  });
+});

@@ -225,6 +225,44 @@ describe('slow and idle clients', () => {
       await metric(tight.url, /^mq_broker_limit_rejections_total\{limit="connections"\}/),
     ).toBeGreaterThan(0);
   });
+
+  it('a consumer that stops reading holds its own answer only: other answers shrink until it goes', async () => {
+    const broker = await startBroker(cluster, {
+      fetcher: { ...BROKER_DEFAULTS.fetcher, answerBytesInFlight: 12 << 20 },
+    });
+    const stalled = await rawSocket(broker.url);
+    try {
+      expect((await post(`${broker.url}/v1/topics`, { name: 'held' })).status).toBe(201);
+      const value = 'x'.repeat(200_000);
+      for (let i = 0; i < 5; i++) await publish(broker.url, 'held', Array(20).fill(value));
+      const fetchFromStart = async (group: string) => {
+        const res = await post(`${broker.url}/v1/topics/held/groups/${group}/fetch`, {
+          consumer: 'c',
+          maxMessages: 1000,
+          maxBytes: 64 << 20,
+          waitMs: 0,
+        });
+        expect(res.status).toBe(200);
+        return (res.body as { messages: unknown[] }).messages.length;
+      };
+      // Up to the budget: 62 messages of 200 KB fit in 12 MiB.
+      expect(await fetchFromStart('first')).toBe(62);
+      // An answer as large that the client never reads: far more than the sockets buffer.
+      stalled.pause();
+      const body = JSON.stringify({ consumer: 'c', maxMessages: 1000, maxBytes: 64 << 20, waitMs: 0 });
+      stalled.write(
+        'POST /v1/topics/held/groups/stalled/fetch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+      // While it is held, another group's answers carry one message each (and keep coming).
+      await waitFor('answers shrunk to one message', async () => (await fetchFromStart('other')) === 1);
+      stalled.destroy();
+      await waitFor('full answers again', async () => (await fetchFromStart('other')) === 62);
+    } finally {
+      stalled.destroy();
+      await broker.close();
+    }
+  });
 });
 
 describe('long-poll fetches and writes', () => {

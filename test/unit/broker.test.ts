@@ -174,6 +174,22 @@ describe('the publish byte budget', () => {
   });
 });
 
+describe('the fetch answer budget', () => {
+  it('gives the room left, held past the limit if need be, back as answers go', () => {
+    const budget = new ByteBudget(10);
+    expect(budget.room).toBe(10);
+    budget.hold(6);
+    expect(budget.room).toBe(4);
+    // An answer carries at least one message, whatever the room.
+    budget.hold(9);
+    expect(budget.room).toBe(0);
+    budget.release(9);
+    expect(budget.room).toBe(4);
+    budget.release(6);
+    expect(budget.room).toBe(10);
+  });
+});
+
 describe('the fetch cache', () => {
   const run = (ids: number[], size = 10) => ids.map((id) => msg(id, size));
   const ids = (ms: FetchedMessage[]) => ms.map((m) => m.id);
