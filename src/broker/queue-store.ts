@@ -65,11 +65,15 @@ const quotedBody = (text: string) =>
 /**
  * A row's publish time, by the shard's clock: readers judge gaps by it against the same clock
  * (gaps.ts), so a broker whose clock is off cannot make rows look older than they are. NOW() is
- * fixed for the whole statement: every row of a batch gets the same value.
+ * fixed for the whole statement: every row of a batch gets the same value. The first row computes
+ * it into a session variable and the others read that (rows are evaluated in order): the
+ * expression parsed and evaluated in every row cost the primary a sixth of its CPU per 256 B row
+ * (docs/benchmarks.md, "Issue 12, round 4").
  */
 const SHARD_NOW_MS = 'UNIX_TIMESTAMP(NOW(3))*1000';
 
-const ROW_START = Buffer.from(`(${SHARD_NOW_MS},`);
+const FIRST_ROW_START = Buffer.from(`(@mq_now:=${SHARD_NOW_MS},`);
+const ROW_START = Buffer.from('(@mq_now,');
 const [COMMA, QUOTE, CLOSE, HEX] = [0x2c, 0x27, 0x29, 0x58];
 
 /**
@@ -86,8 +90,12 @@ export function insertStatement(
 ): StatementBytes {
   const head = `INSERT INTO ${table} (published_at, payload) VALUES `;
   const literals = new Array<string>(payloads.length);
-  // Per row: ROW_START, the literal between its quotes, the closing quote and parenthesis, a comma.
-  let size = STATEMENT_HEADROOM + Buffer.byteLength(head) + payloads.length * (ROW_START.length + 4);
+  // Per row: its start, the literal between its quotes, the closing quote and parenthesis, a comma.
+  let size =
+    STATEMENT_HEADROOM +
+    Buffer.byteLength(head) +
+    FIRST_ROW_START.length +
+    payloads.length * (ROW_START.length + 4);
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i];
     literals[i] = typeof p === 'string' ? quotedBody(p) : p.toString('hex');
@@ -97,8 +105,9 @@ export function insertStatement(
   let at = STATEMENT_HEADROOM + out.write(head, STATEMENT_HEADROOM);
   for (let i = 0; i < payloads.length; i++) {
     if (i > 0) out[at++] = COMMA;
-    out.set(ROW_START, at);
-    at += ROW_START.length;
+    const start = i === 0 ? FIRST_ROW_START : ROW_START;
+    out.set(start, at);
+    at += start.length;
     if (typeof payloads[i] !== 'string') out[at++] = HEX;
     out[at++] = QUOTE;
     at += out.write(literals[i], at);

@@ -66,6 +66,24 @@ describe('statements sent as bytes', () => {
     expect(ids.map((r) => r.insertId)).toEqual([1, 3, 5, 7, 9]);
   });
 
+  it("stamp every row of a statement with the shard's time of that statement, on a connection used again", async () => {
+    const topicId = await createTopic(pool, 'stamped');
+    const conn = await pool.getConnection();
+    const [[before]] = (await conn.query('SELECT UNIX_TIMESTAMP(NOW(3))*1000 AS now')) as unknown as [
+      { now: string }[],
+    ];
+    await insertMessages(conn, topicId, ['a', 'b', 'c']);
+    await conn.query('DO SLEEP(0.05)');
+    await insertMessages(conn, topicId, ['d', 'e']);
+    conn.release();
+    const { messages } = await readMessages(pool, topicId, 0, 10);
+    const stamps = messages.map((m) => m.publishedAt);
+    expect(new Set(stamps.slice(0, 3)).size).toBe(1);
+    expect(new Set(stamps.slice(3)).size).toBe(1);
+    expect(stamps[0]).toBeGreaterThanOrEqual(Number(before.now));
+    expect(stamps[3] - stamps[0]).toBeGreaterThanOrEqual(50);
+  });
+
   it('send a statement over 16 MiB as several protocol packets', async () => {
     const topicId = await createTopic(pool, 'large');
     // Written as hex: a statement of about 18 MiB, past one packet's 16 MiB.
