@@ -5,7 +5,14 @@ import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, type Message, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
 import { waitFor } from '../../tools/local/wait.js';
-import { ADMIN_TOKEN, committedOffsets, post, startBroker, startShards } from '../support/dataplane.js';
+import {
+  ADMIN_TOKEN,
+  committedOffsets,
+  post,
+  sampleIn,
+  startBroker,
+  startShards,
+} from '../support/dataplane.js';
 
 const run = promisify(execFile);
 
@@ -297,11 +304,8 @@ describe('dead letters', () => {
 });
 
 describe('request metrics', () => {
-  const bucket = (metrics: string, route: string, le: string) => {
-    const series = `mq_broker_http_request_seconds_bucket{le="${le}",route="${route}"} `;
-    const line = metrics.split('\n').find((l) => l.startsWith(series));
-    return Number(line?.slice(series.length) ?? 0);
-  };
+  const bucket = (page: string, route: string, le: string) =>
+    sampleIn(page, `mq_broker_http_request_seconds_bucket{le="${le}",route="${route}"}`);
   const scrape = async () => (await fetch(`${broker.url}/metrics`)).text();
 
   it('time each request by route, a fetch with its long-poll wait', async () => {

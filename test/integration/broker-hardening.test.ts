@@ -7,7 +7,7 @@ import { BROKER_DEFAULTS, type Broker } from '../../src/broker/broker.js';
 import { BROKER_NODE_OPTIONS } from '../../src/api/node-options.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
 import { withAdmin } from '../../src/shard/connection.js';
-import { ADMIN_TOKEN, post, startBroker, startShards } from '../support/dataplane.js';
+import { ADMIN_TOKEN, metric, post, startBroker, startShards } from '../support/dataplane.js';
 import { REPO, ensureBuilt, waitFor } from '../support/operator.js';
 
 /**
@@ -117,12 +117,6 @@ async function consumeAll(url: string, topic: string, group: string, consumer = 
     empty = messages.length === 0 ? empty + 1 : 0;
   }
   return got;
-}
-
-async function metric(url: string, line: RegExp): Promise<number> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const found = text.split('\n').find((l) => line.test(l));
-  return found ? Number(found.split(' ').pop()) : 0;
 }
 
 /** A raw TCP connection to the broker, for requests no HTTP client would send. */

@@ -46,6 +46,22 @@ export async function post(url: string, body: unknown, headers: Record<string, s
 }
 
 /** Committed offset per shard of a group, as the broker's offsets route reports it. */
+/**
+ * The value of the first sample on a metrics page whose line starts with `series` (name and
+ * labels, as the page writes them) or matches it; 0 when there is none.
+ */
+export function sampleIn(page: string, series: string | RegExp): number {
+  const found = page
+    .split('\n')
+    .find((l) => (typeof series === 'string' ? l.startsWith(`${series} `) : series.test(l)));
+  return found ? Number(found.split(' ').pop()) : 0;
+}
+
+/** `sampleIn` of the broker's /metrics page now. */
+export async function metric(brokerUrl: string, series: string | RegExp): Promise<number> {
+  return sampleIn(await (await fetch(`${brokerUrl}/metrics`)).text(), series);
+}
+
 export async function committedOffsets(
   brokerUrl: string,
   topic: string,
