@@ -14,7 +14,8 @@ import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { mediaType, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { FRAMES_CONTENT_TYPE } from '../common/message-frames.js';
 import { ReusableBuffers } from '../common/reusable-buffers.js';
 import {
   MAX_MESSAGES_PER_PUBLISH,
@@ -33,6 +34,7 @@ import {
   parseCommit,
   parseCreateTopic,
   parseFetch,
+  parseFramedPublish,
   parseJson,
   parsePublish,
   parseReset,
@@ -562,18 +564,27 @@ export class Broker {
           throw err;
         },
       );
-      // Parsed into strings and buffers of their own: the body's buffer serves the next publish.
-      const { payloads, bytes } = parsePublish(parseJson(body), this.config);
-      this.publishBuffers.give(body);
-      if (bytes > limits.payloadBytes) {
-        throw new MqError(
-          413,
-          'publish_too_large',
-          `the messages of one publish may total ${limits.payloadBytes} bytes; this one has ${bytes}`,
-        );
+      const framed = mediaType(req) === FRAMES_CONTENT_TYPE;
+      try {
+        // Framed payloads are views into the body until the publish is answered; JSON is parsed
+        // into strings and buffers of their own, so its body's buffer serves the next publish.
+        const { payloads, bytes } = framed
+          ? parseFramedPublish(body, this.config)
+          : parsePublish(parseJson(body), this.config);
+        if (!framed) this.publishBuffers.give(body);
+        if (bytes > limits.payloadBytes) {
+          throw new MqError(
+            413,
+            'publish_too_large',
+            `the messages of one publish may total ${limits.payloadBytes} bytes; this one has ${bytes}`,
+          );
+        }
+        await this.catalog.requireTopic(topic);
+        sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
+      } finally {
+        // Settled: the writer copied the payloads into its INSERT and is done with them.
+        if (framed) this.publishBuffers.give(body);
       }
-      await this.catalog.requireTopic(topic);
-      sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
     } finally {
       this.publishBytes.release(held);
     }

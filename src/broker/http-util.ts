@@ -59,6 +59,11 @@ export function readBody(
   });
 }
 
+/** The request's Content-Type without parameters, lower case ('' when there is none). */
+export function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
+}
+
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {
   sendJsonBytes(res, status, JSON.stringify(body));
 }

@@ -3,6 +3,14 @@ import https from 'node:https';
 import { parseJsonLines } from '../common/json-lines.js';
 
 /** Errors the SDK raises: a broker's `{code, message}` answer, or every broker unreachable. */
+/** A request body already encoded (a publish: see Producer), sent as it is. */
+export class EncodedBody {
+  constructor(
+    readonly bytes: Buffer,
+    readonly contentType: string,
+  ) {}
+}
+
 export class MqClientError extends Error {
   constructor(
     readonly status: number,
@@ -103,9 +111,12 @@ export class Transport {
   ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     const brokers = this.options.brokers;
-    // A Buffer is a body already encoded as JSON (a publish: see Producer).
     const payload =
-      body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      body === undefined
+        ? undefined
+        : body instanceof EncodedBody
+          ? body
+          : new EncodedBody(Buffer.from(JSON.stringify(body)), 'application/json');
     let lastError: unknown;
     let certificatesRefused = 0;
     for (let attempt = 0; ; attempt++) {
@@ -141,14 +152,14 @@ export class Transport {
     base: string,
     method: string,
     path: string,
-    payload: Buffer | undefined,
+    payload: EncodedBody | undefined,
     timeoutMs: number,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const headers: Record<string, string | number> = {};
       if (payload) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = payload.length;
+        headers['content-type'] = payload.contentType;
+        headers['content-length'] = payload.bytes.length;
       }
       if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
       const url = new URL(base + path);
@@ -181,7 +192,7 @@ export class Transport {
         clearTimeout(timer);
         reject(err);
       });
-      req.end(payload);
+      req.end(payload?.bytes);
     });
   }
 }

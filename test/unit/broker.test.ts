@@ -13,6 +13,7 @@ import {
 } from '../../src/broker/fetch-cache.js';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertStatement } from '../../src/broker/queue-store.js';
+import { encodeFrames } from '../../src/common/message-frames.js';
 import { STATEMENT_HEADROOM } from '../../src/shard/statement-bytes.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { deadLetterBody } from '../../src/broker/dead-letters.js';
@@ -20,6 +21,7 @@ import {
   parseCommit,
   parseCreateTopic,
   parseFetch,
+  parseFramedPublish,
   parsePublish,
   parseReset,
   parseTopicPatch,
@@ -463,12 +465,19 @@ describe('reusable buffers', () => {
 });
 
 describe('the multi-row INSERT', () => {
-  it('quotes text, escaping only quote, backslash and NUL, writes bytes as hex, stamps by the shard', () => {
-    const statement = insertStatement('mq.m_9', ['ab', 'it\'s \\ \0 "é"', Buffer.from([0, 0xff])]);
+  it('quotes text, escaping only quote, backslash and NUL, writes bytes as a binary literal, stamps by the shard', () => {
+    const statement = insertStatement('mq.m_9', [
+      'ab',
+      'it\'s \\ \0 "é"',
+      Buffer.from([0, 0x27, 0xff, 0x5c]),
+      Buffer.from('plain'),
+    ]);
     // The shard's time computed once, in the first row; the others take it from the variable.
-    expect(statement.subarray(STATEMENT_HEADROOM).toString()).toBe(
+    // Bytes go in as a binary literal, escaped like text.
+    expect(statement.subarray(STATEMENT_HEADROOM).toString('latin1')).toBe(
       'INSERT INTO mq.m_9 (published_at, payload) VALUES ' +
-        `(@mq_now:=UNIX_TIMESTAMP(NOW(3))*1000,'ab'),(@mq_now,'it\\'s \\\\ \\0 "é"'),(@mq_now,X'00ff')`,
+        `(@mq_now:=UNIX_TIMESTAMP(NOW(3))*1000,'ab'),(@mq_now,'it\\'s \\\\ \\0 "Ã©"'),` +
+        `(@mq_now,_binary'\\0\\'\xff\\\\'),(@mq_now,_binary'plain')`,
     );
   });
 });
@@ -490,6 +499,20 @@ describe('request parsing', () => {
     expect(() =>
       parsePublish({ messages: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] }, limits),
     ).toThrow(/at most 2/);
+  });
+  it('splits what encodeFrames writes back into the messages, and enforces the same limits', () => {
+    const body = encodeFrames(['é', Buffer.from([0, 1]), '']);
+    const { payloads, bytes } = parseFramedPublish(body, { ...limits, maxMessagesPerPublish: 3 });
+    expect(payloads).toEqual([Buffer.from('é'), Buffer.from([0, 1]), Buffer.alloc(0)]);
+    expect(bytes).toBe(4);
+    expect(() => parseFramedPublish(Buffer.alloc(0), limits)).toThrow(/at least one message/);
+    expect(() => parseFramedPublish(encodeFrames(['abcde']), limits)).toThrow(
+      /message 0 is 5 bytes; the limit is 4/,
+    );
+    expect(() => parseFramedPublish(encodeFrames(['a', 'b', 'c']), limits)).toThrow(/at most 2/);
+    expect(() => parseFramedPublish(body.subarray(0, 11), limits)).toThrow(
+      /message 1 is 2 bytes but the body ends 1 bytes after its size/,
+    );
   });
   it('fills fetch defaults', () => {
     expect(parseFetch({ consumer: 'c1' })).toMatchObject({
