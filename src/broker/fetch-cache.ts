@@ -149,7 +149,10 @@ export type ReadSource = 'cache' | 'shared' | 'query';
 interface Flight {
   after: number;
   rows: number;
-  done: Promise<unknown>;
+  /** The caller's count of commits when the query began (see `read`). */
+  commitsAtStart: number;
+  /** Whether the query answered. */
+  done: Promise<boolean>;
 }
 
 /**
@@ -203,28 +206,45 @@ export class FetchCache {
    * Up to `limit` messages after `position`: from the cache, else from the query under way that
    * covers `position`, else from `load(position)` (a query of up to `limit` rows with the gap rule
    * applied), which the cache then keeps.
+   *
+   * `commits` counts the commits this broker made to the key's topic so far. A query under way
+   * that found nothing after `position`, with no commit since it began, answers the readers that
+   * waited for it: a query of their own would find the same. At the tail, every group's fetch
+   * wakes on each commit and reads every shard; without this, each shard the commit did not touch
+   * cost one SELECT per group (docs/benchmarks.md, "Issue 12, round 5").
    */
   async read(
     key: string,
     position: number,
     limit: number,
     load: () => Promise<FetchedMessage[]>,
+    commits: () => number,
   ): Promise<{ messages: FetchedMessage[]; source: ReadSource }> {
     const cached = this.take(key, position, limit);
     if (cached.length > 0) return { messages: cached, source: 'cache' };
     let flights = this.flights.get(key);
     const covering = flights && [...flights].find((f) => f.after <= position && position < f.after + f.rows);
     if (covering) {
-      await covering.done;
+      const answered = await covering.done;
       const shared = this.take(key, position, limit);
-      if (shared.length > 0) return { messages: shared, source: 'shared' };
+      if (shared.length > 0 || (answered && covering.commitsAtStart === commits())) {
+        return { messages: shared, source: 'shared' };
+      }
     }
     if (!flights) this.flights.set(key, (flights = new Set()));
     const query = load().then((messages) => {
       this.add(key, position, messages);
       return messages;
     });
-    const flight: Flight = { after: position, rows: limit, done: query.catch(() => undefined) };
+    const flight: Flight = {
+      after: position,
+      rows: limit,
+      commitsAtStart: commits(),
+      done: query.then(
+        () => true,
+        () => false,
+      ),
+    };
     flights.add(flight);
     try {
       return { messages: await query, source: 'query' };

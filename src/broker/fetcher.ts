@@ -128,6 +128,8 @@ export class Fetcher {
   /** Leases being renewed in the background (see renewInBackground). */
   private readonly renewing = new Set<string>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Commits this broker's writer made, per topic (`notify`): see FetchCache.read. */
+  private readonly commits = new Map<string, number>();
   /** Per replica serving reads: its applied GTID position and since when it has not moved. */
   private readonly replicaApplied = new Map<string, { position: string; since: number }>();
   /** Average payload size of the last read, per cache key: how many rows fit `maxBytes`. */
@@ -164,6 +166,7 @@ export class Fetcher {
 
   /** Wakes fetches waiting on `topic`; the writer calls it after each commit. */
   notify(topic: string): void {
+    this.commits.set(topic, (this.commits.get(topic) ?? 0) + 1);
     const set = this.waiters.get(topic);
     if (!set) return;
     this.waiters.delete(topic);
@@ -281,8 +284,12 @@ export class Fetcher {
     // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
     const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
     const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
-    const read = await this.cache.read(key, start, rows, () =>
-      this.readDb(shard, key, topicId, start, rows, req.encoding),
+    const read = await this.cache.read(
+      key,
+      start,
+      rows,
+      () => this.readDb(shard, key, topicId, start, rows, req.encoding),
+      () => this.commits.get(req.topic) ?? 0,
     );
     this.metrics.fetchShardReads.inc({ source: read.source });
     // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).

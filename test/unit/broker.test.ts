@@ -195,15 +195,19 @@ describe('the fetch answer budget', () => {
 describe('the fetch cache', () => {
   const run = (ids: number[], size = 10) => ids.map((id) => msg(id, size));
   const ids = (ms: FetchedMessage[]) => ms.map((m) => m.id);
+  const noCommits = () => 0;
   const never = async (): Promise<FetchedMessage[]> => {
     throw new Error('the cache should have answered');
   };
 
   it('serves the rest of a read to any position inside it, and continues runs that follow', async () => {
     const cache = new FetchCache(1 << 20);
-    const first = await cache.read('k', 10, 100, async () => run([11, 12, 13]));
+    const first = await cache.read('k', 10, 100, async () => run([11, 12, 13]), noCommits);
     expect([ids(first.messages), first.source]).toEqual([[11, 12, 13], 'query']);
-    expect(await cache.read('k', 12, 100, never)).toEqual({ messages: [msg(13)], source: 'cache' });
+    expect(await cache.read('k', 12, 100, never, noCommits)).toEqual({
+      messages: [msg(13)],
+      source: 'cache',
+    });
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13]);
     expect(ids(cache.take('k', 11, 1))).toEqual([12]);
     // Nothing is known after the last message, nor before the read's position, nor for other keys.
@@ -211,7 +215,7 @@ describe('the fetch cache', () => {
     expect(cache.take('k', 9, 100)).toEqual([]);
     expect(cache.take('other', 10, 100)).toEqual([]);
     // A stepped-over hole (14..19) is part of the run that read past it.
-    await cache.read('k', 13, 100, async () => run([20, 21]));
+    await cache.read('k', 13, 100, async () => run([20, 21]), noCommits);
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13, 20, 21]);
     expect(ids(cache.take('k', 15, 100))).toEqual([20, 21]);
   });
@@ -224,11 +228,11 @@ describe('the fetch cache', () => {
       return run([1, 2, 3]);
     };
     const reads = [
-      cache.read('k', 0, 100, slow),
-      cache.read('k', 0, 100, never),
-      cache.read('k', 2, 100, never),
+      cache.read('k', 0, 100, slow, noCommits),
+      cache.read('k', 0, 100, never, noCommits),
+      cache.read('k', 2, 100, never, noCommits),
       // Beyond what the first query may return (100 rows): a query of its own.
-      cache.read('k', 500, 100, async () => run([501])),
+      cache.read('k', 500, 100, async () => run([501]), noCommits),
     ];
     await new Promise((r) => setImmediate(r));
     release();
@@ -238,19 +242,53 @@ describe('the fetch cache', () => {
     expect([ids(c.messages), c.source]).toEqual([[3], 'shared']);
     expect([ids(d.messages), d.source]).toEqual([[501], 'query']);
     // After the shared query: a position it did not reach queries again.
-    expect(ids((await cache.read('k', 3, 100, async () => run([4]))).messages)).toEqual([4]);
+    expect(ids((await cache.read('k', 3, 100, async () => run([4]), noCommits)).messages)).toEqual([4]);
+  });
+
+  it('answers readers that waited for an empty query with nothing, unless a commit came since it began', async () => {
+    const cache = new FetchCache(1 << 20);
+    let commits = 0;
+    const counted = () => commits;
+    let release!: () => void;
+    const emptyTail = async () => {
+      await new Promise<void>((r) => (release = r));
+      return [];
+    };
+    // Ten groups at the tail of a shard the last commit did not touch: one SELECT.
+    const first = [cache.read('k', 7, 100, emptyTail, counted), cache.read('k', 7, 100, never, counted)];
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await Promise.all(first)).toEqual([
+      { messages: [], source: 'query' },
+      { messages: [], source: 'shared' },
+    ]);
+    // A commit while the query was under way: what it found may be stale, so the waiter asks again.
+    const second = [
+      cache.read('k', 7, 100, emptyTail, counted),
+      cache.read('k', 7, 100, async () => run([8]), counted),
+    ];
+    await new Promise((r) => setImmediate(r));
+    commits++;
+    release();
+    const [, again] = await Promise.all(second);
+    expect([ids(again.messages), again.source]).toEqual([[8], 'query']);
+    // A failed query answers nobody else either.
+    const failing = cache.read('k', 8, 100, async () => Promise.reject(new Error('lost')), counted);
+    const waiting = cache.read('k', 8, 100, async () => run([9]), counted);
+    await expect(failing).rejects.toThrow('lost');
+    expect(ids((await waiting).messages)).toEqual([9]);
   });
 
   it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
     // What one of these messages counts as: its JSON and some room for the objects.
     const each = msg(1, 100).json.length + 120;
     const cache = new FetchCache(3 * each, 2);
-    await cache.read('k', 0, 10, async () => []);
+    await cache.read('k', 0, 10, async () => [], noCommits);
     expect(cache.sizeBytes).toBe(0);
-    await cache.read('k', 0, 10, async () => run([1, 2], 100));
+    await cache.read('k', 0, 10, async () => run([1, 2], 100), noCommits);
     expect(cache.sizeBytes).toBe(2 * each);
     // Runs hold at most 2 messages here, so this is a second run; the first goes.
-    await cache.read('k', 2, 10, async () => run([3, 4], 100));
+    await cache.read('k', 2, 10, async () => run([3, 4], 100), noCommits);
     expect(cache.sizeBytes).toBe(2 * each);
     expect(cache.take('k', 0, 10)).toEqual([]);
     expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
@@ -258,8 +296,8 @@ describe('the fetch cache', () => {
 
   it('drops what no reader took for a while', async () => {
     const cache = new FetchCache(1 << 20);
-    await cache.read('old', 0, 10, async () => run([1, 2]));
-    await cache.read('new', 0, 10, async () => run([1, 2]));
+    await cache.read('old', 0, 10, async () => run([1, 2]), noCommits);
+    await cache.read('new', 0, 10, async () => run([1, 2]), noCommits);
     const now = Date.now();
     cache.take('new', 0, 10);
     cache.dropIdle(now + 4000, 5000);
