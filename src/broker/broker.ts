@@ -14,7 +14,7 @@ import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { mediaType, readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { accepts, mediaType, readBody, sendBytes, sendError, sendJson } from './http-util.js';
 import { FRAMES_CONTENT_TYPE } from '../common/message-frames.js';
 import { ReusableBuffers } from '../common/reusable-buffers.js';
 import {
@@ -594,6 +594,8 @@ export class Broker {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
+    // The SDK asks for frames; the JSON body's `encoding` then plays no part.
+    const framed = accepts(req, FRAMES_CONTENT_TYPE);
     await this.catalog.requireTopic(topic);
     await this.groupAdmission.admit(topic, group);
     // Before the read: a message failed too often is set aside rather than delivered again.
@@ -606,7 +608,12 @@ export class Broker {
           (err: unknown) => asMqError(err),
         )
       : undefined;
-    const result = await this.fetcher.fetch({ topic, group, ...body });
+    const result = await this.fetcher.fetch({
+      topic,
+      group,
+      ...body,
+      encoding: framed ? 'frames' : body.encoding,
+    });
     // A consumer that went away during the long poll: its response closed already.
     if (res.closed) this.fetcher.answered(result);
     else res.once('close', () => this.fetcher.answered(result));
@@ -615,11 +622,14 @@ export class Broker {
     let backing: Buffer | undefined;
     const answer = fetchAnswerBody(
       { ...result, commitError },
+      framed,
       (size) => (backing = this.answerBuffers.take(size)),
     );
     // Once the socket has taken the answer, its buffer serves another one (not on an error: the
     // socket may still refer to it, and the garbage collector frees it then).
-    sendJsonBytes(res, 200, answer, () => this.answerBuffers.give(backing!));
+    sendBytes(res, 200, framed ? FRAMES_CONTENT_TYPE : 'application/json', answer, () =>
+      this.answerBuffers.give(backing!),
+    );
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

@@ -1,11 +1,10 @@
 import { MqError, badRequest, errorMessage, unavailable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { Encoding } from './requests.js';
 import { endpointKey } from '../shard/connection.js';
 import { ByteBudget } from './byte-budget.js';
 import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
-import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
+import { type AnswerEncoding, FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
 import { ShardDeadlines, readKey, writeKey } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
@@ -39,7 +38,7 @@ export interface FetchRequest {
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
-  encoding: Encoding;
+  encoding: AnswerEncoding;
 }
 
 /** A message the SDK's handler threw for (the SDK goes back to just before it). */
@@ -304,7 +303,7 @@ export class Fetcher {
     topicId: number,
     start: number,
     rows: number,
-    encoding: Encoding,
+    encoding: AnswerEncoding,
   ): Promise<FetchedMessage[]> {
     const maxGapAge = await this.maxGapAge(shard, Date.now());
     const { messages: read, shardNowMs } = await readMessages(

@@ -103,6 +103,21 @@ describe('publish bodies', () => {
       'application/json',
     );
     expect(await json.json()).toMatchObject({ count: 1 });
+    // A fetch without the SDK's Accept header is answered in JSON, values as asked for.
+    const values: string[] = [];
+    let positions = {};
+    for (let i = 0; i < 20 && values.length < 4; i++) {
+      const plain = await fetch(`${broker.url}/v1/topics/${topic}/groups/curl/fetch`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ consumer: 'curl-1', encoding: 'base64', waitMs: 200, positions }),
+      });
+      expect(plain.headers.get('content-type')).toBe('application/json');
+      const answer = (await plain.json()) as { messages: { value: string }[]; positions: object };
+      values.push(...answer.messages.map((m) => m.value));
+      positions = answer.positions;
+    }
+    expect(values.sort()).toEqual(['', 'JwA=', 'JwA=', 'Zmlyc3Q=']);
     const got = await readAll('bodies', topic, 4, true);
     expect(got.map((m) => m.value).sort(Buffer.compare)).toEqual(
       [Buffer.from('first'), Buffer.from([0x27, 0]), Buffer.alloc(0), Buffer.from([0x27, 0])].sort(
@@ -129,14 +144,22 @@ describe('publish bodies', () => {
     expect(await large.json()).toMatchObject({ code: 'message_too_large' });
   });
 
-  it('lets the SDK fall back to JSON when a broker predates framed publishes', async () => {
-    // What a broker from before framed publishes answers to one: it reads the body as JSON.
+  it('lets the SDK fall back to JSON when a broker predates framed publishes and answers', async () => {
+    // What a broker from before frames answers: it reads every body as JSON and answers JSON.
     const seen: string[] = [];
     const older = createServer((req, res) => {
-      seen.push(String(req.headers['content-type']));
       const framed = req.headers['content-type'] !== 'application/json';
       req.resume();
       req.on('end', () => {
+        if (req.url?.endsWith('/fetch')) {
+          res.writeHead(200, { 'content-type': 'application/json' });
+          const messages = [{ shard: 'shard-0', id: 7, publishedAt: 1, value: 'YQ==' }];
+          res.end(
+            JSON.stringify({ messages, positions: { 'shard-0': 7 }, heldElsewhere: [], generations: {} }),
+          );
+          return;
+        }
+        seen.push(String(req.headers['content-type']));
         if (framed) {
           res.writeHead(400, { 'content-type': 'application/json' });
           res.end(JSON.stringify({ code: 'malformed_json', message: 'request body is not valid JSON' }));
@@ -156,6 +179,15 @@ describe('publish bodies', () => {
       ]);
       await producer.sendBatch('t', ['c', 'd']);
       expect(seen).toEqual(['application/vnd.mysqlmq.frames', 'application/json', 'application/json']);
+      const consumer = new Consumer({
+        brokers: [`http://127.0.72.9:${port}`],
+        topic: 't',
+        group: 'g',
+        binary: true,
+      });
+      expect(await consumer.poll()).toEqual([
+        { shard: 'shard-0', id: 7, publishedAt: 1, value: Buffer.from('a') },
+      ]);
     } finally {
       older.close();
     }

@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
 import { createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sendJsonBytes } from '../../src/broker/http-util.js';
+import { sendBytes } from '../../src/broker/http-util.js';
 import { ReusableBuffers } from '../../src/common/reusable-buffers.js';
 import { MqError } from '../../src/common/errors.js';
 import {
+  type AnswerEncoding,
   FetchCache,
   type FetchedMessage,
   fetchAnswerBody,
@@ -13,7 +14,7 @@ import {
 } from '../../src/broker/fetch-cache.js';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertStatement } from '../../src/broker/queue-store.js';
-import { encodeFrames } from '../../src/common/message-frames.js';
+import { decodeFramedAnswer, encodeFrames } from '../../src/common/message-frames.js';
 import { STATEMENT_HEADROOM } from '../../src/shard/statement-bytes.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { deadLetterBody } from '../../src/broker/dead-letters.js';
@@ -281,7 +282,7 @@ describe('the fetch cache', () => {
 
   it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
     // What one of these messages counts as: its JSON and some room for the objects.
-    const each = msg(1, 100).json.length + 120;
+    const each = msg(1, 100).encoded.length + 120;
     const cache = new FetchCache(3 * each, 2);
     await cache.read('k', 0, 10, async () => [], noCommits);
     expect(cache.sizeBytes).toBe(0);
@@ -327,7 +328,7 @@ describe('fetch answers', () => {
         value: m.payload.toString(encoding),
       }));
       const generations = { 'shard-0': 2 };
-      const body = fetchAnswerBody({ messages, positions, heldElsewhere, generations }).toString();
+      const body = fetchAnswerBody({ messages, positions, heldElsewhere, generations }, false).toString();
       expect(JSON.parse(body)).toEqual({ messages: expected, positions, heldElsewhere, generations });
       // Each message's JSON exactly as JSON.stringify writes it, on a line of its own.
       const lines = body.split('\n');
@@ -336,7 +337,7 @@ describe('fetch answers', () => {
       );
     }
     expect(
-      fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], generations: {} }).toString(),
+      fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], generations: {} }, false).toString(),
     ).toBe('{"messages":[],"positions":{},"heldElsewhere":[],"generations":{}}');
   });
 
@@ -388,7 +389,7 @@ describe('fetch answers', () => {
         for (const encoding of ['utf8', 'base64'] as const) {
           const m = fetchedMessage('shard-0', 42, 1700000000123, at, encoding);
           expect(
-            m.json.equals(reference(payload, encoding)),
+            m.encoded.equals(reference(payload, encoding)),
             `${encoding} ${payload.toString('hex')} +${offset}`,
           ).toBe(true);
           expect(m.size).toBe(payload.length);
@@ -399,9 +400,11 @@ describe('fetch answers', () => {
 
   it('name a shard as JSON.stringify does, whatever its name', () => {
     const m = fetchedMessage('shärd "1"', 1, 2, Buffer.from('v'), 'utf8');
-    expect(m.json.toString()).toBe(JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }));
+    expect(m.encoded.toString()).toBe(
+      JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }),
+    );
     const b = fetchedMessage('shärd "1"', 1, 2, Buffer.from([0xff]), 'base64');
-    expect(b.json.toString()).toBe(
+    expect(b.encoded.toString()).toBe(
       JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: '/w==' }),
     );
   });
@@ -410,13 +413,16 @@ describe('fetch answers', () => {
     const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
     expect(
       JSON.parse(
-        fetchAnswerBody({
-          messages: [],
-          positions: {},
-          heldElsewhere: [],
-          generations: {},
-          commitError,
-        }).toString(),
+        fetchAnswerBody(
+          {
+            messages: [],
+            positions: {},
+            heldElsewhere: [],
+            generations: {},
+            commitError,
+          },
+          false,
+        ).toString(),
       ),
     ).toEqual({
       messages: [],
@@ -464,7 +470,9 @@ describe('reusable buffers', () => {
     const server = createServer((req, res) => {
       const fill = Number(req.url!.slice(1));
       const backing = buffers.take(size);
-      sendJsonBytes(res, 200, backing.subarray(0, size).fill(fill), () => buffers.give(backing));
+      sendBytes(res, 200, 'application/json', backing.subarray(0, size).fill(fill), () =>
+        buffers.give(backing),
+      );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { port } = server.address() as AddressInfo;
@@ -496,9 +504,36 @@ describe('reusable buffers', () => {
     const messages = [fetchedMessage('shard-0', 1, 2, Buffer.from('v'), 'utf8')];
     const answer = { messages, positions: { 'shard-0': 1 }, heldElsewhere: [], generations: {} };
     let backing: Buffer | undefined;
-    const body = fetchAnswerBody(answer, (size) => (backing = buffers.take(size)));
+    const body = fetchAnswerBody(answer, false, (size) => (backing = buffers.take(size)));
     expect(body.buffer).toBe(backing!.buffer);
-    expect(body.equals(fetchAnswerBody(answer))).toBe(true);
+    expect(body.equals(fetchAnswerBody(answer, false))).toBe(true);
+  });
+
+  it('framed, carry the same header and messages as the JSON answer, whatever the payload and shard name', () => {
+    const stored = [
+      { shard: 'shard-0', id: 7, publishedAt: 1700000000123, payload: Buffer.from('plain') },
+      { shard: 'shard-0', id: 8, publishedAt: 1700000000124, payload: Buffer.from([0, 0xff, 0x22, 0x5c]) },
+      { shard: 'shärd "1"', id: 2 ** 40, publishedAt: 5, payload: Buffer.alloc(0) },
+      { shard: 'shard-0', id: 9, publishedAt: 6, payload: Buffer.from('é') },
+    ];
+    const answer = (encoding: AnswerEncoding) => ({
+      messages: stored.map((m) => fetchedMessage(m.shard, m.id, m.publishedAt, m.payload, encoding)),
+      positions: { 'shard-0': 9 },
+      heldElsewhere: ['shard-2'],
+      generations: { 'shard-0': 1 },
+      commitError: new MqError(503, 'offsets_unavailable', 'later'),
+    });
+    const json = JSON.parse(fetchAnswerBody(answer('base64'), false).toString()) as Record<string, unknown>;
+    const binary = decodeFramedAnswer(fetchAnswerBody(answer('frames'), true), true);
+    const { messages, ...header } = json;
+    expect(binary.header).toEqual(header);
+    expect(binary.messages).toEqual(
+      (messages as { value: string }[]).map((m) => ({ ...m, value: Buffer.from(m.value, 'base64') })),
+    );
+    const text = decodeFramedAnswer(fetchAnswerBody(answer('frames'), true), false);
+    expect(text.messages.map((m) => m.value)).toEqual(stored.map((m) => m.payload.toString()));
+    const body = fetchAnswerBody(answer('frames'), true);
+    expect(() => decodeFramedAnswer(body.subarray(0, body.length - 1), true)).toThrow(/cut short/);
   });
 });
 
