@@ -3,7 +3,6 @@ import https from 'node:https';
 import { parseJsonLines } from '../common/json-lines.js';
 import { FRAMES_CONTENT_TYPE } from '../common/message-frames.js';
 
-/** Errors the SDK raises: a broker's `{code, message}` answer, or every broker unreachable. */
 /** A request body already encoded (a publish: see Producer), sent as it is. */
 export class EncodedBody {
   constructor(
@@ -12,6 +11,7 @@ export class EncodedBody {
   ) {}
 }
 
+/** Errors the SDK raises: a broker's `{code, message}` answer, or every broker unreachable. */
 export class MqClientError extends Error {
   constructor(
     readonly status: number,
