@@ -14,7 +14,8 @@ import { GroupAdmin } from './group-admin.js';
 import { maxGapAgeMs } from './gaps.js';
 import { ByteBudget } from './byte-budget.js';
 import { fetchAnswerBody } from './fetch-cache.js';
-import { readBody, sendError, sendJson, sendJsonBytes } from './http-util.js';
+import { accepts, mediaType, readBody, sendBytes, sendError, sendJson } from './http-util.js';
+import { FRAMES_CONTENT_TYPE } from '../common/message-frames.js';
 import { ReusableBuffers } from '../common/reusable-buffers.js';
 import {
   MAX_MESSAGES_PER_PUBLISH,
@@ -33,6 +34,7 @@ import {
   parseCommit,
   parseCreateTopic,
   parseFetch,
+  parseFramedPublish,
   parseJson,
   parsePublish,
   parseReset,
@@ -562,18 +564,27 @@ export class Broker {
           throw err;
         },
       );
-      // Parsed into strings and buffers of their own: the body's buffer serves the next publish.
-      const { payloads, bytes } = parsePublish(parseJson(body), this.config);
-      this.publishBuffers.give(body);
-      if (bytes > limits.payloadBytes) {
-        throw new MqError(
-          413,
-          'publish_too_large',
-          `the messages of one publish may total ${limits.payloadBytes} bytes; this one has ${bytes}`,
-        );
+      const framed = mediaType(req) === FRAMES_CONTENT_TYPE;
+      try {
+        // Framed payloads are views into the body until the publish is answered; JSON is parsed
+        // into strings and buffers of their own, so its body's buffer serves the next publish.
+        const { payloads, bytes } = framed
+          ? parseFramedPublish(body, this.config)
+          : parsePublish(parseJson(body), this.config);
+        if (!framed) this.publishBuffers.give(body);
+        if (bytes > limits.payloadBytes) {
+          throw new MqError(
+            413,
+            'publish_too_large',
+            `the messages of one publish may total ${limits.payloadBytes} bytes; this one has ${bytes}`,
+          );
+        }
+        await this.catalog.requireTopic(topic);
+        sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
+      } finally {
+        // Settled: the writer copied the payloads into its INSERT and is done with them.
+        if (framed) this.publishBuffers.give(body);
       }
-      await this.catalog.requireTopic(topic);
-      sendJson(res, 200, await this.writer.publish(topic, payloads, bytes));
     } finally {
       this.publishBytes.release(held);
     }
@@ -583,6 +594,8 @@ export class Broker {
     const topic = checkTopicName(topicParam);
     const group = checkGroupName(groupParam);
     const body = parseFetch(await this.body(req));
+    // The SDK asks for frames; the JSON body's `encoding` then plays no part.
+    const framed = accepts(req, FRAMES_CONTENT_TYPE);
     await this.catalog.requireTopic(topic);
     await this.groupAdmission.admit(topic, group);
     // Before the read: a message failed too often is set aside rather than delivered again.
@@ -595,7 +608,12 @@ export class Broker {
           (err: unknown) => asMqError(err),
         )
       : undefined;
-    const result = await this.fetcher.fetch({ topic, group, ...body });
+    const result = await this.fetcher.fetch({
+      topic,
+      group,
+      ...body,
+      encoding: framed ? 'frames' : body.encoding,
+    });
     // A consumer that went away during the long poll: its response closed already.
     if (res.closed) this.fetcher.answered(result);
     else res.once('close', () => this.fetcher.answered(result));
@@ -604,11 +622,14 @@ export class Broker {
     let backing: Buffer | undefined;
     const answer = fetchAnswerBody(
       { ...result, commitError },
+      framed,
       (size) => (backing = this.answerBuffers.take(size)),
     );
     // Once the socket has taken the answer, its buffer serves another one (not on an error: the
     // socket may still refer to it, and the garbage collector frees it then).
-    sendJsonBytes(res, 200, answer, () => this.answerBuffers.give(backing!));
+    sendBytes(res, 200, framed ? FRAMES_CONTENT_TYPE : 'application/json', answer, () =>
+      this.answerBuffers.give(backing!),
+    );
   }
 
   private async commit(req: IncomingMessage, res: ServerResponse, [topicParam, groupParam]: string[]) {

@@ -1,11 +1,15 @@
 import { isUtf8 } from 'node:buffer';
 import type { MqError } from '../common/errors.js';
 import { encodeJsonLines } from '../common/json-lines.js';
+import { encodeFramedAnswer, encodeMessageFrame } from '../common/message-frames.js';
 import type { Encoding } from './requests.js';
 
+/** How a fetch answer carries its messages: JSON with values in an encoding, or frames. */
+export type AnswerEncoding = Encoding | 'frames';
+
 /**
- * A message on its way to consumers, as the fetch path keeps it: its element of a fetch answer's
- * `messages`, encoded once and shared by every group's answer. The payload itself is not kept.
+ * A message on its way to consumers, as the fetch path keeps it: its part of a fetch answer,
+ * encoded once and shared by every group's answer. The payload itself is not kept.
  */
 export interface FetchedMessage {
   shard: string;
@@ -13,8 +17,11 @@ export interface FetchedMessage {
   publishedAt: number;
   /** Payload bytes: what a fetch's maxBytes counts. */
   size: number;
-  /** `{"shard","id","publishedAt","value"}` as JSON.stringify writes it, in the read's encoding. */
-  json: Buffer;
+  /**
+   * Its frame (message-frames.ts), or its element of a JSON answer's `messages`:
+   * `{"shard","id","publishedAt","value"}` as JSON.stringify writes it, in the read's encoding.
+   */
+  encoded: Buffer;
 }
 
 export function fetchedMessage(
@@ -22,8 +29,12 @@ export function fetchedMessage(
   id: number,
   publishedAt: number,
   payload: Buffer,
-  encoding: Encoding,
+  encoding: AnswerEncoding,
 ): FetchedMessage {
+  const size = payload.length;
+  if (encoding === 'frames') {
+    return { shard, id, publishedAt, size, encoded: encodeMessageFrame(shard, id, publishedAt, payload) };
+  }
   const head = `{"shard":${JSON.stringify(shard)},"id":${id},"publishedAt":${publishedAt},"value":`;
   let json: Buffer;
   if (encoding === 'base64') {
@@ -35,7 +46,7 @@ export function fetchedMessage(
   } else {
     json = Buffer.from(`${head}${JSON.stringify(payload.toString(encoding))}}`);
   }
-  return { shard, id, publishedAt, size: payload.length, json };
+  return { shard, id, publishedAt, size, encoded: json };
 }
 
 const QUOTE = 0x22;
@@ -101,7 +112,9 @@ export function copiesAsJson(payload: Buffer): boolean {
 /**
  * A fetch answer's body: `{messages, positions, heldElsewhere, commitError?}` as JSON, the
  * messages' shared JSON copied in one per line (src/common/json-lines.ts), so the SDK parses a
- * large answer in small pieces. Written into `alloc(size)` when given.
+ * large answer in small pieces; or, when `framed` (messages read with encoding 'frames'), the rest
+ * as a JSON header followed by the messages' frames (message-frames.ts). Written into
+ * `alloc(size)` when given.
  */
 export function fetchAnswerBody(
   answer: {
@@ -112,24 +125,24 @@ export function fetchAnswerBody(
     /** Why the offsets committed along with the fetch were not. */
     commitError?: MqError;
   },
+  framed: boolean,
   alloc?: (size: number) => Buffer,
 ): Buffer {
   const error = answer.commitError;
-  return encodeJsonLines(
-    'messages',
-    answer.messages.map((m) => m.json),
-    {
-      positions: answer.positions,
-      heldElsewhere: answer.heldElsewhere,
-      generations: answer.generations,
-      commitError: error ? { status: error.status, ...error.toJSON() } : undefined,
-    },
-    alloc,
-  );
+  const header = {
+    positions: answer.positions,
+    heldElsewhere: answer.heldElsewhere,
+    generations: answer.generations,
+    commitError: error ? { status: error.status, ...error.toJSON() } : undefined,
+  };
+  const encoded = answer.messages.map((m) => m.encoded);
+  return framed
+    ? encodeFramedAnswer(header, encoded, alloc)
+    : encodeJsonLines('messages', encoded, header, alloc);
 }
 
-/** What a cached message is counted as: its JSON and the objects around it. */
-const costOf = (m: FetchedMessage) => m.json.length + 120;
+/** What a cached message is counted as: its encoding and the objects around it. */
+const costOf = (m: FetchedMessage) => m.encoded.length + 120;
 
 /** Messages a read from `after` returned (gap rule applied), ids ascending, `last` the highest. */
 interface Run {
@@ -149,7 +162,10 @@ export type ReadSource = 'cache' | 'shared' | 'query';
 interface Flight {
   after: number;
   rows: number;
-  done: Promise<unknown>;
+  /** The caller's count of commits when the query began (see `read`). */
+  commitsAtStart: number;
+  /** Whether the query answered. */
+  done: Promise<boolean>;
 }
 
 /**
@@ -203,28 +219,45 @@ export class FetchCache {
    * Up to `limit` messages after `position`: from the cache, else from the query under way that
    * covers `position`, else from `load(position)` (a query of up to `limit` rows with the gap rule
    * applied), which the cache then keeps.
+   *
+   * `commits` counts the commits this broker made to the key's topic so far. A query under way
+   * that found nothing after `position`, with no commit since it began, answers the readers that
+   * waited for it: a query of their own would find the same. At the tail, every group's fetch
+   * wakes on each commit and reads every shard; without this, each shard the commit did not touch
+   * cost one SELECT per group (docs/benchmarks.md, "Issue 12, round 5").
    */
   async read(
     key: string,
     position: number,
     limit: number,
     load: () => Promise<FetchedMessage[]>,
+    commits: () => number,
   ): Promise<{ messages: FetchedMessage[]; source: ReadSource }> {
     const cached = this.take(key, position, limit);
     if (cached.length > 0) return { messages: cached, source: 'cache' };
     let flights = this.flights.get(key);
     const covering = flights && [...flights].find((f) => f.after <= position && position < f.after + f.rows);
     if (covering) {
-      await covering.done;
+      const answered = await covering.done;
       const shared = this.take(key, position, limit);
-      if (shared.length > 0) return { messages: shared, source: 'shared' };
+      if (shared.length > 0 || (answered && covering.commitsAtStart === commits())) {
+        return { messages: shared, source: 'shared' };
+      }
     }
     if (!flights) this.flights.set(key, (flights = new Set()));
     const query = load().then((messages) => {
       this.add(key, position, messages);
       return messages;
     });
-    const flight: Flight = { after: position, rows: limit, done: query.catch(() => undefined) };
+    const flight: Flight = {
+      after: position,
+      rows: limit,
+      commitsAtStart: commits(),
+      done: query.then(
+        () => true,
+        () => false,
+      ),
+    };
     flights.add(flight);
     try {
       return { messages: await query, source: 'query' };

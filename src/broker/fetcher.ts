@@ -1,11 +1,10 @@
 import { MqError, badRequest, errorMessage, unavailable } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { Encoding } from './requests.js';
 import { endpointKey } from '../shard/connection.js';
 import { ByteBudget } from './byte-budget.js';
 import { readableCount } from './gaps.js';
 import type { BrokerMetrics } from './metrics.js';
-import { FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
+import { type AnswerEncoding, FetchCache, type FetchedMessage, fetchedMessage } from './fetch-cache.js';
 import { OffsetWriter } from './offset-writer.js';
 import { ShardDeadlines, readKey, writeKey } from './shard-deadlines.js';
 import { type DeadLetterReason, type DeadLetters } from './dead-letters.js';
@@ -39,7 +38,7 @@ export interface FetchRequest {
   maxMessages: number;
   maxBytes: number;
   waitMs: number;
-  encoding: Encoding;
+  encoding: AnswerEncoding;
 }
 
 /** A message the SDK's handler threw for (the SDK goes back to just before it). */
@@ -128,6 +127,8 @@ export class Fetcher {
   /** Leases being renewed in the background (see renewInBackground). */
   private readonly renewing = new Set<string>();
   private readonly waiters = new Map<string, Set<() => void>>();
+  /** Commits this broker's writer made, per topic (`notify`): see FetchCache.read. */
+  private readonly commits = new Map<string, number>();
   /** Per replica serving reads: its applied GTID position and since when it has not moved. */
   private readonly replicaApplied = new Map<string, { position: string; since: number }>();
   /** Average payload size of the last read, per cache key: how many rows fit `maxBytes`. */
@@ -164,6 +165,7 @@ export class Fetcher {
 
   /** Wakes fetches waiting on `topic`; the writer calls it after each commit. */
   notify(topic: string): void {
+    this.commits.set(topic, (this.commits.get(topic) ?? 0) + 1);
     const set = this.waiters.get(topic);
     if (!set) return;
     this.waiters.delete(topic);
@@ -281,8 +283,12 @@ export class Fetcher {
     // Rows of up to maxMessageBytes each: never read far more than the answer may carry.
     const rowBytes = this.rowBytes.get(key) ?? this.options.maxMessageBytes;
     const rows = Math.max(1, Math.min(limit, Math.floor(req.maxBytes / Math.max(1, rowBytes))));
-    const read = await this.cache.read(key, start, rows, () =>
-      this.readDb(shard, key, topicId, start, rows, req.encoding),
+    const read = await this.cache.read(
+      key,
+      start,
+      rows,
+      () => this.readDb(shard, key, topicId, start, rows, req.encoding),
+      () => this.commits.get(req.topic) ?? 0,
     );
     this.metrics.fetchShardReads.inc({ source: read.source });
     // Deliveries are counted on the primary only (while it is down, nothing is dead-lettered).
@@ -297,7 +303,7 @@ export class Fetcher {
     topicId: number,
     start: number,
     rows: number,
-    encoding: Encoding,
+    encoding: AnswerEncoding,
   ): Promise<FetchedMessage[]> {
     const maxGapAge = await this.maxGapAge(shard, Date.now());
     const { messages: read, shardNowMs } = await readMessages(

@@ -59,19 +59,33 @@ export function readBody(
   });
 }
 
-export function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  sendJsonBytes(res, status, JSON.stringify(body));
+/** The request's Content-Type without parameters, lower case ('' when there is none). */
+export function mediaType(req: IncomingMessage): string {
+  return (req.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
 }
 
-/** An answer already encoded as JSON; `sent` runs once the socket has taken all of it. */
-export function sendJsonBytes(
+/** Whether the request's Accept header names `type` (exactly; no wildcards). */
+export function accepts(req: IncomingMessage, type: string): boolean {
+  const accept = req.headers.accept;
+  return (
+    accept !== undefined && accept.split(',').some((t) => t.split(';', 1)[0].trim().toLowerCase() === type)
+  );
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  sendBytes(res, status, 'application/json', JSON.stringify(body));
+}
+
+/** An answer already encoded; `sent` runs once the socket has taken all of it. */
+export function sendBytes(
   res: ServerResponse,
   status: number,
-  json: string | Buffer,
+  contentType: string,
+  body: string | Buffer,
   sent?: () => void,
 ): void {
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(json) });
-  res.end(json, sent);
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+  res.end(body, sent);
 }
 
 export function sendError(res: ServerResponse, err: MqError): void {

@@ -16,13 +16,13 @@ export const SMALL_BODY_BYTES = 1 << 20;
 /** A routing document names every shard's instances; 64 shards fit many times over. */
 export const ROUTING_BODY_BYTES = 1 << 20;
 
-/** Per row of the multi-row INSERT beyond its payload: `(published_at,X'...')` and a comma. */
+/** Per row of the multi-row INSERT beyond its payload: `(@mq_now,_binary'...')` and a comma. */
 const INSERT_ROW_OVERHEAD = 32;
 
 export interface PublishLimits {
   /** Sum of the payloads of one publish. */
   payloadBytes: number;
-  /** The publish body: JSON around the payloads, escaping, base64. */
+  /** The publish body: frames or JSON around the payloads, escaping, base64. */
   bodyBytes: number;
   /**
    * A body without Content-Length (chunked): the broker cannot reserve its size in the publish
@@ -41,8 +41,8 @@ export function publishLimits(maxMessageBytes: number): PublishLimits {
 }
 
 /**
- * The largest INSERT a broker sends: one publish at its payload limit, every byte hex-encoded or
- * escaped (twice its size), or a batch of smaller publishes that together stay under it.
+ * The largest INSERT a broker sends: one publish at its payload limit, every byte escaped (twice
+ * its size), or a batch of smaller publishes that together stay under it.
  */
 export function maxInsertBytes(maxMessageBytes: number, maxMessagesPerPublish: number): number {
   return 2 * publishLimits(maxMessageBytes).payloadBytes + maxMessagesPerPublish * INSERT_ROW_OVERHEAD + 1024;

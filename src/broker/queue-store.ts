@@ -74,14 +74,48 @@ const SHARD_NOW_MS = 'UNIX_TIMESTAMP(NOW(3))*1000';
 
 const FIRST_ROW_START = Buffer.from(`(@mq_now:=${SHARD_NOW_MS},`);
 const ROW_START = Buffer.from('(@mq_now,');
-const [COMMA, QUOTE, CLOSE, HEX] = [0x2c, 0x27, 0x29, 0x58];
+/** Bytes go in as a binary string literal: their own size, against twice that as hex. */
+const BINARY_OPEN = Buffer.from("_binary'");
+const [COMMA, QUOTE, CLOSE, BACKSLASH, ZERO_DIGIT] = [0x2c, 0x27, 0x29, 0x5c, 0x30];
+
+/**
+ * How many bytes of `payload` a quoted literal escapes (quote, backslash, NUL). Three native scans
+ * in the usual case of none; a byte loop only for payloads that hold one.
+ */
+function escapedBytes(payload: Buffer): number {
+  if (payload.indexOf(QUOTE) < 0 && payload.indexOf(BACKSLASH) < 0 && payload.indexOf(0) < 0) return 0;
+  let count = 0;
+  for (let i = 0; i < payload.length; i++) {
+    const c = payload[i];
+    if (c === QUOTE || c === BACKSLASH || c === 0) count++;
+  }
+  return count;
+}
+
+/** Writes `payload` escaped (`escaped` bytes of it need a backslash) at `at`; returns the end. */
+function writeEscaped(out: Buffer, at: number, payload: Buffer, escaped: number): number {
+  if (escaped === 0) {
+    out.set(payload, at);
+    return at + payload.length;
+  }
+  for (let i = 0; i < payload.length; i++) {
+    const c = payload[i];
+    if (c === QUOTE || c === BACKSLASH || c === 0) {
+      out[at++] = BACKSLASH;
+      out[at++] = c === 0 ? ZERO_DIGIT : c;
+    } else out[at++] = c;
+  }
+  return at;
+}
 
 /**
  * The multi-row INSERT, rendered here rather than by mysql2, whose escaping hex-encodes each Buffer
  * and then runs a per-character regex over the hex, and written as bytes (statement-bytes.ts), not
  * as one string of up to a megabyte. Text goes in as a quoted literal (its own size; only quote,
  * backslash and NUL escaped; the connection is utf8mb4 and the column a BLOB, so the stored bytes
- * are the text's UTF-8), bytes as a hex literal.
+ * are the text's UTF-8). Bytes go in as a `_binary` quoted literal, escaped the same way: the
+ * introducer keeps the server from reading them as utf8mb4 text, and no valid utf8mb4 sequence
+ * holds a quote or backslash byte, so the lexer cannot take an escape for part of a character.
  */
 export function insertStatement(
   table: string,
@@ -89,7 +123,8 @@ export function insertStatement(
   alloc: (size: number) => Buffer = Buffer.allocUnsafe,
 ): StatementBytes {
   const head = `INSERT INTO ${table} (published_at, payload) VALUES `;
-  const literals = new Array<string>(payloads.length);
+  const literals = new Array<string | undefined>(payloads.length);
+  const escaped = new Array<number>(payloads.length);
   // Per row: its start, the literal between its quotes, the closing quote and parenthesis, a comma.
   let size =
     STATEMENT_HEADROOM +
@@ -98,8 +133,14 @@ export function insertStatement(
     payloads.length * (ROW_START.length + 4);
   for (let i = 0; i < payloads.length; i++) {
     const p = payloads[i];
-    literals[i] = typeof p === 'string' ? quotedBody(p) : p.toString('hex');
-    size += typeof p === 'string' ? Buffer.byteLength(literals[i]) : literals[i].length + 1;
+    if (typeof p === 'string') {
+      const literal = quotedBody(p);
+      literals[i] = literal;
+      size += Buffer.byteLength(literal);
+    } else {
+      escaped[i] = escapedBytes(p);
+      size += BINARY_OPEN.length - 1 + p.length + escaped[i];
+    }
   }
   const out = alloc(size);
   let at = STATEMENT_HEADROOM + out.write(head, STATEMENT_HEADROOM);
@@ -108,9 +149,14 @@ export function insertStatement(
     const start = i === 0 ? FIRST_ROW_START : ROW_START;
     out.set(start, at);
     at += start.length;
-    if (typeof payloads[i] !== 'string') out[at++] = HEX;
-    out[at++] = QUOTE;
-    at += out.write(literals[i], at);
+    const p = payloads[i];
+    if (typeof p === 'string') {
+      out[at++] = QUOTE;
+      at += out.write(literals[i]!, at);
+    } else {
+      out.set(BINARY_OPEN, at);
+      at = writeEscaped(out, at + BINARY_OPEN.length, p, escaped[i]);
+    }
     out[at++] = QUOTE;
     out[at++] = CLOSE;
   }

@@ -1,6 +1,7 @@
 import type { TopicSettings } from '../api/topic-settings.js';
 import { MqError, badRequest } from '../common/errors.js';
 import { parseJsonLines } from '../common/json-lines.js';
+import { FRAME_HEADER_BYTES } from '../common/message-frames.js';
 import { GROUP_NAME_PATTERN, TOPIC_NAME_PATTERN } from '../shard/schema.js';
 import type { ResetTarget } from '../api/groups.js';
 import type { HandlerFailure } from './fetcher.js';
@@ -144,6 +145,44 @@ export function parsePublish(body: unknown, limits: RequestLimits): Publish {
     bytes += size;
     return payload;
   });
+  return { payloads, bytes };
+}
+
+/**
+ * A publish body as length-prefixed messages (`FRAMES_CONTENT_TYPE`, what the SDK sends): per
+ * message its size in bytes (4 bytes, big-endian), then its bytes. The payloads are views into
+ * `body`, which must stay untouched until the publish is answered.
+ */
+export function parseFramedPublish(body: Buffer, limits: RequestLimits): Publish {
+  if (body.length === 0) throw badRequest('invalid_messages', 'a framed publish needs at least one message');
+  const payloads: Payload[] = [];
+  let bytes = 0;
+  for (let at = 0; at < body.length;) {
+    if (payloads.length === limits.maxMessagesPerPublish) {
+      throw badRequest('too_many_messages', `at most ${limits.maxMessagesPerPublish} messages per publish`);
+    }
+    if (at + FRAME_HEADER_BYTES > body.length) {
+      throw badRequest('invalid_messages', `message ${payloads.length}: the body ends inside its size`);
+    }
+    const size = body.readUInt32BE(at);
+    at += FRAME_HEADER_BYTES;
+    if (size > limits.maxMessageBytes) {
+      throw new MqError(
+        413,
+        'message_too_large',
+        `message ${payloads.length} is ${size} bytes; the limit is ${limits.maxMessageBytes}`,
+      );
+    }
+    if (at + size > body.length) {
+      throw badRequest(
+        'invalid_messages',
+        `message ${payloads.length} is ${size} bytes but the body ends ${body.length - at} bytes after its size`,
+      );
+    }
+    payloads.push(body.subarray(at, at + size));
+    bytes += size;
+    at += size;
+  }
   return { payloads, bytes };
 }
 

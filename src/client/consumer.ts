@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { MqClientError, Transport, type TransportOptions, groupPath } from './transport.js';
+import { decodeFramedAnswer } from '../common/message-frames.js';
 
 export interface ConsumerOptions extends TransportOptions {
   topic: string;
@@ -60,7 +61,9 @@ export interface Message<V = string | Buffer> {
 }
 
 interface FetchResponse {
-  messages: { shard: string; id: number; publishedAt: number; value: string }[];
+  messages: Message[];
+  /** Values are what the consumer asked for (a framed answer); else strings, base64 when binary. */
+  decoded?: boolean;
   positions: Record<string, number>;
   heldElsewhere: string[];
   /** The group's generation per shard read (absent from brokers older than group resets). */
@@ -134,6 +137,8 @@ export class Consumer {
           encoding: this.options.binary ? 'base64' : undefined,
         },
         waitMs + 10_000,
+        undefined,
+        (body) => framedFetchResponse(body, this.options.binary === true),
       )
       .finally(() => (this.fetchSentAt = undefined));
     // Committed: forget those offsets. Refused for good (4xx): forget them too; unavailable: retry.
@@ -149,9 +154,10 @@ export class Consumer {
     Object.assign(this.positions, res.positions);
     this.holdsNoShard = false;
     this.startHeartbeat();
-    if (!this.options.binary) return res.messages;
+    // Framed answers carry values as asked for; JSON ones (older brokers) base64 when binary.
+    if (res.decoded || !this.options.binary) return res.messages;
     // Decoded in place: the parsed objects are ours.
-    const messages = res.messages as Message[];
+    const messages = res.messages;
     for (const m of messages) m.value = Buffer.from(m.value as string, 'base64');
     return messages;
   }
@@ -400,4 +406,10 @@ export class Consumer {
       )
       .catch(() => undefined);
   }
+}
+
+/** A fetch answer the broker sent framed (message-frames.ts). */
+function framedFetchResponse(body: Buffer, binary: boolean): FetchResponse {
+  const { header, messages } = decodeFramedAnswer(body, binary);
+  return { ...(header as Omit<FetchResponse, 'messages'>), messages, decoded: true };
 }

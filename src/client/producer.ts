@@ -1,6 +1,7 @@
 import { encodeJsonLines } from '../common/json-lines.js';
 import { ReusableBuffers } from '../common/reusable-buffers.js';
-import { Transport, type TransportOptions, topicPath } from './transport.js';
+import { FRAMES_CONTENT_TYPE, encodeFrames } from '../common/message-frames.js';
+import { EncodedBody, MqClientError, Transport, type TransportOptions, topicPath } from './transport.js';
 import type { TopicSettings } from '../api/topic-settings.js';
 
 export interface ProducerOptions extends TransportOptions {
@@ -55,6 +56,8 @@ export class Producer {
   private readonly sending = new Set<Promise<void>>();
   /** Publish bodies are written into these (see ReusableBuffers). */
   private readonly bodies = new ReusableBuffers();
+  /** Publishes go framed (message-frames.ts) unless a broker turned out not to read them. */
+  private framed = true;
 
   constructor(options: ProducerOptions) {
     this.transport = new Transport(options);
@@ -83,10 +86,24 @@ export class Producer {
 
   /** Publishes the given messages in one request, bypassing the batching. */
   async sendBatch(topic: string, values: (Buffer | string)[]): Promise<PublishAck[]> {
-    const body = encode(values, (size) => this.bodies.take(size));
-    const res = await this.transport.call<PublishResponse>('POST', `${topicPath(topic)}/messages`, body);
+    const framed = this.framed;
+    const alloc = (size: number) => this.bodies.take(size);
+    const body = framed
+      ? new EncodedBody(encodeFrames(values, alloc), FRAMES_CONTENT_TYPE)
+      : new EncodedBody(encodeJson(values, alloc), 'application/json');
+    let res: PublishResponse;
+    try {
+      res = await this.transport.call<PublishResponse>('POST', `${topicPath(topic)}/messages`, body);
+    } catch (err) {
+      if (framed && err instanceof MqClientError && err.code === 'malformed_json') {
+        // A broker from before framed publishes read the frames as JSON: JSON from now on.
+        this.framed = false;
+        return this.sendBatch(topic, values);
+      }
+      throw err;
+    }
     // Answered: the broker has read all of it. After an error the socket may still refer to it.
-    this.bodies.give(body);
+    this.bodies.give(body.bytes);
     return values.map((_, i) => ({ shard: res.shard, id: res.firstId + i }));
   }
 
@@ -160,8 +177,8 @@ export class Producer {
   }
 }
 
-/** The publish body, one message per line (json-lines.ts): never one large string. */
-function encode(values: (Buffer | string)[], alloc: (size: number) => Buffer): Buffer {
+/** The JSON publish body, one message per line (json-lines.ts): never one large string. */
+function encodeJson(values: (Buffer | string)[], alloc: (size: number) => Buffer): Buffer {
   if (values.every((v) => typeof v === 'string')) {
     return encodeJsonLines(
       'messages',

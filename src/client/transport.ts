@@ -1,6 +1,15 @@
 import http from 'node:http';
 import https from 'node:https';
 import { parseJsonLines } from '../common/json-lines.js';
+import { FRAMES_CONTENT_TYPE } from '../common/message-frames.js';
+
+/** A request body already encoded (a publish: see Producer), sent as it is. */
+export class EncodedBody {
+  constructor(
+    readonly bytes: Buffer,
+    readonly contentType: string,
+  ) {}
+}
 
 /** Errors the SDK raises: a broker's `{code, message}` answer, or every broker unreachable. */
 export class MqClientError extends Error {
@@ -94,24 +103,29 @@ export class Transport {
     });
   }
 
+  /** The answer's JSON, or with `framed` the decoding of an answer the broker sent framed. */
   async call<T>(
     method: string,
     path: string,
     body?: unknown,
     requestTimeoutMs = this.requestTimeoutMs,
     timeoutMs = this.timeoutMs,
+    framed?: FramedAnswer<T>,
   ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     const brokers = this.options.brokers;
-    // A Buffer is a body already encoded as JSON (a publish: see Producer).
     const payload =
-      body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+      body === undefined
+        ? undefined
+        : body instanceof EncodedBody
+          ? body
+          : new EncodedBody(Buffer.from(JSON.stringify(body)), 'application/json');
     let lastError: unknown;
     let certificatesRefused = 0;
     for (let attempt = 0; ; attempt++) {
       const base = brokers[this.next++ % brokers.length];
       try {
-        return await this.once<T>(base, method, path, payload, requestTimeoutMs);
+        return await this.once<T>(base, method, path, payload, requestTimeoutMs, framed);
       } catch (err) {
         if (err instanceof MqClientError && err.status < 500) throw err;
         lastError = err;
@@ -141,14 +155,17 @@ export class Transport {
     base: string,
     method: string,
     path: string,
-    payload: Buffer | undefined,
+    payload: EncodedBody | undefined,
     timeoutMs: number,
+    framed: FramedAnswer<T> | undefined,
   ): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const headers: Record<string, string | number> = {};
+      // A broker from before framed answers ignores the header and answers JSON.
+      if (framed) headers.accept = `${FRAMES_CONTENT_TYPE}, application/json`;
       if (payload) {
-        headers['content-type'] = 'application/json';
-        headers['content-length'] = payload.length;
+        headers['content-type'] = payload.contentType;
+        headers['content-length'] = payload.bytes.length;
       }
       if (this.options.token) headers.authorization = `Bearer ${this.options.token}`;
       const url = new URL(base + path);
@@ -162,7 +179,13 @@ export class Transport {
           res.on('end', () => {
             clearTimeout(timer);
             try {
-              resolve(answer<T>(res.statusCode ?? 0, Buffer.concat(chunks)));
+              const body = Buffer.concat(chunks);
+              const status = res.statusCode ?? 0;
+              resolve(
+                framed && status === 200 && res.headers['content-type'] === FRAMES_CONTENT_TYPE
+                  ? decodeFramed(framed, body)
+                  : answer<T>(status, body),
+              );
             } catch (err) {
               reject(err);
             }
@@ -181,7 +204,7 @@ export class Transport {
         clearTimeout(timer);
         reject(err);
       });
-      req.end(payload);
+      req.end(payload?.bytes);
     });
   }
 }
@@ -192,6 +215,21 @@ function certificateRefused(base: string, err: Error & { code: string }): MqClie
       ? 'connect by a name the certificate carries, or set serverName (mqctl --server-name) to one'
       : "give the CA that signed the brokers' certificate (option ca, mqctl --ca FILE or MQ_CA)";
   return new MqClientError(0, 'certificate_refused', `${base}: ${err.message} (${err.code}); ${hint}`);
+}
+
+/** How to read an answer the broker sent framed (message-frames.ts). */
+export type FramedAnswer<T> = (body: Buffer) => T;
+
+function decodeFramed<T>(framed: FramedAnswer<T>, body: Buffer): T {
+  try {
+    return framed(body);
+  } catch (err) {
+    throw new MqClientError(
+      502,
+      'bad_response',
+      `broker sent a malformed framed answer: ${(err as Error).message}`,
+    );
+  }
 }
 
 /** A broker's answer: its JSON, or its `{code, message}` error thrown as MqClientError. */

@@ -2,6 +2,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Producer } from '../../src/client/index.js';
+import { parseFramedPublish } from '../../src/broker/requests.js';
 
 /**
  * The SDK's batching against a stand-in broker that answers publishes only when the test says so:
@@ -23,9 +24,8 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const values = (
-        JSON.parse(Buffer.concat(chunks).toString()) as { messages: { value: string }[] }
-      ).messages.map((m) => m.value);
+      const limits = { maxMessageBytes: 1 << 20, maxMessagesPerPublish: 1000 };
+      const values = parseFramedPublish(Buffer.concat(chunks), limits).payloads.map(String);
       const firstId = nextId;
       nextId += values.length;
       held.push({

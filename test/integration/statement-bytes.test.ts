@@ -86,13 +86,13 @@ describe('statements sent as bytes', () => {
 
   it('send a statement over 16 MiB as several protocol packets', async () => {
     const topicId = await createTopic(pool, 'large');
-    // Written as hex: a statement of about 18 MiB, past one packet's 16 MiB.
-    const payload = randomBytes(9 << 20);
-    const statement = insertStatement(messageTable(topicId), [payload]);
+    // Two binary literals of about 9 MiB each (random bytes, a few escaped), past one packet's 16 MiB.
+    const payloads = [randomBytes(9 << 20), randomBytes(9 << 20)];
+    const statement = insertStatement(messageTable(topicId), payloads);
     expect(statement.length).toBeGreaterThan(16 << 20);
     await queryBytes(pool, statement);
-    const { messages } = await readMessages(pool, topicId, 0, 1);
-    expect(messages[0].payload.equals(payload)).toBe(true);
+    const { messages } = await readMessages(pool, topicId, 0, 2);
+    expect(messages.map((m) => m.payload.equals(payloads[m.id - 1]))).toEqual([true, true]);
   });
 
   it("fail with the server's error, and the connection goes on", async () => {

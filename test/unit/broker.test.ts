@@ -2,10 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { ByteBudget } from '../../src/broker/byte-budget.js';
 import { createServer, get as httpGet } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { sendJsonBytes } from '../../src/broker/http-util.js';
+import { sendBytes } from '../../src/broker/http-util.js';
 import { ReusableBuffers } from '../../src/common/reusable-buffers.js';
 import { MqError } from '../../src/common/errors.js';
 import {
+  type AnswerEncoding,
   FetchCache,
   type FetchedMessage,
   fetchAnswerBody,
@@ -13,6 +14,7 @@ import {
 } from '../../src/broker/fetch-cache.js';
 import { mergeShardReads } from '../../src/broker/fetcher.js';
 import { insertStatement } from '../../src/broker/queue-store.js';
+import { decodeFramedAnswer, encodeFrames } from '../../src/common/message-frames.js';
 import { STATEMENT_HEADROOM } from '../../src/shard/statement-bytes.js';
 import { maxGapAgeMs, readableCount } from '../../src/broker/gaps.js';
 import { deadLetterBody } from '../../src/broker/dead-letters.js';
@@ -20,6 +22,7 @@ import {
   parseCommit,
   parseCreateTopic,
   parseFetch,
+  parseFramedPublish,
   parsePublish,
   parseReset,
   parseTopicPatch,
@@ -193,15 +196,19 @@ describe('the fetch answer budget', () => {
 describe('the fetch cache', () => {
   const run = (ids: number[], size = 10) => ids.map((id) => msg(id, size));
   const ids = (ms: FetchedMessage[]) => ms.map((m) => m.id);
+  const noCommits = () => 0;
   const never = async (): Promise<FetchedMessage[]> => {
     throw new Error('the cache should have answered');
   };
 
   it('serves the rest of a read to any position inside it, and continues runs that follow', async () => {
     const cache = new FetchCache(1 << 20);
-    const first = await cache.read('k', 10, 100, async () => run([11, 12, 13]));
+    const first = await cache.read('k', 10, 100, async () => run([11, 12, 13]), noCommits);
     expect([ids(first.messages), first.source]).toEqual([[11, 12, 13], 'query']);
-    expect(await cache.read('k', 12, 100, never)).toEqual({ messages: [msg(13)], source: 'cache' });
+    expect(await cache.read('k', 12, 100, never, noCommits)).toEqual({
+      messages: [msg(13)],
+      source: 'cache',
+    });
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13]);
     expect(ids(cache.take('k', 11, 1))).toEqual([12]);
     // Nothing is known after the last message, nor before the read's position, nor for other keys.
@@ -209,7 +216,7 @@ describe('the fetch cache', () => {
     expect(cache.take('k', 9, 100)).toEqual([]);
     expect(cache.take('other', 10, 100)).toEqual([]);
     // A stepped-over hole (14..19) is part of the run that read past it.
-    await cache.read('k', 13, 100, async () => run([20, 21]));
+    await cache.read('k', 13, 100, async () => run([20, 21]), noCommits);
     expect(ids(cache.take('k', 10, 100))).toEqual([11, 12, 13, 20, 21]);
     expect(ids(cache.take('k', 15, 100))).toEqual([20, 21]);
   });
@@ -222,11 +229,11 @@ describe('the fetch cache', () => {
       return run([1, 2, 3]);
     };
     const reads = [
-      cache.read('k', 0, 100, slow),
-      cache.read('k', 0, 100, never),
-      cache.read('k', 2, 100, never),
+      cache.read('k', 0, 100, slow, noCommits),
+      cache.read('k', 0, 100, never, noCommits),
+      cache.read('k', 2, 100, never, noCommits),
       // Beyond what the first query may return (100 rows): a query of its own.
-      cache.read('k', 500, 100, async () => run([501])),
+      cache.read('k', 500, 100, async () => run([501]), noCommits),
     ];
     await new Promise((r) => setImmediate(r));
     release();
@@ -236,19 +243,53 @@ describe('the fetch cache', () => {
     expect([ids(c.messages), c.source]).toEqual([[3], 'shared']);
     expect([ids(d.messages), d.source]).toEqual([[501], 'query']);
     // After the shared query: a position it did not reach queries again.
-    expect(ids((await cache.read('k', 3, 100, async () => run([4]))).messages)).toEqual([4]);
+    expect(ids((await cache.read('k', 3, 100, async () => run([4]), noCommits)).messages)).toEqual([4]);
+  });
+
+  it('answers readers that waited for an empty query with nothing, unless a commit came since it began', async () => {
+    const cache = new FetchCache(1 << 20);
+    let commits = 0;
+    const counted = () => commits;
+    let release!: () => void;
+    const emptyTail = async () => {
+      await new Promise<void>((r) => (release = r));
+      return [];
+    };
+    // Ten groups at the tail of a shard the last commit did not touch: one SELECT.
+    const first = [cache.read('k', 7, 100, emptyTail, counted), cache.read('k', 7, 100, never, counted)];
+    await new Promise((r) => setImmediate(r));
+    release();
+    expect(await Promise.all(first)).toEqual([
+      { messages: [], source: 'query' },
+      { messages: [], source: 'shared' },
+    ]);
+    // A commit while the query was under way: what it found may be stale, so the waiter asks again.
+    const second = [
+      cache.read('k', 7, 100, emptyTail, counted),
+      cache.read('k', 7, 100, async () => run([8]), counted),
+    ];
+    await new Promise((r) => setImmediate(r));
+    commits++;
+    release();
+    const [, again] = await Promise.all(second);
+    expect([ids(again.messages), again.source]).toEqual([[8], 'query']);
+    // A failed query answers nobody else either.
+    const failing = cache.read('k', 8, 100, async () => Promise.reject(new Error('lost')), counted);
+    const waiting = cache.read('k', 8, 100, async () => run([9]), counted);
+    await expect(failing).rejects.toThrow('lost');
+    expect(ids((await waiting).messages)).toEqual([9]);
   });
 
   it('keeps nothing from an empty read and drops the oldest runs past its size', async () => {
     // What one of these messages counts as: its JSON and some room for the objects.
-    const each = msg(1, 100).json.length + 120;
+    const each = msg(1, 100).encoded.length + 120;
     const cache = new FetchCache(3 * each, 2);
-    await cache.read('k', 0, 10, async () => []);
+    await cache.read('k', 0, 10, async () => [], noCommits);
     expect(cache.sizeBytes).toBe(0);
-    await cache.read('k', 0, 10, async () => run([1, 2], 100));
+    await cache.read('k', 0, 10, async () => run([1, 2], 100), noCommits);
     expect(cache.sizeBytes).toBe(2 * each);
     // Runs hold at most 2 messages here, so this is a second run; the first goes.
-    await cache.read('k', 2, 10, async () => run([3, 4], 100));
+    await cache.read('k', 2, 10, async () => run([3, 4], 100), noCommits);
     expect(cache.sizeBytes).toBe(2 * each);
     expect(cache.take('k', 0, 10)).toEqual([]);
     expect(ids(cache.take('k', 2, 10))).toEqual([3, 4]);
@@ -256,8 +297,8 @@ describe('the fetch cache', () => {
 
   it('drops what no reader took for a while', async () => {
     const cache = new FetchCache(1 << 20);
-    await cache.read('old', 0, 10, async () => run([1, 2]));
-    await cache.read('new', 0, 10, async () => run([1, 2]));
+    await cache.read('old', 0, 10, async () => run([1, 2]), noCommits);
+    await cache.read('new', 0, 10, async () => run([1, 2]), noCommits);
     const now = Date.now();
     cache.take('new', 0, 10);
     cache.dropIdle(now + 4000, 5000);
@@ -287,7 +328,7 @@ describe('fetch answers', () => {
         value: m.payload.toString(encoding),
       }));
       const generations = { 'shard-0': 2 };
-      const body = fetchAnswerBody({ messages, positions, heldElsewhere, generations }).toString();
+      const body = fetchAnswerBody({ messages, positions, heldElsewhere, generations }, false).toString();
       expect(JSON.parse(body)).toEqual({ messages: expected, positions, heldElsewhere, generations });
       // Each message's JSON exactly as JSON.stringify writes it, on a line of its own.
       const lines = body.split('\n');
@@ -296,7 +337,7 @@ describe('fetch answers', () => {
       );
     }
     expect(
-      fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], generations: {} }).toString(),
+      fetchAnswerBody({ messages: [], positions: {}, heldElsewhere: [], generations: {} }, false).toString(),
     ).toBe('{"messages":[],"positions":{},"heldElsewhere":[],"generations":{}}');
   });
 
@@ -348,7 +389,7 @@ describe('fetch answers', () => {
         for (const encoding of ['utf8', 'base64'] as const) {
           const m = fetchedMessage('shard-0', 42, 1700000000123, at, encoding);
           expect(
-            m.json.equals(reference(payload, encoding)),
+            m.encoded.equals(reference(payload, encoding)),
             `${encoding} ${payload.toString('hex')} +${offset}`,
           ).toBe(true);
           expect(m.size).toBe(payload.length);
@@ -359,9 +400,11 @@ describe('fetch answers', () => {
 
   it('name a shard as JSON.stringify does, whatever its name', () => {
     const m = fetchedMessage('shärd "1"', 1, 2, Buffer.from('v'), 'utf8');
-    expect(m.json.toString()).toBe(JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }));
+    expect(m.encoded.toString()).toBe(
+      JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: 'v' }),
+    );
     const b = fetchedMessage('shärd "1"', 1, 2, Buffer.from([0xff]), 'base64');
-    expect(b.json.toString()).toBe(
+    expect(b.encoded.toString()).toBe(
       JSON.stringify({ shard: 'shärd "1"', id: 1, publishedAt: 2, value: '/w==' }),
     );
   });
@@ -370,13 +413,16 @@ describe('fetch answers', () => {
     const commitError = new MqError(503, 'offsets_unavailable', 'no shard takes writes now');
     expect(
       JSON.parse(
-        fetchAnswerBody({
-          messages: [],
-          positions: {},
-          heldElsewhere: [],
-          generations: {},
-          commitError,
-        }).toString(),
+        fetchAnswerBody(
+          {
+            messages: [],
+            positions: {},
+            heldElsewhere: [],
+            generations: {},
+            commitError,
+          },
+          false,
+        ).toString(),
       ),
     ).toEqual({
       messages: [],
@@ -424,7 +470,9 @@ describe('reusable buffers', () => {
     const server = createServer((req, res) => {
       const fill = Number(req.url!.slice(1));
       const backing = buffers.take(size);
-      sendJsonBytes(res, 200, backing.subarray(0, size).fill(fill), () => buffers.give(backing));
+      sendBytes(res, 200, 'application/json', backing.subarray(0, size).fill(fill), () =>
+        buffers.give(backing),
+      );
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const { port } = server.address() as AddressInfo;
@@ -456,19 +504,53 @@ describe('reusable buffers', () => {
     const messages = [fetchedMessage('shard-0', 1, 2, Buffer.from('v'), 'utf8')];
     const answer = { messages, positions: { 'shard-0': 1 }, heldElsewhere: [], generations: {} };
     let backing: Buffer | undefined;
-    const body = fetchAnswerBody(answer, (size) => (backing = buffers.take(size)));
+    const body = fetchAnswerBody(answer, false, (size) => (backing = buffers.take(size)));
     expect(body.buffer).toBe(backing!.buffer);
-    expect(body.equals(fetchAnswerBody(answer))).toBe(true);
+    expect(body.equals(fetchAnswerBody(answer, false))).toBe(true);
+  });
+
+  it('framed, carry the same header and messages as the JSON answer, whatever the payload and shard name', () => {
+    const stored = [
+      { shard: 'shard-0', id: 7, publishedAt: 1700000000123, payload: Buffer.from('plain') },
+      { shard: 'shard-0', id: 8, publishedAt: 1700000000124, payload: Buffer.from([0, 0xff, 0x22, 0x5c]) },
+      { shard: 'shärd "1"', id: 2 ** 40, publishedAt: 5, payload: Buffer.alloc(0) },
+      { shard: 'shard-0', id: 9, publishedAt: 6, payload: Buffer.from('é') },
+    ];
+    const answer = (encoding: AnswerEncoding) => ({
+      messages: stored.map((m) => fetchedMessage(m.shard, m.id, m.publishedAt, m.payload, encoding)),
+      positions: { 'shard-0': 9 },
+      heldElsewhere: ['shard-2'],
+      generations: { 'shard-0': 1 },
+      commitError: new MqError(503, 'offsets_unavailable', 'later'),
+    });
+    const json = JSON.parse(fetchAnswerBody(answer('base64'), false).toString()) as Record<string, unknown>;
+    const binary = decodeFramedAnswer(fetchAnswerBody(answer('frames'), true), true);
+    const { messages, ...header } = json;
+    expect(binary.header).toEqual(header);
+    expect(binary.messages).toEqual(
+      (messages as { value: string }[]).map((m) => ({ ...m, value: Buffer.from(m.value, 'base64') })),
+    );
+    const text = decodeFramedAnswer(fetchAnswerBody(answer('frames'), true), false);
+    expect(text.messages.map((m) => m.value)).toEqual(stored.map((m) => m.payload.toString()));
+    const body = fetchAnswerBody(answer('frames'), true);
+    expect(() => decodeFramedAnswer(body.subarray(0, body.length - 1), true)).toThrow(/cut short/);
   });
 });
 
 describe('the multi-row INSERT', () => {
-  it('quotes text, escaping only quote, backslash and NUL, writes bytes as hex, stamps by the shard', () => {
-    const statement = insertStatement('mq.m_9', ['ab', 'it\'s \\ \0 "é"', Buffer.from([0, 0xff])]);
+  it('quotes text, escaping only quote, backslash and NUL, writes bytes as a binary literal, stamps by the shard', () => {
+    const statement = insertStatement('mq.m_9', [
+      'ab',
+      'it\'s \\ \0 "é"',
+      Buffer.from([0, 0x27, 0xff, 0x5c]),
+      Buffer.from('plain'),
+    ]);
     // The shard's time computed once, in the first row; the others take it from the variable.
-    expect(statement.subarray(STATEMENT_HEADROOM).toString()).toBe(
+    // Bytes go in as a binary literal, escaped like text.
+    expect(statement.subarray(STATEMENT_HEADROOM).toString('latin1')).toBe(
       'INSERT INTO mq.m_9 (published_at, payload) VALUES ' +
-        `(@mq_now:=UNIX_TIMESTAMP(NOW(3))*1000,'ab'),(@mq_now,'it\\'s \\\\ \\0 "é"'),(@mq_now,X'00ff')`,
+        `(@mq_now:=UNIX_TIMESTAMP(NOW(3))*1000,'ab'),(@mq_now,'it\\'s \\\\ \\0 "Ã©"'),` +
+        `(@mq_now,_binary'\\0\\'\xff\\\\'),(@mq_now,_binary'plain')`,
     );
   });
 });
@@ -490,6 +572,20 @@ describe('request parsing', () => {
     expect(() =>
       parsePublish({ messages: [{ value: 'a' }, { value: 'b' }, { value: 'c' }] }, limits),
     ).toThrow(/at most 2/);
+  });
+  it('splits what encodeFrames writes back into the messages, and enforces the same limits', () => {
+    const body = encodeFrames(['é', Buffer.from([0, 1]), '']);
+    const { payloads, bytes } = parseFramedPublish(body, { ...limits, maxMessagesPerPublish: 3 });
+    expect(payloads).toEqual([Buffer.from('é'), Buffer.from([0, 1]), Buffer.alloc(0)]);
+    expect(bytes).toBe(4);
+    expect(() => parseFramedPublish(Buffer.alloc(0), limits)).toThrow(/at least one message/);
+    expect(() => parseFramedPublish(encodeFrames(['abcde']), limits)).toThrow(
+      /message 0 is 5 bytes; the limit is 4/,
+    );
+    expect(() => parseFramedPublish(encodeFrames(['a', 'b', 'c']), limits)).toThrow(/at most 2/);
+    expect(() => parseFramedPublish(body.subarray(0, 11), limits)).toThrow(
+      /message 1 is 2 bytes but the body ends 1 bytes after its size/,
+    );
   });
   it('fills fetch defaults', () => {
     expect(parseFetch({ consumer: 'c1' })).toMatchObject({
