@@ -146,7 +146,7 @@ describe('broker Deployment', () => {
 
   it('takes secrets from Secrets only', () => {
     expect(envOf(c)).toEqual({
-      NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=8',
+      NODE_OPTIONS: '--max-old-space-size=128 --max-semi-space-size=4',
       MQ_DB_USER: 'mq_broker',
       MQ_DB_PASSWORD: { secretKeyRef: { name: 'mq-credentials', key: 'broker-password' } },
       MQ_ADMIN_TOKEN: { secretKeyRef: { name: 'mq-credentials', key: 'admin-token' } },
