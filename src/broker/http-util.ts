@@ -59,17 +59,18 @@ export function readBody(
   });
 }
 
+/** A media type as a header names it, without parameters, lower case. */
+const bareType = (value: string) => value.split(';', 1)[0].trim().toLowerCase();
+
 /** The request's Content-Type without parameters, lower case ('' when there is none). */
 export function mediaType(req: IncomingMessage): string {
-  return (req.headers['content-type'] ?? '').split(';', 1)[0].trim().toLowerCase();
+  return bareType(req.headers['content-type'] ?? '');
 }
 
 /** Whether the request's Accept header names `type` (exactly; no wildcards). */
 export function accepts(req: IncomingMessage, type: string): boolean {
   const accept = req.headers.accept;
-  return (
-    accept !== undefined && accept.split(',').some((t) => t.split(';', 1)[0].trim().toLowerCase() === type)
-  );
+  return accept !== undefined && accept.split(',').some((t) => bareType(t) === type);
 }
 
 export function sendJson(res: ServerResponse, status: number, body: unknown): void {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Broker } from '../../src/broker/broker.js';
 import { Consumer, Producer } from '../../src/client/index.js';
 import type { LocalShards } from '../../tools/local/cluster.js';
-import { startBroker, startShards } from '../support/dataplane.js';
+import { post, startBroker, startShards } from '../support/dataplane.js';
 
 /** The broker renders its own INSERTs: every byte must come back as it was published. */
 let cluster: LocalShards;
@@ -74,12 +74,9 @@ describe('payloads through the broker', () => {
 });
 
 describe('publish bodies', () => {
-  const post = (topic: string, body: Buffer, contentType: string) =>
-    fetch(`${broker.url}/v1/topics/${topic}/messages`, {
-      method: 'POST',
-      headers: { 'content-type': contentType },
-      body,
-    });
+  const FRAMED = { 'content-type': 'application/vnd.mysqlmq.frames' };
+  const publish = (topic: string, body: unknown, headers: Record<string, string> = {}) =>
+    post(`${broker.url}/v1/topics/${topic}/messages`, body, headers);
   const frame = (payload: Buffer, size = payload.length) => {
     const header = Buffer.alloc(4);
     header.writeUInt32BE(size);
@@ -90,19 +87,15 @@ describe('publish bodies', () => {
     const producer = new Producer({ brokers: [broker.url] });
     const topic = 'bodies';
     await producer.createTopic(topic);
-    const framed = await post(
+    const framed = await publish(
       topic,
       Buffer.concat([frame(Buffer.from('first')), frame(Buffer.from([0x27, 0])), frame(Buffer.alloc(0))]),
-      'application/vnd.mysqlmq.frames',
+      FRAMED,
     );
     expect(framed.status).toBe(200);
-    expect(await framed.json()).toMatchObject({ count: 3 });
-    const json = await post(
-      topic,
-      Buffer.from(JSON.stringify({ messages: [{ value: 'JwA=' }], encoding: 'base64' })),
-      'application/json',
-    );
-    expect(await json.json()).toMatchObject({ count: 1 });
+    expect(framed.body).toMatchObject({ count: 3 });
+    const json = await publish(topic, { messages: [{ value: 'JwA=' }], encoding: 'base64' });
+    expect(json.body).toMatchObject({ count: 1 });
     // A fetch without the SDK's Accept header is answered in JSON, values as asked for.
     const values: string[] = [];
     let positions = {};
@@ -127,21 +120,21 @@ describe('publish bodies', () => {
   });
 
   it('refuses a framed body that is cut short or too large with a 4xx the caller can act on', async () => {
-    const cut = await post('bodies', frame(Buffer.from('abc'), 10), 'application/vnd.mysqlmq.frames');
+    const cut = await publish('bodies', frame(Buffer.from('abc'), 10), FRAMED);
     expect(cut.status).toBe(400);
-    expect(await cut.json()).toEqual({
+    expect(cut.body).toEqual({
       code: 'invalid_messages',
       message: 'message 0 is 10 bytes but the body ends 3 bytes after its size',
     });
-    const halfHeader = await post('bodies', Buffer.from([0, 0]), 'application/vnd.mysqlmq.frames');
-    expect(await halfHeader.json()).toMatchObject({ code: 'invalid_messages' });
-    const large = await post(
+    const halfHeader = await publish('bodies', Buffer.from([0, 0]), FRAMED);
+    expect(halfHeader.body).toMatchObject({ code: 'invalid_messages' });
+    const large = await publish(
       'bodies',
       Buffer.concat([frame(Buffer.from('ok')), frame(Buffer.alloc(2 << 20))]),
-      'application/vnd.mysqlmq.frames',
+      FRAMED,
     );
     expect(large.status).toBe(413);
-    expect(await large.json()).toMatchObject({ code: 'message_too_large' });
+    expect(large.body).toMatchObject({ code: 'message_too_large' });
   });
 
   it('lets the SDK fall back to JSON when a broker predates framed publishes and answers', async () => {

@@ -35,17 +35,17 @@ export function startBroker(
   );
 }
 
+/** A POST of `body` (an object as JSON; text and bytes as they are) and its JSON answer. */
 export async function post(url: string, body: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
+    body: typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined };
 }
 
-/** Committed offset per shard of a group, as the broker's offsets route reports it. */
 /**
  * The value of the first sample on a metrics page whose line starts with `series` (name and
  * labels, as the page writes them) or matches it; 0 when there is none.
@@ -62,6 +62,7 @@ export async function metric(brokerUrl: string, series: string | RegExp): Promis
   return sampleIn(await (await fetch(`${brokerUrl}/metrics`)).text(), series);
 }
 
+/** Committed offset per shard of a group, as the broker's offsets route reports it. */
 export async function committedOffsets(
   brokerUrl: string,
   topic: string,
