@@ -9,7 +9,7 @@ import {
   allows,
   tokenSha256,
 } from '../api/users.js';
-import { certificateClaim, peerCertificate } from './client-certificate.js';
+import { type CertificateClaim, connectionClaim } from './client-certificate.js';
 
 /** Who made a request, once its token is known. */
 export interface Principal {
@@ -98,8 +98,8 @@ export class Auth {
   authenticate(req: IncomingMessage): Principal {
     const token = bearerToken(req);
     if (token === undefined) {
-      const peer = this.clientCertificates ? peerCertificate(req) : undefined;
-      if (peer) return this.certificateUser(certificateClaim(peer));
+      const claim = this.clientCertificates ? connectionClaim(req) : undefined;
+      if (claim) return this.certificateUser(claim);
       if (!this.usersEnabled) return ANONYMOUS;
       throw unauthenticated(
         this.clientCertificates
@@ -118,7 +118,7 @@ export class Auth {
   }
 
   /** The current user a client certificate names; read per request, so a removed user is refused at once. */
-  private certificateUser(claim: ReturnType<typeof certificateClaim>): Principal {
+  private certificateUser(claim: CertificateClaim): Principal {
     if ('problem' in claim) throw unauthenticated(claim.problem);
     const known = this.users.find((k) => k.principal.name === claim.user);
     if (!known) {

@@ -49,6 +49,7 @@ import { TopicCatalog } from './topic-catalog.js';
 import { BatchingWriter, type WriterOptions } from './writer.js';
 import {
   CertificateReloader,
+  SERVER_SECURE_OPTIONS,
   type TlsFiles,
   type TlsPems,
   describeCertificate,
@@ -276,6 +277,7 @@ export class Broker {
             // Asked for, not required: token clients connect as before, and a certificate that
             // does not verify gets a 401 that says why rather than a failed handshake.
             ...(tlsPems.ca ? { requestCert: true, rejectUnauthorized: false } : {}),
+            secureOptions: SERVER_SECURE_OPTIONS,
           },
           handler,
         )

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, constants } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import type { Server as HttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
@@ -19,6 +19,13 @@ export interface TlsPems {
   /** The client CA, when `clientCaFile` is given: what a client certificate must chain to. */
   ca?: Buffer;
 }
+
+/**
+ * OpenSSL options of the HTTPS server, at start and on every reload: no renegotiation, so a
+ * connection's client certificate stays the one of its handshake (client-certificate.ts judges it
+ * once); nothing here needs renegotiation.
+ */
+export const SERVER_SECURE_OPTIONS = constants.SSL_OP_NO_RENEGOTIATION;
 
 /** The files' contents, checked to be a certificate and its key, and their `version` (mtimes). */
 export async function readTlsFiles(files: TlsFiles): Promise<{ pems: TlsPems; version: string }> {
@@ -97,7 +104,7 @@ export class CertificateReloader {
     try {
       if ((await filesVersion(this.files)) === this.loaded) return;
       const { pems, version } = await readTlsFiles(this.files);
-      this.server.setSecureContext(pems);
+      this.server.setSecureContext({ ...pems, secureOptions: SERVER_SECURE_OPTIONS });
       this.loaded = version;
       this.log.info('tls certificate reloaded', {
         file: this.files.certFile,

@@ -1,6 +1,7 @@
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { TopicRight } from '../../src/api/users.js';
 import { Consumer, MqClientError, Producer } from '../../src/client/index.js';
@@ -219,11 +220,14 @@ describe('a broker taking client certificates', () => {
   });
 
   it('refuses the certificate of a user removed from the users file, once the file is re-read', async () => {
-    expect((await new Producer(withCert(certs.leaver)).send('orders', 'still here')).id).toBeGreaterThan(0);
+    // One producer, so its open connection too: the certificate is judged once per connection,
+    // the user it names on every request.
+    const producer = new Producer(withCert(certs.leaver));
+    expect((await producer.send('orders', 'still here')).id).toBeGreaterThan(0);
     await writeUsers(Object.fromEntries(Object.entries(USERS).filter(([name]) => name !== 'leaver')));
     const err = await waitFor('the removed user refused', async () => {
       try {
-        await new Producer(withCert(certs.leaver)).send('orders', 'x');
+        await producer.send('orders', 'x');
         return undefined;
       } catch (e) {
         return e instanceof MqClientError ? e : undefined;
@@ -250,4 +254,31 @@ describe('a broker taking client certificates', () => {
     const err = await refusal(new Producer(withCert(certs.billing)).send('orders', 'x'));
     expect([err.status, err.code]).toEqual([401, 'unauthenticated']);
   });
+
+  it('refuses TLS renegotiation, also after a reload: a connection keeps the certificate it showed', async () => {
+    expect(await renegotiation(certs.otherCaBilling)).toMatch(/no renegotiation/);
+  });
 });
+
+/** What becomes of a TLS 1.2 connection presenting `pair` that asks to renegotiate. */
+async function renegotiation(pair: KeyPairPem): Promise<string> {
+  const socket = connect({
+    host: HOST,
+    port: PORT,
+    ca: ca.certPem,
+    servername: serverName,
+    rejectUnauthorized: false,
+    maxVersion: 'TLSv1.2',
+    cert: pair.certPem,
+    key: pair.keyPem,
+  });
+  try {
+    await new Promise((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+    return await new Promise<string>((resolve) => {
+      socket.once('error', (err) => resolve(err.message));
+      socket.renegotiate({ rejectUnauthorized: false }, (err) => resolve(err ? err.message : 'renegotiated'));
+    });
+  } finally {
+    socket.destroy();
+  }
+}
