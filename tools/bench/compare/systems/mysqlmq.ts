@@ -27,7 +27,7 @@ export const MYSQLMQ_DEFAULTS: MysqlmqOptions = {
   brokers: 2,
   producers: 4,
   batchMessages: 2000,
-  lingerMs: 2,
+  lingerMs: 5,
   maxInflight: 4,
   fetchMessages: 5000,
   commitIntervalMs: 1000,
