@@ -9,7 +9,7 @@ import { subjectCommonName } from '../common/certificates.js';
  * (`rejectUnauthorized: false`), so token clients still connect; what the certificate claims is
  * judged here once per connection, whether that user exists in Auth per request.
  */
-export interface PeerCertificate {
+interface PeerCertificate {
   /** Whether it chains to the client CA (OpenSSL's verdict for the handshake). */
   authorized: boolean;
   /** OpenSSL's reason when not, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE. */
@@ -59,7 +59,7 @@ export type CertificateClaim = { user: string } | { problem: string };
  * for client authentication (extended key usage clientAuth, which the brokers' serving
  * certificate, from the same CA, lacks) and chain to the client CA. Pure.
  */
-export function certificateClaim(peer: PeerCertificate): CertificateClaim {
+function certificateClaim(peer: PeerCertificate): CertificateClaim {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(peer.raw);

@@ -256,6 +256,7 @@ describe('a broker taking client certificates', () => {
   });
 
   it('refuses TLS renegotiation, also after a reload: a connection keeps the certificate it showed', async () => {
+    // Runs after the test above replaced the client CA: the server's context is a reloaded one.
     expect(await renegotiation(certs.otherCaBilling)).toMatch(/no renegotiation/);
   });
 });
